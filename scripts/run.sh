@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Sets up what is missing, builds, and runs the service's main job on the embedded defaults:
+# training on the built-in seeded synthetic data. Extra arguments go to `categorizer train`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh run
+cargo build --release --locked --bin categorizer
+exec target/release/categorizer train "$@"

@@ -1,0 +1,198 @@
+//! Typed settings, layered: the built-in `config/default.yaml` (embedded) → an optional file →
+//! environment variables `CATEGORIZER__SECTION__KEY`. Every layer overrides key by key; the
+//! result is deserialised once and validated, so a bad value is an error naming its key.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_yaml::Value;
+
+use crate::error::{Error, Result};
+use crate::features::ReferenceDate;
+
+pub const DEFAULT_YAML: &str = include_str!("../config/default.yaml");
+const ENV_PREFIX: &str = "CATEGORIZER__";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub data: DataSettings,
+    pub features: FeatureSettings,
+    pub split: SplitSettings,
+    pub segmentation: SegmentationSettings,
+    pub device: DeviceChoice,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSettings {
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureSettings {
+    pub reference_date: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitSettings {
+    pub test_fraction: f64,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentationSettings {
+    pub k: usize,
+    pub pca_components: usize,
+    pub n_init: usize,
+    pub max_iter: usize,
+    pub tolerance: f64,
+    pub silhouette_sample: usize,
+}
+
+/// Which compute device numeric training runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// A GPU through wgpu when one is found, else the CPU backend.
+    Auto,
+    /// wgpu (Vulkan); any adapter, including a software one.
+    Gpu,
+    /// burn's CPU backend.
+    Cpu,
+}
+
+impl Settings {
+    /// Built-in defaults, then `file` if given, then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self> {
+        Self::load_with_env(file, std::env::vars())
+    }
+
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self> {
+        let mut tree: Value = serde_yaml::from_str(DEFAULT_YAML)
+            .map_err(|e| Error::config("<built-in>", e.to_string()))?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+            let layer: Value = serde_yaml::from_str(&text)
+                .map_err(|e| Error::config(path.display().to_string(), e.to_string()))?;
+            merge(&mut tree, layer);
+        }
+        for (name, raw) in env {
+            let Some(path) = name.strip_prefix(ENV_PREFIX) else { continue };
+            let keys: Vec<String> = path.split("__").map(|k| k.to_ascii_lowercase()).collect();
+            let value: Value = serde_yaml::from_str(&raw).unwrap_or(Value::String(raw));
+            set_path(&mut tree, &keys, value);
+        }
+        let settings: Settings = serde_yaml::from_value(tree)
+            .map_err(|e| Error::config(error_key(&e), e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks every value a type cannot express; the error names the key.
+    pub fn validate(&self) -> Result<()> {
+        let s = &self.segmentation;
+        let check = |ok: bool, key: &str, msg: &str| if ok { Ok(()) } else { Err(Error::config(key, msg)) };
+        check(
+            self.split.test_fraction > 0.0 && self.split.test_fraction < 1.0,
+            "split.test_fraction",
+            "must be between 0 and 1 (exclusive)",
+        )?;
+        check((2..=64).contains(&s.k), "segmentation.k", "must be between 2 and 64")?;
+        check(
+            (1..=crate::schema::N_FEATURES).contains(&s.pca_components),
+            "segmentation.pca_components",
+            "must be between 1 and 21",
+        )?;
+        check(s.n_init >= 1, "segmentation.n_init", "must be at least 1")?;
+        check(s.max_iter >= 1, "segmentation.max_iter", "must be at least 1")?;
+        check(s.tolerance >= 0.0 && s.tolerance.is_finite(), "segmentation.tolerance", "must be a finite number >= 0")?;
+        check(s.silhouette_sample >= 2, "segmentation.silhouette_sample", "must be at least 2")?;
+        ReferenceDate::parse(&self.features.reference_date)
+            .map_err(|m| Error::config("features.reference_date", m))?;
+        Ok(())
+    }
+
+    pub fn reference_date(&self) -> ReferenceDate {
+        ReferenceDate::parse(&self.features.reference_date).expect("validated at load")
+    }
+}
+
+fn merge(base: &mut Value, layer: Value) {
+    match (base, layer) {
+        (Value::Mapping(base), Value::Mapping(layer)) => {
+            for (k, v) in layer {
+                match base.get_mut(&k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        base.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+fn set_path(tree: &mut Value, keys: &[String], value: Value) {
+    let Some((first, rest)) = keys.split_first() else {
+        *tree = value;
+        return;
+    };
+    if !tree.is_mapping() {
+        *tree = Value::Mapping(Default::default());
+    }
+    let map = tree.as_mapping_mut().expect("just made a mapping");
+    let slot = map.entry(Value::String(first.clone())).or_insert(Value::Null);
+    set_path(slot, rest, value);
+}
+
+/// serde_yaml reports "section.key: message" for nested errors; pull the key out.
+fn error_key(e: &serde_yaml::Error) -> String {
+    let text = e.to_string();
+    match text.split_once(": ") {
+        Some((key, _)) if !key.contains(' ') => key.to_string(),
+        _ => "<settings>".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let s = Settings::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(s.segmentation.k, 3);
+        assert_eq!(s.split.seed, 42);
+        assert_eq!(s.device, DeviceChoice::Auto);
+    }
+
+    #[test]
+    fn environment_overrides_one_key() {
+        let s = Settings::load_with_env(None, env(&[("CATEGORIZER__SEGMENTATION__K", "4")])).unwrap();
+        assert_eq!(s.segmentation.k, 4);
+        assert_eq!(s.segmentation.n_init, 10);
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let err = Settings::load_with_env(None, env(&[("CATEGORIZER__SEGMENTATION__K", "1")])).unwrap_err();
+        assert!(err.to_string().contains("segmentation.k"), "{err}");
+        let err = Settings::load_with_env(None, env(&[("CATEGORIZER__SPLIT__TEST_FRACTION", "abc")])).unwrap_err();
+        assert!(err.to_string().contains("test_fraction"), "{err}");
+        let err =
+            Settings::load_with_env(None, env(&[("CATEGORIZER__FEATURES__REFERENCE_DATE", "31-12-2014")])).unwrap_err();
+        assert!(err.to_string().contains("features.reference_date"), "{err}");
+    }
+}

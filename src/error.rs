@@ -1,0 +1,58 @@
+//! The crate's error type. Every variant that comes from bad input names the file, column or
+//! row it is about, so a user can find and fix the value.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+
+    #[error("{path}: the file is empty")]
+    EmptyFile { path: PathBuf },
+
+    #[error("{source_name}: no data rows (only a header, or nothing)")]
+    NoRows { source_name: String },
+
+    #[error("{source_name}: required column '{column}' is missing (columns found: {found})")]
+    MissingColumn { source_name: String, column: String, found: String },
+
+    #[error("{source_name}: column '{column}', row {row}: '{value}' is not a valid {expected}")]
+    BadValue { source_name: String, column: String, row: usize, value: String, expected: &'static str },
+
+    #[error("{source_name}: column '{column}' has type {found}, expected {expected}")]
+    BadColumnType { source_name: String, column: String, found: String, expected: &'static str },
+
+    #[error("{0}: unsupported data source (expected a .csv, .tsv, .txt or .parquet file, or synthetic:rows=N,seed=S)")]
+    UnsupportedSource(String),
+
+    #[error("no usable rows left after dropping rejected records: {0}")]
+    NoUsableRows(String),
+
+    #[error("configuration key '{key}': {message}")]
+    Config { key: String, message: String },
+
+    #[error("device: {0}")]
+    Device(String),
+
+    #[error("training: {0}")]
+    Training(String),
+
+    #[error(transparent)]
+    Polars(#[from] polars::error::PolarsError),
+
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    pub fn config(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Config { key: key.into(), message: message.into() }
+    }
+}

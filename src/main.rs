@@ -1,0 +1,136 @@
+//! `categorizer`: the command line. Thin: parses arguments, calls the library, prints results.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+
+use categorizer::config::{DeviceChoice, Settings};
+use categorizer::ingest::{self, DataSource};
+use categorizer::train::{self, TrainOutcome, TrainRequest};
+
+#[derive(Parser)]
+#[command(name = "categorizer", version, about = "Learns retail customer segments and serves them fast")]
+struct Cli {
+    /// Settings file layered over the built-in defaults (environment variables CATEGORIZER__SECTION__KEY override both).
+    #[arg(long, global = true, env = "CATEGORIZER_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write seeded synthetic customer records with the 29-column schema.
+    Generate {
+        #[arg(long, default_value_t = 2240)]
+        rows: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Output file: .csv/.tsv (tab-separated) or .parquet.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Learn the segments: features, preprocessing, PCA + KMeans; writes a run directory.
+    Train {
+        /// CSV/Parquet file or synthetic:rows=N,seed=S (default: the configured source).
+        #[arg(long)]
+        data: Option<String>,
+        /// Compute device for training.
+        #[arg(long, value_enum)]
+        device: Option<DeviceChoice>,
+        /// Seed for the split and KMeans (default: split.seed from the settings).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Run directory to write (default: runs/run-<unix time>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,wgpu=warn,cubecl=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Generate { rows, seed, out } => {
+            let start = Instant::now();
+            let mut df = ingest::synthetic::generate(rows, seed);
+            ingest::write_records(&mut df, &out)?;
+            println!("wrote {rows} records (seed {seed}) to {} in {:.2} s", out.display(), start.elapsed().as_secs_f64());
+        }
+        Command::Train { data, device, seed, out, quiet } => {
+            if let Some(seed) = seed {
+                settings.split.seed = seed;
+            }
+            let source = DataSource::parse(data.as_deref().unwrap_or(&settings.data.source))?;
+            let out_dir = out.unwrap_or_else(|| {
+                let secs = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                PathBuf::from(format!("runs/run-{secs}"))
+            });
+            let req = TrainRequest {
+                source,
+                device: device.unwrap_or(settings.device),
+                settings,
+                out_dir,
+                progress: !quiet && std::io::stderr().is_terminal(),
+            };
+            let outcome = train::run(&req)?;
+            print_summary(&outcome);
+        }
+    }
+    Ok(())
+}
+
+fn print_summary(o: &TrainOutcome) {
+    let m = &o.metrics;
+    println!();
+    println!("Segmentation of {} ({} rows usable of {} read; {} train / {} test)", m.data.source, m.rows, m.data.rows_read, m.data.train_rows, m.data.test_rows);
+    if !m.data.rejected.is_empty() {
+        println!("Set aside:");
+        for (reason, r) in &m.data.rejected {
+            let rows: Vec<String> = r.rows.iter().map(|r| r.to_string()).collect();
+            println!("  {reason}: {} (rows {})", r.count, rows.join(", "));
+        }
+    }
+    println!("Device: {} ({}{})", m.device.kind, m.device.backend, m.device.adapter.as_deref().map(|a| format!(", {a}")).unwrap_or_default());
+    println!();
+    println!("               silhouette  davies-bouldin          wcss");
+    println!("  train split  {:>10.4}  {:>14.4}  {:>12.2}", m.train.silhouette, m.train.davies_bouldin, m.train.wcss);
+    println!("  test split   {:>10.4}  {:>14.4}  {:>12.2}", m.test.silhouette, m.test.davies_bouldin, m.test.wcss);
+    println!();
+    println!("  id  size    share  income   spending  age  children  name");
+    for s in &m.segments {
+        println!(
+            "  {:>2}  {:>6}  {:>5.1}%  {:>7.0}  {:>8.0}  {:>3.0}  {:>8.2}  {}",
+            s.id, s.size, 100.0 * s.share, s.means["Income"], s.means["Total_Spending"], s.means["Age"], s.means["Children"], s.name
+        );
+    }
+    println!();
+    let stages: Vec<String> = m.seconds.iter().filter(|(k, _)| *k != "total").map(|(k, v)| format!("{k} {:.3}", v.as_f64().unwrap_or(0.0))).collect();
+    println!("Seconds: {} | total {:.3}", stages.join(", "), m.seconds.get("total").and_then(|v| v.as_f64()).unwrap_or(0.0));
+    println!("Run directory: {}", o.run_dir.display());
+}

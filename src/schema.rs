@@ -1,0 +1,219 @@
+//! The one definition of what a customer is: the 29 raw columns (from `config/schema.yaml`,
+//! embedded at build time) and the 21 model features (defined here, in code).
+//!
+//! Everything else derives from these two tables: the readers, the feature expressions, the
+//! preprocessing, and later the web form, the JSON API, the ONNX input and validation.
+
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+/// The raw schema file, embedded so the binary runs with nothing beside it.
+pub const RAW_SCHEMA_YAML: &str = include_str!("../config/schema.yaml");
+
+/// The kind of value a raw column holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawType {
+    Integer,
+    Number,
+    Category,
+    Date,
+}
+
+/// One raw column of the marketing-campaign record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawColumn {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: RawType,
+    #[serde(default)]
+    pub nullable: bool,
+    #[serde(default)]
+    pub min: Option<f64>,
+    #[serde(default)]
+    pub max: Option<f64>,
+    #[serde(default)]
+    pub values: Vec<String>,
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+/// The raw record schema.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchema {
+    pub columns: Vec<RawColumn>,
+}
+
+impl RawSchema {
+    /// The embedded schema, parsed once.
+    pub fn get() -> &'static RawSchema {
+        static SCHEMA: OnceLock<RawSchema> = OnceLock::new();
+        SCHEMA.get_or_init(|| {
+            let schema: RawSchema = serde_yaml::from_str(RAW_SCHEMA_YAML)
+                .expect("config/schema.yaml is embedded at build time and must parse");
+            assert_eq!(schema.columns.len(), 29, "the raw schema has 29 columns");
+            schema
+        })
+    }
+
+    pub fn column(&self, name: &str) -> Option<&RawColumn> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.columns.iter().map(|c| c.name.as_str())
+    }
+}
+
+/// How a feature's value is typed in and interpreted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeatureKind {
+    /// A whole number (counts, years, days).
+    Integer,
+    /// A real number (money).
+    Real,
+    /// A coded choice: the value is the index into `choices`.
+    Coded,
+}
+
+/// One of the 21 model features.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Feature {
+    /// Form field, JSON key, ONNX feature name and column name: one identifier everywhere.
+    pub key: &'static str,
+    /// What a person reads next to the field.
+    pub label: &'static str,
+    /// Unit of the value, empty when it has none.
+    pub unit: &'static str,
+    pub kind: FeatureKind,
+    /// Labels of the codes 0, 1, ... for coded features; empty otherwise.
+    pub choices: &'static [&'static str],
+    /// Allowed range, inclusive.
+    pub min: f64,
+    pub max: f64,
+    /// Heavily skewed: Yeo-Johnson transformed before scaling.
+    pub skewed: bool,
+    /// How the feature is made from the raw record.
+    pub derivation: &'static str,
+}
+
+const fn feature(
+    key: &'static str,
+    label: &'static str,
+    unit: &'static str,
+    kind: FeatureKind,
+    min: f64,
+    max: f64,
+    skewed: bool,
+    derivation: &'static str,
+) -> Feature {
+    Feature { key, label, unit, kind, choices: &[], min, max, skewed, derivation }
+}
+
+const fn coded(
+    key: &'static str,
+    label: &'static str,
+    choices: &'static [&'static str],
+    derivation: &'static str,
+) -> Feature {
+    Feature {
+        key,
+        label,
+        unit: "",
+        kind: FeatureKind::Coded,
+        choices,
+        min: 0.0,
+        max: (choices.len() - 1) as f64,
+        skewed: false,
+        derivation,
+    }
+}
+
+use FeatureKind::{Integer, Real};
+
+/// Education levels in ordinal order: the code is the index.
+pub const EDUCATION_LEVELS: &[&str] = &["Basic", "2n Cycle", "Graduation", "Master", "PhD"];
+/// Marital statuses that count as living with a partner (Marital_Status = 1).
+pub const PARTNERED: &[&str] = &["Married", "Together"];
+/// The six spending columns summed into Total_Spending.
+pub const SPEND_COLUMNS: [&str; 6] =
+    ["MntWines", "MntFruits", "MntMeatProducts", "MntFishProducts", "MntSweetProducts", "MntGoldProds"];
+/// The five campaign columns summed into Total_Promo.
+pub const CAMPAIGN_COLUMNS: [&str; 5] =
+    ["AcceptedCmp1", "AcceptedCmp2", "AcceptedCmp3", "AcceptedCmp4", "AcceptedCmp5"];
+
+/// Number of model features.
+pub const N_FEATURES: usize = 21;
+
+/// The 21 model features, in model input order.
+pub const FEATURES: [Feature; N_FEATURES] = [
+    feature("Age", "Age", "years", Integer, 0.0, 130.0, true, "reference year - Year_Birth"),
+    coded("Education", "Education", EDUCATION_LEVELS, "ordinal code of Education"),
+    coded("Marital_Status", "Lives with a partner", &["No", "Yes"], "1 for Married/Together, else 0"),
+    coded("Parental_Status", "Has children at home", &["No", "Yes"], "1 when Children > 0"),
+    feature("Children", "Children at home", "", Integer, 0.0, 20.0, false, "Kidhome + Teenhome"),
+    feature("Income", "Yearly household income", "$", Real, 0.0, 10_000_000.0, false, "Income"),
+    feature("Total_Spending", "Total spending (2 years)", "$", Real, 0.0, 1_000_000.0, true, "sum of the six Mnt columns"),
+    feature("Days_as_Customer", "Days as customer", "days", Integer, 0.0, 36_500.0, false, "reference date - Dt_Customer"),
+    feature("Recency", "Days since last purchase", "days", Integer, 0.0, 36_500.0, false, "Recency"),
+    feature("Wines", "Spent on wine", "$", Real, 0.0, 1_000_000.0, true, "MntWines"),
+    feature("Fruits", "Spent on fruits", "$", Real, 0.0, 1_000_000.0, true, "MntFruits"),
+    feature("Meat", "Spent on meat", "$", Real, 0.0, 1_000_000.0, true, "MntMeatProducts"),
+    feature("Fish", "Spent on fish", "$", Real, 0.0, 1_000_000.0, true, "MntFishProducts"),
+    feature("Sweets", "Spent on sweets", "$", Real, 0.0, 1_000_000.0, true, "MntSweetProducts"),
+    feature("Gold", "Spent on gold", "$", Real, 0.0, 1_000_000.0, true, "MntGoldProds"),
+    feature("Web", "Web purchases", "purchases", Integer, 0.0, 10_000.0, false, "NumWebPurchases"),
+    feature("Catalog", "Catalog purchases", "purchases", Integer, 0.0, 10_000.0, false, "NumCatalogPurchases"),
+    feature("Store", "Store purchases", "purchases", Integer, 0.0, 10_000.0, false, "NumStorePurchases"),
+    feature("Discount_Purchases", "Purchases with a discount", "purchases", Integer, 0.0, 10_000.0, false, "NumDealsPurchases"),
+    feature("Total_Promo", "Campaign offers accepted", "of 5", Integer, 0.0, 5.0, false, "AcceptedCmp1 + ... + AcceptedCmp5"),
+    feature("NumWebVisitsMonth", "Web visits last month", "visits", Integer, 0.0, 10_000.0, false, "NumWebVisitsMonth"),
+];
+
+/// Position of a feature in model input order.
+pub fn feature_index(key: &str) -> Option<usize> {
+    FEATURES.iter().position(|f| f.key == key)
+}
+
+/// The feature keys in model input order.
+pub fn feature_keys() -> impl Iterator<Item = &'static str> {
+    FEATURES.iter().map(|f| f.key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_schema_has_the_29_columns_once_each() {
+        let schema = RawSchema::get();
+        let mut names: Vec<&str> = schema.names().collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), 29);
+        for col in SPEND_COLUMNS.iter().chain(CAMPAIGN_COLUMNS.iter()) {
+            assert!(schema.column(col).is_some(), "{col} missing from schema.yaml");
+        }
+    }
+
+    #[test]
+    fn features_are_the_21_form_keys_in_order() {
+        let keys: Vec<&str> = feature_keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "Age", "Education", "Marital_Status", "Parental_Status", "Children", "Income",
+                "Total_Spending", "Days_as_Customer", "Recency", "Wines", "Fruits", "Meat", "Fish",
+                "Sweets", "Gold", "Web", "Catalog", "Store", "Discount_Purchases", "Total_Promo",
+                "NumWebVisitsMonth"
+            ]
+        );
+        let skewed: Vec<&str> = FEATURES.iter().filter(|f| f.skewed).map(|f| f.key).collect();
+        assert_eq!(skewed, ["Age", "Total_Spending", "Wines", "Fruits", "Meat", "Fish", "Sweets", "Gold"]);
+        assert_eq!(FEATURES[1].max, 4.0);
+    }
+}

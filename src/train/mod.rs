@@ -1,0 +1,374 @@
+//! Training: from a data source to a fitted segmentation and a run directory.
+//!
+//! ingest → features → seeded 80/20 split → preprocessing fitted on the training rows →
+//! PCA(2) and KMeans on the training device → canonical segment ids → metrics. The test split
+//! is assigned by the fitted model, never re-clustered. The run directory holds the fitted
+//! parameters (`model.json`), `metrics.json` and every row's segment (`assignments.csv`).
+
+pub mod device;
+pub mod kmeans;
+pub mod metrics;
+pub mod pca;
+pub mod progress;
+pub mod segments;
+pub mod tensor;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::prelude::*;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{DeviceChoice, Settings};
+use crate::error::{Error, Result};
+use crate::features::{self, ReferenceDate, RowReport};
+use crate::ingest::DataSource;
+use crate::matrix::Matrix;
+use crate::preprocess::Preprocessor;
+use device::ComputeDevice;
+use kmeans::{Assignment, KMeansModel, KMeansParams};
+use metrics::ClusterMetrics;
+use pca::Pca;
+use progress::Progress;
+use segments::SegmentProfile;
+
+/// Everything fitted: enough to place any customer in a segment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentationModel {
+    pub reference_date: ReferenceDate,
+    pub preprocessor: Preprocessor,
+    pub pca: Pca,
+    /// Centres in canonical order (segment 0 = highest mean Total_Spending).
+    pub kmeans: KMeansModel,
+    pub segments: Vec<SegmentProfile>,
+}
+
+impl SegmentationModel {
+    /// Preprocesses raw feature rows and projects them into the embedding: [n, components].
+    pub fn embed(&self, raw: &Matrix, device: &Device) -> Tensor<2> {
+        let x = self.preprocessor.transform(raw);
+        self.pca.transform(&tensor::upload(&x, device))
+    }
+
+    /// Segments of raw feature rows, with their embedding coordinates (row-major).
+    pub fn assign(&self, raw: &Matrix, device: &Device) -> (Vec<f32>, Assignment) {
+        let emb = self.embed(raw, device);
+        let a = self.kmeans.assign(&emb);
+        (tensor::download(emb), a)
+    }
+}
+
+/// What `categorizer train` was asked to do.
+#[derive(Debug, Clone)]
+pub struct TrainRequest {
+    pub source: DataSource,
+    pub device: DeviceChoice,
+    pub settings: Settings,
+    /// The run directory to write; created if missing.
+    pub out_dir: PathBuf,
+    pub progress: bool,
+}
+
+/// Rows at each step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DataSummary {
+    pub source: String,
+    pub rows_read: usize,
+    pub rejected: std::collections::BTreeMap<String, features::Rejection>,
+    pub missing: std::collections::BTreeMap<String, usize>,
+    pub train_rows: usize,
+    pub test_rows: usize,
+}
+
+/// The content of `metrics.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainMetrics {
+    /// Clustering quality on the training split, in the PCA embedding.
+    pub silhouette: f64,
+    pub davies_bouldin: f64,
+    pub wcss: f64,
+    /// The same on the held-out split, assigned by the fitted model.
+    pub test: ClusterMetrics,
+    pub train: ClusterMetrics,
+    pub segments: Vec<SegmentProfile>,
+    pub device: ComputeDeviceInfo,
+    /// Usable rows (train + test).
+    pub rows: usize,
+    pub data: DataSummary,
+    pub seed: u64,
+    pub k: usize,
+    pub kmeans: KMeansSummary,
+    pub pca_explained_variance_ratio: Vec<f64>,
+    /// Wall-clock seconds per stage, in pipeline order, and their total.
+    pub seconds: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ComputeDeviceInfo {
+    pub requested: DeviceChoice,
+    pub kind: String,
+    pub backend: String,
+    pub adapter: Option<String>,
+}
+
+impl From<&ComputeDevice> for ComputeDeviceInfo {
+    fn from(d: &ComputeDevice) -> Self {
+        Self { requested: d.requested, kind: d.kind.into(), backend: d.backend.into(), adapter: d.adapter.clone() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KMeansSummary {
+    pub n_init: usize,
+    pub n_iter: usize,
+    pub best_restart: usize,
+    pub inertia: f64,
+}
+
+/// The outcome of a training run.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    pub model: SegmentationModel,
+    pub metrics: TrainMetrics,
+    pub run_dir: PathBuf,
+    pub train_labels: Vec<u32>,
+    pub test_labels: Vec<u32>,
+}
+
+/// Times stages and keeps them in order.
+struct Stopwatch {
+    start: Instant,
+    last: Instant,
+    stages: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Stopwatch {
+    fn new() -> Self {
+        let now = Instant::now();
+        Self { start: now, last: now, stages: Default::default() }
+    }
+    fn lap(&mut self, stage: &str) -> f64 {
+        let now = Instant::now();
+        let secs = (now - self.last).as_secs_f64();
+        self.last = now;
+        self.stages.insert(stage.into(), round6(secs).into());
+        secs
+    }
+    fn finish(mut self) -> serde_json::Map<String, serde_json::Value> {
+        self.stages.insert("total".into(), round6(self.start.elapsed().as_secs_f64()).into());
+        self.stages
+    }
+}
+
+fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+/// Seeded split of `n` rows: (train indices, test indices), each sorted.
+pub fn split_indices(n: usize, test_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    let n_test = ((n as f64) * test_fraction).ceil() as usize;
+    let n_test = n_test.min(n.saturating_sub(1));
+    let mut test = idx[..n_test].to_vec();
+    let mut train = idx[n_test..].to_vec();
+    test.sort_unstable();
+    train.sort_unstable();
+    (train, test)
+}
+
+/// Runs the whole training pipeline and writes the run directory.
+pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
+    let s = &req.settings;
+    let progress = Progress::new(req.progress);
+    let mut watch = Stopwatch::new();
+
+    let step = progress.step(format!("Reading {}", req.source.name()));
+    let raw = req.source.load()?;
+    step.finish(format!("Read {} records", raw.height()));
+    watch.lap("ingest");
+
+    let step = progress.step("Engineering features");
+    let table = features::engineer(&raw, s.reference_date())?;
+    drop(raw);
+    step.finish(format!("{} rows usable, {} set aside", table.report.rows_kept, table.report.rows_rejected()));
+    for line in table.report.summary_lines() {
+        tracing::warn!("set aside: {line}");
+    }
+    watch.lap("features");
+    let k = s.segmentation.k;
+    if table.matrix.rows() < 2 * k + 2 {
+        return Err(Error::NoUsableRows(describe(&table.report)));
+    }
+
+    let (train_idx, test_idx) = split_indices(table.matrix.rows(), s.split.test_fraction, s.split.seed);
+    let train_raw = table.matrix.gather_rows(&train_idx);
+    let test_raw = table.matrix.gather_rows(&test_idx);
+    watch.lap("split");
+
+    let step = progress.step("Fitting preprocessing");
+    let preprocessor = Preprocessor::fit(&train_raw);
+    let train_x = preprocessor.transform(&train_raw);
+    step.finish("Preprocessing fitted on the training split");
+    watch.lap("preprocess");
+
+    let step = progress.step("Starting the compute device");
+    let compute = device::select(req.device)?;
+    let dev = compute.device.clone();
+    step.finish(format!("Device: {compute}"));
+    watch.lap("device");
+
+    let step = progress.step("PCA");
+    let x = tensor::upload(&train_x, &dev);
+    drop(train_x);
+    let pca = Pca::fit(&x, s.segmentation.pca_components);
+    let emb_train_t = pca.transform(&x);
+    drop(x);
+    let emb_train = tensor::download(emb_train_t.clone());
+    step.finish(format!("PCA: {} components", pca.components.len()));
+    watch.lap("pca");
+
+    let params = KMeansParams {
+        k,
+        n_init: s.segmentation.n_init,
+        max_iter: s.segmentation.max_iter,
+        tolerance: s.segmentation.tolerance,
+        seed: s.split.seed,
+    };
+    let bar = progress.bar(params.max_iter as u64, "KMeans");
+    let mut km = kmeans::fit(&emb_train_t, &params, |i| bar.set_position(i as u64))?;
+    bar.finish(format!("KMeans: k = {k}, {} restarts, {} iterations", params.n_init, km.n_iter));
+    let mut train_assign = km.assign(&emb_train_t);
+    let order = segments::canonical_order(&train_raw, &train_assign.labels, k);
+    km.reorder(&order);
+    segments::relabel(&mut train_assign.labels, &order);
+    watch.lap("kmeans");
+
+    let step = progress.step("Evaluating");
+    let dims = pca.components.len();
+    let mut model = SegmentationModel {
+        reference_date: s.reference_date(),
+        preprocessor,
+        pca,
+        kmeans: km,
+        segments: Vec::new(),
+    };
+    let (emb_test, test_assign) = model.assign(&test_raw, &dev);
+    let sample = s.segmentation.silhouette_sample;
+    let seed = s.split.seed;
+    let train_m = metrics::evaluate(
+        &emb_train, dims, &train_assign.labels, &train_assign.sq_dist, &model.kmeans.centres, k, sample, seed, &dev,
+    );
+    let test_m = metrics::evaluate(
+        &emb_test, dims, &test_assign.labels, &test_assign.sq_dist, &model.kmeans.centres, k, sample, seed, &dev,
+    );
+    model.segments = segments::profiles(&train_raw, &train_assign.labels, k);
+    step.finish("Evaluated");
+    watch.lap("metrics");
+
+    let mut metrics = TrainMetrics {
+        silhouette: train_m.silhouette,
+        davies_bouldin: train_m.davies_bouldin,
+        wcss: train_m.wcss,
+        test: test_m,
+        train: train_m,
+        segments: model.segments.clone(),
+        device: (&compute).into(),
+        rows: table.matrix.rows(),
+        data: DataSummary {
+            source: req.source.name(),
+            rows_read: table.report.rows_read,
+            rejected: table.report.rejected.clone(),
+            missing: table.report.missing.clone(),
+            train_rows: train_idx.len(),
+            test_rows: test_idx.len(),
+        },
+        seed,
+        k,
+        kmeans: KMeansSummary {
+            n_init: params.n_init,
+            n_iter: model.kmeans.n_iter,
+            best_restart: model.kmeans.best_restart,
+            inertia: model.kmeans.inertia,
+        },
+        pca_explained_variance_ratio: model.pca.explained_variance_ratio.clone(),
+        seconds: Default::default(),
+    };
+
+    std::fs::create_dir_all(&req.out_dir).map_err(|e| Error::io(&req.out_dir, e))?;
+    write_json(&req.out_dir.join("model.json"), &model)?;
+    write_assignments(
+        &req.out_dir.join("assignments.csv"),
+        &table.source_rows,
+        (&train_idx, &train_assign.labels),
+        (&test_idx, &test_assign.labels),
+    )?;
+    watch.lap("write");
+    metrics.seconds = watch.finish();
+    write_json(&req.out_dir.join("metrics.json"), &metrics)?;
+
+    Ok(TrainOutcome {
+        model,
+        metrics,
+        run_dir: req.out_dir.clone(),
+        train_labels: train_assign.labels,
+        test_labels: test_assign.labels,
+    })
+}
+
+fn describe(report: &RowReport) -> String {
+    let mut text = format!("{} rows read, {} usable", report.rows_read, report.rows_kept);
+    for line in report.summary_lines() {
+        text.push_str("; ");
+        text.push_str(&line);
+    }
+    text
+}
+
+pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    std::fs::write(path, text).map_err(|e| Error::io(path, e))
+}
+
+/// `row,split,segment` for every usable input row (row = 1-based record number in the input).
+fn write_assignments(
+    path: &Path,
+    source_rows: &[u32],
+    train: (&[usize], &[u32]),
+    test: (&[usize], &[u32]),
+) -> Result<()> {
+    let mut rows: Vec<(u32, &str, u32)> = Vec::with_capacity(source_rows.len());
+    for (split, (idx, labels)) in [("train", train), ("test", test)] {
+        rows.extend(idx.iter().zip(labels).map(|(&i, &l)| (source_rows[i] + 1, split, l)));
+    }
+    rows.sort_unstable_by_key(|r| r.0);
+    let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    let mut w = std::io::BufWriter::new(file);
+    let io = |e| Error::io(path, e);
+    writeln!(w, "row,split,segment").map_err(io)?;
+    for (row, split, seg) in rows {
+        writeln!(w, "{row},{split},{seg}").map_err(io)?;
+    }
+    w.flush().map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_is_seeded_disjoint_and_complete() {
+        let (a_train, a_test) = split_indices(100, 0.2, 42);
+        let (b_train, b_test) = split_indices(100, 0.2, 42);
+        assert_eq!((a_train.clone(), a_test.clone()), (b_train, b_test));
+        assert_eq!(a_test.len(), 20);
+        let mut all: Vec<usize> = a_train.iter().chain(&a_test).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..100).collect::<Vec<_>>());
+        assert_ne!(split_indices(100, 0.2, 43).1, a_test);
+    }
+}

@@ -1,0 +1,86 @@
+//! The same training code on burn's CPU backend and on wgpu (Vulkan) gives the same answer.
+//!
+//! Needs a Vulkan adapter: a GPU, or Mesa's lavapipe (`apt-get install mesa-vulkan-drivers
+//! libvulkan1`, which `.ci/run` installs). Without one the tests say so and pass, unless
+//! CATEGORIZER_REQUIRE_GPU_TEST=1 (set by `.ci/run`), where they fail.
+
+use burn::prelude::*;
+use categorizer::config::DeviceChoice;
+use categorizer::ingest::DataSource;
+use categorizer::train::{self, TrainRequest, device, kmeans, pca::Pca, tensor::upload_vec};
+
+fn gpu_or_skip() -> Option<Device> {
+    match device::gpu() {
+        Ok(d) => Some(d.device),
+        Err(e) if std::env::var("CATEGORIZER_REQUIRE_GPU_TEST").is_ok_and(|v| v == "1") => {
+            panic!("CATEGORIZER_REQUIRE_GPU_TEST=1 but no wgpu device: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipped: {e}");
+            None
+        }
+    }
+}
+
+fn blobs() -> Vec<f32> {
+    let mut out = Vec::new();
+    for (cx, cy) in [(0.0f32, 0.0f32), (6.0, 1.0), (2.0, 7.0)] {
+        for i in 0..40 {
+            let t = i as f32 * 0.7;
+            out.extend_from_slice(&[cx + 0.8 * t.sin(), cy + 0.8 * (1.3 * t).cos()]);
+        }
+    }
+    out
+}
+
+#[test]
+fn kmeans_and_pca_agree_on_cpu_and_wgpu() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let cpu = Device::flex();
+    let params = kmeans::KMeansParams { k: 3, n_init: 2, max_iter: 50, tolerance: 1e-4, seed: 3 };
+    let run = |dev: &Device| {
+        let x = upload_vec(blobs(), 120, 2, dev);
+        let pca = Pca::fit(&x, 2);
+        let emb = pca.transform(&x);
+        let model = kmeans::fit(&emb, &params, |_| {}).unwrap();
+        let labels = model.assign(&emb).labels;
+        (pca, model, labels)
+    };
+    let (pca_c, km_c, labels_c) = run(&cpu);
+    let (pca_g, km_g, labels_g) = run(&gpu);
+    assert_eq!(labels_c, labels_g);
+    for (a, b) in pca_c.components.iter().flatten().zip(pca_g.components.iter().flatten()) {
+        assert!((a - b).abs() < 1e-3, "PCA loadings differ: {a} vs {b}");
+    }
+    for (a, b) in km_c.centres.iter().zip(&km_g.centres) {
+        assert!((a - b).abs() < 1e-3, "centres differ: {a} vs {b}");
+    }
+}
+
+#[test]
+fn the_pipeline_gives_the_same_segments_on_cpu_and_wgpu() {
+    if gpu_or_skip().is_none() {
+        return;
+    }
+    let run = |device: DeviceChoice| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = crate::settings();
+        settings.segmentation.n_init = 2;
+        let req = TrainRequest {
+            source: DataSource::Synthetic { rows: 400, seed: 21 },
+            device,
+            settings,
+            out_dir: dir.path().to_path_buf(),
+            progress: false,
+        };
+        train::run(&req).unwrap()
+    };
+    let cpu = run(DeviceChoice::Cpu);
+    let gpu = run(DeviceChoice::Gpu);
+    assert_eq!(gpu.metrics.device.kind, "gpu");
+    let agree = cpu.train_labels.iter().zip(&gpu.train_labels).filter(|(a, b)| a == b).count();
+    assert!(agree as f64 >= 0.999 * cpu.train_labels.len() as f64, "{agree} of {} agree", cpu.train_labels.len());
+    assert_eq!(cpu.test_labels, gpu.test_labels);
+    let sizes = |o: &train::TrainOutcome| o.metrics.segments.iter().map(|s| s.size).collect::<Vec<_>>();
+    assert_eq!(sizes(&cpu), sizes(&gpu));
+}
