@@ -18,8 +18,14 @@ fn bench(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("engineer", rows), &raw, |b, raw| {
             b.iter(|| engineer(raw, ReferenceDate::default()).unwrap())
         });
-        group.bench_with_input(BenchmarkId::new("fit", rows), &table.matrix, |b, m| b.iter(|| Preprocessor::fit(m)));
-        group.bench_with_input(BenchmarkId::new("transform", rows), &table.matrix, |b, m| b.iter(|| fitted.transform(m)));
+        group.bench_with_input(BenchmarkId::new("fit", rows), &table.matrix, |b, m| {
+            b.iter(|| Preprocessor::fit(m))
+        });
+        group.bench_with_input(
+            BenchmarkId::new("transform", rows),
+            &table.matrix,
+            |b, m| b.iter(|| fitted.transform(m)),
+        );
         group.bench_with_input(BenchmarkId::new("all", rows), &raw, |b, raw| {
             b.iter(|| {
                 let t = engineer(raw, ReferenceDate::default()).unwrap();

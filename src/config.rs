@@ -84,13 +84,18 @@ impl Settings {
             merge(&mut tree, layer);
         }
         for (name, raw) in env {
-            let Some(path) = name.strip_prefix(ENV_PREFIX) else { continue };
+            let Some(path) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
             let keys: Vec<String> = path.split("__").map(|k| k.to_ascii_lowercase()).collect();
             let value: Value = serde_yaml::from_str(&raw).unwrap_or(Value::String(raw));
             set_path(&mut tree, &keys, value);
         }
-        let settings: Settings = serde_yaml::from_value(tree)
-            .map_err(|e| Error::config(error_key(&e), e.to_string()))?;
+        // Through text, so serde_yaml's error names the path of a bad key (from_value does not).
+        let text =
+            serde_yaml::to_string(&tree).map_err(|e| Error::config("<settings>", e.to_string()))?;
+        let settings: Settings =
+            serde_yaml::from_str(&text).map_err(|e| Error::config(error_key(&e), e.to_string()))?;
         settings.validate()?;
         Ok(settings)
     }
@@ -98,22 +103,44 @@ impl Settings {
     /// Checks every value a type cannot express; the error names the key.
     pub fn validate(&self) -> Result<()> {
         let s = &self.segmentation;
-        let check = |ok: bool, key: &str, msg: &str| if ok { Ok(()) } else { Err(Error::config(key, msg)) };
+        let check = |ok: bool, key: &str, msg: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(Error::config(key, msg))
+            }
+        };
         check(
             self.split.test_fraction > 0.0 && self.split.test_fraction < 1.0,
             "split.test_fraction",
             "must be between 0 and 1 (exclusive)",
         )?;
-        check((2..=64).contains(&s.k), "segmentation.k", "must be between 2 and 64")?;
+        check(
+            (2..=64).contains(&s.k),
+            "segmentation.k",
+            "must be between 2 and 64",
+        )?;
         check(
             (1..=crate::schema::N_FEATURES).contains(&s.pca_components),
             "segmentation.pca_components",
             "must be between 1 and 21",
         )?;
         check(s.n_init >= 1, "segmentation.n_init", "must be at least 1")?;
-        check(s.max_iter >= 1, "segmentation.max_iter", "must be at least 1")?;
-        check(s.tolerance >= 0.0 && s.tolerance.is_finite(), "segmentation.tolerance", "must be a finite number >= 0")?;
-        check(s.silhouette_sample >= 2, "segmentation.silhouette_sample", "must be at least 2")?;
+        check(
+            s.max_iter >= 1,
+            "segmentation.max_iter",
+            "must be at least 1",
+        )?;
+        check(
+            s.tolerance >= 0.0 && s.tolerance.is_finite(),
+            "segmentation.tolerance",
+            "must be a finite number >= 0",
+        )?;
+        check(
+            s.silhouette_sample >= 2,
+            "segmentation.silhouette_sample",
+            "must be at least 2",
+        )?;
         ReferenceDate::parse(&self.features.reference_date)
             .map_err(|m| Error::config("features.reference_date", m))?;
         Ok(())
@@ -149,7 +176,9 @@ fn set_path(tree: &mut Value, keys: &[String], value: Value) {
         *tree = Value::Mapping(Default::default());
     }
     let map = tree.as_mapping_mut().expect("just made a mapping");
-    let slot = map.entry(Value::String(first.clone())).or_insert(Value::Null);
+    let slot = map
+        .entry(Value::String(first.clone()))
+        .or_insert(Value::Null);
     set_path(slot, rest, value);
 }
 
@@ -167,7 +196,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -180,19 +212,26 @@ mod tests {
 
     #[test]
     fn environment_overrides_one_key() {
-        let s = Settings::load_with_env(None, env(&[("CATEGORIZER__SEGMENTATION__K", "4")])).unwrap();
+        let s =
+            Settings::load_with_env(None, env(&[("CATEGORIZER__SEGMENTATION__K", "4")])).unwrap();
         assert_eq!(s.segmentation.k, 4);
         assert_eq!(s.segmentation.n_init, 10);
     }
 
     #[test]
     fn invalid_values_name_their_key() {
-        let err = Settings::load_with_env(None, env(&[("CATEGORIZER__SEGMENTATION__K", "1")])).unwrap_err();
+        let err = Settings::load_with_env(None, env(&[("CATEGORIZER__SEGMENTATION__K", "1")]))
+            .unwrap_err();
         assert!(err.to_string().contains("segmentation.k"), "{err}");
-        let err = Settings::load_with_env(None, env(&[("CATEGORIZER__SPLIT__TEST_FRACTION", "abc")])).unwrap_err();
-        assert!(err.to_string().contains("test_fraction"), "{err}");
         let err =
-            Settings::load_with_env(None, env(&[("CATEGORIZER__FEATURES__REFERENCE_DATE", "31-12-2014")])).unwrap_err();
+            Settings::load_with_env(None, env(&[("CATEGORIZER__SPLIT__TEST_FRACTION", "abc")]))
+                .unwrap_err();
+        assert!(err.to_string().contains("test_fraction"), "{err}");
+        let err = Settings::load_with_env(
+            None,
+            env(&[("CATEGORIZER__FEATURES__REFERENCE_DATE", "31-12-2014")]),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("features.reference_date"), "{err}");
     }
 }

@@ -8,7 +8,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error("{path}: the file is empty")]
     EmptyFile { path: PathBuf },
@@ -17,15 +20,32 @@ pub enum Error {
     NoRows { source_name: String },
 
     #[error("{source_name}: required column '{column}' is missing (columns found: {found})")]
-    MissingColumn { source_name: String, column: String, found: String },
+    MissingColumn {
+        source_name: String,
+        column: String,
+        found: String,
+    },
 
     #[error("{source_name}: column '{column}', row {row}: '{value}' is not a valid {expected}")]
-    BadValue { source_name: String, column: String, row: usize, value: String, expected: &'static str },
+    BadValue {
+        source_name: String,
+        column: String,
+        row: usize,
+        value: String,
+        expected: &'static str,
+    },
 
     #[error("{source_name}: column '{column}' has type {found}, expected {expected}")]
-    BadColumnType { source_name: String, column: String, found: String, expected: &'static str },
+    BadColumnType {
+        source_name: String,
+        column: String,
+        found: String,
+        expected: &'static str,
+    },
 
-    #[error("{0}: unsupported data source (expected a .csv, .tsv, .txt or .parquet file, or synthetic:rows=N,seed=S)")]
+    #[error(
+        "{0}: unsupported data source (expected a .csv, .tsv, .txt or .parquet file, or synthetic:rows=N,seed=S)"
+    )]
     UnsupportedSource(String),
 
     #[error("no usable rows left after dropping rejected records: {0}")]
@@ -49,10 +69,16 @@ pub enum Error {
 
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     pub fn config(key: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Config { key: key.into(), message: message.into() }
+        Error::Config {
+            key: key.into(),
+            message: message.into(),
+        }
     }
 }

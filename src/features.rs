@@ -30,7 +30,8 @@ impl ReferenceDate {
         let year: i32 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
         let month: u32 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
         let day: u32 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-        if !(1..=12).contains(&month) || !(1..=31).contains(&day) || !(1000..=9999).contains(&year) {
+        if !(1..=12).contains(&month) || !(1..=31).contains(&day) || !(1000..=9999).contains(&year)
+        {
             return Err(bad());
         }
         Ok(Self { year, month, day })
@@ -44,7 +45,11 @@ impl ReferenceDate {
 
 impl Default for ReferenceDate {
     fn default() -> Self {
-        Self { year: 2014, month: 12, day: 31 }
+        Self {
+            year: 2014,
+            month: 12,
+            day: 31,
+        }
     }
 }
 
@@ -94,9 +99,20 @@ impl RowReport {
                 let values = if r.values.is_empty() {
                     String::new()
                 } else {
-                    format!(": {}", r.values.iter().map(|v| format!("{v:?}")).collect::<Vec<_>>().join(", "))
+                    format!(
+                        ": {}",
+                        r.values
+                            .iter()
+                            .map(|v| format!("{v:?}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
                 };
-                format!("{reason}: {} rows (rows {}{values})", r.count, rows.join(", "))
+                format!(
+                    "{reason}: {} rows (rows {}{values})",
+                    r.count,
+                    rows.join(", ")
+                )
             })
             .collect()
     }
@@ -123,23 +139,43 @@ const DATE_MISSING: i32 = 16;
 const DATE_BAD: i32 = 32;
 const PROBLEMS: [(i32, &str, Option<&str>); 6] = [
     (EDUCATION_MISSING, "missing value in Education", None),
-    (EDUCATION_UNKNOWN, "unknown category in Education", Some("Education")),
+    (
+        EDUCATION_UNKNOWN,
+        "unknown category in Education",
+        Some("Education"),
+    ),
     (MARITAL_MISSING, "missing value in Marital_Status", None),
-    (MARITAL_UNKNOWN, "unknown category in Marital_Status", Some("Marital_Status")),
+    (
+        MARITAL_UNKNOWN,
+        "unknown category in Marital_Status",
+        Some("Marital_Status"),
+    ),
     (DATE_MISSING, "missing value in Dt_Customer", None),
-    (DATE_BAD, "unparseable date in Dt_Customer", Some("Dt_Customer")),
+    (
+        DATE_BAD,
+        "unparseable date in Dt_Customer",
+        Some("Dt_Customer"),
+    ),
 ];
 const MASK: &str = "__problems";
 
 /// Maps a category column through `table` (value → code); anything else becomes null.
 fn coded(column: &str, table: &[(&str, f32)]) -> Expr {
-    table.iter().rev().fold(lit(NULL).cast(DataType::Float32), |otherwise, (value, code)| {
-        when(col(column).eq(lit(*value))).then(lit(*code)).otherwise(otherwise)
-    })
+    table.iter().rev().fold(
+        lit(NULL).cast(DataType::Float32),
+        |otherwise, (value, code)| {
+            when(col(column).eq(lit(*value)))
+                .then(lit(*code))
+                .otherwise(otherwise)
+        },
+    )
 }
 
 fn sum_of(columns: &[&str]) -> Expr {
-    columns.iter().skip(1).fold(col(columns[0]), |acc, c| acc + col(*c))
+    columns
+        .iter()
+        .skip(1)
+        .fold(col(columns[0]), |acc, c| acc + col(*c))
 }
 
 fn f(e: Expr) -> Expr {
@@ -149,19 +185,39 @@ fn f(e: Expr) -> Expr {
 /// The polars expressions for the 21 features (in order) and the problem mask.
 pub fn feature_exprs(reference: ReferenceDate) -> Vec<Expr> {
     let raw = schema::RawSchema::get();
-    let education: Vec<(&str, f32)> =
-        schema::EDUCATION_LEVELS.iter().enumerate().map(|(i, v)| (*v, i as f32)).collect();
+    let education: Vec<(&str, f32)> = schema::EDUCATION_LEVELS
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (*v, i as f32))
+        .collect();
     let marital: Vec<(&str, f32)> = raw
         .column("Marital_Status")
         .expect("schema has Marital_Status")
         .values
         .iter()
-        .map(|v| (v.as_str(), if schema::PARTNERED.contains(&v.as_str()) { 1.0 } else { 0.0 }))
+        .map(|v| {
+            (
+                v.as_str(),
+                if schema::PARTNERED.contains(&v.as_str()) {
+                    1.0
+                } else {
+                    0.0
+                },
+            )
+        })
         .collect();
-    let date_format = raw.column("Dt_Customer").and_then(|c| c.format.clone()).unwrap_or("%d-%m-%Y".into());
+    let date_format = raw
+        .column("Dt_Customer")
+        .and_then(|c| c.format.clone())
+        .unwrap_or("%d-%m-%Y".into());
     let date = col("Dt_Customer")
         .str()
-        .to_date(StrptimeOptions { format: Some(date_format.into()), strict: false, exact: true, cache: true })
+        .to_date(StrptimeOptions {
+            format: Some(date_format.into()),
+            strict: false,
+            exact: true,
+            cache: true,
+        })
         .cast(DataType::Int32);
     let children = col("Kidhome") + col("Teenhome");
     let edu = coded("Education", &education);
@@ -192,11 +248,20 @@ pub fn feature_exprs(reference: ReferenceDate) -> Vec<Expr> {
     ];
     let flag = |cond: Expr, bit: i32| cond.cast(DataType::Int32) * lit(bit);
     let mask = flag(col("Education").is_null(), EDUCATION_MISSING)
-        + flag(col("Education").is_not_null().and(edu.is_null()), EDUCATION_UNKNOWN)
+        + flag(
+            col("Education").is_not_null().and(edu.is_null()),
+            EDUCATION_UNKNOWN,
+        )
         + flag(col("Marital_Status").is_null(), MARITAL_MISSING)
-        + flag(col("Marital_Status").is_not_null().and(mar.is_null()), MARITAL_UNKNOWN)
+        + flag(
+            col("Marital_Status").is_not_null().and(mar.is_null()),
+            MARITAL_UNKNOWN,
+        )
         + flag(col("Dt_Customer").is_null(), DATE_MISSING)
-        + flag(col("Dt_Customer").is_not_null().and(date.is_null()), DATE_BAD);
+        + flag(
+            col("Dt_Customer").is_not_null().and(date.is_null()),
+            DATE_BAD,
+        );
 
     let mut exprs: Vec<Expr> = features
         .into_iter()
@@ -209,37 +274,52 @@ pub fn feature_exprs(reference: ReferenceDate) -> Vec<Expr> {
 
 /// Computes the 21 features of every usable row of `raw` (a frame with the schema's columns).
 pub fn engineer(raw: &DataFrame, reference: ReferenceDate) -> Result<FeatureTable> {
-    let computed = raw.clone().lazy().select(feature_exprs(reference)).collect()?;
+    let computed = raw
+        .clone()
+        .lazy()
+        .select(feature_exprs(reference))
+        .collect()?;
     let columns: Vec<Float32Chunked> = FEATURES
         .iter()
         .map(|feat| Ok(computed.column(feat.key)?.f32()?.rechunk().into_owned()))
         .collect::<Result<_>>()?;
-    let slices: Vec<&[f32]> =
-        columns.iter().map(|c| c.cont_slice().expect("nulls were filled, chunks joined")).collect();
+    let slices: Vec<&[f32]> = columns
+        .iter()
+        .map(|c| c.cont_slice().expect("nulls were filled, chunks joined"))
+        .collect();
     let mask_col = computed.column(MASK)?.i32()?.rechunk().into_owned();
-    let mask = mask_col.cont_slice().map_err(|_| Error::Training("problem mask has nulls".into()))?;
+    let mask = mask_col
+        .cont_slice()
+        .map_err(|_| Error::Training("problem mask has nulls".into()))?;
 
     let n = raw.height();
-    let mut report = RowReport { rows_read: n, ..Default::default() };
+    let mut report = RowReport {
+        rows_read: n,
+        ..Default::default()
+    };
     let mut data = Vec::with_capacity(n * N_FEATURES);
     let mut source_rows = Vec::with_capacity(n);
     let mut missing = [0usize; N_FEATURES];
     let income = schema::feature_index("Income").expect("Income is a feature");
     let mut samples: Vec<(String, usize, Option<&str>)> = Vec::new();
 
-    let mut reject = |report: &mut RowReport, reason: String, row: usize, column: Option<&'static str>| {
-        let entry = report.rejected.entry(reason.clone()).or_default();
-        entry.count += 1;
-        if entry.rows.len() < SAMPLE_ROWS {
-            entry.rows.push(row + 1);
-            samples.push((reason, row, column));
-        }
-    };
+    let mut reject =
+        |report: &mut RowReport, reason: String, row: usize, column: Option<&'static str>| {
+            let entry = report.rejected.entry(reason.clone()).or_default();
+            entry.count += 1;
+            if entry.rows.len() < SAMPLE_ROWS {
+                entry.rows.push(row + 1);
+                samples.push((reason, row, column));
+            }
+        };
 
     let mut row_values = [0f32; N_FEATURES];
     for i in 0..n {
         if mask[i] != 0 {
-            let (_, reason, column) = PROBLEMS.iter().find(|(bit, _, _)| mask[i] & bit != 0).expect("a bit is set");
+            let (_, reason, column) = PROBLEMS
+                .iter()
+                .find(|(bit, _, _)| mask[i] & bit != 0)
+                .expect("a bit is set");
             reject(&mut report, reason.to_string(), i, *column);
             continue;
         }
@@ -253,7 +333,10 @@ pub fn engineer(raw: &DataFrame, reference: ReferenceDate) -> Result<FeatureTabl
                     break;
                 }
             } else if (v as f64) < feat.min || (v as f64) > feat.max {
-                problem = Some((format!("{} out of range [{}, {}]", feat.key, feat.min, feat.max), Some(feat.key)));
+                problem = Some((
+                    format!("{} out of range [{}, {}]", feat.key, feat.min, feat.max),
+                    Some(feat.key),
+                ));
                 break;
             }
         }
@@ -273,7 +356,12 @@ pub fn engineer(raw: &DataFrame, reference: ReferenceDate) -> Result<FeatureTabl
         let Some(column) = column else { continue };
         let value = match raw.column(column) {
             Ok(c) => c.get(row).map(|v| v.to_string()).unwrap_or_default(),
-            Err(_) => computed.column(column).ok().and_then(|c| c.get(row).ok()).map(|v| v.to_string()).unwrap_or_default(),
+            Err(_) => computed
+                .column(column)
+                .ok()
+                .and_then(|c| c.get(row).ok())
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
         };
         if let Some(entry) = report.rejected.get_mut(&reason) {
             entry.values.push(value.trim_matches('"').to_string());
@@ -287,7 +375,11 @@ pub fn engineer(raw: &DataFrame, reference: ReferenceDate) -> Result<FeatureTabl
         .map(|(feat, m)| (feat.key.to_string(), m))
         .collect();
     let kept = source_rows.len();
-    Ok(FeatureTable { matrix: Matrix::new(kept, N_FEATURES, data), source_rows, report })
+    Ok(FeatureTable {
+        matrix: Matrix::new(kept, N_FEATURES, data),
+        source_rows,
+        report,
+    })
 }
 
 #[cfg(test)]

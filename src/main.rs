@@ -12,7 +12,11 @@ use categorizer::ingest::{self, DataSource};
 use categorizer::train::{self, TrainOutcome, TrainRequest};
 
 #[derive(Parser)]
-#[command(name = "categorizer", version, about = "Learns retail customer segments and serves them fast")]
+#[command(
+    name = "categorizer",
+    version,
+    about = "Learns retail customer segments and serves them fast"
+)]
 struct Cli {
     /// Settings file layered over the built-in defaults (environment variables CATEGORIZER__SECTION__KEY override both).
     #[arg(long, global = true, env = "CATEGORIZER_CONFIG")]
@@ -56,7 +60,8 @@ enum Command {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,wgpu=warn,cubecl=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,wgpu=warn,cubecl=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -77,9 +82,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let start = Instant::now();
             let mut df = ingest::synthetic::generate(rows, seed);
             ingest::write_records(&mut df, &out)?;
-            println!("wrote {rows} records (seed {seed}) to {} in {:.2} s", out.display(), start.elapsed().as_secs_f64());
+            println!(
+                "wrote {rows} records (seed {seed}) to {} in {:.2} s",
+                out.display(),
+                start.elapsed().as_secs_f64()
+            );
         }
-        Command::Train { data, device, seed, out, quiet } => {
+        Command::Train {
+            data,
+            device,
+            seed,
+            out,
+            quiet,
+        } => {
             if let Some(seed) = seed {
                 settings.split.seed = seed;
             }
@@ -108,7 +123,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 fn print_summary(o: &TrainOutcome) {
     let m = &o.metrics;
     println!();
-    println!("Segmentation of {} ({} rows usable of {} read; {} train / {} test)", m.data.source, m.rows, m.data.rows_read, m.data.train_rows, m.data.test_rows);
+    println!(
+        "Segmentation of {} ({} rows usable of {} read; {} train / {} test)",
+        m.data.source, m.rows, m.data.rows_read, m.data.train_rows, m.data.test_rows
+    );
     if !m.data.rejected.is_empty() {
         println!("Set aside:");
         for (reason, r) in &m.data.rejected {
@@ -116,21 +134,55 @@ fn print_summary(o: &TrainOutcome) {
             println!("  {reason}: {} (rows {})", r.count, rows.join(", "));
         }
     }
-    println!("Device: {} ({}{})", m.device.kind, m.device.backend, m.device.adapter.as_deref().map(|a| format!(", {a}")).unwrap_or_default());
+    println!(
+        "Device: {} ({}{})",
+        m.device.kind,
+        m.device.backend,
+        m.device
+            .adapter
+            .as_deref()
+            .map(|a| format!(", {a}"))
+            .unwrap_or_default()
+    );
     println!();
     println!("               silhouette  davies-bouldin          wcss");
-    println!("  train split  {:>10.4}  {:>14.4}  {:>12.2}", m.train.silhouette, m.train.davies_bouldin, m.train.wcss);
-    println!("  test split   {:>10.4}  {:>14.4}  {:>12.2}", m.test.silhouette, m.test.davies_bouldin, m.test.wcss);
+    println!(
+        "  train split  {:>10.4}  {:>14.4}  {:>12.2}",
+        m.train.silhouette, m.train.davies_bouldin, m.train.wcss
+    );
+    println!(
+        "  test split   {:>10.4}  {:>14.4}  {:>12.2}",
+        m.test.silhouette, m.test.davies_bouldin, m.test.wcss
+    );
     println!();
     println!("  id  size    share  income   spending  age  children  name");
     for s in &m.segments {
         println!(
             "  {:>2}  {:>6}  {:>5.1}%  {:>7.0}  {:>8.0}  {:>3.0}  {:>8.2}  {}",
-            s.id, s.size, 100.0 * s.share, s.means["Income"], s.means["Total_Spending"], s.means["Age"], s.means["Children"], s.name
+            s.id,
+            s.size,
+            100.0 * s.share,
+            s.means["Income"],
+            s.means["Total_Spending"],
+            s.means["Age"],
+            s.means["Children"],
+            s.name
         );
     }
     println!();
-    let stages: Vec<String> = m.seconds.iter().filter(|(k, _)| *k != "total").map(|(k, v)| format!("{k} {:.3}", v.as_f64().unwrap_or(0.0))).collect();
-    println!("Seconds: {} | total {:.3}", stages.join(", "), m.seconds.get("total").and_then(|v| v.as_f64()).unwrap_or(0.0));
+    let stages: Vec<String> = m
+        .seconds
+        .iter()
+        .filter(|(k, _)| *k != "total")
+        .map(|(k, v)| format!("{k} {:.3}", v.as_f64().unwrap_or(0.0)))
+        .collect();
+    println!(
+        "Seconds: {} | total {:.3}",
+        stages.join(", "),
+        m.seconds
+            .get("total")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.0)
+    );
     println!("Run directory: {}", o.run_dir.display());
 }

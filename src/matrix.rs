@@ -50,7 +50,12 @@ impl Matrix {
 
     /// One column, copied out.
     pub fn column(&self, j: usize) -> Vec<f32> {
-        self.data.iter().skip(j).step_by(self.cols).copied().collect()
+        self.data
+            .iter()
+            .skip(j)
+            .step_by(self.cols)
+            .copied()
+            .collect()
     }
 
     /// The rows at `indices`, in that order.

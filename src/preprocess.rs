@@ -37,7 +37,11 @@ pub struct Preprocessor {
 pub fn yeo_johnson(x: f64, lambda: f64) -> f64 {
     const EPS: f64 = f64::EPSILON;
     if x >= 0.0 {
-        if lambda.abs() < EPS { x.ln_1p() } else { ((x + 1.0).powf(lambda) - 1.0) / lambda }
+        if lambda.abs() < EPS {
+            x.ln_1p()
+        } else {
+            ((x + 1.0).powf(lambda) - 1.0) / lambda
+        }
     } else if (lambda - 2.0).abs() > EPS {
         -((-x + 1.0).powf(2.0 - lambda) - 1.0) / (2.0 - lambda)
     } else {
@@ -80,13 +84,17 @@ fn neg_log_likelihood(hist: &[(f64, f64)], log_term: f64, n: f64, lambda: f64) -
 /// the bracket (-2, 2).
 pub fn yeo_johnson_lambda(hist: &[(f64, f64)]) -> f64 {
     let n: f64 = hist.iter().map(|(_, w)| w).sum();
-    let log_term: f64 = hist.iter().map(|&(x, w)| w * x.signum() * x.abs().ln_1p()).sum();
+    let log_term: f64 = hist
+        .iter()
+        .map(|&(x, w)| w * x.signum() * x.abs().ln_1p())
+        .sum();
     let f = |l: f64| neg_log_likelihood(hist, log_term, n, l);
     brent_minimize(f, -2.0, 2.0)
 }
 
 /// scipy.optimize.brent: bracket a minimum by golden expansion from (a, b), then Brent's
 /// parabolic/golden-section search to a relative tolerance of 1.48e-8.
+#[allow(unused_assignments)] // a line-by-line port of scipy; some stores are dead on some paths
 fn brent_minimize(f: impl Fn(f64) -> f64, a: f64, b: f64) -> f64 {
     const GOLD: f64 = 1.618_034;
     const GLIMIT: f64 = 110.0;
@@ -106,7 +114,11 @@ fn brent_minimize(f: impl Fn(f64) -> f64, a: f64, b: f64) -> f64 {
         let tmp1 = (xb - xa) * (fb - fc);
         let tmp2 = (xb - xc) * (fb - fa);
         let val = tmp2 - tmp1;
-        let denom = if val.abs() < TINY { 2.0 * TINY } else { 2.0 * val };
+        let denom = if val.abs() < TINY {
+            2.0 * TINY
+        } else {
+            2.0 * val
+        };
         let mut w = xb - ((xb - xc) * tmp2 - (xb - xa) * tmp1) / denom;
         let wlim = xb + GLIMIT * (xc - xb);
         let mut fw;
@@ -180,7 +192,8 @@ fn brent_minimize(f: impl Fn(f64) -> f64, a: f64, b: f64) -> f64 {
             tmp2 = tmp2.abs();
             let dx_temp = deltax;
             deltax = rat;
-            if p > tmp2 * (lo - x) && p < tmp2 * (hi - x) && p.abs() < (0.5 * tmp2 * dx_temp).abs() {
+            if p > tmp2 * (lo - x) && p < tmp2 * (hi - x) && p.abs() < (0.5 * tmp2 * dx_temp).abs()
+            {
                 rat = p / tmp2;
                 let u = x + rat;
                 if (u - lo) < tol2 || (hi - u) < tol2 {
@@ -191,10 +204,18 @@ fn brent_minimize(f: impl Fn(f64) -> f64, a: f64, b: f64) -> f64 {
                 rat = CG * deltax;
             }
         }
-        let u = if rat.abs() < tol1 { if rat >= 0.0 { x + tol1 } else { x - tol1 } } else { x + rat };
+        let u = if rat.abs() < tol1 {
+            if rat >= 0.0 { x + tol1 } else { x - tol1 }
+        } else {
+            x + rat
+        };
         let fu = f(u);
         if fu > fx {
-            if u < x { lo = u } else { hi = u }
+            if u < x {
+                lo = u
+            } else {
+                hi = u
+            }
             if fu <= fw || w == x {
                 v = w;
                 w = u;
@@ -205,7 +226,11 @@ fn brent_minimize(f: impl Fn(f64) -> f64, a: f64, b: f64) -> f64 {
                 fv = fu;
             }
         } else {
-            if u >= x { lo = x } else { hi = x }
+            if u >= x {
+                lo = x
+            } else {
+                hi = x
+            }
             v = w;
             w = x;
             x = u;
@@ -227,7 +252,10 @@ fn median_of(values: &mut [f32]) -> f64 {
     if n % 2 == 1 {
         return upper;
     }
-    let lower = values[..n / 2].iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let lower = values[..n / 2]
+        .iter()
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max) as f64;
     (lower + upper) / 2.0
 }
 
@@ -242,12 +270,18 @@ fn mean_scale(values: impl Iterator<Item = f64>) -> (f64, f64) {
         m2 += d * (v - mean);
     }
     let std = if n > 0.0 { (m2 / n).sqrt() } else { 0.0 };
-    let scale = if std < 10.0 * f64::EPSILON * mean.abs().max(1.0) { 1.0 } else { std };
+    let scale = if std < 10.0 * f64::EPSILON * mean.abs().max(1.0) {
+        1.0
+    } else {
+        std
+    };
     (mean, scale)
 }
 
 fn columns_of(x: &Matrix) -> Vec<Vec<f32>> {
-    let mut cols: Vec<Vec<f32>> = (0..x.cols()).map(|_| Vec::with_capacity(x.rows())).collect();
+    let mut cols: Vec<Vec<f32>> = (0..x.cols())
+        .map(|_| Vec::with_capacity(x.rows()))
+        .collect();
     for row in x.as_slice().chunks_exact(x.cols()) {
         for (col, v) in cols.iter_mut().zip(row) {
             col.push(*v);
@@ -259,12 +293,17 @@ fn columns_of(x: &Matrix) -> Vec<Vec<f32>> {
 impl Preprocessor {
     /// Fits on the training rows (n x 21, NaN for missing values).
     pub fn fit(train: &Matrix) -> Self {
-        assert_eq!(train.cols(), N_FEATURES, "preprocessing expects the 21 features");
+        assert_eq!(
+            train.cols(),
+            N_FEATURES,
+            "preprocessing expects the 21 features"
+        );
         let columns = columns_of(train)
             .into_par_iter()
             .zip(FEATURES.par_iter())
             .map(|(mut values, feat)| {
-                let mut present: Vec<f32> = values.iter().copied().filter(|v| !v.is_nan()).collect();
+                let mut present: Vec<f32> =
+                    values.iter().copied().filter(|v| !v.is_nan()).collect();
                 let median = median_of(&mut present);
                 for v in values.iter_mut().filter(|v| v.is_nan()) {
                     *v = median as f32;
@@ -273,10 +312,22 @@ impl Preprocessor {
                     let hist = histogram(&values);
                     let lambda = yeo_johnson_lambda(&hist);
                     let (mean, scale) = weighted_mean_scale(&hist, lambda);
-                    ColumnTransform { key: feat.key.into(), median, lambda: Some(lambda), mean, scale }
+                    ColumnTransform {
+                        key: feat.key.into(),
+                        median,
+                        lambda: Some(lambda),
+                        mean,
+                        scale,
+                    }
                 } else {
                     let (mean, scale) = mean_scale(values.iter().map(|&v| v as f64));
-                    ColumnTransform { key: feat.key.into(), median, lambda: None, mean, scale }
+                    ColumnTransform {
+                        key: feat.key.into(),
+                        median,
+                        lambda: None,
+                        mean,
+                        scale,
+                    }
                 }
             })
             .collect();
@@ -314,10 +365,22 @@ impl Preprocessor {
 
 fn weighted_mean_scale(hist: &[(f64, f64)], lambda: f64) -> (f64, f64) {
     let n: f64 = hist.iter().map(|(_, w)| w).sum();
-    let mean = hist.iter().map(|&(x, w)| w * yeo_johnson(x, lambda)).sum::<f64>() / n;
-    let var = hist.iter().map(|&(x, w)| w * (yeo_johnson(x, lambda) - mean).powi(2)).sum::<f64>() / n;
+    let mean = hist
+        .iter()
+        .map(|&(x, w)| w * yeo_johnson(x, lambda))
+        .sum::<f64>()
+        / n;
+    let var = hist
+        .iter()
+        .map(|&(x, w)| w * (yeo_johnson(x, lambda) - mean).powi(2))
+        .sum::<f64>()
+        / n;
     let std = var.sqrt();
-    let scale = if std < 10.0 * f64::EPSILON * mean.abs().max(1.0) { 1.0 } else { std };
+    let scale = if std < 10.0 * f64::EPSILON * mean.abs().max(1.0) {
+        1.0
+    } else {
+        std
+    };
     (mean, scale)
 }
 
@@ -335,9 +398,16 @@ mod tests {
     const SKEWED: [f32; 10] = [0.0, 1.0, 1.0, 2.0, 5.0, 9.0, 20.0, 150.0, 600.0, 1500.0];
     const SKLEARN_LAMBDA: f64 = -0.20365634181288078;
     const SKLEARN_OUT: [f64; 10] = [
-        -1.4629974755428274, -0.9492138994296291, -0.9492138994296291, -0.6806258374795124,
-        -0.2698437969324191, -0.00214268967783878, 0.34027840418201094, 1.0348512568225503,
-        1.3792983042098015, 1.559609633277494,
+        -1.4629974755428274,
+        -0.9492138994296291,
+        -0.9492138994296291,
+        -0.6806258374795124,
+        -0.2698437969324191,
+        -0.00214268967783878,
+        0.34027840418201094,
+        1.0348512568225503,
+        1.3792983042098015,
+        1.559609633277494,
     ];
     const MIXED: [f64; 8] = [-3.0, -1.0, 0.0, 0.5, 2.0, 2.5, 4.0, 8.0];
     const SKLEARN_MIXED_LAMBDA: f64 = 0.783182232484874;
@@ -346,10 +416,16 @@ mod tests {
     fn yeo_johnson_lambda_matches_scikit_learn() {
         let hist = histogram(&SKEWED);
         let lambda = yeo_johnson_lambda(&hist);
-        assert!((lambda - SKLEARN_LAMBDA).abs() < 1e-6, "lambda {lambda} vs {SKLEARN_LAMBDA}");
+        assert!(
+            (lambda - SKLEARN_LAMBDA).abs() < 1e-6,
+            "lambda {lambda} vs {SKLEARN_LAMBDA}"
+        );
         let hist: Vec<(f64, f64)> = MIXED.iter().map(|&x| (x, 1.0)).collect();
         let lambda = yeo_johnson_lambda(&hist);
-        assert!((lambda - SKLEARN_MIXED_LAMBDA).abs() < 1e-6, "lambda {lambda} vs {SKLEARN_MIXED_LAMBDA}");
+        assert!(
+            (lambda - SKLEARN_MIXED_LAMBDA).abs() < 1e-6,
+            "lambda {lambda} vs {SKLEARN_MIXED_LAMBDA}"
+        );
     }
 
     #[test]
@@ -374,7 +450,7 @@ mod tests {
     #[test]
     fn median_imputation_and_scaling_match_scikit_learn() {
         // SimpleImputer(strategy="median") then StandardScaler on [1, NaN, 3, 10]:
-        // median of [1, 3, 10] = 3 -> [1, 3, 3, 10]; mean 4.25, population std 3.5619517...
+        // median of [1, 3, 10] = 3 -> [1, 3, 3, 10]; mean 4.25, population std sqrt(11.6875) = 3.4186985...
         let mut m = Matrix::zeros(4, N_FEATURES);
         let income = crate::schema::feature_index("Income").unwrap();
         for (i, v) in [1.0, f32::NAN, 3.0, 10.0].into_iter().enumerate() {
@@ -384,7 +460,7 @@ mod tests {
         let c = &p.columns[income];
         assert_eq!(c.median, 3.0);
         assert!((c.mean - 4.25).abs() < 1e-12);
-        assert!((c.scale - 3.561_952_4).abs() < 1e-6);
+        assert!((c.scale - 11.6875f64.sqrt()).abs() < 1e-9);
         let out = p.transform(&m);
         assert!((out.get(1, income) as f64 - (3.0 - 4.25) / c.scale).abs() < 1e-6);
         // A constant column is centred and left unscaled.

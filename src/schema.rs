@@ -111,7 +111,17 @@ const fn feature(
     skewed: bool,
     derivation: &'static str,
 ) -> Feature {
-    Feature { key, label, unit, kind, choices: &[], min, max, skewed, derivation }
+    Feature {
+        key,
+        label,
+        unit,
+        kind,
+        choices: &[],
+        min,
+        max,
+        skewed,
+        derivation,
+    }
 }
 
 const fn coded(
@@ -140,38 +150,226 @@ pub const EDUCATION_LEVELS: &[&str] = &["Basic", "2n Cycle", "Graduation", "Mast
 /// Marital statuses that count as living with a partner (Marital_Status = 1).
 pub const PARTNERED: &[&str] = &["Married", "Together"];
 /// The six spending columns summed into Total_Spending.
-pub const SPEND_COLUMNS: [&str; 6] =
-    ["MntWines", "MntFruits", "MntMeatProducts", "MntFishProducts", "MntSweetProducts", "MntGoldProds"];
+pub const SPEND_COLUMNS: [&str; 6] = [
+    "MntWines",
+    "MntFruits",
+    "MntMeatProducts",
+    "MntFishProducts",
+    "MntSweetProducts",
+    "MntGoldProds",
+];
 /// The five campaign columns summed into Total_Promo.
-pub const CAMPAIGN_COLUMNS: [&str; 5] =
-    ["AcceptedCmp1", "AcceptedCmp2", "AcceptedCmp3", "AcceptedCmp4", "AcceptedCmp5"];
+pub const CAMPAIGN_COLUMNS: [&str; 5] = [
+    "AcceptedCmp1",
+    "AcceptedCmp2",
+    "AcceptedCmp3",
+    "AcceptedCmp4",
+    "AcceptedCmp5",
+];
 
 /// Number of model features.
 pub const N_FEATURES: usize = 21;
 
 /// The 21 model features, in model input order.
 pub const FEATURES: [Feature; N_FEATURES] = [
-    feature("Age", "Age", "years", Integer, 0.0, 130.0, true, "reference year - Year_Birth"),
-    coded("Education", "Education", EDUCATION_LEVELS, "ordinal code of Education"),
-    coded("Marital_Status", "Lives with a partner", &["No", "Yes"], "1 for Married/Together, else 0"),
-    coded("Parental_Status", "Has children at home", &["No", "Yes"], "1 when Children > 0"),
-    feature("Children", "Children at home", "", Integer, 0.0, 20.0, false, "Kidhome + Teenhome"),
-    feature("Income", "Yearly household income", "$", Real, 0.0, 10_000_000.0, false, "Income"),
-    feature("Total_Spending", "Total spending (2 years)", "$", Real, 0.0, 1_000_000.0, true, "sum of the six Mnt columns"),
-    feature("Days_as_Customer", "Days as customer", "days", Integer, 0.0, 36_500.0, false, "reference date - Dt_Customer"),
-    feature("Recency", "Days since last purchase", "days", Integer, 0.0, 36_500.0, false, "Recency"),
-    feature("Wines", "Spent on wine", "$", Real, 0.0, 1_000_000.0, true, "MntWines"),
-    feature("Fruits", "Spent on fruits", "$", Real, 0.0, 1_000_000.0, true, "MntFruits"),
-    feature("Meat", "Spent on meat", "$", Real, 0.0, 1_000_000.0, true, "MntMeatProducts"),
-    feature("Fish", "Spent on fish", "$", Real, 0.0, 1_000_000.0, true, "MntFishProducts"),
-    feature("Sweets", "Spent on sweets", "$", Real, 0.0, 1_000_000.0, true, "MntSweetProducts"),
-    feature("Gold", "Spent on gold", "$", Real, 0.0, 1_000_000.0, true, "MntGoldProds"),
-    feature("Web", "Web purchases", "purchases", Integer, 0.0, 10_000.0, false, "NumWebPurchases"),
-    feature("Catalog", "Catalog purchases", "purchases", Integer, 0.0, 10_000.0, false, "NumCatalogPurchases"),
-    feature("Store", "Store purchases", "purchases", Integer, 0.0, 10_000.0, false, "NumStorePurchases"),
-    feature("Discount_Purchases", "Purchases with a discount", "purchases", Integer, 0.0, 10_000.0, false, "NumDealsPurchases"),
-    feature("Total_Promo", "Campaign offers accepted", "of 5", Integer, 0.0, 5.0, false, "AcceptedCmp1 + ... + AcceptedCmp5"),
-    feature("NumWebVisitsMonth", "Web visits last month", "visits", Integer, 0.0, 10_000.0, false, "NumWebVisitsMonth"),
+    feature(
+        "Age",
+        "Age",
+        "years",
+        Integer,
+        0.0,
+        130.0,
+        true,
+        "reference year - Year_Birth",
+    ),
+    coded(
+        "Education",
+        "Education",
+        EDUCATION_LEVELS,
+        "ordinal code of Education",
+    ),
+    coded(
+        "Marital_Status",
+        "Lives with a partner",
+        &["No", "Yes"],
+        "1 for Married/Together, else 0",
+    ),
+    coded(
+        "Parental_Status",
+        "Has children at home",
+        &["No", "Yes"],
+        "1 when Children > 0",
+    ),
+    feature(
+        "Children",
+        "Children at home",
+        "",
+        Integer,
+        0.0,
+        20.0,
+        false,
+        "Kidhome + Teenhome",
+    ),
+    feature(
+        "Income",
+        "Yearly household income",
+        "$",
+        Real,
+        0.0,
+        10_000_000.0,
+        false,
+        "Income",
+    ),
+    feature(
+        "Total_Spending",
+        "Total spending (2 years)",
+        "$",
+        Real,
+        0.0,
+        1_000_000.0,
+        true,
+        "sum of the six Mnt columns",
+    ),
+    feature(
+        "Days_as_Customer",
+        "Days as customer",
+        "days",
+        Integer,
+        0.0,
+        36_500.0,
+        false,
+        "reference date - Dt_Customer",
+    ),
+    feature(
+        "Recency",
+        "Days since last purchase",
+        "days",
+        Integer,
+        0.0,
+        36_500.0,
+        false,
+        "Recency",
+    ),
+    feature(
+        "Wines",
+        "Spent on wine",
+        "$",
+        Real,
+        0.0,
+        1_000_000.0,
+        true,
+        "MntWines",
+    ),
+    feature(
+        "Fruits",
+        "Spent on fruits",
+        "$",
+        Real,
+        0.0,
+        1_000_000.0,
+        true,
+        "MntFruits",
+    ),
+    feature(
+        "Meat",
+        "Spent on meat",
+        "$",
+        Real,
+        0.0,
+        1_000_000.0,
+        true,
+        "MntMeatProducts",
+    ),
+    feature(
+        "Fish",
+        "Spent on fish",
+        "$",
+        Real,
+        0.0,
+        1_000_000.0,
+        true,
+        "MntFishProducts",
+    ),
+    feature(
+        "Sweets",
+        "Spent on sweets",
+        "$",
+        Real,
+        0.0,
+        1_000_000.0,
+        true,
+        "MntSweetProducts",
+    ),
+    feature(
+        "Gold",
+        "Spent on gold",
+        "$",
+        Real,
+        0.0,
+        1_000_000.0,
+        true,
+        "MntGoldProds",
+    ),
+    feature(
+        "Web",
+        "Web purchases",
+        "purchases",
+        Integer,
+        0.0,
+        10_000.0,
+        false,
+        "NumWebPurchases",
+    ),
+    feature(
+        "Catalog",
+        "Catalog purchases",
+        "purchases",
+        Integer,
+        0.0,
+        10_000.0,
+        false,
+        "NumCatalogPurchases",
+    ),
+    feature(
+        "Store",
+        "Store purchases",
+        "purchases",
+        Integer,
+        0.0,
+        10_000.0,
+        false,
+        "NumStorePurchases",
+    ),
+    feature(
+        "Discount_Purchases",
+        "Purchases with a discount",
+        "purchases",
+        Integer,
+        0.0,
+        10_000.0,
+        false,
+        "NumDealsPurchases",
+    ),
+    feature(
+        "Total_Promo",
+        "Campaign offers accepted",
+        "of 5",
+        Integer,
+        0.0,
+        5.0,
+        false,
+        "AcceptedCmp1 + ... + AcceptedCmp5",
+    ),
+    feature(
+        "NumWebVisitsMonth",
+        "Web visits last month",
+        "visits",
+        Integer,
+        0.0,
+        10_000.0,
+        false,
+        "NumWebVisitsMonth",
+    ),
 ];
 
 /// Position of a feature in model input order.
@@ -196,7 +394,10 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), 29);
         for col in SPEND_COLUMNS.iter().chain(CAMPAIGN_COLUMNS.iter()) {
-            assert!(schema.column(col).is_some(), "{col} missing from schema.yaml");
+            assert!(
+                schema.column(col).is_some(),
+                "{col} missing from schema.yaml"
+            );
         }
     }
 
@@ -206,14 +407,47 @@ mod tests {
         assert_eq!(
             keys,
             [
-                "Age", "Education", "Marital_Status", "Parental_Status", "Children", "Income",
-                "Total_Spending", "Days_as_Customer", "Recency", "Wines", "Fruits", "Meat", "Fish",
-                "Sweets", "Gold", "Web", "Catalog", "Store", "Discount_Purchases", "Total_Promo",
+                "Age",
+                "Education",
+                "Marital_Status",
+                "Parental_Status",
+                "Children",
+                "Income",
+                "Total_Spending",
+                "Days_as_Customer",
+                "Recency",
+                "Wines",
+                "Fruits",
+                "Meat",
+                "Fish",
+                "Sweets",
+                "Gold",
+                "Web",
+                "Catalog",
+                "Store",
+                "Discount_Purchases",
+                "Total_Promo",
                 "NumWebVisitsMonth"
             ]
         );
-        let skewed: Vec<&str> = FEATURES.iter().filter(|f| f.skewed).map(|f| f.key).collect();
-        assert_eq!(skewed, ["Age", "Total_Spending", "Wines", "Fruits", "Meat", "Fish", "Sweets", "Gold"]);
+        let skewed: Vec<&str> = FEATURES
+            .iter()
+            .filter(|f| f.skewed)
+            .map(|f| f.key)
+            .collect();
+        assert_eq!(
+            skewed,
+            [
+                "Age",
+                "Total_Spending",
+                "Wines",
+                "Fruits",
+                "Meat",
+                "Fish",
+                "Sweets",
+                "Gold"
+            ]
+        );
         assert_eq!(FEATURES[1].max, 4.0);
     }
 }

@@ -31,8 +31,15 @@ impl DataSource {
         if let Some(params) = spec.strip_prefix("synthetic:") {
             let (mut rows, mut seed) = (2240usize, 42u64);
             for part in params.split(',').filter(|p| !p.is_empty()) {
-                let (k, v) = part.split_once('=').ok_or_else(|| Error::UnsupportedSource(spec.into()))?;
-                let bad = || Error::config(format!("data.source ({k})"), format!("'{v}' is not a whole number"));
+                let (k, v) = part
+                    .split_once('=')
+                    .ok_or_else(|| Error::UnsupportedSource(spec.into()))?;
+                let bad = || {
+                    Error::config(
+                        format!("data.source ({k})"),
+                        format!("'{v}' is not a whole number"),
+                    )
+                };
                 match k.trim() {
                     "rows" => rows = v.trim().parse().map_err(|_| bad())?,
                     "seed" => seed = v.trim().parse().map_err(|_| bad())?,
@@ -42,7 +49,12 @@ impl DataSource {
             return Ok(DataSource::Synthetic { rows, seed });
         }
         let path = PathBuf::from(spec);
-        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             Some("csv" | "tsv" | "txt") => Ok(DataSource::Csv(path)),
             Some("parquet" | "pq") => Ok(DataSource::Parquet(path)),
             _ => Err(Error::UnsupportedSource(spec.into())),
@@ -97,18 +109,30 @@ pub fn sniff_separator(header: &str) -> u8 {
 fn header_line(path: &Path) -> Result<String> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     if file.metadata().map_err(|e| Error::io(path, e))?.len() == 0 {
-        return Err(Error::EmptyFile { path: path.to_path_buf() });
+        return Err(Error::EmptyFile {
+            path: path.to_path_buf(),
+        });
     }
     let mut line = String::new();
-    BufReader::new(file).read_line(&mut line).map_err(|e| Error::io(path, e))?;
-    let line = line.trim_end_matches(['\r', '\n']).trim_start_matches('\u{feff}').to_string();
+    BufReader::new(file)
+        .read_line(&mut line)
+        .map_err(|e| Error::io(path, e))?;
+    let line = line
+        .trim_end_matches(['\r', '\n'])
+        .trim_start_matches('\u{feff}')
+        .to_string();
     if line.trim().is_empty() {
-        return Err(Error::EmptyFile { path: path.to_path_buf() });
+        return Err(Error::EmptyFile {
+            path: path.to_path_buf(),
+        });
     }
     Ok(line)
 }
 
-fn check_columns<'a>(source_name: &str, found: impl Iterator<Item = &'a str> + Clone) -> Result<()> {
+fn check_columns<'a>(
+    source_name: &str,
+    found: impl Iterator<Item = &'a str> + Clone,
+) -> Result<()> {
     for column in RawSchema::get().names() {
         if !found.clone().any(|f| f == column) {
             let mut listed: Vec<&str> = found.clone().collect();
@@ -128,8 +152,10 @@ pub fn read_csv(path: &Path) -> Result<DataFrame> {
     let source_name = path.display().to_string();
     let header = header_line(path)?;
     let separator = sniff_separator(&header);
-    let names: Vec<String> =
-        header.split(separator as char).map(|h| h.trim().trim_matches('"').to_string()).collect();
+    let names: Vec<String> = header
+        .split(separator as char)
+        .map(|h| h.trim().trim_matches('"').to_string())
+        .collect();
     check_columns(&source_name, names.iter().map(String::as_str))?;
 
     let columns: Arc<[PlSmallStr]> = RawSchema::get().names().map(PlSmallStr::from).collect();
@@ -169,9 +195,11 @@ fn first_bad_number(source_name: &str, df: &DataFrame) -> Option<Error> {
         if !matches!(col.kind, RawType::Integer | RawType::Number) {
             continue;
         }
-        let Ok(series) = df.column(&col.name) else { continue };
+        let Ok(series) = df.column(&col.name) else {
+            continue;
+        };
         let Ok(values) = series.str() else { continue };
-        for (i, v) in values.into_iter().enumerate() {
+        for (i, v) in values.iter().enumerate() {
             if let Some(v) = v {
                 let t = v.trim();
                 if !t.is_empty() && t.parse::<f64>().is_err() {
@@ -194,10 +222,15 @@ pub fn read_parquet(path: &Path) -> Result<DataFrame> {
     let source_name = path.display().to_string();
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     if file.metadata().map_err(|e| Error::io(path, e))?.len() == 0 {
-        return Err(Error::EmptyFile { path: path.to_path_buf() });
+        return Err(Error::EmptyFile {
+            path: path.to_path_buf(),
+        });
     }
     let df = ParquetReader::new(file).finish()?;
-    check_columns(&source_name, df.get_column_names().into_iter().map(|s| s.as_str()))?;
+    check_columns(
+        &source_name,
+        df.get_column_names().into_iter().map(|s| s.as_str()),
+    )?;
     let df = conform(&source_name, df)?;
     if df.height() == 0 {
         return Err(Error::NoRows { source_name });
@@ -214,27 +247,41 @@ pub fn conform(source_name: &str, df: DataFrame) -> Result<DataFrame> {
         let want = polars_type(col.kind);
         let cast = match (col.kind, c.dtype()) {
             (_, dt) if *dt == want => c.clone(),
-            (RawType::Integer | RawType::Number, dt) if dt.is_primitive_numeric() || dt.is_bool() => c.cast(&want)?,
+            (RawType::Integer | RawType::Number, dt)
+                if dt.is_primitive_numeric() || dt.is_bool() =>
+            {
+                c.cast(&want)?
+            }
             (RawType::Integer | RawType::Number, DataType::String) => match c.strict_cast(&want) {
                 Ok(c) => c,
                 Err(_) => {
                     let frame = DataFrame::new_infer_height(vec![c.clone()])?;
-                    return Err(first_bad_number(source_name, &frame).unwrap_or(Error::BadColumnType {
-                        source_name: source_name.into(),
-                        column: col.name.clone(),
-                        found: "String".into(),
-                        expected: "number",
-                    }));
+                    return Err(first_bad_number(source_name, &frame).unwrap_or(
+                        Error::BadColumnType {
+                            source_name: source_name.into(),
+                            column: col.name.clone(),
+                            found: "String".into(),
+                            expected: "number",
+                        },
+                    ));
                 }
             },
-            (RawType::Date, DataType::Date) => c.cast(&DataType::String)?.str()?.clone().into_column(),
-            (RawType::Category | RawType::Date, dt) if dt.is_primitive_numeric() => c.cast(&DataType::String)?,
+            (RawType::Date, DataType::Date) => {
+                c.cast(&DataType::String)?.str()?.clone().into_column()
+            }
+            (RawType::Category | RawType::Date, dt) if dt.is_primitive_numeric() => {
+                c.cast(&DataType::String)?
+            }
             (_, dt) => {
                 return Err(Error::BadColumnType {
                     source_name: source_name.into(),
                     column: col.name.clone(),
                     found: dt.to_string(),
-                    expected: if want == DataType::String { "text" } else { "number" },
+                    expected: if want == DataType::String {
+                        "text"
+                    } else {
+                        "number"
+                    },
                 });
             }
         };
@@ -273,13 +320,24 @@ mod tests {
 
     #[test]
     fn sources_parse_by_extension_and_scheme() {
-        assert_eq!(DataSource::parse("a/b.CSV").unwrap(), DataSource::Csv("a/b.CSV".into()));
-        assert_eq!(DataSource::parse("x.parquet").unwrap(), DataSource::Parquet("x.parquet".into()));
+        assert_eq!(
+            DataSource::parse("a/b.CSV").unwrap(),
+            DataSource::Csv("a/b.CSV".into())
+        );
+        assert_eq!(
+            DataSource::parse("x.parquet").unwrap(),
+            DataSource::Parquet("x.parquet".into())
+        );
         assert_eq!(
             DataSource::parse("synthetic:rows=10,seed=7").unwrap(),
             DataSource::Synthetic { rows: 10, seed: 7 }
         );
         assert!(DataSource::parse("data.xlsx").is_err());
-        assert!(DataSource::parse("synthetic:rows=ten").unwrap_err().to_string().contains("rows"));
+        assert!(
+            DataSource::parse("synthetic:rows=ten")
+                .unwrap_err()
+                .to_string()
+                .contains("rows")
+        );
     }
 }

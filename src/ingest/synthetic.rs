@@ -15,8 +15,13 @@ use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 
 const CHUNK: usize = 16_384;
-const EDUCATION: [(&str, f64); 5] =
-    [("Basic", 0.024), ("2n Cycle", 0.091), ("Graduation", 0.503), ("Master", 0.165), ("PhD", 0.217)];
+const EDUCATION: [(&str, f64); 5] = [
+    ("Basic", 0.024),
+    ("2n Cycle", 0.091),
+    ("Graduation", 0.503),
+    ("Master", 0.165),
+    ("PhD", 0.217),
+];
 const MARITAL: [(&str, f64); 8] = [
     ("Married", 0.386),
     ("Together", 0.259),
@@ -94,7 +99,9 @@ fn generate_chunk(start: usize, len: usize, seed: u64, chunk_index: u64) -> Colu
     for i in start..start + len {
         let a: f64 = normal(&mut rng); // affluence
         let id = i as i64;
-        let mut year = (1969.0 - 4.0 * a + 11.0 * normal(&mut rng)).round().clamp(1940.0, 1996.0) as i64;
+        let mut year = (1969.0 - 4.0 * a + 11.0 * normal(&mut rng))
+            .round()
+            .clamp(1940.0, 1996.0) as i64;
         if rng.random::<f64>() < 0.0015 {
             year = rng.random_range(1893..=1900);
         }
@@ -104,7 +111,9 @@ fn generate_chunk(start: usize, len: usize, seed: u64, chunk_index: u64) -> Colu
             education = "Basic";
         }
         let marital = pick(&mut rng, &MARITAL);
-        let income_val = (10.75 + 0.42 * a + 0.12 * normal(&mut rng)).exp().clamp(1730.0, 162_000.0);
+        let income_val = (10.75 + 0.42 * a + 0.12 * normal(&mut rng))
+            .exp()
+            .clamp(1730.0, 162_000.0);
         let income = if rng.random::<f64>() < 0.011 {
             None
         } else if rng.random::<f64>() < 0.0005 {
@@ -113,9 +122,12 @@ fn generate_chunk(start: usize, len: usize, seed: u64, chunk_index: u64) -> Colu
             Some(income_val.round() as i64)
         };
         let p_kid = 1.0 / (1.0 + (1.6 * a + 0.2).exp());
-        let kidhome = i64::from(rng.random::<f64>() < p_kid) + i64::from(rng.random::<f64>() < p_kid * 0.1);
-        let p_teen = (0.15 + (age as f64 - 35.0) / 50.0).clamp(0.05, 0.75) * (1.0 - 0.3 * a.max(0.0)).max(0.2);
-        let teenhome = i64::from(rng.random::<f64>() < p_teen) + i64::from(rng.random::<f64>() < 0.03);
+        let kidhome =
+            i64::from(rng.random::<f64>() < p_kid) + i64::from(rng.random::<f64>() < p_kid * 0.1);
+        let p_teen = (0.15 + (age as f64 - 35.0) / 50.0).clamp(0.05, 0.75)
+            * (1.0 - 0.3 * a.max(0.0)).max(0.2);
+        let teenhome =
+            i64::from(rng.random::<f64>() < p_teen) + i64::from(rng.random::<f64>() < 0.03);
         let children = (kidhome + teenhome) as f64;
         let day = rng.random_range(FIRST_DAY..=LAST_DAY);
         let (d, m, y) = civil_from_days(day);
@@ -131,7 +143,10 @@ fn generate_chunk(start: usize, len: usize, seed: u64, chunk_index: u64) -> Colu
             let noise = (0.5 * normal(&mut rng)).exp();
             mnt[k] = (spend * share * noise).round().max(0.0) as i64;
         }
-        let deals = count(1.0 + 1.2 * children + 0.4 * a.abs() + 1.2 * normal(&mut rng), 15);
+        let deals = count(
+            1.0 + 1.2 * children + 0.4 * a.abs() + 1.2 * normal(&mut rng),
+            15,
+        );
         let web = count(1.0 + spend / 280.0 + 1.6 * normal(&mut rng).abs(), 27);
         let catalog = count(spend / 330.0 + 0.8 * normal(&mut rng), 28);
         let store = count(2.5 + spend / 230.0 + 1.5 * normal(&mut rng), 13);
@@ -142,7 +157,10 @@ fn generate_chunk(start: usize, len: usize, seed: u64, chunk_index: u64) -> Colu
             let boost = if k == 1 { 0.3 } else { 1.0 };
             *v = i64::from(rng.random::<f64>() < p_cmp * boost);
         }
-        let response = i64::from(rng.random::<f64>() < (0.1 + 0.08 * a + 0.1 * cmp.iter().sum::<i64>() as f64).clamp(0.02, 0.8));
+        let response = i64::from(
+            rng.random::<f64>()
+                < (0.1 + 0.08 * a + 0.1 * cmp.iter().sum::<i64>() as f64).clamp(0.02, 0.8),
+        );
 
         c.id.push(id);
         c.year_birth.push(year);
@@ -187,7 +205,8 @@ pub fn generate(rows: usize, seed: u64) -> DataFrame {
             generate_chunk(start, CHUNK.min(rows - start), seed, chunk as u64)
         })
         .collect();
-    let int = |name: &str, f: &dyn Fn(&Columns) -> &Vec<i64>| Column::new(name.into(), concat(&parts, f));
+    let int =
+        |name: &str, f: &dyn Fn(&Columns) -> &Vec<i64>| Column::new(name.into(), concat(&parts, f));
     let n = rows;
     let columns = vec![
         int("ID", &|c| &c.id),
@@ -244,6 +263,9 @@ mod tests {
         assert!(a.equals_missing(&b));
         assert!(!a.equals_missing(&c));
         let missing = a.column("Income").unwrap().null_count();
-        assert!(missing > 0 && missing < 50, "about 1% missing incomes, got {missing}");
+        assert!(
+            missing > 0 && missing < 50,
+            "about 1% missing incomes, got {missing}"
+        );
     }
 }

@@ -70,19 +70,44 @@ fn ensure_runtime_dir() {
 }
 
 fn is_hardware(t: wgpu::DeviceType) -> bool {
-    matches!(t, wgpu::DeviceType::DiscreteGpu | wgpu::DeviceType::IntegratedGpu | wgpu::DeviceType::VirtualGpu)
+    matches!(
+        t,
+        wgpu::DeviceType::DiscreteGpu
+            | wgpu::DeviceType::IntegratedGpu
+            | wgpu::DeviceType::VirtualGpu
+    )
 }
 
 /// The CPU backend, chosen by measurement (see the README's performance notes).
 pub fn cpu() -> ComputeDevice {
-    let ndarray = std::env::var("CATEGORIZER_CPU_BACKEND").is_ok_and(|v| v.eq_ignore_ascii_case("ndarray"));
+    let ndarray =
+        std::env::var("CATEGORIZER_CPU_BACKEND").is_ok_and(|v| v.eq_ignore_ascii_case("ndarray"));
     #[allow(deprecated)]
-    let (device, backend) = if ndarray { (Device::ndarray(), "ndarray") } else { (Device::flex(), "flex") };
-    ComputeDevice { device, kind: "cpu", backend, adapter: None, requested: DeviceChoice::Cpu }
+    let (device, backend) = if ndarray {
+        (Device::ndarray(), "ndarray")
+    } else {
+        (Device::flex(), "flex")
+    };
+    ComputeDevice {
+        device,
+        kind: "cpu",
+        backend,
+        adapter: None,
+        requested: DeviceChoice::Cpu,
+    }
 }
 
 /// The wgpu device on the best Vulkan adapter: a discrete GPU first, then integrated, virtual, CPU.
+/// Started once per process (wgpu's runtime cannot be registered twice) and shared after that.
 pub fn gpu() -> Result<ComputeDevice> {
+    static GPU: std::sync::OnceLock<std::result::Result<ComputeDevice, String>> =
+        std::sync::OnceLock::new();
+    GPU.get_or_init(|| start_gpu().map_err(|e| e.to_string()))
+        .clone()
+        .map_err(|e| Error::Device(e.trim_start_matches("device: ").to_string()))
+}
+
+fn start_gpu() -> Result<ComputeDevice> {
     let adapters = vulkan_adapters();
     let rank = |t: wgpu::DeviceType| match t {
         wgpu::DeviceType::DiscreteGpu => 0,
@@ -91,13 +116,16 @@ pub fn gpu() -> Result<ComputeDevice> {
         wgpu::DeviceType::Cpu => 3,
         wgpu::DeviceType::Other => 4,
     };
-    let best = adapters.iter().min_by_key(|a| rank(a.device_type)).ok_or_else(|| {
-        Error::Device(
-            "no Vulkan adapter found: install a GPU driver with Vulkan support, or Mesa's \
+    let best = adapters
+        .iter()
+        .min_by_key(|a| rank(a.device_type))
+        .ok_or_else(|| {
+            Error::Device(
+                "no Vulkan adapter found: install a GPU driver with Vulkan support, or Mesa's \
              software driver (apt-get install mesa-vulkan-drivers libvulkan1), or use --device cpu"
-                .into(),
-        )
-    })?;
+                    .into(),
+            )
+        })?;
     let same_type_before = adapters
         .iter()
         .take_while(|a| !std::ptr::eq(*a, best))
@@ -134,7 +162,10 @@ pub fn select(choice: DeviceChoice) -> Result<ComputeDevice> {
             if adapters.iter().any(|a| is_hardware(a.device_type)) {
                 gpu()?
             } else {
-                let seen: Vec<String> = adapters.iter().map(|a| format!("{} ({:?})", a.name, a.device_type)).collect();
+                let seen: Vec<String> = adapters
+                    .iter()
+                    .map(|a| format!("{} ({:?})", a.name, a.device_type))
+                    .collect();
                 tracing::info!(
                     adapters = ?seen,
                     "device auto: no hardware GPU adapter found through Vulkan, using the CPU backend"

@@ -85,17 +85,28 @@ fn sample_weighted(rng: &mut ChaCha8Rng, cumulative: &[f64]) -> usize {
         return rng.random_range(0..cumulative.len());
     }
     let u = rng.random::<f64>() * total;
-    cumulative.partition_point(|&c| c <= u).min(cumulative.len() - 1)
+    cumulative
+        .partition_point(|&c| c <= u)
+        .min(cumulative.len() - 1)
 }
 
 /// Greedy k-means++ for `r` restarts at once: returns the chosen row indices, [r][k].
-fn kmeans_plus_plus(x: &Tensor<2>, x_sq: &Tensor<2>, k: usize, r: usize, rng: &mut ChaCha8Rng) -> Vec<Vec<usize>> {
+fn kmeans_plus_plus(
+    x: &Tensor<2>,
+    x_sq: &Tensor<2>,
+    k: usize,
+    r: usize,
+    rng: &mut ChaCha8Rng,
+) -> Vec<Vec<usize>> {
     let [n, _] = x.dims();
     let device = x.device();
     let trials = 2 + (k as f64).ln().floor() as usize;
     let mut chosen: Vec<Vec<usize>> = (0..r).map(|_| vec![rng.random_range(0..n)]).collect();
     let first: Vec<i64> = chosen.iter().map(|c| c[0] as i64).collect();
-    let first = x.clone().select(0, Tensor::<1, Int>::from_data(TensorData::new(first, [r]), &device));
+    let first = x.clone().select(
+        0,
+        Tensor::<1, Int>::from_data(TensorData::new(first, [r]), &device),
+    );
     let mut closest = sq_distances(x, x_sq, &first); // [n, r]
     for _ in 1..k {
         // Sample `trials` candidates per restart, proportional to the current squared distance.
@@ -113,14 +124,19 @@ fn kmeans_plus_plus(x: &Tensor<2>, x_sq: &Tensor<2>, k: usize, r: usize, rng: &m
                 candidates.push(sample_weighted(rng, &cumulative) as i64);
             }
         }
-        let cand_rows = x.clone().select(0, Tensor::<1, Int>::from_data(TensorData::new(candidates.clone(), [r * trials]), &device));
+        let cand_rows = x.clone().select(
+            0,
+            Tensor::<1, Int>::from_data(TensorData::new(candidates.clone(), [r * trials]), &device),
+        );
         let d_cand = sq_distances(x, x_sq, &cand_rows).reshape([n, r, trials]);
         let merged = d_cand.min_pair(closest.clone().reshape([n, r, 1]).repeat_dim(2, trials)); // [n, r, t]
         let potential = download(merged.clone().sum_dim(0)); // [1, r, t]
         let mut pick = vec![0f32; r * trials];
         for ri in 0..r {
             let row = &potential[ri * trials..(ri + 1) * trials];
-            let best = (0..trials).min_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap_or(0);
+            let best = (0..trials)
+                .min_by(|&a, &b| row[a].total_cmp(&row[b]))
+                .unwrap_or(0);
             pick[ri * trials + best] = 1.0;
             chosen[ri].push(candidates[ri * trials + best] as usize);
         }
@@ -131,11 +147,17 @@ fn kmeans_plus_plus(x: &Tensor<2>, x_sq: &Tensor<2>, k: usize, r: usize, rng: &m
 }
 
 /// Fits KMeans on `x` [n, d]. `on_iter(i)` is called after each Lloyd iteration.
-pub fn fit(x: &Tensor<2>, params: &KMeansParams, mut on_iter: impl FnMut(usize)) -> Result<KMeansModel> {
+pub fn fit(
+    x: &Tensor<2>,
+    params: &KMeansParams,
+    mut on_iter: impl FnMut(usize),
+) -> Result<KMeansModel> {
     let [n, d] = x.dims();
     let (k, r) = (params.k, params.n_init);
     if n < k {
-        return Err(Error::Training(format!("KMeans needs at least k = {k} rows, got {n}")));
+        return Err(Error::Training(format!(
+            "KMeans needs at least k = {k} rows, got {n}"
+        )));
     }
     let device = x.device();
     let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
@@ -145,24 +167,41 @@ pub fn fit(x: &Tensor<2>, params: &KMeansParams, mut on_iter: impl FnMut(usize))
 
     let seeds = kmeans_plus_plus(x, &x_sq, k, r, &mut rng);
     let idx: Vec<i64> = seeds.iter().flatten().map(|&i| i as i64).collect();
-    let mut centres = x.clone().select(0, Tensor::<1, Int>::from_data(TensorData::new(idx, [r * k]), &device)); // [r*k, d]
+    let mut centres = x.clone().select(
+        0,
+        Tensor::<1, Int>::from_data(TensorData::new(idx, [r * k]), &device),
+    ); // [r*k, d]
     let mut converged = vec![false; r];
     let mut iterations = vec![0usize; r];
 
     for it in 0..params.max_iter {
         // Nearest centre of each row within each restart, as one-hot blocks side by side: [n, r*k].
         let d2 = sq_distances(x, &x_sq, &centres).reshape([n * r, k]);
-        let local: Tensor<2> = d2.argmin(1).reshape([n * r]).one_hot::<2>(k).reshape([n, r * k]).float();
+        let local: Tensor<2> = d2
+            .argmin(1)
+            .reshape([n * r])
+            .one_hot::<2>(k)
+            .reshape([n, r * k])
+            .float();
         let sums = local.clone().transpose().matmul(x.clone()); // [r*k, d]
         let counts = local.sum_dim(0).transpose(); // [r*k, 1]
         let empty = counts.clone().equal_elem(0.0).repeat_dim(1, d);
         let updated = sums / counts.clamp_min(1.0);
         let updated = updated.mask_where(empty, centres.clone());
         // Freeze restarts that have converged.
-        let frozen: Vec<bool> = converged.iter().flat_map(|&c| std::iter::repeat_n(c, k * d)).collect();
+        let frozen: Vec<bool> = converged
+            .iter()
+            .flat_map(|&c| std::iter::repeat_n(c, k * d))
+            .collect();
         let frozen = Tensor::<2, Bool>::from_data(TensorData::new(frozen, [r * k, d]), &device);
         let updated = updated.mask_where(frozen, centres.clone());
-        let shift = download((updated.clone() - centres).square().sum_dim(1).reshape([r, k]).sum_dim(1));
+        let shift = download(
+            (updated.clone() - centres)
+                .square()
+                .sum_dim(1)
+                .reshape([r, k])
+                .sum_dim(1),
+        );
         centres = updated;
         for ri in 0..r {
             if !converged[ri] {
@@ -181,7 +220,9 @@ pub fn fit(x: &Tensor<2>, params: &KMeansParams, mut on_iter: impl FnMut(usize))
     // Final assignment and inertia of every restart; the lowest wins (ties: first).
     let d2 = sq_distances(x, &x_sq, &centres).reshape([n, r, k]);
     let inertia = download(d2.min_dim(2).reshape([n, r]).sum_dim(0));
-    let best = (0..r).min_by(|&a, &b| inertia[a].total_cmp(&inertia[b])).unwrap_or(0);
+    let best = (0..r)
+        .min_by(|&a, &b| inertia[a].total_cmp(&inertia[b]))
+        .unwrap_or(0);
     let all = download(centres);
     let mut model = KMeansModel {
         centres: all[best * k * d..(best + 1) * k * d].to_vec(),
@@ -219,7 +260,13 @@ mod tests {
         let truth = [[0.0f32, 0.0], [10.0, 0.0], [0.0, 10.0]];
         let device = Device::flex();
         let x = upload_vec(blobs(&truth, 200, 0.5, 1), 600, 2, &device);
-        let params = KMeansParams { k: 3, n_init: 4, max_iter: 100, tolerance: 1e-4, seed: 7 };
+        let params = KMeansParams {
+            k: 3,
+            n_init: 4,
+            max_iter: 100,
+            tolerance: 1e-4,
+            seed: 7,
+        };
         let model = fit(&x, &params, |_| {}).unwrap();
         for t in truth {
             let nearest = model
@@ -232,7 +279,11 @@ mod tests {
         let a = model.assign(&x);
         for blob in 0..3 {
             let l = a.labels[blob * 200];
-            assert!(a.labels[blob * 200..(blob + 1) * 200].iter().all(|&x| x == l));
+            assert!(
+                a.labels[blob * 200..(blob + 1) * 200]
+                    .iter()
+                    .all(|&x| x == l)
+            );
         }
         let again = fit(&x, &params, |_| {}).unwrap();
         assert_eq!(model, again, "same seed, same model");
@@ -242,7 +293,18 @@ mod tests {
     fn too_few_rows_is_an_error() {
         let device = Device::flex();
         let x = upload_vec(vec![0.0, 1.0], 1, 2, &device);
-        let params = KMeansParams { k: 3, n_init: 1, max_iter: 10, tolerance: 1e-4, seed: 0 };
-        assert!(fit(&x, &params, |_| {}).unwrap_err().to_string().contains("at least k = 3"));
+        let params = KMeansParams {
+            k: 3,
+            n_init: 1,
+            max_iter: 10,
+            tolerance: 1e-4,
+            seed: 0,
+        };
+        assert!(
+            fit(&x, &params, |_| {})
+                .unwrap_err()
+                .to_string()
+                .contains("at least k = 3")
+        );
     }
 }

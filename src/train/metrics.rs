@@ -66,7 +66,14 @@ pub fn silhouette(points: &[f32], dims: usize, labels: &[u32], k: usize, device:
 }
 
 /// Davies–Bouldin index of `x` under `labels` with the given centres (k x dims, row-major).
-pub fn davies_bouldin(points: &[f32], dims: usize, labels: &[u32], centres: &[f32], k: usize, device: &Device) -> f64 {
+pub fn davies_bouldin(
+    points: &[f32],
+    dims: usize,
+    labels: &[u32],
+    centres: &[f32],
+    k: usize,
+    device: &Device,
+) -> f64 {
     let n = labels.len();
     let x = upload_vec(points.to_vec(), n, dims, device);
     let c = upload_vec(centres.to_vec(), k, dims, device);
@@ -75,9 +82,20 @@ pub fn davies_bouldin(points: &[f32], dims: usize, labels: &[u32], centres: &[f3
     let own = (dist * onehot.clone()).sum_dim(1); // [n, 1] distance to own centre
     let spread_sum = download(onehot.clone().transpose().matmul(own)); // [k, 1]
     let counts = download(onehot.sum_dim(0));
-    let spread: Vec<f64> = (0..k).map(|i| if counts[i] > 0.0 { spread_sum[i] as f64 / counts[i] as f64 } else { 0.0 }).collect();
+    let spread: Vec<f64> = (0..k)
+        .map(|i| {
+            if counts[i] > 0.0 {
+                spread_sum[i] as f64 / counts[i] as f64
+            } else {
+                0.0
+            }
+        })
+        .collect();
     let centre_dist = |i: usize, j: usize| {
-        (0..dims).map(|t| ((centres[i * dims + t] - centres[j * dims + t]) as f64).powi(2)).sum::<f64>().sqrt()
+        (0..dims)
+            .map(|t| ((centres[i * dims + t] - centres[j * dims + t]) as f64).powi(2))
+            .sum::<f64>()
+            .sqrt()
     };
     let mut total = 0.0;
     for i in 0..k {
@@ -85,7 +103,11 @@ pub fn davies_bouldin(points: &[f32], dims: usize, labels: &[u32], centres: &[f3
             .filter(|&j| j != i)
             .map(|j| {
                 let d = centre_dist(i, j);
-                if d > 0.0 { (spread[i] + spread[j]) / d } else { 0.0 }
+                if d > 0.0 {
+                    (spread[i] + spread[j]) / d
+                } else {
+                    0.0
+                }
             })
             .fold(0.0f64, f64::max);
         total += worst;
@@ -110,7 +132,10 @@ pub fn evaluate(
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5111_0e77e);
         let mut idx = sample(&mut rng, n, silhouette_sample).into_vec();
         idx.sort_unstable();
-        let p: Vec<f32> = idx.iter().flat_map(|&i| points[i * dims..(i + 1) * dims].iter().copied()).collect();
+        let p: Vec<f32> = idx
+            .iter()
+            .flat_map(|&i| points[i * dims..(i + 1) * dims].iter().copied())
+            .collect();
         let l: Vec<u32> = idx.iter().map(|&i| labels[i]).collect();
         (p, l)
     } else {
@@ -141,6 +166,9 @@ mod tests {
         let s = silhouette(&points, 2, &labels, 3, &device);
         let db = davies_bouldin(&points, 2, &labels, &centres, 3, &device);
         assert!((s - 0.7124387250580051).abs() < 1e-5, "silhouette {s}");
-        assert!((db - 0.15701145925595564).abs() < 1e-5, "davies-bouldin {db}");
+        assert!(
+            (db - 0.15701145925595564).abs() < 1e-5,
+            "davies-bouldin {db}"
+        );
     }
 }

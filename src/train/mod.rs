@@ -1,6 +1,6 @@
 //! Training: from a data source to a fitted segmentation and a run directory.
 //!
-//! ingest → features → seeded 80/20 split → preprocessing fitted on the training rows →
+//! ingest → features → seeded 80/20 split (scikit-learn's, row for row) → preprocessing fitted on the training rows →
 //! PCA(2) and KMeans on the training device → canonical segment ids → metrics. The test split
 //! is assigned by the fitted model, never re-clustered. The run directory holds the fitted
 //! parameters (`model.json`), `metrics.json` and every row's segment (`assignments.csv`).
@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod pca;
 pub mod progress;
 pub mod segments;
+pub mod split;
 pub mod tensor;
 
 use std::io::Write;
@@ -18,9 +19,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::prelude::*;
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{DeviceChoice, Settings};
@@ -35,6 +33,7 @@ use metrics::ClusterMetrics;
 use pca::Pca;
 use progress::Progress;
 use segments::SegmentProfile;
+pub use split::split_indices;
 
 /// Everything fitted: enough to place any customer in a segment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,7 +116,12 @@ pub struct ComputeDeviceInfo {
 
 impl From<&ComputeDevice> for ComputeDeviceInfo {
     fn from(d: &ComputeDevice) -> Self {
-        Self { requested: d.requested, kind: d.kind.into(), backend: d.backend.into(), adapter: d.adapter.clone() }
+        Self {
+            requested: d.requested,
+            kind: d.kind.into(),
+            backend: d.backend.into(),
+            adapter: d.adapter.clone(),
+        }
     }
 }
 
@@ -149,7 +153,11 @@ struct Stopwatch {
 impl Stopwatch {
     fn new() -> Self {
         let now = Instant::now();
-        Self { start: now, last: now, stages: Default::default() }
+        Self {
+            start: now,
+            last: now,
+            stages: Default::default(),
+        }
     }
     fn lap(&mut self, stage: &str) -> f64 {
         let now = Instant::now();
@@ -159,26 +167,16 @@ impl Stopwatch {
         secs
     }
     fn finish(mut self) -> serde_json::Map<String, serde_json::Value> {
-        self.stages.insert("total".into(), round6(self.start.elapsed().as_secs_f64()).into());
+        self.stages.insert(
+            "total".into(),
+            round6(self.start.elapsed().as_secs_f64()).into(),
+        );
         self.stages
     }
 }
 
 fn round6(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
-}
-
-/// Seeded split of `n` rows: (train indices, test indices), each sorted.
-pub fn split_indices(n: usize, test_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
-    let mut idx: Vec<usize> = (0..n).collect();
-    idx.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-    let n_test = ((n as f64) * test_fraction).ceil() as usize;
-    let n_test = n_test.min(n.saturating_sub(1));
-    let mut test = idx[..n_test].to_vec();
-    let mut train = idx[n_test..].to_vec();
-    test.sort_unstable();
-    train.sort_unstable();
-    (train, test)
 }
 
 /// Runs the whole training pipeline and writes the run directory.
@@ -195,7 +193,11 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
     let step = progress.step("Engineering features");
     let table = features::engineer(&raw, s.reference_date())?;
     drop(raw);
-    step.finish(format!("{} rows usable, {} set aside", table.report.rows_kept, table.report.rows_rejected()));
+    step.finish(format!(
+        "{} rows usable, {} set aside",
+        table.report.rows_kept,
+        table.report.rows_rejected()
+    ));
     for line in table.report.summary_lines() {
         tracing::warn!("set aside: {line}");
     }
@@ -205,7 +207,8 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
         return Err(Error::NoUsableRows(describe(&table.report)));
     }
 
-    let (train_idx, test_idx) = split_indices(table.matrix.rows(), s.split.test_fraction, s.split.seed);
+    let (train_idx, test_idx) =
+        split_indices(table.matrix.rows(), s.split.test_fraction, s.split.seed);
     let train_raw = table.matrix.gather_rows(&train_idx);
     let test_raw = table.matrix.gather_rows(&test_idx);
     watch.lap("split");
@@ -241,7 +244,10 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
     };
     let bar = progress.bar(params.max_iter as u64, "KMeans");
     let mut km = kmeans::fit(&emb_train_t, &params, |i| bar.set_position(i as u64))?;
-    bar.finish(format!("KMeans: k = {k}, {} restarts, {} iterations", params.n_init, km.n_iter));
+    bar.finish(format!(
+        "KMeans: k = {k}, {} restarts, {} iterations",
+        params.n_init, km.n_iter
+    ));
     let mut train_assign = km.assign(&emb_train_t);
     let order = segments::canonical_order(&train_raw, &train_assign.labels, k);
     km.reorder(&order);
@@ -261,10 +267,26 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
     let sample = s.segmentation.silhouette_sample;
     let seed = s.split.seed;
     let train_m = metrics::evaluate(
-        &emb_train, dims, &train_assign.labels, &train_assign.sq_dist, &model.kmeans.centres, k, sample, seed, &dev,
+        &emb_train,
+        dims,
+        &train_assign.labels,
+        &train_assign.sq_dist,
+        &model.kmeans.centres,
+        k,
+        sample,
+        seed,
+        &dev,
     );
     let test_m = metrics::evaluate(
-        &emb_test, dims, &test_assign.labels, &test_assign.sq_dist, &model.kmeans.centres, k, sample, seed, &dev,
+        &emb_test,
+        dims,
+        &test_assign.labels,
+        &test_assign.sq_dist,
+        &model.kmeans.centres,
+        k,
+        sample,
+        seed,
+        &dev,
     );
     model.segments = segments::profiles(&train_raw, &train_assign.labels, k);
     step.finish("Evaluated");
@@ -321,7 +343,10 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
 }
 
 fn describe(report: &RowReport) -> String {
-    let mut text = format!("{} rows read, {} usable", report.rows_read, report.rows_kept);
+    let mut text = format!(
+        "{} rows read, {} usable",
+        report.rows_read, report.rows_kept
+    );
     for line in report.summary_lines() {
         text.push_str("; ");
         text.push_str(&line);
@@ -343,7 +368,11 @@ fn write_assignments(
 ) -> Result<()> {
     let mut rows: Vec<(u32, &str, u32)> = Vec::with_capacity(source_rows.len());
     for (split, (idx, labels)) in [("train", train), ("test", test)] {
-        rows.extend(idx.iter().zip(labels).map(|(&i, &l)| (source_rows[i] + 1, split, l)));
+        rows.extend(
+            idx.iter()
+                .zip(labels)
+                .map(|(&i, &l)| (source_rows[i] + 1, split, l)),
+        );
     }
     rows.sort_unstable_by_key(|r| r.0);
     let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
@@ -354,21 +383,4 @@ fn write_assignments(
         writeln!(w, "{row},{split},{seg}").map_err(io)?;
     }
     w.flush().map_err(io)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn split_is_seeded_disjoint_and_complete() {
-        let (a_train, a_test) = split_indices(100, 0.2, 42);
-        let (b_train, b_test) = split_indices(100, 0.2, 42);
-        assert_eq!((a_train.clone(), a_test.clone()), (b_train, b_test));
-        assert_eq!(a_test.len(), 20);
-        let mut all: Vec<usize> = a_train.iter().chain(&a_test).copied().collect();
-        all.sort_unstable();
-        assert_eq!(all, (0..100).collect::<Vec<_>>());
-        assert_ne!(split_indices(100, 0.2, 43).1, a_test);
-    }
 }

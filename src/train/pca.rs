@@ -24,7 +24,11 @@ impl Pca {
         let [n, d] = x.dims();
         let mean = x.clone().mean_dim(0); // [1, d]
         let centred = x.clone() - mean.clone();
-        let cov = centred.clone().transpose().matmul(centred).div_scalar((n.max(2) - 1) as f32);
+        let cov = centred
+            .clone()
+            .transpose()
+            .matmul(centred)
+            .div_scalar((n.max(2) - 1) as f32);
         let cov: Vec<f64> = download(cov).into_iter().map(f64::from).collect();
         let (values, vectors) = jacobi_eigen(cov, d);
         let total: f64 = values.iter().sum();
@@ -34,16 +38,26 @@ impl Pca {
         let mut explained_variance = Vec::with_capacity(n_components);
         for &i in order.iter().take(n_components) {
             let mut v: Vec<f64> = (0..d).map(|r| vectors[r * d + i]).collect();
-            let max = v.iter().copied().fold(0.0f64, |m, x| if x.abs() > m.abs() { x } else { m });
+            let max = v
+                .iter()
+                .copied()
+                .fold(0.0f64, |m, x| if x.abs() > m.abs() { x } else { m });
             if max < 0.0 {
                 v.iter_mut().for_each(|x| *x = -*x);
             }
             components.push(v.into_iter().map(|x| x as f32).collect());
             explained_variance.push(values[i]);
         }
-        let explained_variance_ratio =
-            explained_variance.iter().map(|v| if total > 0.0 { v / total } else { 0.0 }).collect();
-        Pca { mean: download(mean), components, explained_variance, explained_variance_ratio }
+        let explained_variance_ratio = explained_variance
+            .iter()
+            .map(|v| if total > 0.0 { v / total } else { 0.0 })
+            .collect();
+        Pca {
+            mean: download(mean),
+            components,
+            explained_variance,
+            explained_variance_ratio,
+        }
     }
 
     /// Projects `x` [n, d] onto the components: [n, n_components].
@@ -71,8 +85,14 @@ pub fn jacobi_eigen(mut a: Vec<f64>, d: usize) -> (Vec<f64>, Vec<f64>) {
         v[i * d + i] = 1.0;
     }
     for _sweep in 0..100 {
-        let off: f64 = (0..d).flat_map(|i| (0..d).filter(move |&j| j != i).map(move |j| (i, j))).map(|(i, j)| a[i * d + j].powi(2)).sum();
-        let scale: f64 = (0..d).map(|i| a[i * d + i].powi(2)).sum::<f64>().max(f64::MIN_POSITIVE);
+        let off: f64 = (0..d)
+            .flat_map(|i| (0..d).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| a[i * d + j].powi(2))
+            .sum();
+        let scale: f64 = (0..d)
+            .map(|i| a[i * d + i].powi(2))
+            .sum::<f64>()
+            .max(f64::MIN_POSITIVE);
         if off <= 1e-30 * scale {
             break;
         }
@@ -119,8 +139,9 @@ mod tests {
     fn jacobi_finds_known_eigenpairs() {
         // [[2, 1], [1, 2]] has eigenvalues 3 (along [1, 1]) and 1 (along [1, -1]).
         let (values, vectors) = jacobi_eigen(vec![2.0, 1.0, 1.0, 2.0], 2);
-        let mut pairs: Vec<(f64, [f64; 2])> =
-            (0..2).map(|i| (values[i], [vectors[i], vectors[2 + i]])).collect();
+        let mut pairs: Vec<(f64, [f64; 2])> = (0..2)
+            .map(|i| (values[i], [vectors[i], vectors[2 + i]]))
+            .collect();
         pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
         assert!((pairs[0].0 - 3.0).abs() < 1e-12 && (pairs[1].0 - 1.0).abs() < 1e-12);
         assert!((pairs[0].1[0].abs() - std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-12);
@@ -141,7 +162,10 @@ mod tests {
         let pca = Pca::fit(&x, 1);
         let c = &pca.components[0];
         let norm = 5f32.sqrt();
-        assert!((c[0] - 1.0 / norm).abs() < 1e-3 && (c[1] - 2.0 / norm).abs() < 1e-3, "{c:?}");
+        assert!(
+            (c[0] - 1.0 / norm).abs() < 1e-3 && (c[1] - 2.0 / norm).abs() < 1e-3,
+            "{c:?}"
+        );
         assert!(pca.explained_variance_ratio[0] > 0.99);
         assert_eq!(pca.transform(&x).dims(), [200, 1]);
     }

@@ -25,13 +25,22 @@ impl Step {
 
 impl Progress {
     pub fn new(enabled: bool) -> Self {
-        let target = if enabled { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
-        Self { multi: MultiProgress::with_draw_target(target) }
+        let target = if enabled {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        Self {
+            multi: MultiProgress::with_draw_target(target),
+        }
     }
 
     pub fn step(&self, message: impl Into<Cow<'static, str>>) -> Step {
         let bar = self.multi.add(ProgressBar::new_spinner());
-        bar.set_style(ProgressStyle::with_template("{spinner:.cyan} {msg} {elapsed:.dim}").expect("valid template"));
+        bar.set_style(
+            ProgressStyle::with_template("{spinner:.cyan} {msg} {elapsed:.dim}")
+                .expect("valid template"),
+        );
         bar.set_message(message);
         bar.enable_steady_tick(Duration::from_millis(100));
         Step(bar)
@@ -40,9 +49,11 @@ impl Progress {
     pub fn bar(&self, len: u64, message: impl Into<Cow<'static, str>>) -> Step {
         let bar = self.multi.add(ProgressBar::new(len));
         bar.set_style(
-            ProgressStyle::with_template("{msg:>12} [{bar:30.cyan/blue}] {pos}/{len} {elapsed:.dim}")
-                .expect("valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{msg:>12} [{bar:30.cyan/blue}] {pos}/{len} {elapsed:.dim}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         );
         bar.set_message(message);
         Step(bar)

@@ -38,7 +38,12 @@ fn cluster_means(raw: &Matrix, labels: &[u32], k: usize) -> (Vec<Vec<f64>>, Vec<
     let means = sums
         .into_iter()
         .zip(counts)
-        .map(|(s, c)| s.into_iter().zip(c).map(|(s, c)| if c > 0 { s / c as f64 } else { f64::NAN }).collect())
+        .map(|(s, c)| {
+            s.into_iter()
+                .zip(c)
+                .map(|(s, c)| if c > 0 { s / c as f64 } else { f64::NAN })
+                .collect()
+        })
         .collect();
     (means, sizes)
 }
@@ -79,12 +84,19 @@ pub fn profiles(raw: &Matrix, labels: &[u32], k: usize) -> Vec<SegmentProfile> {
     let n = labels.len().max(1);
     let parental = feature_index("Parental_Status").expect("feature");
     let deals = feature_index("Discount_Purchases").expect("feature");
-    let max_deals = means.iter().map(|m| m[deals]).fold(f64::NEG_INFINITY, f64::max);
+    let max_deals = means
+        .iter()
+        .map(|m| m[deals])
+        .fold(f64::NEG_INFINITY, f64::max);
     let mut seen = std::collections::HashSet::new();
     (0..k)
         .map(|id| {
             let m = &means[id];
-            let household = if m[parental] >= 0.5 { "mostly parents" } else { "mostly without children" };
+            let household = if m[parental] >= 0.5 {
+                "mostly parents"
+            } else {
+                "mostly without children"
+            };
             let mut name = format!("{}, {household}", tier(id, k));
             if k > 2 && m[deals] == max_deals {
                 name.push_str(", deal seekers");
@@ -97,7 +109,11 @@ pub fn profiles(raw: &Matrix, labels: &[u32], k: usize) -> Vec<SegmentProfile> {
                 name,
                 size: sizes[id],
                 share: sizes[id] as f64 / n as f64,
-                means: FEATURES.iter().zip(m).map(|(f, v)| (f.key.to_string(), *v)).collect(),
+                means: FEATURES
+                    .iter()
+                    .zip(m)
+                    .map(|(f, v)| (f.key.to_string(), *v))
+                    .collect(),
             }
         })
         .collect()

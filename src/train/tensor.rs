@@ -7,7 +7,10 @@ use crate::matrix::Matrix;
 
 /// Uploads a row-major host matrix.
 pub fn upload(m: &Matrix, device: &Device) -> Tensor<2> {
-    Tensor::from_data(TensorData::new(m.as_slice().to_vec(), [m.rows(), m.cols()]), device)
+    Tensor::from_data(
+        TensorData::new(m.as_slice().to_vec(), [m.rows(), m.cols()]),
+        device,
+    )
 }
 
 /// Uploads `rows x cols` values.
@@ -17,12 +20,18 @@ pub fn upload_vec(data: Vec<f32>, rows: usize, cols: usize, device: &Device) -> 
 
 /// Downloads a float tensor as a flat row-major vector.
 pub fn download<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().into_vec::<f32>().expect("float tensor reads back as f32")
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("float tensor reads back as f32")
 }
 
 /// Downloads an int tensor as i64 values.
 pub fn download_int<const D: usize>(t: Tensor<D, Int>) -> Vec<i64> {
-    t.into_data().convert::<i64>().into_vec::<i64>().expect("int tensor reads back as i64")
+    t.into_data()
+        .convert::<i64>()
+        .try_into_vec::<i64>()
+        .expect("int tensor reads back as i64")
 }
 
 /// Squared Euclidean distances between the rows of `x` [n, d] and of `c` [m, d]: [n, m].

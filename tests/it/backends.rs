@@ -37,7 +37,13 @@ fn blobs() -> Vec<f32> {
 fn kmeans_and_pca_agree_on_cpu_and_wgpu() {
     let Some(gpu) = gpu_or_skip() else { return };
     let cpu = Device::flex();
-    let params = kmeans::KMeansParams { k: 3, n_init: 2, max_iter: 50, tolerance: 1e-4, seed: 3 };
+    let params = kmeans::KMeansParams {
+        k: 3,
+        n_init: 2,
+        max_iter: 50,
+        tolerance: 1e-4,
+        seed: 3,
+    };
     let run = |dev: &Device| {
         let x = upload_vec(blobs(), 120, 2, dev);
         let pca = Pca::fit(&x, 2);
@@ -49,7 +55,12 @@ fn kmeans_and_pca_agree_on_cpu_and_wgpu() {
     let (pca_c, km_c, labels_c) = run(&cpu);
     let (pca_g, km_g, labels_g) = run(&gpu);
     assert_eq!(labels_c, labels_g);
-    for (a, b) in pca_c.components.iter().flatten().zip(pca_g.components.iter().flatten()) {
+    for (a, b) in pca_c
+        .components
+        .iter()
+        .flatten()
+        .zip(pca_g.components.iter().flatten())
+    {
         assert!((a - b).abs() < 1e-3, "PCA loadings differ: {a} vs {b}");
     }
     for (a, b) in km_c.centres.iter().zip(&km_g.centres) {
@@ -67,7 +78,10 @@ fn the_pipeline_gives_the_same_segments_on_cpu_and_wgpu() {
         let mut settings = crate::settings();
         settings.segmentation.n_init = 2;
         let req = TrainRequest {
-            source: DataSource::Synthetic { rows: 400, seed: 21 },
+            source: DataSource::Synthetic {
+                rows: 400,
+                seed: 21,
+            },
             device,
             settings,
             out_dir: dir.path().to_path_buf(),
@@ -78,9 +92,24 @@ fn the_pipeline_gives_the_same_segments_on_cpu_and_wgpu() {
     let cpu = run(DeviceChoice::Cpu);
     let gpu = run(DeviceChoice::Gpu);
     assert_eq!(gpu.metrics.device.kind, "gpu");
-    let agree = cpu.train_labels.iter().zip(&gpu.train_labels).filter(|(a, b)| a == b).count();
-    assert!(agree as f64 >= 0.999 * cpu.train_labels.len() as f64, "{agree} of {} agree", cpu.train_labels.len());
+    let agree = cpu
+        .train_labels
+        .iter()
+        .zip(&gpu.train_labels)
+        .filter(|(a, b)| a == b)
+        .count();
+    assert!(
+        agree as f64 >= 0.999 * cpu.train_labels.len() as f64,
+        "{agree} of {} agree",
+        cpu.train_labels.len()
+    );
     assert_eq!(cpu.test_labels, gpu.test_labels);
-    let sizes = |o: &train::TrainOutcome| o.metrics.segments.iter().map(|s| s.size).collect::<Vec<_>>();
+    let sizes = |o: &train::TrainOutcome| {
+        o.metrics
+            .segments
+            .iter()
+            .map(|s| s.size)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(sizes(&cpu), sizes(&gpu));
 }

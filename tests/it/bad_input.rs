@@ -12,7 +12,10 @@ const ROW2: &str = "2174\t1954\tGraduation\tSingle\t46344\t1\t1\t08-03-2014\t38\
 fn file(name: &str, text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(name);
-    std::fs::File::create(&path).unwrap().write_all(text.as_bytes()).unwrap();
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     (dir, path)
 }
 
@@ -33,7 +36,10 @@ fn a_missing_column_is_named() {
     let row = ROW1.replacen("\t58\t", "\t", 1);
     let (_d, path) = file("missing.csv", &format!("{header}\n{row}\n"));
     let err = ingest::read_csv(&path).unwrap_err().to_string();
-    assert!(err.contains("'Recency'") && err.contains("missing"), "{err}");
+    assert!(
+        err.contains("'Recency'") && err.contains("missing"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -41,7 +47,10 @@ fn a_string_for_a_number_names_column_and_row() {
     let bad = ROW2.replace("46344", "lots");
     let (_d, path) = file("bad_type.csv", &format!("{HEADER}\n{ROW1}\n{bad}\n"));
     let err = ingest::read_csv(&path).unwrap_err().to_string();
-    assert!(err.contains("'Income'") && err.contains("row 2") && err.contains("'lots'"), "{err}");
+    assert!(
+        err.contains("'Income'") && err.contains("row 2") && err.contains("'lots'"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -68,14 +77,27 @@ fn bad_dates_unknown_categories_and_negative_ages_are_reported_by_row() {
     let r = &table.report;
     assert_eq!((r.rows_read, r.rows_kept), (5, 2));
     let date = &r.rejected["unparseable date in Dt_Customer"];
-    assert_eq!((date.count, date.rows.clone(), date.values.clone()), (1, vec![2], vec!["2014/03/08".to_string()]));
+    assert_eq!(
+        (date.count, date.rows.clone(), date.values.clone()),
+        (1, vec![2], vec!["2014/03/08".to_string()])
+    );
     let cat = &r.rejected["unknown category in Marital_Status"];
-    assert_eq!((cat.rows.clone(), cat.values.clone()), (vec![3], vec!["Complicated".to_string()]));
-    let age = r.rejected.iter().find(|(k, _)| k.starts_with("Age out of range")).expect("negative age reported");
+    assert_eq!(
+        (cat.rows.clone(), cat.values.clone()),
+        (vec![3], vec!["Complicated".to_string()])
+    );
+    let age = r
+        .rejected
+        .iter()
+        .find(|(k, _)| k.starts_with("Age out of range"))
+        .expect("negative age reported");
     assert_eq!(age.1.rows, vec![5]);
     assert_eq!(table.source_rows, vec![0, 3]);
     let lines = r.summary_lines().join("\n");
-    assert!(lines.contains("rows 2") && lines.contains("Dt_Customer"), "{lines}");
+    assert!(
+        lines.contains("rows 2") && lines.contains("Dt_Customer"),
+        "{lines}"
+    );
 }
 
 #[test]
@@ -96,16 +118,35 @@ fn parquet_round_trips_and_wrong_types_are_named() {
     let path = dir.path().join("records.parquet");
     let mut df = ingest::synthetic::generate(300, 3);
     ingest::write_records(&mut df, &path).unwrap();
-    let back = DataSource::parse(path.to_str().unwrap()).unwrap().load().unwrap();
+    let back = DataSource::parse(path.to_str().unwrap())
+        .unwrap()
+        .load()
+        .unwrap();
     assert_eq!(back.shape(), (300, 29));
-    assert!(back.column("Income").unwrap().equals_missing(df.column("Income").unwrap()));
+    assert!(
+        back.column("Income")
+            .unwrap()
+            .equals_missing(df.column("Income").unwrap())
+    );
 
     use polars::prelude::*;
     let mut bad = df.clone();
-    let recency: Vec<String> = (0..300).map(|i| if i == 41 { "soon".into() } else { i.to_string() }).collect();
-    bad.with_column(Column::new("Recency".into(), recency)).unwrap();
+    let recency: Vec<String> = (0..300)
+        .map(|i| {
+            if i == 41 {
+                "soon".into()
+            } else {
+                i.to_string()
+            }
+        })
+        .collect();
+    bad.with_column(Column::new("Recency".into(), recency))
+        .unwrap();
     let bad_path = dir.path().join("bad.parquet");
     ingest::write_records(&mut bad, &bad_path).unwrap();
     let err = ingest::read_parquet(&bad_path).unwrap_err().to_string();
-    assert!(err.contains("'Recency'") && err.contains("row 42") && err.contains("soon"), "{err}");
+    assert!(
+        err.contains("'Recency'") && err.contains("row 42") && err.contains("soon"),
+        "{err}"
+    );
 }
