@@ -215,7 +215,7 @@ mod tests {
         let s =
             Settings::load_with_env(None, env(&[("CATEGORIZER__SEGMENTATION__K", "4")])).unwrap();
         assert_eq!(s.segmentation.k, 4);
-        assert_eq!(s.segmentation.n_init, 10);
+        assert_eq!(s.segmentation.n_init, 4);
     }
 
     #[test]

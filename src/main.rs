@@ -80,7 +80,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Generate { rows, seed, out } => {
             let start = Instant::now();
-            let mut df = ingest::synthetic::generate(rows, seed);
+            let mut df = ingest::synthetic::generate_records(rows, seed);
             ingest::write_records(&mut df, &out)?;
             println!(
                 "wrote {rows} records (seed {seed}) to {} in {:.2} s",

@@ -196,8 +196,15 @@ fn concat<T: Clone>(parts: &[Columns], f: impl Fn(&Columns) -> &Vec<T>) -> Vec<T
     out
 }
 
-/// Generates `rows` raw records with the 29-column schema (in the original data's column order).
+/// Generates `rows` raw records, typed as they are read (numbers as Float64), ready to train on.
 pub fn generate(rows: usize, seed: u64) -> DataFrame {
+    super::conform("synthetic", generate_records(rows, seed))
+        .expect("generated columns conform to the schema")
+}
+
+/// Generates `rows` raw records as a file holds them: the original data's column order, whole
+/// numbers as integers, a missing Income as null.
+pub fn generate_records(rows: usize, seed: u64) -> DataFrame {
     let parts: Vec<Columns> = (0..rows.div_ceil(CHUNK))
         .into_par_iter()
         .map(|chunk| {
@@ -239,8 +246,7 @@ pub fn generate(rows: usize, seed: u64) -> DataFrame {
         Column::new("Z_Revenue".into(), vec![11i64; n]),
         int("Response", &|c| &c.response),
     ];
-    let df = DataFrame::new_infer_height(columns).expect("generated columns have equal lengths");
-    super::conform("synthetic", df).expect("generated columns conform to the schema")
+    DataFrame::new_infer_height(columns).expect("generated columns have equal lengths")
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! KMeans as burn tensor code: greedy k-means++ seeding and Lloyd iterations to tolerance,
 //! with all restarts run side by side. The `n_init` restarts share every pass over the data:
 //! their `n_init * k` centres are one matrix, so one matmul gives every restart's distances,
-//! and one more gives every restart's new centres. A restart that has converged is frozen.
+//! and one more gives every restart's new centres. A restart that has converged leaves the
+//! batch, so later passes cost only the restarts still moving.
 //! The restart with the lowest inertia wins. Randomness comes only from a seeded ChaCha RNG
 //! on the host, so a seed gives the same centres on every backend.
 
@@ -167,63 +168,69 @@ pub fn fit(
 
     let seeds = kmeans_plus_plus(x, &x_sq, k, r, &mut rng);
     let idx: Vec<i64> = seeds.iter().flatten().map(|&i| i as i64).collect();
-    let mut centres = x.clone().select(
+    let seeded = x.clone().select(
         0,
         Tensor::<1, Int>::from_data(TensorData::new(idx, [r * k]), &device),
-    ); // [r*k, d]
-    let mut converged = vec![false; r];
+    );
+    // Every restart's centres, on the host (r*k*d numbers); only the active ones go to the device.
+    let mut all = download(seeded);
+    let mut active: Vec<usize> = (0..r).collect();
     let mut iterations = vec![0usize; r];
 
     for it in 0..params.max_iter {
-        // Nearest centre of each row within each restart, as one-hot blocks side by side: [n, r*k].
-        let d2 = sq_distances(x, &x_sq, &centres).reshape([n * r, k]);
+        let a = active.len();
+        let block: Vec<f32> = active
+            .iter()
+            .flat_map(|&ri| all[ri * k * d..(ri + 1) * k * d].iter().copied())
+            .collect();
+        let centres = upload_vec(block.clone(), a * k, d, &device);
+        // Nearest centre of each row within each active restart, as one-hot blocks side by side: [n, a*k].
+        let d2 = sq_distances(x, &x_sq, &centres).reshape([n * a, k]);
         let local: Tensor<2> = d2
             .argmin(1)
-            .reshape([n * r])
+            .reshape([n * a])
             .one_hot::<2>(k)
-            .reshape([n, r * k])
+            .reshape([n, a * k])
             .float();
-        let sums = local.clone().transpose().matmul(x.clone()); // [r*k, d]
-        let counts = local.sum_dim(0).transpose(); // [r*k, 1]
-        let empty = counts.clone().equal_elem(0.0).repeat_dim(1, d);
-        let updated = sums / counts.clamp_min(1.0);
-        let updated = updated.mask_where(empty, centres.clone());
-        // Freeze restarts that have converged.
-        let frozen: Vec<bool> = converged
-            .iter()
-            .flat_map(|&c| std::iter::repeat_n(c, k * d))
-            .collect();
-        let frozen = Tensor::<2, Bool>::from_data(TensorData::new(frozen, [r * k, d]), &device);
-        let updated = updated.mask_where(frozen, centres.clone());
-        let shift = download(
-            (updated.clone() - centres)
-                .square()
-                .sum_dim(1)
-                .reshape([r, k])
-                .sum_dim(1),
-        );
-        centres = updated;
-        for ri in 0..r {
-            if !converged[ri] {
-                iterations[ri] = it + 1;
-                if (shift[ri] as f64) <= tol {
-                    converged[ri] = true;
+        let sums = download(local.clone().transpose().matmul(x.clone())); // [a*k, d]
+        let counts = download(local.sum_dim(0)); // [1, a*k]
+        let mut still = Vec::with_capacity(a);
+        for (slot, &ri) in active.iter().enumerate() {
+            let mut shift = 0.0f64;
+            for c in 0..k {
+                let count = counts[slot * k + c];
+                for t in 0..d {
+                    let old = block[(slot * k + c) * d + t];
+                    // An empty cluster keeps its centre.
+                    let new = if count > 0.0 {
+                        sums[(slot * k + c) * d + t] / count
+                    } else {
+                        old
+                    };
+                    shift += ((new - old) as f64).powi(2);
+                    all[(ri * k + c) * d + t] = new;
                 }
             }
+            iterations[ri] = it + 1;
+            if shift > tol {
+                still.push(ri);
+            }
         }
+        // A converged restart leaves the batch: later passes cost only the restarts still moving.
+        active = still;
         on_iter(it + 1);
-        if converged.iter().all(|&c| c) {
+        if active.is_empty() {
             break;
         }
     }
 
     // Final assignment and inertia of every restart; the lowest wins (ties: first).
+    let centres = upload_vec(all.clone(), r * k, d, &device);
     let d2 = sq_distances(x, &x_sq, &centres).reshape([n, r, k]);
     let inertia = download(d2.min_dim(2).reshape([n, r]).sum_dim(0));
     let best = (0..r)
         .min_by(|&a, &b| inertia[a].total_cmp(&inertia[b]))
         .unwrap_or(0);
-    let all = download(centres);
     let mut model = KMeansModel {
         centres: all[best * k * d..(best + 1) * k * d].to_vec(),
         k,
