@@ -3,6 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
+# The Vulkan loader wants a private runtime directory; give it one before any test thread starts.
+if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
+  XDG_RUNTIME_DIR="$(mktemp -d)"; chmod 700 "$XDG_RUNTIME_DIR"; export XDG_RUNTIME_DIR
+fi
 # Tests build with the release profile: the same compiled dependency stack as the service and
 # the benches, so a machine compiles polars/burn/wgpu once.
 exec cargo test --release --locked "$@"
