@@ -270,12 +270,16 @@ fn mean_scale(values: impl Iterator<Item = f64>) -> (f64, f64) {
         m2 += d * (v - mean);
     }
     let std = if n > 0.0 { (m2 / n).sqrt() } else { 0.0 };
-    let scale = if std < 10.0 * f64::EPSILON * mean.abs().max(1.0) {
+    (mean, scale_of(std, mean))
+}
+
+/// StandardScaler's scale: the standard deviation, or 1 where the spread is zero to rounding.
+fn scale_of(std: f64, mean: f64) -> f64 {
+    if std < 10.0 * f64::EPSILON * mean.abs().max(1.0) {
         1.0
     } else {
         std
-    };
-    (mean, scale)
+    }
 }
 
 fn columns_of(x: &Matrix) -> Vec<Vec<f32>> {
@@ -375,13 +379,7 @@ fn weighted_mean_scale(hist: &[(f64, f64)], lambda: f64) -> (f64, f64) {
         .map(|&(x, w)| w * (yeo_johnson(x, lambda) - mean).powi(2))
         .sum::<f64>()
         / n;
-    let std = var.sqrt();
-    let scale = if std < 10.0 * f64::EPSILON * mean.abs().max(1.0) {
-        1.0
-    } else {
-        std
-    };
-    (mean, scale)
+    (mean, scale_of(var.sqrt(), mean))
 }
 
 #[cfg(test)]
