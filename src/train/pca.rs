@@ -169,4 +169,47 @@ mod tests {
         assert!(pca.explained_variance_ratio[0] > 0.99);
         assert_eq!(pca.transform(&x).dims(), [200, 1]);
     }
+
+    // scikit-learn 1.9.1: p = PCA(2).fit(X) for the 8 x 3 X below;
+    // p.components_, p.explained_variance_, p.transform(X)[:2].
+    #[test]
+    fn pca_matches_scikit_learn() {
+        let x: Vec<f32> = vec![
+            2.5, 2.4, 0.5, 0.5, 0.7, 1.5, 2.2, 2.9, 0.1, 1.9, 2.2, 0.3, 3.1, 3.0, 0.9, 2.3, 2.7,
+            1.1, 2.0, 1.6, 0.2, 1.0, 1.1, 1.7,
+        ];
+        let components = [
+            [0.6559439272881596, 0.6759620685546687, -0.33587623632683433],
+            [0.2135945463959324, 0.2605653318366089, 0.9415323030012269],
+        ];
+        let variance = [1.5053594797350678, 0.22556177855602816];
+        let projected = [
+            [0.6852205493238221, -0.06585987191824305],
+            [-2.1116790581222684, 0.005522274168884067],
+        ];
+        let device = Device::flex();
+        let t = upload_vec(x, 8, 3, &device);
+        let pca = Pca::fit(&t, 2);
+        for (got, want) in pca.components.iter().zip(components) {
+            for (g, w) in got.iter().zip(want) {
+                assert!(
+                    (*g as f64 - w).abs() < 1e-5,
+                    "component {got:?} vs {want:?}"
+                );
+            }
+        }
+        for (g, w) in pca.explained_variance.iter().zip(variance) {
+            assert!((g - w).abs() < 1e-5, "variance {g} vs {w}");
+        }
+        let emb = download(pca.transform(&t));
+        for (i, row) in projected.iter().enumerate() {
+            for (j, w) in row.iter().enumerate() {
+                assert!(
+                    (emb[i * 2 + j] as f64 - w).abs() < 1e-5,
+                    "projection {i},{j}: {} vs {w}",
+                    emb[i * 2 + j]
+                );
+            }
+        }
+    }
 }

@@ -156,3 +156,40 @@ fn parquet_round_trips_and_wrong_types_are_named() {
         "{err}"
     );
 }
+
+/// The 21 features of the first two records of the real data, as the pandas original computes
+/// them (reference date 2014-12-31; Education as 0..4; Marital_Status 1 for Married/Together):
+///   f["Age"] = 2014 - df.Year_Birth; f["Total_Spending"] = df[mnt].sum(axis=1);
+///   f["Days_as_Customer"] = (pd.Timestamp("2014-12-31") - pd.to_datetime(df.Dt_Customer, format="%d-%m-%Y")).dt.days; ...
+///   f.iloc[:2].to_dict(orient="records")
+#[test]
+fn features_match_the_pandas_original() {
+    let (_d, path) = file("two.csv", &format!("{HEADER}\n{ROW1}\n{ROW2}\n"));
+    let df = ingest::read_csv(&path).unwrap();
+    let table = engineer(&df, ReferenceDate::default()).unwrap();
+    let want: [[f32; 21]; 2] = [
+        [
+            57., 2., 0., 0., 0., 58138., 1617., 848., 58., 635., 88., 546., 172., 88., 88., 8.,
+            10., 4., 3., 0., 7.,
+        ],
+        [
+            60., 2., 0., 1., 2., 46344., 27., 298., 38., 11., 1., 6., 2., 1., 6., 1., 1., 2., 2.,
+            0., 5.,
+        ],
+    ];
+    for (i, row) in want.iter().enumerate() {
+        assert_eq!(table.matrix.row(i), row, "row {}", i + 1);
+    }
+    // Married counts as living with a partner; three accepted campaigns sum into Total_Promo.
+    let married = ROW1
+        .replace("Single", "Married")
+        .replace("\t0\t0\t0\t0\t0\t0\t3\t11", "\t1\t0\t1\t0\t1\t0\t3\t11");
+    let (_d, path) = file("married.csv", &format!("{HEADER}\n{married}\n"));
+    let table = engineer(&ingest::read_csv(&path).unwrap(), ReferenceDate::default()).unwrap();
+    let key = |k: &str| {
+        table
+            .matrix
+            .get(0, categorizer::schema::feature_index(k).unwrap())
+    };
+    assert_eq!((key("Marital_Status"), key("Total_Promo")), (1.0, 3.0));
+}
