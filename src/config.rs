@@ -75,27 +75,7 @@ impl Settings {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self> {
-        let mut tree: Value = serde_yaml::from_str(DEFAULT_YAML)
-            .map_err(|e| Error::config("<built-in>", e.to_string()))?;
-        if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-            let layer: Value = serde_yaml::from_str(&text)
-                .map_err(|e| Error::config(path.display().to_string(), e.to_string()))?;
-            merge(&mut tree, layer);
-        }
-        for (name, raw) in env {
-            let Some(path) = name.strip_prefix(ENV_PREFIX) else {
-                continue;
-            };
-            let keys: Vec<String> = path.split("__").map(|k| k.to_ascii_lowercase()).collect();
-            let value: Value = serde_yaml::from_str(&raw).unwrap_or(Value::String(raw));
-            set_path(&mut tree, &keys, value);
-        }
-        // Through text, so serde_yaml's error names the path of a bad key (from_value does not).
-        let text =
-            serde_yaml::to_string(&tree).map_err(|e| Error::config("<settings>", e.to_string()))?;
-        let settings: Settings =
-            serde_yaml::from_str(&text).map_err(|e| Error::config(error_key(&e), e.to_string()))?;
+        let settings: Settings = load_layered(DEFAULT_YAML, file, env, ENV_PREFIX)?;
         settings.validate()?;
         Ok(settings)
     }
@@ -149,6 +129,36 @@ impl Settings {
     pub fn reference_date(&self) -> ReferenceDate {
         ReferenceDate::parse(&self.features.reference_date).expect("validated at load")
     }
+}
+
+/// Deserialises `default_yaml`, overlaid by `file` and by environment variables
+/// `PREFIXSECTION__KEY`. Errors name the key at fault.
+pub fn load_layered<T: serde::de::DeserializeOwned>(
+    default_yaml: &str,
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+    prefix: &str,
+) -> Result<T> {
+    let mut tree: Value = serde_yaml::from_str(default_yaml)
+        .map_err(|e| Error::config("<built-in>", e.to_string()))?;
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let layer: Value = serde_yaml::from_str(&text)
+            .map_err(|e| Error::config(path.display().to_string(), e.to_string()))?;
+        merge(&mut tree, layer);
+    }
+    for (name, raw) in env {
+        let Some(path) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        let keys: Vec<String> = path.split("__").map(|k| k.to_ascii_lowercase()).collect();
+        let value: Value = serde_yaml::from_str(&raw).unwrap_or(Value::String(raw));
+        set_path(&mut tree, &keys, value);
+    }
+    // Through text, so serde_yaml's error names the path of a bad key (from_value does not).
+    let text =
+        serde_yaml::to_string(&tree).map_err(|e| Error::config("<settings>", e.to_string()))?;
+    serde_yaml::from_str(&text).map_err(|e| Error::config(error_key(&e), e.to_string()))
 }
 
 fn merge(base: &mut Value, layer: Value) {

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 use categorizer::config::{DeviceChoice, Settings};
 use categorizer::ingest::{self, DataSource};
+use categorizer::train::classifier::{ClassifierChoice, ModelConfig};
 use categorizer::train::{self, TrainOutcome, TrainRequest};
 
 #[derive(Parser)]
@@ -21,6 +22,9 @@ struct Cli {
     /// Settings file layered over the built-in defaults (environment variables CATEGORIZER__SECTION__KEY override both).
     #[arg(long, global = true, env = "CATEGORIZER_CONFIG")]
     config: Option<PathBuf>,
+    /// Classifier settings layered over the built-in config/model.yaml (CATEGORIZER_MODEL__SECTION__KEY overrides both).
+    #[arg(long, global = true, env = "CATEGORIZER_MODEL_CONFIG")]
+    model_config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -48,6 +52,9 @@ enum Command {
         /// Seed for the split and KMeans (default: split.seed from the settings).
         #[arg(long)]
         seed: Option<u64>,
+        /// Classifier to train: gbdt, mlp, or best of both (default: config/model.yaml).
+        #[arg(long, value_enum)]
+        classifier: Option<ClassifierChoice>,
         /// Run directory to write (default: runs/run-<unix time>).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -92,9 +99,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             data,
             device,
             seed,
+            classifier,
             out,
             quiet,
         } => {
+            let mut model_config = ModelConfig::load(cli.model_config.as_deref())?;
+            if let Some(c) = classifier {
+                model_config.classifier = c;
+            }
             if let Some(seed) = seed {
                 settings.split.seed = seed;
             }
@@ -110,6 +122,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 source,
                 device: device.unwrap_or(settings.device),
                 settings,
+                model_config,
                 out_dir,
                 progress: !quiet && std::io::stderr().is_terminal(),
             };
@@ -169,6 +182,23 @@ fn print_summary(o: &TrainOutcome) {
             s.name
         );
     }
+    println!();
+    println!("  classifier   weighted F1  precision  recall  accuracy  seconds");
+    for c in &m.classifier.candidates {
+        let mark = if c.kind == m.classifier.chosen {
+            "*"
+        } else {
+            " "
+        };
+        println!(
+            "{mark} {:<10}  {:>11.4}  {:>9.4}  {:>6.4}  {:>8.4}  {:>7.2}",
+            c.kind, c.test.f1, c.test.precision, c.test.recall, c.test.accuracy, c.seconds
+        );
+    }
+    println!(
+        "  (* chosen: {}; scores on the test split)",
+        m.classifier.rule
+    );
     println!();
     let stages: Vec<String> = m
         .seconds

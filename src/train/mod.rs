@@ -5,6 +5,7 @@
 //! is assigned by the fitted model, never re-clustered. The run directory holds the fitted
 //! parameters (`model.json`), `metrics.json` and every row's segment (`assignments.csv`).
 
+pub mod classifier;
 pub mod device;
 pub mod kmeans;
 pub mod metrics;
@@ -27,6 +28,7 @@ use crate::features::{self, ReferenceDate, RowReport};
 use crate::ingest::DataSource;
 use crate::matrix::Matrix;
 use crate::preprocess::Preprocessor;
+use classifier::{Classifier, ClassifierReport, ModelConfig};
 use device::ComputeDevice;
 use kmeans::{Assignment, KMeansModel, KMeansParams};
 use metrics::ClusterMetrics;
@@ -44,6 +46,8 @@ pub struct SegmentationModel {
     /// Centres in canonical order (segment 0 = highest mean Total_Spending).
     pub kmeans: KMeansModel,
     pub segments: Vec<SegmentProfile>,
+    /// Predicts the segment from the preprocessed features (trained on the KMeans labels).
+    pub classifier: Classifier,
 }
 
 impl SegmentationModel {
@@ -67,6 +71,7 @@ pub struct TrainRequest {
     pub source: DataSource,
     pub device: DeviceChoice,
     pub settings: Settings,
+    pub model_config: ModelConfig,
     /// The run directory to write; created if missing.
     pub out_dir: PathBuf,
     pub progress: bool,
@@ -102,6 +107,8 @@ pub struct TrainMetrics {
     pub k: usize,
     pub kmeans: KMeansSummary,
     pub pca_explained_variance_ratio: Vec<f64>,
+    /// The classifiers trained on the segments, their test-split scores, and the one kept.
+    pub classifier: ClassifierReport,
     /// Wall-clock seconds per stage, in pipeline order, and their total.
     pub seconds: serde_json::Map<String, serde_json::Value>,
 }
@@ -227,7 +234,6 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
 
     let step = progress.step("PCA");
     let x = tensor::upload(&train_x, &dev);
-    drop(train_x);
     let pca = Pca::fit(&x, s.segmentation.pca_components);
     let emb_train_t = pca.transform(&x);
     drop(x);
@@ -256,14 +262,12 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
 
     let step = progress.step("Evaluating");
     let dims = pca.components.len();
-    let mut model = SegmentationModel {
-        reference_date: s.reference_date(),
-        preprocessor,
-        pca,
-        kmeans: km,
-        segments: Vec::new(),
+    let test_x = preprocessor.transform(&test_raw);
+    let (emb_test, test_assign) = {
+        let emb = pca.transform(&tensor::upload(&test_x, &dev));
+        let a = km.assign(&emb);
+        (tensor::download(emb), a)
     };
-    let (emb_test, test_assign) = model.assign(&test_raw, &dev);
     let sample = s.segmentation.silhouette_sample;
     let seed = s.split.seed;
     let train_m = metrics::evaluate(
@@ -271,7 +275,7 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
         dims,
         &train_assign.labels,
         &train_assign.sq_dist,
-        &model.kmeans.centres,
+        &km.centres,
         k,
         sample,
         seed,
@@ -282,15 +286,42 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
         dims,
         &test_assign.labels,
         &test_assign.sq_dist,
-        &model.kmeans.centres,
+        &km.centres,
         k,
         sample,
         seed,
         &dev,
     );
-    model.segments = segments::profiles(&train_raw, &train_assign.labels, k);
+    let segment_profiles = segments::profiles(&train_raw, &train_assign.labels, k);
     step.finish("Evaluated");
     watch.lap("metrics");
+
+    let bar = progress.bar(1, "Classifier");
+    let (classifier, classifier_report) = classifier::train(
+        &req.model_config,
+        &train_x,
+        &train_assign.labels,
+        &test_x,
+        &test_assign.labels,
+        k,
+        seed,
+        &dev,
+        |name, i, total| {
+            bar.set_length(total as u64);
+            bar.set_message(name.to_string());
+            bar.set_position(i as u64);
+        },
+    )?;
+    bar.finish(format!("Classifier: {} chosen", classifier_report.chosen));
+    watch.lap("classifier");
+    let model = SegmentationModel {
+        reference_date: s.reference_date(),
+        preprocessor,
+        pca,
+        kmeans: km,
+        segments: segment_profiles,
+        classifier,
+    };
 
     let mut metrics = TrainMetrics {
         silhouette: train_m.silhouette,
@@ -318,6 +349,7 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
             inertia: model.kmeans.inertia,
         },
         pca_explained_variance_ratio: model.pca.explained_variance_ratio.clone(),
+        classifier: classifier_report,
         seconds: Default::default(),
     };
 

@@ -21,6 +21,14 @@ impl Step {
     pub fn set_position(&self, pos: u64) {
         self.0.set_position(pos);
     }
+
+    pub fn set_length(&self, len: u64) {
+        self.0.set_length(len);
+    }
+
+    pub fn set_message(&self, message: impl Into<Cow<'static, str>>) {
+        self.0.set_message(message);
+    }
 }
 
 impl Progress {

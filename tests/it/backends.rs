@@ -7,6 +7,8 @@
 use burn::prelude::*;
 use categorizer::config::DeviceChoice;
 use categorizer::ingest::DataSource;
+use categorizer::matrix::Matrix;
+use categorizer::train::classifier::{gbdt, mlp};
 use categorizer::train::{self, TrainRequest, device, kmeans, pca::Pca, tensor::upload_vec};
 
 fn gpu_or_skip() -> Option<Device> {
@@ -84,6 +86,7 @@ fn the_pipeline_gives_the_same_segments_on_cpu_and_wgpu() {
             },
             device,
             settings,
+            model_config: crate::tiny_model_config(),
             out_dir: dir.path().to_path_buf(),
             progress: false,
         };
@@ -112,4 +115,50 @@ fn the_pipeline_gives_the_same_segments_on_cpu_and_wgpu() {
             .collect::<Vec<_>>()
     };
     assert_eq!(sizes(&cpu), sizes(&gpu));
+}
+
+#[test]
+fn classifiers_predict_the_same_on_cpu_and_wgpu() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let cpu = Device::flex();
+    // Three noisy groups in 4 features.
+    let n = 240;
+    let mut data = Vec::with_capacity(n * 4);
+    let mut y = Vec::with_capacity(n);
+    for i in 0..n {
+        let c = (i % 3) as f32;
+        let t = i as f32 * 0.37;
+        data.extend_from_slice(&[
+            c + 0.4 * t.sin(),
+            -c + 0.4 * (1.7 * t).cos(),
+            (2.3 * t).sin(),
+            0.5 * c + 0.3 * (0.9 * t).cos(),
+        ]);
+        y.push((i % 3) as u32);
+    }
+    let x = Matrix::new(n, 4, data);
+    let config = crate::tiny_model_config();
+    let g_cpu = gbdt::fit(&x, &y, 3, &config.gbdt, 1, &cpu, |_| {}).unwrap();
+    let g_gpu = gbdt::fit(&x, &y, 3, &config.gbdt, 1, &gpu, |_| {}).unwrap();
+    let labels = |p: Vec<f32>| {
+        p.chunks(3)
+            .map(|r| (0..3).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        labels(g_cpu.predict_proba(&x)),
+        labels(g_gpu.predict_proba(&x)),
+        "GBDT"
+    );
+    let m_cpu = mlp::fit(&x, &y, 3, &config.mlp, 1, &cpu, |_| {}).unwrap();
+    let m_gpu = mlp::fit(&x, &y, 3, &config.mlp, 1, &gpu, |_| {}).unwrap();
+    let (a, b) = (
+        labels(m_cpu.predict_proba(&x)),
+        labels(m_gpu.predict_proba(&x)),
+    );
+    let agree = a.iter().zip(&b).filter(|(p, q)| p == q).count();
+    assert!(
+        agree as f64 >= 0.999 * n as f64,
+        "MLP: {agree} of {n} agree"
+    );
 }

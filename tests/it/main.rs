@@ -17,3 +17,21 @@ pub fn real_data() -> Option<PathBuf> {
 pub fn settings() -> categorizer::config::Settings {
     categorizer::config::Settings::load_with_env(None, Vec::new()).unwrap()
 }
+
+/// Classifier settings for tests: the built-in ones, lighter so suites stay quick.
+pub fn model_config() -> categorizer::train::classifier::ModelConfig {
+    let mut c =
+        categorizer::train::classifier::ModelConfig::load_with_env(None, Vec::new()).unwrap();
+    c.gbdt.rounds = 20;
+    c.mlp.max_epochs = 40;
+    c
+}
+
+/// A few rounds and epochs only: for the software Vulkan driver, where every kernel is slow.
+pub fn tiny_model_config() -> categorizer::train::classifier::ModelConfig {
+    let mut c = model_config();
+    c.gbdt.rounds = 3;
+    c.gbdt.max_depth = 2;
+    c.mlp.max_epochs = 3;
+    c
+}

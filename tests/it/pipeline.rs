@@ -10,6 +10,7 @@ fn request(source: DataSource, out: &std::path::Path) -> TrainRequest {
         source,
         device: DeviceChoice::Cpu,
         settings: crate::settings(),
+        model_config: crate::model_config(),
         out_dir: out.to_path_buf(),
         progress: false,
     }
@@ -51,6 +52,17 @@ fn trains_on_synthetic_data_with_canonical_segments() {
     );
     assert!(m.davies_bouldin > 0.0 && m.wcss > 0.0);
     assert_eq!(out.test_labels.len(), m.data.test_rows);
+    let clf = &m.classifier;
+    assert_eq!(clf.candidates.len(), 2, "best trains gbdt and mlp");
+    for c in &clf.candidates {
+        assert_eq!(c.test.rows, m.data.test_rows);
+        assert_eq!(
+            c.test.confusion.iter().flatten().sum::<usize>(),
+            m.data.test_rows
+        );
+        assert!(c.test.f1 > 0.8, "{} weighted F1 {}", c.kind, c.test.f1);
+    }
+    assert_eq!(out.model.classifier.kind(), clf.chosen);
     assert!(out.test_labels.iter().all(|&l| l < 3));
 
     // The files a run leaves behind.
@@ -141,8 +153,31 @@ fn real_data_reaches_the_scikit_learn_quality() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let out = train::run(&request(DataSource::Csv(path), dir.path())).unwrap();
+    let mut req = request(DataSource::Csv(path), dir.path());
+    req.model_config =
+        categorizer::train::classifier::ModelConfig::load_with_env(None, Vec::new()).unwrap();
+    let out = train::run(&req).unwrap();
     let m = &out.metrics;
+    // The chosen classifier predicts the held-out segments (XGBoost, 100 rounds of depth 4: 0.967).
+    let chosen = m
+        .classifier
+        .candidates
+        .iter()
+        .find(|c| c.kind == m.classifier.chosen)
+        .unwrap();
+    assert_eq!(m.classifier.candidates.len(), 2);
+    assert!(
+        chosen.test.f1 >= 0.97,
+        "weighted F1 {} ({})",
+        chosen.test.f1,
+        chosen.kind
+    );
+    assert!(
+        m.classifier
+            .candidates
+            .iter()
+            .all(|c| c.test.f1 <= chosen.test.f1)
+    );
     assert_eq!(m.data.rows_read, 2240);
     assert_eq!(
         m.rows, 2240,

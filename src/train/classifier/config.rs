@@ -1,0 +1,178 @@
+//! `config/model.yaml`: which classifier, and the hyper-parameters of each, validated at load.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::load_layered;
+use crate::error::{Error, Result};
+
+pub const MODEL_YAML: &str = include_str!("../../../config/model.yaml");
+const ENV_PREFIX: &str = "CATEGORIZER_MODEL__";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ClassifierChoice {
+    Gbdt,
+    Mlp,
+    Best,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GbdtParams {
+    pub rounds: usize,
+    pub max_depth: usize,
+    pub learning_rate: f64,
+    pub l2: f64,
+    pub min_child_weight: f64,
+    pub subsample: f64,
+    pub max_bins: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MlpParams {
+    pub hidden: Vec<usize>,
+    pub learning_rate: f64,
+    pub batch_size: usize,
+    pub max_epochs: usize,
+    pub patience: usize,
+    pub validation_fraction: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub classifier: ClassifierChoice,
+    pub gbdt: GbdtParams,
+    pub mlp: MlpParams,
+}
+
+impl ModelConfig {
+    pub fn load(file: Option<&Path>) -> Result<Self> {
+        Self::load_with_env(file, std::env::vars())
+    }
+
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self> {
+        let config: ModelConfig = load_layered(MODEL_YAML, file, env, ENV_PREFIX)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Every value a type cannot express; the error names the key.
+    pub fn validate(&self) -> Result<()> {
+        let check = |ok: bool, key: &str, msg: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(Error::config(key, msg))
+            }
+        };
+        let g = &self.gbdt;
+        check(
+            g.rounds >= 1 && g.rounds <= 100_000,
+            "gbdt.rounds",
+            "must be between 1 and 100000",
+        )?;
+        check(
+            (1..=10).contains(&g.max_depth),
+            "gbdt.max_depth",
+            "must be between 1 and 10",
+        )?;
+        check(
+            g.learning_rate > 0.0 && g.learning_rate <= 1.0,
+            "gbdt.learning_rate",
+            "must be in (0, 1]",
+        )?;
+        check(
+            g.l2 >= 0.0 && g.l2.is_finite(),
+            "gbdt.l2",
+            "must be a finite number >= 0",
+        )?;
+        check(
+            g.min_child_weight >= 0.0 && g.min_child_weight.is_finite(),
+            "gbdt.min_child_weight",
+            "must be a finite number >= 0",
+        )?;
+        check(
+            g.subsample > 0.0 && g.subsample <= 1.0,
+            "gbdt.subsample",
+            "must be in (0, 1]",
+        )?;
+        check(
+            (2..=256).contains(&g.max_bins),
+            "gbdt.max_bins",
+            "must be between 2 and 256",
+        )?;
+        let m = &self.mlp;
+        check(
+            !m.hidden.is_empty() && m.hidden.iter().all(|&h| (1..=4096).contains(&h)),
+            "mlp.hidden",
+            "must list 1 to 4096 units per layer, at least one layer",
+        )?;
+        check(
+            m.learning_rate > 0.0 && m.learning_rate < 1.0,
+            "mlp.learning_rate",
+            "must be in (0, 1)",
+        )?;
+        check(m.batch_size >= 1, "mlp.batch_size", "must be at least 1")?;
+        check(m.max_epochs >= 1, "mlp.max_epochs", "must be at least 1")?;
+        check(m.patience >= 1, "mlp.patience", "must be at least 1")?;
+        check(
+            m.validation_fraction > 0.0 && m.validation_fraction < 0.5,
+            "mlp.validation_fraction",
+            "must be in (0, 0.5)",
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_load() {
+        let c = ModelConfig::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(c.classifier, ClassifierChoice::Best);
+        assert_eq!((c.gbdt.rounds, c.gbdt.max_depth), (100, 4));
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        for (var, value, key) in [
+            ("CATEGORIZER_MODEL__GBDT__MAX_DEPTH", "0", "gbdt.max_depth"),
+            (
+                "CATEGORIZER_MODEL__GBDT__LEARNING_RATE",
+                "-1",
+                "gbdt.learning_rate",
+            ),
+            ("CATEGORIZER_MODEL__GBDT__ROUNDS", "many", "rounds"),
+            ("CATEGORIZER_MODEL__MLP__HIDDEN", "[]", "mlp.hidden"),
+            ("CATEGORIZER_MODEL__CLASSIFIER", "forest", "classifier"),
+        ] {
+            let err = ModelConfig::load_with_env(None, env(&[(var, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{var}={value}: {err}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("model.yaml");
+        std::fs::write(&file, "gbdt:\n  depth: 3\n").unwrap();
+        let err = ModelConfig::load_with_env(Some(&file), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("depth"), "{err}");
+    }
+}

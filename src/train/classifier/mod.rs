@@ -1,0 +1,166 @@
+//! Classifiers that predict the segment of a customer from the 21 preprocessed features, with
+//! the KMeans segments as labels: gradient-boosted trees and an MLP, both burn tensor code on
+//! the training device, both kept in an explicit fitted form (tree node arrays; weight
+//! matrices) for export. `best` trains both and keeps the higher weighted F1 on the held-out
+//! split (a tie goes to the trees).
+
+pub mod config;
+pub mod evaluate;
+pub mod gbdt;
+pub mod mlp;
+
+use std::time::Instant;
+
+use burn::prelude::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::matrix::Matrix;
+pub use config::{ClassifierChoice, ModelConfig};
+pub use evaluate::{Evaluation, evaluate};
+
+/// A fitted classifier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Classifier {
+    Gbdt(gbdt::GbdtModel),
+    Mlp(mlp::MlpModel),
+}
+
+impl Classifier {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Classifier::Gbdt(_) => "gbdt",
+            Classifier::Mlp(_) => "mlp",
+        }
+    }
+
+    /// Class probabilities, row-major n x k.
+    pub fn predict_proba(&self, x: &Matrix) -> Vec<f32> {
+        match self {
+            Classifier::Gbdt(m) => m.predict_proba(x),
+            Classifier::Mlp(m) => m.predict_proba(x),
+        }
+    }
+
+    /// The most probable class of every row.
+    pub fn predict(&self, x: &Matrix) -> Vec<u32> {
+        let proba = self.predict_proba(x);
+        let k = proba.len() / x.rows().max(1);
+        proba.chunks_exact(k.max(1)).map(argmax).collect()
+    }
+}
+
+fn argmax(row: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, v) in row.iter().enumerate() {
+        if *v > row[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Appends the softmax of `margin` to `out`.
+pub(crate) fn softmax_into(margin: &[f32], out: &mut Vec<f32>) {
+    let max = margin.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let start = out.len();
+    let mut sum = 0.0;
+    for &m in margin {
+        let e = (m - max).exp();
+        sum += e;
+        out.push(e);
+    }
+    out[start..].iter_mut().for_each(|v| *v /= sum);
+}
+
+/// How one classifier did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CandidateReport {
+    pub kind: String,
+    pub test: Evaluation,
+    pub seconds: f64,
+    /// Boosting rounds, or MLP epochs run (best epoch in `best_epoch`).
+    pub iterations: usize,
+    pub best_epoch: Option<usize>,
+}
+
+/// The `classifier` section of metrics.json.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClassifierReport {
+    pub chosen: String,
+    pub rule: String,
+    pub candidates: Vec<CandidateReport>,
+}
+
+/// Trains what `config.classifier` asks for, evaluates on the test split, picks one.
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    config: &ModelConfig,
+    train_x: &Matrix,
+    train_y: &[u32],
+    test_x: &Matrix,
+    test_y: &[u32],
+    k: usize,
+    seed: u64,
+    device: &Device,
+    mut progress: impl FnMut(&str, usize, usize),
+) -> Result<(Classifier, ClassifierReport)> {
+    let mut fitted: Vec<(Classifier, CandidateReport)> = Vec::new();
+    if matches!(
+        config.classifier,
+        ClassifierChoice::Gbdt | ClassifierChoice::Best
+    ) {
+        let start = Instant::now();
+        let rounds = config.gbdt.rounds;
+        let model = gbdt::fit(train_x, train_y, k, &config.gbdt, seed, device, |r| {
+            progress("GBDT", r, rounds)
+        })?;
+        let c = Classifier::Gbdt(model);
+        let report = CandidateReport {
+            kind: "gbdt".into(),
+            test: evaluate(test_y, &c.predict(test_x), k),
+            seconds: start.elapsed().as_secs_f64(),
+            iterations: rounds,
+            best_epoch: None,
+        };
+        fitted.push((c, report));
+    }
+    if matches!(
+        config.classifier,
+        ClassifierChoice::Mlp | ClassifierChoice::Best
+    ) {
+        let start = Instant::now();
+        let epochs = config.mlp.max_epochs;
+        let model = mlp::fit(train_x, train_y, k, &config.mlp, seed, device, |e| {
+            progress("MLP", e, epochs)
+        })?;
+        let (iterations, best_epoch) = (model.epochs, model.best_epoch);
+        let c = Classifier::Mlp(model);
+        let report = CandidateReport {
+            kind: "mlp".into(),
+            test: evaluate(test_y, &c.predict(test_x), k),
+            seconds: start.elapsed().as_secs_f64(),
+            iterations,
+            best_epoch: Some(best_epoch),
+        };
+        fitted.push((c, report));
+    }
+    // Highest weighted F1; the earlier candidate (gbdt) wins a tie.
+    let best = (0..fitted.len())
+        .reduce(|a, b| {
+            if fitted[b].1.test.f1 > fitted[a].1.test.f1 + 1e-9 {
+                b
+            } else {
+                a
+            }
+        })
+        .expect("at least one classifier is trained");
+    let chosen = fitted[best].0.clone();
+    let report = ClassifierReport {
+        chosen: chosen.kind().into(),
+        rule: "highest weighted F1 on the test split; a tie (1e-9) goes to gbdt".into(),
+        candidates: fitted.into_iter().map(|(_, r)| r).collect(),
+    };
+    Ok((chosen, report))
+}
