@@ -266,8 +266,15 @@ pub fn conform(source_name: &str, df: DataFrame) -> Result<DataFrame> {
                     ));
                 }
             },
+            // A typed date (Parquet) is written back in the schema's text format, so one
+            // parser (and one set of error reports) serves every source.
             (RawType::Date, DataType::Date) => {
-                c.cast(&DataType::String)?.str()?.clone().into_column()
+                let format = col.format.as_deref().unwrap_or("%d-%m-%Y");
+                c.as_materialized_series()
+                    .date()?
+                    .to_string(format)?
+                    .with_name(c.name().clone())
+                    .into_column()
             }
             (RawType::Category | RawType::Date, dt) if dt.is_primitive_numeric() => {
                 c.cast(&DataType::String)?

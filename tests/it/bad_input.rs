@@ -124,6 +124,25 @@ fn parquet_round_trips_and_wrong_types_are_named() {
         .unwrap();
     assert_eq!(back.shape(), (300, 29));
     use polars::prelude::*;
+    // A Parquet file with a typed Date column reads as the same records.
+    let mut typed = df.clone();
+    let dates = typed
+        .column("Dt_Customer")
+        .unwrap()
+        .as_materialized_series()
+        .str()
+        .unwrap()
+        .as_date(Some("%d-%m-%Y"), false)
+        .unwrap()
+        .into_column();
+    typed.with_column(dates).unwrap();
+    assert_eq!(
+        typed.column("Dt_Customer").unwrap().dtype(),
+        &DataType::Date
+    );
+    let typed_path = dir.path().join("typed.parquet");
+    ingest::write_records(&mut typed, &typed_path).unwrap();
+    assert_eq!(ingest::read_parquet(&typed_path).unwrap(), back);
     let income = df
         .column("Income")
         .unwrap()
