@@ -192,6 +192,7 @@ pub fn fit(
             h = h * mask;
         }
         let gh = Tensor::cat(vec![g.reshape([n, k, 1]), h.reshape([n, k, 1])], 2); // [n, k, 2]
+        // Every (row, class) pair's (g, h), once per feature: the rows the histograms add up.
         let gh_rows = gh
             .clone()
             .reshape([n, k, 1, 2])
@@ -266,9 +267,9 @@ pub fn fit(
                 .mul_scalar(leaves as i64)
                 .reshape([1, k]))
         .reshape([n * k]);
-        let sums = Tensor::<2>::zeros([k * leaves, 2], device).scatter(
+        let sums = Tensor::<2>::zeros([k * leaves, 2], device).select_assign(
             0,
-            at.clone().reshape([n * k, 1]).repeat_dim(1, 2),
+            at.clone(),
             gh.reshape([n * k, 2]),
             IndexingUpdateOp::Add,
         );
