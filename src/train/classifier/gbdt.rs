@@ -130,7 +130,7 @@ impl GbdtModel {
     }
 }
 
-/// The best split of every node at one level, for all classes: index `class * nodes + node`.
+/// The best split of every node at one level, for all classes: index `node * k + class`.
 struct Level {
     split: Vec<bool>,
     feature: Vec<i64>,
@@ -167,6 +167,9 @@ pub fn fit(
     let y_onehot = Tensor::<2>::from_data(TensorData::new(onehot, [n, k]), device);
     let class_index = Tensor::<1, Int>::arange(0..k as i64, device);
     let fb = (f * b) as i64;
+    // Histogram slot of (row, class, feature) is ((node * k + class) * F + feature) * B + bin;
+    // all but the node term is the same at every level, so it is built once: [n, k, f].
+    let fixed_slot = class_index.clone().mul_scalar(fb).reshape([1, k, 1]) + base;
     let (lambda, mcw, eta) = (
         params.l2 as f32,
         params.min_child_weight as f32,
@@ -204,16 +207,12 @@ pub fn fit(
         for level in 0..depth {
             let nodes = 1usize << level;
             let kl = k * nodes;
-            // Histogram slot of (row, class, feature): ((class * nodes + node) * F + feature) * B + bin.
-            let class_base = class_index
-                .clone()
-                .mul_scalar(nodes as i64 * fb)
-                .reshape([1, k, 1]);
-            let slot = node.clone().mul_scalar(fb).reshape([n, k, 1]) + class_base + base.clone();
-            let slot = slot.reshape([n * k * f, 1]).repeat_dim(1, 2);
-            let hist = Tensor::<2>::zeros([kl * f * b, 2], device).scatter(
+            let slot =
+                node.clone().mul_scalar(k as i64 * fb).reshape([n, k, 1]) + fixed_slot.clone();
+            // One index per row of gh_rows: add each (g, h) pair into its slot.
+            let hist = Tensor::<2>::zeros([kl * f * b, 2], device).select_assign(
                 0,
-                slot,
+                slot.reshape([n * k * f]),
                 gh_rows.clone(),
                 IndexingUpdateOp::Add,
             );
@@ -246,7 +245,7 @@ pub fn fit(
                 }
             }
             // Route rows: right when their bin of the split feature is above the split bin.
-            let at = (node.clone() + class_index.clone().mul_scalar(nodes as i64).reshape([1, k]))
+            let at = (node.clone().mul_scalar(k as i64) + class_index.clone().reshape([1, k]))
                 .reshape([n * k]);
             let split_feature =
                 Tensor::<1, Int>::from_data(TensorData::new(lv.feature.clone(), [kl]), device);
@@ -261,12 +260,7 @@ pub fn fit(
 
         // Leaf weights from the (G, H) sums of the rows in each leaf.
         let leaves = 1usize << depth;
-        let at = (node
-            + class_index
-                .clone()
-                .mul_scalar(leaves as i64)
-                .reshape([1, k]))
-        .reshape([n * k]);
+        let at = (node.mul_scalar(k as i64) + class_index.clone().reshape([1, k])).reshape([n * k]);
         let sums = Tensor::<2>::zeros([k * leaves, 2], device).select_assign(
             0,
             at.clone(),
@@ -287,7 +281,7 @@ pub fn fit(
         let w = Tensor::<1>::from_data(TensorData::new(weights.clone(), [k * leaves]), device);
         margin = margin + w.select(0, at).reshape([n, k]);
         for class in 0..k {
-            trees.push(build_tree(class, &levels, &weights, depth, &binner));
+            trees.push(build_tree(class, k, &levels, &weights, depth, &binner));
         }
         on_round(round + 1);
     }
@@ -302,6 +296,7 @@ pub fn fit(
 /// its rows left at every level below, so it becomes a leaf holding the value they end in.
 fn build_tree(
     class: usize,
+    k: usize,
     levels: &[Level],
     weights: &[f32],
     depth: usize,
@@ -310,6 +305,7 @@ fn build_tree(
     fn grow(
         t: &mut Vec<TreeNode>,
         class: usize,
+        k: usize,
         level: usize,
         j: usize,
         levels: &[Level],
@@ -318,10 +314,9 @@ fn build_tree(
         binner: &Binner,
     ) -> u32 {
         let id = t.len() as u32;
-        let leaves = 1usize << depth;
-        let s = class * (1 << level) + j;
+        let s = j * k + class;
         if level == depth || !levels[level].split[s] {
-            let value = weights[class * leaves + (j << (depth - level))];
+            let value = weights[(j << (depth - level)) * k + class];
             t.push(TreeNode {
                 feature: -1,
                 threshold: 0.0,
@@ -340,10 +335,21 @@ fn build_tree(
             right: 0,
             value: 0.0,
         });
-        let left = grow(t, class, level + 1, 2 * j, levels, weights, depth, binner);
+        let left = grow(
+            t,
+            class,
+            k,
+            level + 1,
+            2 * j,
+            levels,
+            weights,
+            depth,
+            binner,
+        );
         let right = grow(
             t,
             class,
+            k,
             level + 1,
             2 * j + 1,
             levels,
@@ -356,7 +362,7 @@ fn build_tree(
         id
     }
     let mut nodes = Vec::new();
-    grow(&mut nodes, class, 0, 0, levels, weights, depth, binner);
+    grow(&mut nodes, class, k, 0, 0, levels, weights, depth, binner);
     Tree { class, nodes }
 }
 
