@@ -83,13 +83,6 @@ impl Settings {
     /// Checks every value a type cannot express; the error names the key.
     pub fn validate(&self) -> Result<()> {
         let s = &self.segmentation;
-        let check = |ok: bool, key: &str, msg: &str| {
-            if ok {
-                Ok(())
-            } else {
-                Err(Error::config(key, msg))
-            }
-        };
         check(
             self.split.test_fraction > 0.0 && self.split.test_fraction < 1.0,
             "split.test_fraction",
@@ -159,6 +152,15 @@ pub fn load_layered<T: serde::de::DeserializeOwned>(
     let text =
         serde_yaml::to_string(&tree).map_err(|e| Error::config("<settings>", e.to_string()))?;
     serde_yaml::from_str(&text).map_err(|e| Error::config(error_key(&e), e.to_string()))
+}
+
+/// `Ok` when `ok`, else a configuration error naming `key`: the one shape of every range check.
+pub fn check(ok: bool, key: &str, message: &str) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::config(key, message))
+    }
 }
 
 fn merge(base: &mut Value, layer: Value) {

@@ -4,8 +4,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::load_layered;
-use crate::error::{Error, Result};
+use crate::config::{check, load_layered};
+use crate::error::Result;
 
 pub const MODEL_YAML: &str = include_str!("../../../config/model.yaml");
 const ENV_PREFIX: &str = "CATEGORIZER_MODEL__";
@@ -65,13 +65,6 @@ impl ModelConfig {
 
     /// Every value a type cannot express; the error names the key.
     pub fn validate(&self) -> Result<()> {
-        let check = |ok: bool, key: &str, msg: &str| {
-            if ok {
-                Ok(())
-            } else {
-                Err(Error::config(key, msg))
-            }
-        };
         let g = &self.gbdt;
         check(
             g.rounds >= 1 && g.rounds <= 100_000,
