@@ -4,5 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh run
-cargo build --release --locked --bin categorizer
-exec target/release/categorizer train "$@"
+exec cargo run --release --locked --quiet --bin categorizer -- train "$@"
