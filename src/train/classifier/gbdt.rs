@@ -18,6 +18,7 @@ use burn::tensor::IndexingUpdateOp;
 use burn::tensor::activation::softmax;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::config::GbdtParams;
@@ -34,6 +35,7 @@ pub struct Binner {
 impl Binner {
     pub fn fit(x: &Matrix, max_bins: usize) -> Self {
         let cuts = (0..x.cols())
+            .into_par_iter()
             .map(|j| {
                 let mut col = x.column(j);
                 col.sort_unstable_by(f32::total_cmp);
@@ -61,9 +63,16 @@ impl Binner {
 
     /// Bins of every value, row-major.
     pub fn bin_matrix(&self, x: &Matrix) -> Vec<i64> {
+        let cols = x.cols();
         x.as_slice()
-            .chunks_exact(x.cols())
-            .flat_map(|row| row.iter().enumerate().map(|(j, &v)| self.bin(j, v) as i64))
+            .par_chunks(cols * 4096)
+            .flat_map_iter(|rows| {
+                rows.chunks_exact(cols).flat_map(move |row| {
+                    row.iter()
+                        .enumerate()
+                        .map(move |(j, &v)| self.bin(j, v) as i64)
+                })
+            })
             .collect()
     }
 }
