@@ -106,13 +106,19 @@ pub fn sniff_separator(header: &str) -> u8 {
         .unwrap_or(b',')
 }
 
-fn header_line(path: &Path) -> Result<String> {
+/// Opens a data file, refusing an empty one with an error that says so.
+fn open_non_empty(path: &Path) -> Result<File> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     if file.metadata().map_err(|e| Error::io(path, e))?.len() == 0 {
         return Err(Error::EmptyFile {
             path: path.to_path_buf(),
         });
     }
+    Ok(file)
+}
+
+fn header_line(path: &Path) -> Result<String> {
+    let file = open_non_empty(path)?;
     let mut line = String::new();
     BufReader::new(file)
         .read_line(&mut line)
@@ -220,12 +226,7 @@ fn first_bad_number(source_name: &str, df: &DataFrame) -> Option<Error> {
 /// Reads a Parquet file of raw records, casting its columns to the schema's types.
 pub fn read_parquet(path: &Path) -> Result<DataFrame> {
     let source_name = path.display().to_string();
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    if file.metadata().map_err(|e| Error::io(path, e))?.len() == 0 {
-        return Err(Error::EmptyFile {
-            path: path.to_path_buf(),
-        });
-    }
+    let file = open_non_empty(path)?;
     let df = ParquetReader::new(file).finish()?;
     check_columns(
         &source_name,

@@ -2,6 +2,17 @@
 
 use std::process::Command;
 
+/// Runs `cmd`, asserting it succeeded (its stderr is the failure message); returns its stdout.
+fn succeed(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 fn categorizer() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_categorizer"));
     c.env("RUST_LOG", "warn");
@@ -12,37 +23,26 @@ fn categorizer() -> Command {
 fn generate_then_train_writes_a_reproducible_run_directory() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("customers.csv");
-    let out = categorizer()
-        .args(["generate", "--rows", "2000", "--seed", "4", "--out"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        categorizer()
+            .args(["generate", "--rows", "2000", "--seed", "4", "--out"])
+            .arg(&data),
     );
     let text = std::fs::read_to_string(&data).unwrap();
     assert_eq!(text.lines().count(), 2001);
     assert_eq!(text.lines().next().unwrap().split('\t').count(), 29);
 
     let train = |run: &str| {
-        let out = categorizer()
-            .args([
-                "train", "--device", "cpu", "--seed", "42", "--quiet", "--data",
-            ])
-            .arg(&data)
-            .arg("--out")
-            .arg(dir.path().join(run))
-            .env("CATEGORIZER__SEGMENTATION__N_INIT", "3")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        succeed(
+            categorizer()
+                .args([
+                    "train", "--device", "cpu", "--seed", "42", "--quiet", "--data",
+                ])
+                .arg(&data)
+                .arg("--out")
+                .arg(dir.path().join(run))
+                .env("CATEGORIZER__SEGMENTATION__N_INIT", "3"),
+        )
     };
     let summary = train("a");
     assert!(

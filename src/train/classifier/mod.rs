@@ -107,6 +107,17 @@ pub fn train(
     mut progress: impl FnMut(&str, usize, usize),
 ) -> Result<(Classifier, ClassifierReport)> {
     let mut fitted: Vec<(Classifier, CandidateReport)> = Vec::new();
+    // Scores a fitted candidate on the test split and times it from `start`.
+    let score = |c: Classifier, start: Instant, iterations: usize, best_epoch: Option<usize>| {
+        let report = CandidateReport {
+            kind: c.kind().into(),
+            test: evaluate(test_y, &c.predict(test_x), k),
+            seconds: start.elapsed().as_secs_f64(),
+            iterations,
+            best_epoch,
+        };
+        (c, report)
+    };
     if matches!(
         config.classifier,
         ClassifierChoice::Gbdt | ClassifierChoice::Best
@@ -116,15 +127,7 @@ pub fn train(
         let model = gbdt::fit(train_x, train_y, k, &config.gbdt, seed, device, |r| {
             progress("GBDT", r, rounds)
         })?;
-        let c = Classifier::Gbdt(model);
-        let report = CandidateReport {
-            kind: "gbdt".into(),
-            test: evaluate(test_y, &c.predict(test_x), k),
-            seconds: start.elapsed().as_secs_f64(),
-            iterations: rounds,
-            best_epoch: None,
-        };
-        fitted.push((c, report));
+        fitted.push(score(Classifier::Gbdt(model), start, rounds, None));
     }
     if matches!(
         config.classifier,
@@ -136,15 +139,12 @@ pub fn train(
             progress("MLP", e, epochs)
         })?;
         let (iterations, best_epoch) = (model.epochs, model.best_epoch);
-        let c = Classifier::Mlp(model);
-        let report = CandidateReport {
-            kind: "mlp".into(),
-            test: evaluate(test_y, &c.predict(test_x), k),
-            seconds: start.elapsed().as_secs_f64(),
+        fitted.push(score(
+            Classifier::Mlp(model),
+            start,
             iterations,
-            best_epoch: Some(best_epoch),
-        };
-        fitted.push((c, report));
+            Some(best_epoch),
+        ));
     }
     // Highest weighted F1; the earlier candidate (gbdt) wins a tie.
     let best = (0..fitted.len())
