@@ -147,12 +147,13 @@ fn kmeans_plus_plus(
     chosen
 }
 
-/// Fits KMeans on `x` [n, d]. `on_iter(i)` is called after each Lloyd iteration.
+/// Fits KMeans on `x` [n, d], returning the model and the rows' final assignment (from which
+/// the inertia comes). `on_iter(i)` is called after each Lloyd iteration.
 pub fn fit(
     x: &Tensor<2>,
     params: &KMeansParams,
     mut on_iter: impl FnMut(usize),
-) -> Result<KMeansModel> {
+) -> Result<(KMeansModel, Assignment)> {
     let [n, d] = x.dims();
     let (k, r) = (params.k, params.n_init);
     if n < k {
@@ -239,8 +240,9 @@ pub fn fit(
         n_iter: iterations[best],
         best_restart: best,
     };
-    model.inertia = model.assign(x).inertia();
-    Ok(model)
+    let assignment = model.assign(x);
+    model.inertia = assignment.inertia();
+    Ok((model, assignment))
 }
 
 #[cfg(test)]
@@ -274,7 +276,7 @@ mod tests {
             tolerance: 1e-4,
             seed: 7,
         };
-        let model = fit(&x, &params, |_| {}).unwrap();
+        let (model, a) = fit(&x, &params, |_| {}).unwrap();
         for t in truth {
             let nearest = model
                 .centres
@@ -283,7 +285,7 @@ mod tests {
                 .fold(f32::INFINITY, f32::min);
             assert!(nearest < 0.15, "no centre near {t:?}: {:?}", model.centres);
         }
-        let a = model.assign(&x);
+        assert_eq!(a.labels, model.assign(&x).labels);
         for blob in 0..3 {
             let l = a.labels[blob * 200];
             assert!(
@@ -292,7 +294,7 @@ mod tests {
                     .all(|&x| x == l)
             );
         }
-        let again = fit(&x, &params, |_| {}).unwrap();
+        let (again, _) = fit(&x, &params, |_| {}).unwrap();
         assert_eq!(model, again, "same seed, same model");
     }
 

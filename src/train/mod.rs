@@ -249,12 +249,12 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
         seed: s.split.seed,
     };
     let bar = progress.bar(params.max_iter as u64, "KMeans");
-    let mut km = kmeans::fit(&emb_train_t, &params, |i| bar.set_position(i as u64))?;
+    let (mut km, mut train_assign) =
+        kmeans::fit(&emb_train_t, &params, |i| bar.set_position(i as u64))?;
     bar.finish(format!(
         "KMeans: k = {k}, {} restarts, {} iterations",
         params.n_init, km.n_iter
     ));
-    let mut train_assign = km.assign(&emb_train_t);
     let order = segments::canonical_order(&train_raw, &train_assign.labels, k);
     km.reorder(&order);
     segments::relabel(&mut train_assign.labels, &order);

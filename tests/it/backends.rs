@@ -50,8 +50,8 @@ fn kmeans_and_pca_agree_on_cpu_and_wgpu() {
         let x = upload_vec(blobs(), 120, 2, dev);
         let pca = Pca::fit(&x, 2);
         let emb = pca.transform(&x);
-        let model = kmeans::fit(&emb, &params, |_| {}).unwrap();
-        let labels = model.assign(&emb).labels;
+        let (model, assignment) = kmeans::fit(&emb, &params, |_| {}).unwrap();
+        let labels = assignment.labels;
         (pca, model, labels)
     };
     let (pca_c, km_c, labels_c) = run(&cpu);
