@@ -21,6 +21,26 @@ pub struct Settings {
     pub split: SplitSettings,
     pub segmentation: SegmentationSettings,
     pub device: DeviceChoice,
+    pub models: ModelStoreSettings,
+    pub inference: InferenceSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelStoreSettings {
+    /// The local model store: one directory per model version plus a `CURRENT` pointer.
+    pub dir: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InferenceSettings {
+    /// The ONNX Runtime shared library; empty: CATEGORIZER_ONNXRUNTIME, then known places.
+    pub onnxruntime: Option<std::path::PathBuf>,
+    /// Threads inside one ONNX Runtime run.
+    pub intra_threads: usize,
+    /// Rows per chunk when `categorizer predict` streams a file.
+    pub chunk_rows: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -113,6 +133,16 @@ impl Settings {
             s.silhouette_sample >= 2,
             "segmentation.silhouette_sample",
             "must be at least 2",
+        )?;
+        check(
+            (1..=256).contains(&self.inference.intra_threads),
+            "inference.intra_threads",
+            "must be between 1 and 256",
+        )?;
+        check(
+            (1..=10_000_000).contains(&self.inference.chunk_rows),
+            "inference.chunk_rows",
+            "must be between 1 and 10000000",
         )?;
         ReferenceDate::parse(&self.features.reference_date)
             .map_err(|m| Error::config("features.reference_date", m))?;

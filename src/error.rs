@@ -60,6 +60,18 @@ pub enum Error {
     #[error("training: {0}")]
     Training(String),
 
+    #[error("ONNX Runtime: {0}")]
+    Runtime(String),
+
+    #[error("model: {0}")]
+    Model(String),
+
+    #[error("export: {0}")]
+    Export(String),
+
+    #[error("model store: {0}")]
+    Store(String),
+
     #[error(transparent)]
     Polars(#[from] polars::error::PolarsError),
 

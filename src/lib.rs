@@ -6,17 +6,27 @@
 //! - [`ingest`]: raw records from CSV, Parquet or the seeded synthetic generator
 //! - [`features`]: raw records → the 21 features, with every set-aside row accounted for
 //! - [`preprocess`]: median imputation, scaling, Yeo-Johnson (fitted on training rows only)
-//! - [`train`]: PCA + KMeans segmentation as burn tensor code on the GPU (wgpu) or the CPU
+//! - [`train`]: PCA + KMeans segmentation and the segment classifier, as burn tensor code on
+//!   the GPU (wgpu) or the CPU
+//! - [`onnx`]: the fitted pipeline exported as one ONNX model
+//! - [`inference`]: ONNX Runtime sessions over exported models
+//! - [`model`], [`store`]: model + manifest, the parity check and promotion gate, the store
+//! - [`predict`]: streaming bulk scoring of CSV and Parquet files
 //!
 //! [`config`] holds the typed, layered settings and [`error`] the error type.
 
 pub mod config;
 pub mod error;
 pub mod features;
+pub mod inference;
 pub mod ingest;
 pub mod matrix;
+pub mod model;
+pub mod onnx;
+pub mod predict;
 pub mod preprocess;
 pub mod schema;
+pub mod store;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -148,6 +148,10 @@ pub struct TrainOutcome {
     pub run_dir: PathBuf,
     pub train_labels: Vec<u32>,
     pub test_labels: Vec<u32>,
+    /// The held-out rows' raw features (for the export's parity check and promotion gate).
+    pub test_raw: Matrix,
+    /// The usable rows the model learned from.
+    pub data: crate::model::DataFingerprint,
 }
 
 /// Times stages and keeps them in order.
@@ -371,6 +375,8 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
         run_dir: req.out_dir.clone(),
         train_labels: train_assign.labels,
         test_labels: test_assign.labels,
+        test_raw,
+        data: crate::model::DataFingerprint::of(&req.source.name(), &table.matrix),
     })
 }
 

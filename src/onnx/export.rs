@@ -1,0 +1,358 @@
+//! The fitted pipeline as one ONNX graph.
+//!
+//! `customers: float32[N, 21]` (raw feature values in schema order, NaN for a missing value)
+//! → median imputation → Yeo-Johnson on the skewed features → standard scaling → classifier,
+//! with four outputs: `segment: int64[N]`, `probabilities: float32[N, k]`, the PCA
+//! `embedding: float32[N, 2]` and the Euclidean `distances: float32[N, k]` to the KMeans
+//! centres (segment order).
+//!
+//! Preprocessing runs in float64 inside the graph, as it does in [`Preprocessor`], and is cast
+//! to float32 at the same point, so the exported model and the in-process one see the same
+//! classifier inputs bit for bit. The GBDT is an `ai.onnx.ml` `TreeEnsembleClassifier`
+//! (opset 3) whose raw margins go through `Softmax`; the MLP is `Gemm`/`Relu`/`Softmax`.
+
+use super::proto::{Attr, DataType, Dim, Encode, Graph, Model, Node, TensorProto, ValueInfo};
+use crate::preprocess::Preprocessor;
+use crate::schema::{FEATURES, N_FEATURES};
+use crate::train::SegmentationModel;
+use crate::train::classifier::Classifier;
+use crate::train::classifier::gbdt::GbdtModel;
+use crate::train::classifier::mlp::MlpModel;
+
+/// Default-domain opset of the exported graph (ONNX 1.12+, ONNX Runtime 1.12+).
+pub const OPSET: i64 = 17;
+/// `ai.onnx.ml` opset: TreeEnsembleClassifier v3 (ONNX Runtime 1.11+).
+pub const ML_OPSET: i64 = 3;
+/// IR version that goes with opset 17.
+pub const IR_VERSION: i64 = 8;
+
+pub const INPUT: &str = "customers";
+pub const OUT_SEGMENT: &str = "segment";
+pub const OUT_PROBABILITIES: &str = "probabilities";
+pub const OUT_EMBEDDING: &str = "embedding";
+pub const OUT_DISTANCES: &str = "distances";
+
+#[derive(Default)]
+struct Builder {
+    graph: Graph,
+}
+
+impl Builder {
+    fn constant(&mut self, t: TensorProto) -> String {
+        let name = t.name.clone();
+        self.graph.initializers.push(t);
+        name
+    }
+
+    fn node(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        output: &str,
+        attributes: Vec<(&str, Attr)>,
+    ) -> String {
+        self.node_in("", op, inputs, &[output], attributes);
+        output.to_string()
+    }
+
+    fn node_in(
+        &mut self,
+        domain: &str,
+        op: &str,
+        inputs: &[&str],
+        outputs: &[&str],
+        attributes: Vec<(&str, Attr)>,
+    ) {
+        let name = format!("{}_{}", op, self.graph.nodes.len());
+        self.graph.nodes.push(Node {
+            op: op.into(),
+            domain: domain.into(),
+            name,
+            inputs: inputs.iter().map(|s| s.to_string()).collect(),
+            outputs: outputs.iter().map(|s| s.to_string()).collect(),
+            attributes: attributes
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        });
+    }
+}
+
+/// Serialises the whole fitted pipeline to ONNX bytes; `metadata` goes into the model's
+/// `metadata_props` (the manifest's key facts, so the file describes itself).
+pub fn export(model: &SegmentationModel, metadata: Vec<(String, String)>) -> Vec<u8> {
+    let k = model.kmeans.k;
+    let mut b = Builder::default();
+    let n = || Dim::Named("N".into());
+    b.graph.name = "customer_categorizer".into();
+    b.graph.doc = "Raw customer features → preprocessing → segment classifier; PCA embedding and \
+                   distances to the KMeans centres."
+        .into();
+    let feature_doc: Vec<&str> = FEATURES.iter().map(|f| f.key).collect();
+    b.graph.inputs.push(ValueInfo {
+        name: INPUT.into(),
+        elem_type: DataType::Float,
+        dims: vec![n(), Dim::Fixed(N_FEATURES as i64)],
+        doc: format!(
+            "raw feature values in this order: {}",
+            feature_doc.join(", ")
+        ),
+    });
+
+    let z = preprocessing(&mut b, &model.preprocessor);
+    let probabilities = match &model.classifier {
+        Classifier::Mlp(m) => mlp(&mut b, &z, m),
+        Classifier::Gbdt(m) => gbdt(&mut b, &z, m),
+    };
+    b.node(
+        "ArgMax",
+        &[&probabilities],
+        OUT_SEGMENT,
+        vec![("axis", Attr::Int(1)), ("keepdims", Attr::Int(0))],
+    );
+
+    // PCA embedding: (z - mean) @ W, as in Pca::transform.
+    let d = model.pca.mean.len();
+    let c = model.pca.components.len();
+    let mut w = vec![0f32; d * c];
+    for (j, comp) in model.pca.components.iter().enumerate() {
+        for (i, v) in comp.iter().enumerate() {
+            w[i * c + j] = *v;
+        }
+    }
+    let mean = b.constant(TensorProto::f32("pca_mean", &[d as i64], &model.pca.mean));
+    let wt = b.constant(TensorProto::f32(
+        "pca_components",
+        &[d as i64, c as i64],
+        &w,
+    ));
+    let centred = b.node("Sub", &[&z, &mean], "pca_centred", vec![]);
+    b.node("MatMul", &[&centred, &wt], OUT_EMBEDDING, vec![]);
+
+    // Distances to the centres: sqrt(sum((e[:, None, :] - C[None])^2, axis 2)).
+    let centres = b.constant(TensorProto::f32(
+        "kmeans_centres",
+        &[k as i64, model.kmeans.dims as i64],
+        &model.kmeans.centres,
+    ));
+    let axis1 = b.constant(TensorProto::i64("axis_1", &[1], &[1]));
+    let e3 = b.node(
+        "Unsqueeze",
+        &[OUT_EMBEDDING, &axis1],
+        "embedding_3d",
+        vec![],
+    );
+    let diff = b.node("Sub", &[&e3, &centres], "centre_diff", vec![]);
+    let sq = b.node(
+        "ReduceSumSquare",
+        &[&diff],
+        "centre_sq_dist",
+        vec![("axes", Attr::Ints(vec![2])), ("keepdims", Attr::Int(0))],
+    );
+    b.node("Sqrt", &[&sq], OUT_DISTANCES, vec![]);
+
+    for (name, elem, dims) in [
+        (OUT_SEGMENT, DataType::Int64, vec![n()]),
+        (
+            OUT_PROBABILITIES,
+            DataType::Float,
+            vec![n(), Dim::Fixed(k as i64)],
+        ),
+        (
+            OUT_EMBEDDING,
+            DataType::Float,
+            vec![n(), Dim::Fixed(c as i64)],
+        ),
+        (
+            OUT_DISTANCES,
+            DataType::Float,
+            vec![n(), Dim::Fixed(k as i64)],
+        ),
+    ] {
+        b.graph.outputs.push(ValueInfo {
+            name: name.into(),
+            elem_type: elem,
+            dims,
+            doc: String::new(),
+        });
+    }
+
+    let mut opsets = vec![(String::new(), OPSET)];
+    if matches!(model.classifier, Classifier::Gbdt(_)) {
+        opsets.push(("ai.onnx.ml".into(), ML_OPSET));
+    }
+    Model {
+        ir_version: IR_VERSION,
+        opsets,
+        producer_name: "customer-categorizer".into(),
+        producer_version: env!("CARGO_PKG_VERSION").into(),
+        doc: "Customer Categorizer segmentation pipeline".into(),
+        graph: b.graph,
+        metadata,
+    }
+    .encode()
+}
+
+/// Imputation, Yeo-Johnson and scaling in float64; returns the float32 classifier input.
+fn preprocessing(b: &mut Builder, p: &Preprocessor) -> String {
+    let cols = &p.columns;
+    let d = [cols.len() as i64];
+    const EPS: f64 = f64::EPSILON;
+    let lambda = |c: &crate::preprocess::ColumnTransform| c.lambda.unwrap_or(1.0);
+    let median: Vec<f64> = cols.iter().map(|c| c.median).collect();
+    let skewed: Vec<bool> = cols.iter().map(|c| c.lambda.is_some()).collect();
+    // Where lambda is 0 (or 2) the power branch divides by zero: those columns take the log
+    // branch, and the power branch gets a harmless exponent of 1 instead.
+    let lam_zero: Vec<bool> = cols.iter().map(|c| lambda(c).abs() < EPS).collect();
+    let lam_two: Vec<bool> = cols
+        .iter()
+        .map(|c| (lambda(c) - 2.0).abs() <= EPS)
+        .collect();
+    let lam_pos: Vec<f64> = cols
+        .iter()
+        .zip(&lam_zero)
+        .map(|(c, &z)| if z { 1.0 } else { lambda(c) })
+        .collect();
+    let lam_neg: Vec<f64> = cols
+        .iter()
+        .zip(&lam_two)
+        .map(|(c, &t)| if t { 1.0 } else { 2.0 - lambda(c) })
+        .collect();
+    let mean: Vec<f64> = cols.iter().map(|c| c.mean).collect();
+    let scale: Vec<f64> = cols.iter().map(|c| c.scale).collect();
+
+    let median = b.constant(TensorProto::f64("median", &d, &median));
+    let skewed = b.constant(TensorProto::bool("skewed", &d, &skewed));
+    let lam_zero = b.constant(TensorProto::bool("lambda_is_0", &d, &lam_zero));
+    let lam_two = b.constant(TensorProto::bool("lambda_is_2", &d, &lam_two));
+    let lam_pos = b.constant(TensorProto::f64("lambda_pos", &d, &lam_pos));
+    let lam_neg = b.constant(TensorProto::f64("lambda_neg", &d, &lam_neg));
+    let mean = b.constant(TensorProto::f64("scaler_mean", &d, &mean));
+    let scale = b.constant(TensorProto::f64("scaler_scale", &d, &scale));
+    let zero = b.constant(TensorProto::f64("zero", &[], &[0.0]));
+    let one = b.constant(TensorProto::f64("one", &[], &[1.0]));
+
+    let x = b.node(
+        "Cast",
+        &[INPUT],
+        "x64",
+        vec![("to", Attr::Int(DataType::Double as i64))],
+    );
+    let nan = b.node("IsNaN", &[&x], "is_missing", vec![]);
+    let xi = b.node("Where", &[&nan, &median, &x], "imputed", vec![]);
+    let nonneg = b.node("GreaterOrEqual", &[&xi, &zero], "nonneg", vec![]);
+    // x >= 0: ((x + 1)^l - 1) / l, or log(x + 1) when l == 0.
+    let xp = b.node("Max", &[&xi, &zero], "x_pos", vec![]);
+    let ap = b.node("Add", &[&xp, &one], "x_pos_1", vec![]);
+    let pp = b.node("Pow", &[&ap, &lam_pos], "pos_pow", vec![]);
+    let pp = b.node("Sub", &[&pp, &one], "pos_pow_1", vec![]);
+    let pp = b.node("Div", &[&pp, &lam_pos], "pos_pow_l", vec![]);
+    let lp = b.node("Log", &[&ap], "pos_log", vec![]);
+    let vp = b.node("Where", &[&lam_zero, &lp, &pp], "yj_pos", vec![]);
+    // x < 0: -((1 - x)^(2 - l) - 1) / (2 - l), or -log(1 - x) when l == 2.
+    let xn = b.node("Min", &[&xi, &zero], "x_neg", vec![]);
+    let an = b.node("Sub", &[&one, &xn], "x_neg_1", vec![]);
+    let pn = b.node("Pow", &[&an, &lam_neg], "neg_pow", vec![]);
+    let pn = b.node("Sub", &[&pn, &one], "neg_pow_1", vec![]);
+    let pn = b.node("Div", &[&pn, &lam_neg], "neg_pow_l", vec![]);
+    let pn = b.node("Neg", &[&pn], "neg_pow_n", vec![]);
+    let ln = b.node("Log", &[&an], "neg_log", vec![]);
+    let ln = b.node("Neg", &[&ln], "neg_log_n", vec![]);
+    let vn = b.node("Where", &[&lam_two, &ln, &pn], "yj_neg", vec![]);
+    let yj = b.node("Where", &[&nonneg, &vp, &vn], "yj", vec![]);
+    let t = b.node("Where", &[&skewed, &yj, &xi], "transformed", vec![]);
+    let centred = b.node("Sub", &[&t, &mean], "centred", vec![]);
+    let scaled = b.node("Div", &[&centred, &scale], "scaled64", vec![]);
+    b.node(
+        "Cast",
+        &[&scaled],
+        "features",
+        vec![("to", Attr::Int(DataType::Float as i64))],
+    )
+}
+
+/// Dense layers as Gemm (weights stored [inputs, outputs]), ReLU between, softmax at the end.
+fn mlp(b: &mut Builder, z: &str, m: &MlpModel) -> String {
+    let mut a = z.to_string();
+    for (i, l) in m.layers.iter().enumerate() {
+        let w = b.constant(TensorProto::f32(
+            &format!("dense{i}_weight"),
+            &[l.inputs as i64, l.outputs as i64],
+            &l.weight,
+        ));
+        let bias = b.constant(TensorProto::f32(
+            &format!("dense{i}_bias"),
+            &[l.outputs as i64],
+            &l.bias,
+        ));
+        a = b.node("Gemm", &[&a, &w, &bias], &format!("dense{i}"), vec![]);
+        if i + 1 < m.layers.len() {
+            a = b.node("Relu", &[&a], &format!("relu{i}"), vec![]);
+        }
+    }
+    b.node(
+        "Softmax",
+        &[&a],
+        OUT_PROBABILITIES,
+        vec![("axis", Attr::Int(-1))],
+    )
+}
+
+/// The boosted trees as one TreeEnsembleClassifier giving raw class margins, then softmax.
+fn gbdt(b: &mut Builder, z: &str, m: &GbdtModel) -> String {
+    let (mut tree_ids, mut node_ids, mut features, mut modes, mut values) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut true_ids, mut false_ids) = (vec![], vec![]);
+    let (mut c_tree, mut c_node, mut c_id, mut c_weight) = (vec![], vec![], vec![], vec![]);
+    for (t, tree) in m.trees.iter().enumerate() {
+        for (i, node) in tree.nodes.iter().enumerate() {
+            tree_ids.push(t as i64);
+            node_ids.push(i as i64);
+            if node.feature >= 0 {
+                features.push(node.feature as i64);
+                modes.push("BRANCH_LEQ".to_string());
+                values.push(node.threshold);
+                true_ids.push(node.left as i64);
+                false_ids.push(node.right as i64);
+            } else {
+                features.push(0);
+                modes.push("LEAF".to_string());
+                values.push(0.0);
+                true_ids.push(0);
+                false_ids.push(0);
+                c_tree.push(t as i64);
+                c_node.push(i as i64);
+                c_id.push(tree.class as i64);
+                c_weight.push(node.value);
+            }
+        }
+    }
+    let labels: Vec<i64> = (0..m.k as i64).collect();
+    b.node_in(
+        "ai.onnx.ml",
+        "TreeEnsembleClassifier",
+        &[z],
+        &["tree_label", "margins"],
+        vec![
+            ("classlabels_int64s", Attr::Ints(labels)),
+            ("nodes_treeids", Attr::Ints(tree_ids)),
+            ("nodes_nodeids", Attr::Ints(node_ids)),
+            ("nodes_featureids", Attr::Ints(features)),
+            ("nodes_modes", Attr::Strings(modes)),
+            ("nodes_values", Attr::Floats(values)),
+            ("nodes_truenodeids", Attr::Ints(true_ids)),
+            ("nodes_falsenodeids", Attr::Ints(false_ids)),
+            ("class_treeids", Attr::Ints(c_tree)),
+            ("class_nodeids", Attr::Ints(c_node)),
+            ("class_ids", Attr::Ints(c_id)),
+            ("class_weights", Attr::Floats(c_weight)),
+            ("post_transform", Attr::String("NONE".into())),
+        ],
+    );
+    b.node(
+        "Softmax",
+        &["margins"],
+        OUT_PROBABILITIES,
+        vec![("axis", Attr::Int(-1))],
+    )
+}

@@ -1,0 +1,4 @@
+//! The exported model: ONNX protobuf writing and the graph of the fitted pipeline.
+
+pub mod export;
+pub mod proto;
