@@ -125,6 +125,8 @@ pub struct FeatureTable {
     pub matrix: Matrix,
     /// For each kept row, its 0-based row index in the input.
     pub source_rows: Vec<u32>,
+    /// Every set-aside row (0-based input index) with its reason, in input order.
+    pub rejected_rows: Vec<(u32, String)>,
     pub report: RowReport,
 }
 
@@ -303,8 +305,10 @@ pub fn engineer(raw: &DataFrame, reference: ReferenceDate) -> Result<FeatureTabl
     let income = schema::feature_index("Income").expect("Income is a feature");
     let mut samples: Vec<(String, usize, Option<&str>)> = Vec::new();
 
+    let mut rejected_rows: Vec<(u32, String)> = Vec::new();
     let mut reject =
         |report: &mut RowReport, reason: String, row: usize, column: Option<&'static str>| {
+            rejected_rows.push((row as u32, reason.clone()));
             let entry = report.rejected.entry(reason.clone()).or_default();
             entry.count += 1;
             if entry.rows.len() < SAMPLE_ROWS {
@@ -378,8 +382,26 @@ pub fn engineer(raw: &DataFrame, reference: ReferenceDate) -> Result<FeatureTabl
     Ok(FeatureTable {
         matrix: Matrix::new(kept, N_FEATURES, data),
         source_rows,
+        rejected_rows,
         report,
     })
+}
+
+/// The kept rows as a frame: `row` (1-based record number) and the 21 features by key.
+pub fn to_frame(table: &FeatureTable) -> Result<DataFrame> {
+    let m = &table.matrix;
+    let mut columns = vec![Column::new(
+        "row".into(),
+        table
+            .source_rows
+            .iter()
+            .map(|r| r + 1)
+            .collect::<Vec<u32>>(),
+    )];
+    for (j, feat) in FEATURES.iter().enumerate() {
+        columns.push(Column::new(feat.key.into(), m.column(j)));
+    }
+    Ok(DataFrame::new_infer_height(columns)?)
 }
 
 #[cfg(test)]

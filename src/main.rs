@@ -8,7 +8,11 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 
 use categorizer::config::{DeviceChoice, Settings};
+use categorizer::inference::SessionOptions;
 use categorizer::ingest::{self, DataSource};
+use categorizer::model;
+use categorizer::predict::{self, PredictRequest};
+use categorizer::store::LocalStore;
 use categorizer::train::classifier::{ClassifierChoice, ModelConfig};
 use categorizer::train::{self, TrainOutcome, TrainRequest};
 
@@ -61,6 +65,39 @@ enum Command {
         /// No progress bars.
         #[arg(long)]
         quiet: bool,
+        /// Model store to export into (default: models.dir from the settings).
+        #[arg(long)]
+        models: Option<PathBuf>,
+        /// Train and write the run directory only; no ONNX export.
+        #[arg(long)]
+        no_export: bool,
+    },
+    /// Compute the 21 model features of raw records (as training does) and write them with their row numbers.
+    Features {
+        /// Raw records: .csv/.tsv/.txt, .parquet, or synthetic:rows=N,seed=S.
+        #[arg(long)]
+        input: String,
+        /// Output file: .csv/.tsv or .parquet.
+        #[arg(long)]
+        output: PathBuf,
+    },
+    /// Score a CSV or Parquet file (raw 29-column records or the 21 features) with a model.
+    Predict {
+        /// A model directory (model.onnx + manifest.json), or a store whose current model is used.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Input file: .csv/.tsv/.txt or .parquet.
+        #[arg(long)]
+        input: PathBuf,
+        /// Output file: .csv/.tsv or .parquet; the input's columns plus the predictions.
+        #[arg(long)]
+        output: PathBuf,
+        /// Rows per chunk (default: inference.chunk_rows).
+        #[arg(long)]
+        chunk_rows: Option<usize>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
     },
 }
 
@@ -102,6 +139,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             classifier,
             out,
             quiet,
+            models,
+            no_export,
         } => {
             let mut model_config = ModelConfig::load(cli.model_config.as_deref())?;
             if let Some(c) = classifier {
@@ -128,6 +167,75 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let outcome = train::run(&req)?;
             print_summary(&outcome);
+            if !no_export {
+                let store = LocalStore::new(models.unwrap_or(req.settings.models.dir.clone()));
+                let options = SessionOptions::from_settings(&req.settings.inference);
+                let p = model::publish(&outcome, &store, &options)?;
+                let m = &p.manifest;
+                println!(
+                    "Model {} ({}, {} bytes) -> {}",
+                    p.version, m.classifier, m.onnx.bytes, p.location
+                );
+                println!(
+                    "  parity with ONNX Runtime {}: {}/{} segments agree, max |dp| {:.2e}",
+                    m.onnxruntime_version,
+                    m.parity.segments_agree,
+                    m.parity.rows,
+                    m.parity.max_probability_diff
+                );
+                println!(
+                    "  {}: {}",
+                    if m.promotion.promoted {
+                        "promoted to current"
+                    } else {
+                        "not promoted"
+                    },
+                    m.promotion.note
+                );
+            }
+        }
+        Command::Features { input, output } => {
+            let raw = DataSource::parse(&input)?.load()?;
+            let table = categorizer::features::engineer(&raw, settings.reference_date())?;
+            let mut df = categorizer::features::to_frame(&table)?;
+            ingest::write_records(&mut df, &output)?;
+            println!(
+                "wrote the features of {} rows ({} set aside) to {}",
+                table.matrix.rows(),
+                table.report.rows_rejected(),
+                output.display()
+            );
+        }
+        Command::Predict {
+            model,
+            input,
+            output,
+            chunk_rows,
+            quiet,
+        } => {
+            let req = PredictRequest {
+                model: model.unwrap_or(settings.models.dir.clone()),
+                input,
+                output,
+                chunk_rows: chunk_rows.unwrap_or(settings.inference.chunk_rows).max(1),
+                progress: !quiet && std::io::stderr().is_terminal(),
+                options: SessionOptions::from_settings(&settings.inference),
+            };
+            let s = predict::run(&req)?;
+            println!(
+                "scored {} rows ({} predicted, {} set aside, input: {}) with model {} in {:.2} s ({:.0} rows/s) -> {}",
+                s.rows,
+                s.predicted,
+                s.set_aside,
+                match s.input_kind {
+                    predict::InputKind::RawRecords => "raw records",
+                    predict::InputKind::Features => "features",
+                },
+                s.model_version,
+                s.seconds,
+                s.rows as f64 / s.seconds.max(1e-9),
+                req.output.display()
+            );
         }
     }
     Ok(())

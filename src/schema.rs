@@ -451,3 +451,54 @@ mod tests {
         assert_eq!(FEATURES[1].max, 4.0);
     }
 }
+
+/// Why one value of a feature row is unusable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Checks one value against its feature: a number in range, whole where the feature counts
+/// things, a valid code for coded features. NaN (missing) is allowed only for Income, which
+/// preprocessing imputes.
+pub fn check_feature(j: usize, v: f32) -> Result<(), FieldError> {
+    let feat = &FEATURES[j];
+    let err = |message: String| {
+        Err(FieldError {
+            field: feat.key,
+            message,
+        })
+    };
+    if v.is_nan() {
+        return if feat.key == "Income" {
+            Ok(())
+        } else {
+            err("is missing".into())
+        };
+    }
+    if v.is_infinite() {
+        return err("must be a finite number".into());
+    }
+    let x = v as f64;
+    if x < feat.min || x > feat.max {
+        return err(format!("{v} is outside [{}, {}]", feat.min, feat.max));
+    }
+    if matches!(feat.kind, FeatureKind::Integer | FeatureKind::Coded) && x.fract() != 0.0 {
+        return err(format!("{v} is not a whole number"));
+    }
+    Ok(())
+}
+
+/// The first unusable value of a row of 21 features, if any.
+pub fn check_feature_row(row: &[f32]) -> Result<(), FieldError> {
+    row.iter()
+        .enumerate()
+        .try_for_each(|(j, &v)| check_feature(j, v))
+}

@@ -107,7 +107,7 @@ pub fn sniff_separator(header: &str) -> u8 {
 }
 
 /// Opens a data file, refusing an empty one with an error that says so.
-fn open_non_empty(path: &Path) -> Result<File> {
+pub fn open_non_empty(path: &Path) -> Result<File> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     if file.metadata().map_err(|e| Error::io(path, e))?.len() == 0 {
         return Err(Error::EmptyFile {

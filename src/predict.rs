@@ -1,0 +1,524 @@
+//! Bulk scoring: `categorizer predict --model DIR --input FILE --output FILE`.
+//!
+//! The input is streamed in chunks of `chunk_rows` rows, so memory stays flat however large the
+//! file: CSV is cut at line boundaries (a quoted field may span lines) and each chunk parsed by
+//! polars; Parquet is read slice by slice. A chunk is either raw 29-column records (features
+//! computed by the same code as training, with the model's reference date) or the 21 features
+//! by their keys. Every input row comes out, in order, with its columns kept and `segment`,
+//! `segment_name`, `probability_<id>` added; a row that cannot be scored gets empty predictions
+//! and the reason in `error`, so nothing is dropped silently.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Cursor};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use polars::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::features::{self, ReferenceDate};
+use crate::inference::{Predictions, SessionOptions};
+use crate::ingest::{self, DataSource};
+use crate::matrix::Matrix;
+use crate::model::ServedModel;
+use crate::schema::RawSchema;
+use crate::schema::{FEATURES, N_FEATURES, check_feature_row};
+
+#[derive(Debug, Clone)]
+pub struct PredictRequest {
+    pub model: PathBuf,
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub chunk_rows: usize,
+    pub progress: bool,
+    pub options: SessionOptions,
+}
+
+/// Which columns the input carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputKind {
+    /// The 29 raw columns of the marketing-campaign schema.
+    RawRecords,
+    /// The 21 model features, named by their keys.
+    Features,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PredictSummary {
+    pub model_version: String,
+    pub input_kind: InputKind,
+    pub rows: usize,
+    pub predicted: usize,
+    pub set_aside: usize,
+    pub seconds: f64,
+}
+
+/// Decides the input kind from the column names; the error lists what is missing.
+pub fn input_kind(source: &str, columns: &[String]) -> Result<InputKind> {
+    let has = |c: &str| columns.iter().any(|x| x == c);
+    let raw_missing: Vec<&str> = RawSchema::get().names().filter(|c| !has(c)).collect();
+    if raw_missing.is_empty() {
+        return Ok(InputKind::RawRecords);
+    }
+    let feat_missing: Vec<&str> = FEATURES.iter().map(|f| f.key).filter(|c| !has(c)).collect();
+    if feat_missing.is_empty() {
+        return Ok(InputKind::Features);
+    }
+    let (closer, missing) = if feat_missing.len() < raw_missing.len() {
+        ("the 21 features", feat_missing)
+    } else {
+        ("the 29 raw columns", raw_missing)
+    };
+    Err(Error::MissingColumn {
+        source_name: source.into(),
+        column: missing.join(", "),
+        found: format!(
+            "{} (closest to {closer})",
+            columns
+                .iter()
+                .take(40)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    })
+}
+
+/// Scores `req.input` into `req.output`.
+pub fn run(req: &PredictRequest) -> Result<PredictSummary> {
+    let start = Instant::now();
+    let mut model = ServedModel::open(&req.model, &req.options)?;
+    let reference = ReferenceDate::parse(&model.manifest.reference_date)
+        .map_err(|m| Error::Model(format!("manifest reference_date: {m}")))?;
+    let names: Vec<String> = model
+        .manifest
+        .segments
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    let source = req.input.display().to_string();
+    let mut reader = ChunkReader::open(&req.input)?;
+    let kind = input_kind(&source, reader.columns())?;
+    let bar = crate::train::progress::Progress::new(req.progress).bar(reader.len(), "Scoring");
+    let mut writer: Option<ChunkWriter> = None;
+    let mut summary = PredictSummary {
+        model_version: model.manifest.version.clone(),
+        input_kind: kind,
+        rows: 0,
+        predicted: 0,
+        set_aside: 0,
+        seconds: 0.0,
+    };
+    let mut pred = Predictions::default();
+    while let Some(chunk) = reader.next(req.chunk_rows)? {
+        let offset = summary.rows;
+        let n = chunk.height();
+        let (matrix, kept, errors) = match kind {
+            InputKind::RawRecords => {
+                let conformed =
+                    ingest::conform(&source, chunk.clone()).map_err(|e| shift_row(e, offset))?;
+                let t = features::engineer(&conformed, reference)?;
+                (t.matrix, t.source_rows, t.rejected_rows)
+            }
+            InputKind::Features => features_of(&source, &chunk, offset)?,
+        };
+        model
+            .onnx
+            .predict_into(matrix.as_slice(), matrix.rows(), &mut pred)?;
+        let out = with_predictions(chunk, &pred, &kept, &errors, &names)?;
+        let w = match writer.as_mut() {
+            Some(w) => w,
+            None => writer.insert(ChunkWriter::create(
+                &req.output,
+                out.schema(),
+                reader.separator(),
+            )?),
+        };
+        w.write(out)?;
+        summary.rows += n;
+        summary.predicted += kept.len();
+        summary.set_aside += errors.len();
+        bar.set_position(reader.position());
+    }
+    match writer {
+        Some(w) => w.finish()?,
+        None => {
+            return Err(Error::NoRows {
+                source_name: source,
+            });
+        }
+    }
+    bar.finish(format!("Scored {} rows", summary.rows));
+    summary.seconds = start.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// A bad-value error inside a chunk names the row of the whole file.
+fn shift_row(e: Error, offset: usize) -> Error {
+    match e {
+        Error::BadValue {
+            source_name,
+            column,
+            row,
+            value,
+            expected,
+        } => Error::BadValue {
+            source_name,
+            column,
+            row: row + offset,
+            value,
+            expected,
+        },
+        other => other,
+    }
+}
+
+/// The 21 feature columns of a chunk as a matrix of the valid rows.
+fn features_of(
+    source: &str,
+    df: &DataFrame,
+    offset: usize,
+) -> Result<(Matrix, Vec<u32>, Vec<(u32, String)>)> {
+    let n = df.height();
+    let mut cols: Vec<Float32Chunked> = Vec::with_capacity(N_FEATURES);
+    for f in &FEATURES {
+        let c = df.column(f.key)?;
+        let cast = c.strict_cast(&DataType::Float32).map_err(|_| {
+            let frame = DataFrame::new_infer_height(vec![c.clone()]).ok();
+            frame
+                .and_then(|fr| first_non_number(source, &fr, f.key))
+                .map(|e| shift_row(e, offset))
+                .unwrap_or(Error::BadColumnType {
+                    source_name: source.into(),
+                    column: f.key.into(),
+                    found: c.dtype().to_string(),
+                    expected: "number",
+                })
+        })?;
+        cols.push(cast.as_materialized_series().f32()?.clone());
+    }
+    let mut data = Vec::with_capacity(n * N_FEATURES);
+    let mut kept = Vec::with_capacity(n);
+    let mut errors = Vec::new();
+    let mut row = [0f32; N_FEATURES];
+    for i in 0..n {
+        for (j, c) in cols.iter().enumerate() {
+            row[j] = c.get(i).unwrap_or(f32::NAN);
+        }
+        match check_feature_row(&row) {
+            Ok(()) => {
+                data.extend_from_slice(&row);
+                kept.push(i as u32);
+            }
+            Err(e) => errors.push((i as u32, e.to_string())),
+        }
+    }
+    Ok((Matrix::new(kept.len(), N_FEATURES, data), kept, errors))
+}
+
+fn first_non_number(source: &str, df: &DataFrame, column: &str) -> Option<Error> {
+    let values = df.column(column).ok()?.str().ok()?.clone();
+    values.iter().enumerate().find_map(|(i, v)| {
+        let v = v?;
+        (!v.trim().is_empty() && v.trim().parse::<f64>().is_err()).then(|| Error::BadValue {
+            source_name: source.into(),
+            column: column.into(),
+            row: i + 1,
+            value: v.into(),
+            expected: "number",
+        })
+    })
+}
+
+/// Adds `segment`, `segment_name`, `probability_<id>` and `error` to a chunk.
+fn with_predictions(
+    mut df: DataFrame,
+    pred: &Predictions,
+    kept: &[u32],
+    errors: &[(u32, String)],
+    names: &[String],
+) -> Result<DataFrame> {
+    let n = df.height();
+    let k = pred.k.max(names.len());
+    let mut segment: Vec<Option<i64>> = vec![None; n];
+    let mut probs: Vec<Vec<Option<f32>>> = vec![vec![None; n]; k];
+    for (r, &i) in kept.iter().enumerate() {
+        let i = i as usize;
+        segment[i] = Some(pred.segment[r]);
+        for (j, p) in probs.iter_mut().enumerate() {
+            p[i] = Some(pred.probabilities[r * pred.k + j]);
+        }
+    }
+    let name: Vec<Option<&str>> = segment
+        .iter()
+        .map(|s| s.and_then(|s| names.get(s as usize).map(String::as_str)))
+        .collect();
+    let mut error: Vec<Option<&str>> = vec![None; n];
+    for (i, reason) in errors {
+        error[*i as usize] = Some(reason.as_str());
+    }
+    let mut columns = vec![
+        Column::new("segment".into(), segment),
+        Column::new("segment_name".into(), name),
+    ];
+    for (j, p) in probs.into_iter().enumerate() {
+        columns.push(Column::new(format!("probability_{j}").into(), p));
+    }
+    columns.push(Column::new("error".into(), error));
+    df.hstack_mut(&columns)?;
+    Ok(df)
+}
+
+/// Reads an input file chunk by chunk.
+enum ChunkReader {
+    Csv {
+        path: PathBuf,
+        reader: BufReader<File>,
+        header: Vec<u8>,
+        columns: Vec<String>,
+        separator: u8,
+        len: u64,
+        position: u64,
+        line: Vec<u8>,
+    },
+    Parquet {
+        path: PathBuf,
+        columns: Vec<String>,
+        rows: usize,
+        offset: usize,
+    },
+}
+
+impl ChunkReader {
+    fn open(path: &Path) -> Result<Self> {
+        match DataSource::parse(&path.display().to_string())? {
+            DataSource::Parquet(_) => {
+                let file = ingest::open_non_empty(path)?;
+                let mut r = ParquetReader::new(file);
+                let schema = r.schema()?;
+                let columns = schema.iter_names().map(|s| s.to_string()).collect();
+                let rows = r.num_rows()?;
+                Ok(ChunkReader::Parquet {
+                    path: path.into(),
+                    columns,
+                    rows,
+                    offset: 0,
+                })
+            }
+            DataSource::Csv(_) => {
+                let file = ingest::open_non_empty(path)?;
+                let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+                let mut reader = BufReader::with_capacity(1 << 20, file);
+                let mut header = Vec::new();
+                reader
+                    .read_until(b'\n', &mut header)
+                    .map_err(|e| Error::io(path, e))?;
+                let text = String::from_utf8_lossy(&header)
+                    .trim_end_matches(['\r', '\n'])
+                    .trim_start_matches('\u{feff}')
+                    .to_string();
+                if text.trim().is_empty() {
+                    return Err(Error::EmptyFile { path: path.into() });
+                }
+                if !header.ends_with(b"\n") {
+                    header.push(b'\n');
+                }
+                let separator = ingest::sniff_separator(&text);
+                let columns = text
+                    .split(separator as char)
+                    .map(|h| h.trim().trim_matches('"').to_string())
+                    .collect();
+                let position = header.len() as u64;
+                Ok(ChunkReader::Csv {
+                    path: path.into(),
+                    reader,
+                    header,
+                    columns,
+                    separator,
+                    len,
+                    position,
+                    line: Vec::new(),
+                })
+            }
+            DataSource::Synthetic { .. } => {
+                Err(Error::UnsupportedSource(path.display().to_string()))
+            }
+        }
+    }
+
+    fn columns(&self) -> &[String] {
+        match self {
+            ChunkReader::Csv { columns, .. } | ChunkReader::Parquet { columns, .. } => columns,
+        }
+    }
+
+    fn separator(&self) -> u8 {
+        match self {
+            ChunkReader::Csv { separator, .. } => *separator,
+            ChunkReader::Parquet { .. } => b',',
+        }
+    }
+
+    /// Progress units: bytes for CSV, rows for Parquet.
+    fn len(&self) -> u64 {
+        match self {
+            ChunkReader::Csv { len, .. } => *len,
+            ChunkReader::Parquet { rows, .. } => *rows as u64,
+        }
+    }
+
+    fn position(&self) -> u64 {
+        match self {
+            ChunkReader::Csv { position, .. } => *position,
+            ChunkReader::Parquet { offset, .. } => *offset as u64,
+        }
+    }
+
+    fn next(&mut self, rows: usize) -> Result<Option<DataFrame>> {
+        match self {
+            ChunkReader::Parquet {
+                path,
+                rows: total,
+                offset,
+                ..
+            } => {
+                if *offset >= *total {
+                    return Ok(None);
+                }
+                let len = rows.min(*total - *offset);
+                let file = File::open(&*path).map_err(|e| Error::io(&*path, e))?;
+                let df = ParquetReader::new(file)
+                    .with_slice(Some((*offset, len)))
+                    .finish()?;
+                *offset += len;
+                Ok(Some(df))
+            }
+            ChunkReader::Csv {
+                path,
+                reader,
+                header,
+                columns,
+                separator,
+                position,
+                line,
+                ..
+            } => {
+                let mut buf = header.clone();
+                let mut count = 0;
+                let mut in_quotes = false;
+                while count < rows {
+                    line.clear();
+                    let got = reader
+                        .read_until(b'\n', line)
+                        .map_err(|e| Error::io(&*path, e))?;
+                    if got == 0 {
+                        break;
+                    }
+                    *position += got as u64;
+                    let quotes = line.iter().filter(|&&b| b == b'"').count();
+                    if !in_quotes && line.iter().all(|b| b.is_ascii_whitespace()) {
+                        continue; // blank line
+                    }
+                    buf.extend_from_slice(line);
+                    if !line.ends_with(b"\n") {
+                        buf.push(b'\n');
+                    }
+                    in_quotes ^= quotes % 2 == 1;
+                    if !in_quotes {
+                        count += 1;
+                    }
+                }
+                if count == 0 {
+                    return Ok(None);
+                }
+                let df = parse_csv_chunk(buf, columns, *separator).map_err(|e| match e {
+                    Error::Polars(p) => Error::Polars(p.context(
+                        format!("{}: reading rows near byte {}", path.display(), position).into(),
+                    )),
+                    other => other,
+                })?;
+                Ok(Some(df))
+            }
+        }
+    }
+}
+
+/// Every column is read as text: the output keeps the input's values exactly as written, and
+/// the typed columns are cast by the same conform step as training (which names a bad value).
+fn parse_csv_chunk(buf: Vec<u8>, columns: &[String], separator: u8) -> Result<DataFrame> {
+    let text: Schema = columns
+        .iter()
+        .map(|c| Field::new(c.as_str().into(), DataType::String))
+        .collect();
+    Ok(CsvReadOptions::default()
+        .with_has_header(true)
+        .with_infer_schema_length(Some(0))
+        .with_schema(Some(Arc::new(text)))
+        .with_parse_options(CsvParseOptions::default().with_separator(separator))
+        .into_reader_with_file_handle(Cursor::new(&buf))
+        .finish()?)
+}
+
+/// Writes scored chunks as CSV (the input's separator) or Parquet, by the output's extension.
+enum ChunkWriter {
+    Csv {
+        writer: BufWriter<File>,
+        separator: u8,
+        header: bool,
+    },
+    Parquet(polars::io::parquet::write::BatchedWriter<BufWriter<File>>),
+}
+
+impl ChunkWriter {
+    fn create(path: &Path, schema: &Schema, separator: u8) -> Result<Self> {
+        let kind = DataSource::parse(&path.display().to_string())?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let file = File::create(path).map_err(|e| Error::io(path, e))?;
+        let w = BufWriter::with_capacity(1 << 20, file);
+        Ok(match kind {
+            DataSource::Parquet(_) => ChunkWriter::Parquet(ParquetWriter::new(w).batched(schema)?),
+            _ => ChunkWriter::Csv {
+                writer: w,
+                separator: if path.extension().is_some_and(|e| e == "tsv") {
+                    b'\t'
+                } else {
+                    separator
+                },
+                header: true,
+            },
+        })
+    }
+
+    fn write(&mut self, mut df: DataFrame) -> Result<()> {
+        match self {
+            ChunkWriter::Csv {
+                writer,
+                separator,
+                header,
+            } => {
+                CsvWriter::new(&mut *writer)
+                    .include_header(*header)
+                    .with_separator(*separator)
+                    .finish(&mut df)?;
+                *header = false;
+            }
+            ChunkWriter::Parquet(w) => w.write_batch(&df)?,
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<()> {
+        match self {
+            ChunkWriter::Csv { mut writer, .. } => {
+                std::io::Write::flush(&mut writer).map_err(|e| Error::io("output", e))
+            }
+            ChunkWriter::Parquet(w) => {
+                w.finish()?;
+                Ok(())
+            }
+        }
+    }
+}
