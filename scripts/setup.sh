@@ -25,6 +25,25 @@ if ((${#missing[@]})); then
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# ONNX Runtime for inference comes from PyPI's onnxruntime wheel (it ships libonnxruntime.so),
+# installed into the project's .venv where the binary looks for it. The tests also check the
+# exported model with the onnx package's checker.
+root="$(cd "$(dirname "$0")/.." && pwd)"
+venv="$root/.venv"
+python_packages=(onnxruntime==1.31.1)
+[ "$mode" = test ] && python_packages+=(onnx==1.23.2)
+if ! "$venv/bin/python" -c 'import onnxruntime' 2>/dev/null \
+   || { [ "$mode" = test ] && ! "$venv/bin/python" -c 'import onnx' 2>/dev/null; }; then
+  if ! python3 -m venv --help >/dev/null 2>&1; then
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null
+  fi
+  echo "setup: installing ${python_packages[*]} into $venv" >&2
+  [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "${python_packages[@]}"
+fi
+
 if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found; install Rust 1.95 or newer (https://rustup.rs)" >&2
   exit 1

@@ -1,23 +1,6 @@
 //! The `categorizer` binary, as a user runs it.
 
-use std::process::Command;
-
-/// Runs `cmd`, asserting it succeeded (its stderr is the failure message); returns its stdout.
-fn succeed(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn categorizer() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_categorizer"));
-    c.env("RUST_LOG", "warn");
-    c
-}
+use crate::{categorizer, succeed};
 
 #[test]
 fn generate_then_train_writes_a_reproducible_run_directory() {
@@ -41,6 +24,8 @@ fn generate_then_train_writes_a_reproducible_run_directory() {
                 .arg(&data)
                 .arg("--out")
                 .arg(dir.path().join(run))
+                .arg("--models")
+                .arg(dir.path().join("models"))
                 .env("CATEGORIZER__SEGMENTATION__N_INIT", "3"),
         )
     };
@@ -49,7 +34,15 @@ fn generate_then_train_writes_a_reproducible_run_directory() {
         summary.contains("silhouette") && summary.contains("Run directory"),
         "{summary}"
     );
-    train("b");
+    assert!(
+        summary.contains("promoted to current: first model in the store"),
+        "{summary}"
+    );
+    let again = train("b");
+    assert!(
+        again.contains("not promoted") && again.contains("does not beat"),
+        "the same model again does not replace the current one: {again}"
+    );
     for file in ["model.json", "assignments.csv"] {
         let a = std::fs::read(dir.path().join("a").join(file)).unwrap();
         let b = std::fs::read(dir.path().join("b").join(file)).unwrap();

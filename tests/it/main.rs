@@ -3,9 +3,11 @@
 mod backends;
 mod bad_input;
 mod cli;
+mod onnx;
 mod pipeline;
 
 use std::path::PathBuf;
+use std::process::Command;
 
 /// The real marketing-campaign data, when this checkout has `../shared/data` beside it.
 pub fn real_data() -> Option<PathBuf> {
@@ -33,5 +35,22 @@ pub fn tiny_model_config() -> categorizer::train::classifier::ModelConfig {
     c.gbdt.rounds = 3;
     c.gbdt.max_depth = 2;
     c.mlp.max_epochs = 3;
+    c
+}
+
+/// Runs `cmd`, asserting it succeeded (its stderr is the failure message); returns its stdout.
+pub fn succeed(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn categorizer() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_categorizer"));
+    c.env("RUST_LOG", "warn");
     c
 }

@@ -1,0 +1,327 @@
+//! The exported ONNX model through real ONNX Runtime: round trips for both classifier kinds,
+//! refusal of broken models, the missing-runtime message, bulk scoring, and the check by
+//! Python's onnx.checker and onnxruntime.
+
+use std::path::{Path, PathBuf};
+
+use categorizer::Error;
+use categorizer::config::DeviceChoice;
+use categorizer::inference::{OnnxModel, SessionOptions};
+use categorizer::ingest::DataSource;
+use categorizer::model::{self, ServedModel};
+use categorizer::onnx::proto::{DataType, Dim, Encode, Graph, Model, Node, ValueInfo};
+use categorizer::store::{LocalStore, MODEL_FILE, ModelStore};
+use categorizer::train::classifier::ClassifierChoice;
+use categorizer::train::{self, TrainOutcome, TrainRequest};
+
+use crate::{categorizer, succeed};
+
+fn trained(kind: ClassifierChoice, dir: &Path) -> TrainOutcome {
+    let mut config = crate::model_config();
+    config.classifier = kind;
+    let mut settings = crate::settings();
+    settings.segmentation.n_init = 2;
+    train::run(&TrainRequest {
+        source: DataSource::Synthetic {
+            rows: 1500,
+            seed: 3,
+        },
+        device: DeviceChoice::Cpu,
+        settings,
+        model_config: config,
+        out_dir: dir.join("run"),
+        progress: false,
+    })
+    .unwrap()
+}
+
+#[test]
+fn export_load_predict_round_trip_for_each_classifier_kind() {
+    for kind in [ClassifierChoice::Gbdt, ClassifierChoice::Mlp] {
+        let dir = tempfile::tempdir().unwrap();
+        let outcome = trained(kind, dir.path());
+        let store = LocalStore::new(dir.path().join("models"));
+        let published = model::publish(&outcome, &store, &SessionOptions::default()).unwrap();
+        let m = &published.manifest;
+        assert_eq!(m.classifier, outcome.model.classifier.kind());
+        assert_eq!(m.parity.segments_agree, m.parity.rows);
+        assert!(m.parity.max_probability_diff <= model::PARITY_TOLERANCE);
+        assert!(m.promotion.promoted, "the first model becomes current");
+        assert_eq!(
+            store.current().unwrap().as_deref(),
+            Some(published.version.as_str())
+        );
+        assert_eq!(m.features.len(), 21);
+        assert_eq!(m.data.rows, outcome.metrics.rows);
+
+        // Loaded back from the store directory (its current model), on rows it never saw.
+        let mut served = ServedModel::open(store.dir(), &SessionOptions::default()).unwrap();
+        assert_eq!(served.manifest.version, published.version);
+        let fresh = categorizer::features::engineer(
+            &categorizer::ingest::synthetic::generate(400, 77),
+            crate::settings().reference_date(),
+        )
+        .unwrap()
+        .matrix;
+        let got = served.onnx.predict(fresh.as_slice(), fresh.rows()).unwrap();
+        let x = outcome.model.preprocessor.transform(&fresh);
+        let want = outcome.model.classifier.predict(&x);
+        let agree = got
+            .segment
+            .iter()
+            .zip(&want)
+            .filter(|(a, b)| **a == **b as i64)
+            .count();
+        assert_eq!(
+            agree,
+            fresh.rows(),
+            "{kind:?}: ONNX Runtime and in-process segments differ"
+        );
+        let (_, sq) = outcome.model.assign(&fresh, &burn::prelude::Device::flex());
+        for (i, d2) in sq.sq_dist.iter().enumerate() {
+            let nearest = got.distances[i * 3..i * 3 + 3]
+                .iter()
+                .fold(f32::INFINITY, |a, &b| a.min(b));
+            assert!(
+                (nearest * nearest - d2).abs() <= 1e-3 * d2.max(1.0),
+                "row {i}: distance to the nearest centre {nearest}^2 vs {d2}"
+            );
+        }
+        assert_eq!(got.embedding.len(), fresh.rows() * 2);
+    }
+}
+
+#[test]
+fn corrupted_and_truncated_models_are_refused_with_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = trained(ClassifierChoice::Mlp, dir.path());
+    let store = LocalStore::new(dir.path().join("models"));
+    let p = model::publish(&outcome, &store, &SessionOptions::default()).unwrap();
+    let good = store.get(&p.version, MODEL_FILE).unwrap();
+
+    let cases: [(&str, Vec<u8>); 3] = [
+        ("truncated", good[..good.len() / 2].to_vec()),
+        ("garbage", b"this is not an ONNX model at all".repeat(10)),
+        ("empty", Vec::new()),
+    ];
+    for (name, bytes) in cases {
+        let path = dir.path().join(format!("{name}.onnx"));
+        std::fs::write(&path, &bytes).unwrap();
+        match OnnxModel::load(&path, &SessionOptions::default()) {
+            Err(Error::Model(m)) => assert!(
+                m.contains(&path.display().to_string()) && m.contains("not a loadable ONNX model"),
+                "{name}: {m}"
+            ),
+            other => panic!("{name}: expected a model error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_model_whose_input_width_is_not_the_schemas_is_refused() {
+    // A well-formed model with a 20-wide input: customers -> Identity -> segment.
+    let model = Model {
+        ir_version: 8,
+        opsets: vec![(String::new(), 17)],
+        producer_name: "test".into(),
+        producer_version: "0".into(),
+        doc: String::new(),
+        graph: Graph {
+            name: "narrow".into(),
+            nodes: vec![Node {
+                op: "Identity".into(),
+                domain: String::new(),
+                name: "id".into(),
+                inputs: vec!["customers".into()],
+                outputs: vec!["segment".into()],
+                attributes: vec![],
+            }],
+            inputs: vec![ValueInfo {
+                name: "customers".into(),
+                elem_type: DataType::Float,
+                dims: vec![Dim::Named("N".into()), Dim::Fixed(20)],
+                doc: String::new(),
+            }],
+            outputs: vec![ValueInfo {
+                name: "segment".into(),
+                elem_type: DataType::Float,
+                dims: vec![Dim::Named("N".into()), Dim::Fixed(20)],
+                doc: String::new(),
+            }],
+            ..Default::default()
+        },
+        metadata: vec![],
+    };
+    let err = OnnxModel::from_bytes(&model.encode(), &SessionOptions::default()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("has 20 features per row; the schema has 21"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_runtime_library_is_an_install_message_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_library = dir.path().join("libonnxruntime.so");
+    std::fs::write(&not_a_library, "not a shared library").unwrap();
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "x\n1\n").unwrap();
+    for (lib, says) in [
+        (
+            dir.path().join("nowhere/libonnxruntime.so"),
+            "which is not a file",
+        ),
+        (not_a_library, "could not be loaded as ONNX Runtime"),
+    ] {
+        // A model directory is needed first: give it a manifest and model that exist, so the
+        // runtime is what fails.
+        let model_dir = dir.path().join("model");
+        std::fs::create_dir_all(&model_dir).unwrap();
+        std::fs::write(model_dir.join("model.onnx"), b"x").unwrap();
+        std::fs::write(model_dir.join("manifest.json"), b"{}").unwrap();
+        let out = categorizer()
+            .args(["predict", "--quiet", "--model"])
+            .arg(&model_dir)
+            .arg("--input")
+            .arg(&input)
+            .args(["--output", "/dev/null"])
+            .env("CATEGORIZER_ONNXRUNTIME", &lib)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(says) && err.contains("scripts/setup.sh run") && !err.contains("panicked"),
+            "{err}"
+        );
+    }
+}
+
+/// Trains on the real data (or generated records where this checkout has none) and scores it.
+fn train_and_score(dir: &Path, classifier: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let data = crate::real_data().unwrap_or_else(|| {
+        let p = dir.join("customers.csv");
+        succeed(
+            categorizer()
+                .args(["generate", "--rows", "2240", "--out"])
+                .arg(&p),
+        );
+        p
+    });
+    let models = dir.join("models");
+    succeed(
+        categorizer()
+            .args([
+                "train",
+                "--quiet",
+                "--device",
+                "cpu",
+                "--classifier",
+                classifier,
+            ])
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(dir.join("run"))
+            .arg("--models")
+            .arg(&models),
+    );
+    let predictions = dir.join("predictions.csv");
+    let summary = succeed(
+        categorizer()
+            .args(["predict", "--quiet", "--chunk-rows", "500", "--model"])
+            .arg(&models)
+            .arg("--input")
+            .arg(&data)
+            .arg("--output")
+            .arg(&predictions),
+    );
+    assert!(
+        summary.contains("scored 2240 rows (2240 predicted"),
+        "{summary}"
+    );
+    let features = dir.join("features.csv");
+    succeed(
+        categorizer()
+            .args(["features", "--input"])
+            .arg(&data)
+            .arg("--output")
+            .arg(&features),
+    );
+    let current = std::fs::read_to_string(models.join("CURRENT")).unwrap();
+    (
+        models.join(current.trim()).join(MODEL_FILE),
+        features,
+        predictions,
+    )
+}
+
+#[test]
+fn predict_keeps_every_input_row_and_column_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, predictions) = train_and_score(dir.path(), "best");
+    let text = std::fs::read_to_string(&predictions).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
+    assert_eq!(&header[..2], ["ID", "Year_Birth"]);
+    assert_eq!(
+        &header[29..],
+        [
+            "segment",
+            "segment_name",
+            "probability_0",
+            "probability_1",
+            "probability_2",
+            "error"
+        ]
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows.len(), 2240);
+    let input = std::fs::read_to_string(
+        crate::real_data().unwrap_or_else(|| dir.path().join("customers.csv")),
+    )
+    .unwrap();
+    for (line, row) in input.lines().skip(1).zip(&rows) {
+        let first = line.split('\t').next().unwrap();
+        assert_eq!(row[0], first, "input values are kept as written, in order");
+        let p: f32 = (31..34).map(|j| row[j].parse::<f32>().unwrap()).sum();
+        assert!((p - 1.0).abs() < 1e-4);
+        assert!(row[30].len() > 3, "segment_name is filled");
+    }
+}
+
+#[test]
+fn python_onnx_checker_and_onnxruntime_agree_with_categorizer_predict() {
+    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let usable = std::process::Command::new(&python)
+        .args(["-c", "import onnx, onnxruntime"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !usable {
+        assert!(
+            std::env::var_os("CATEGORIZER_REQUIRE_PYTHON_TEST").is_none(),
+            "{} cannot import onnx and onnxruntime (run scripts/setup.sh test)",
+            python.display()
+        );
+        eprintln!("skipped: no .venv with onnx and onnxruntime (scripts/setup.sh test makes one)");
+        return;
+    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/check_onnx.py");
+    for classifier in ["gbdt", "mlp"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (model, features, predictions) = train_and_score(dir.path(), classifier);
+        let out = succeed(
+            std::process::Command::new(&python)
+                .arg(&script)
+                .arg(&model)
+                .arg(&features)
+                .arg(&predictions),
+        );
+        assert!(
+            out.contains("2240/2240 segments agree"),
+            "{classifier}: {out}"
+        );
+        eprintln!("{classifier}: {}", out.trim());
+    }
+}
