@@ -194,44 +194,30 @@ pub fn export(model: &SegmentationModel, metadata: Vec<(String, String)>) -> Vec
 }
 
 /// Imputation, Yeo-Johnson and scaling in float64; returns the float32 classifier input.
+///
+/// Yeo-Johnson runs on the skewed columns only, with one `Pow` per value: for x >= 0 it is
+/// ((x + 1)^l - 1) / l and for x < 0 -(((1 - x)^(2 - l) - 1) / (2 - l)), i.e. the base is
+/// always |x| + 1 and only the exponent and the sign depend on x's sign. Each step is the
+/// same float64 operation as in [`crate::preprocess::yeo_johnson`], so results match bit for bit.
 fn preprocessing(b: &mut Builder, p: &Preprocessor) -> String {
+    const EPS: f64 = f64::EPSILON;
     let cols = &p.columns;
     let d = [cols.len() as i64];
-    const EPS: f64 = f64::EPSILON;
-    let lambda = |c: &crate::preprocess::ColumnTransform| c.lambda.unwrap_or(1.0);
+    let skewed: Vec<(usize, f64)> = cols
+        .iter()
+        .enumerate()
+        .filter_map(|(j, c)| c.lambda.map(|l| (j, l)))
+        .collect();
+    let plain: Vec<usize> = (0..cols.len())
+        .filter(|j| cols[*j].lambda.is_none())
+        .collect();
     let median: Vec<f64> = cols.iter().map(|c| c.median).collect();
-    let skewed: Vec<bool> = cols.iter().map(|c| c.lambda.is_some()).collect();
-    // Where lambda is 0 (or 2) the power branch divides by zero: those columns take the log
-    // branch, and the power branch gets a harmless exponent of 1 instead.
-    let lam_zero: Vec<bool> = cols.iter().map(|c| lambda(c).abs() < EPS).collect();
-    let lam_two: Vec<bool> = cols
-        .iter()
-        .map(|c| (lambda(c) - 2.0).abs() <= EPS)
-        .collect();
-    let lam_pos: Vec<f64> = cols
-        .iter()
-        .zip(&lam_zero)
-        .map(|(c, &z)| if z { 1.0 } else { lambda(c) })
-        .collect();
-    let lam_neg: Vec<f64> = cols
-        .iter()
-        .zip(&lam_two)
-        .map(|(c, &t)| if t { 1.0 } else { 2.0 - lambda(c) })
-        .collect();
     let mean: Vec<f64> = cols.iter().map(|c| c.mean).collect();
     let scale: Vec<f64> = cols.iter().map(|c| c.scale).collect();
 
     let median = b.constant(TensorProto::f64("median", &d, &median));
-    let skewed = b.constant(TensorProto::bool("skewed", &d, &skewed));
-    let lam_zero = b.constant(TensorProto::bool("lambda_is_0", &d, &lam_zero));
-    let lam_two = b.constant(TensorProto::bool("lambda_is_2", &d, &lam_two));
-    let lam_pos = b.constant(TensorProto::f64("lambda_pos", &d, &lam_pos));
-    let lam_neg = b.constant(TensorProto::f64("lambda_neg", &d, &lam_neg));
     let mean = b.constant(TensorProto::f64("scaler_mean", &d, &mean));
     let scale = b.constant(TensorProto::f64("scaler_scale", &d, &scale));
-    let zero = b.constant(TensorProto::f64("zero", &[], &[0.0]));
-    let one = b.constant(TensorProto::f64("one", &[], &[1.0]));
-
     let x = b.node(
         "Cast",
         &[INPUT],
@@ -240,27 +226,91 @@ fn preprocessing(b: &mut Builder, p: &Preprocessor) -> String {
     );
     let nan = b.node("IsNaN", &[&x], "is_missing", vec![]);
     let xi = b.node("Where", &[&nan, &median, &x], "imputed", vec![]);
-    let nonneg = b.node("GreaterOrEqual", &[&xi, &zero], "nonneg", vec![]);
-    // x >= 0: ((x + 1)^l - 1) / l, or log(x + 1) when l == 0.
-    let xp = b.node("Max", &[&xi, &zero], "x_pos", vec![]);
-    let ap = b.node("Add", &[&xp, &one], "x_pos_1", vec![]);
-    let pp = b.node("Pow", &[&ap, &lam_pos], "pos_pow", vec![]);
-    let pp = b.node("Sub", &[&pp, &one], "pos_pow_1", vec![]);
-    let pp = b.node("Div", &[&pp, &lam_pos], "pos_pow_l", vec![]);
-    let lp = b.node("Log", &[&ap], "pos_log", vec![]);
-    let vp = b.node("Where", &[&lam_zero, &lp, &pp], "yj_pos", vec![]);
-    // x < 0: -((1 - x)^(2 - l) - 1) / (2 - l), or -log(1 - x) when l == 2.
-    let xn = b.node("Min", &[&xi, &zero], "x_neg", vec![]);
-    let an = b.node("Sub", &[&one, &xn], "x_neg_1", vec![]);
-    let pn = b.node("Pow", &[&an, &lam_neg], "neg_pow", vec![]);
-    let pn = b.node("Sub", &[&pn, &one], "neg_pow_1", vec![]);
-    let pn = b.node("Div", &[&pn, &lam_neg], "neg_pow_l", vec![]);
-    let pn = b.node("Neg", &[&pn], "neg_pow_n", vec![]);
-    let ln = b.node("Log", &[&an], "neg_log", vec![]);
-    let ln = b.node("Neg", &[&ln], "neg_log_n", vec![]);
-    let vn = b.node("Where", &[&lam_two, &ln, &pn], "yj_neg", vec![]);
-    let yj = b.node("Where", &[&nonneg, &vp, &vn], "yj", vec![]);
-    let t = b.node("Where", &[&skewed, &yj, &xi], "transformed", vec![]);
+
+    let t = if skewed.is_empty() {
+        xi
+    } else {
+        let sd = [skewed.len() as i64];
+        let idx: Vec<i64> = skewed.iter().map(|(j, _)| *j as i64).collect();
+        // Exponent and log-branch flags per skewed column, for x >= 0 and for x < 0.
+        let lam_zero: Vec<bool> = skewed.iter().map(|(_, l)| l.abs() < EPS).collect();
+        let lam_two: Vec<bool> = skewed.iter().map(|(_, l)| (l - 2.0).abs() <= EPS).collect();
+        let pos: Vec<f64> = skewed
+            .iter()
+            .map(|(_, l)| if l.abs() < EPS { 1.0 } else { *l })
+            .collect();
+        let neg: Vec<f64> = skewed
+            .iter()
+            .map(|(_, l)| if (l - 2.0).abs() <= EPS { 1.0 } else { 2.0 - l })
+            .collect();
+        let idx = b.constant(TensorProto::i64("skewed_columns", &sd, &idx));
+        let pos = b.constant(TensorProto::f64("lambda_pos", &sd, &pos));
+        let neg = b.constant(TensorProto::f64("lambda_neg", &sd, &neg));
+        let zero = b.constant(TensorProto::f64("zero", &[], &[0.0]));
+        let one = b.constant(TensorProto::f64("one", &[], &[1.0]));
+        let sk = b.node(
+            "Gather",
+            &[&xi, &idx],
+            "skewed",
+            vec![("axis", Attr::Int(1))],
+        );
+        let nonneg = b.node("GreaterOrEqual", &[&sk, &zero], "nonneg", vec![]);
+        let abs = b.node("Abs", &[&sk], "skewed_abs", vec![]);
+        let base = b.node("Add", &[&abs, &one], "yj_base", vec![]);
+        let expo = b.node("Where", &[&nonneg, &pos, &neg], "yj_exponent", vec![]);
+        let pw = b.node("Pow", &[&base, &expo], "yj_pow", vec![]);
+        let pw = b.node("Sub", &[&pw, &one], "yj_pow_1", vec![]);
+        let mut v = b.node("Div", &[&pw, &expo], "yj_magnitude", vec![]);
+        if lam_zero.iter().chain(&lam_two).any(|&f| f) {
+            // lambda 0 (x >= 0) or 2 (x < 0): log(|x| + 1) instead.
+            let z = b.constant(TensorProto::bool("lambda_is_0", &sd, &lam_zero));
+            let t = b.constant(TensorProto::bool("lambda_is_2", &sd, &lam_two));
+            let use_log = b.node("Where", &[&nonneg, &z, &t], "yj_use_log", vec![]);
+            let log = b.node("Log", &[&base], "yj_log", vec![]);
+            v = b.node("Where", &[&use_log, &log, &v], "yj_magnitude_log", vec![]);
+        }
+        let negv = b.node("Neg", &[&v], "yj_negative", vec![]);
+        let yj = b.node("Where", &[&nonneg, &v, &negv], "yj", vec![]);
+        if plain.is_empty() {
+            yj
+        } else {
+            // [skewed | plain] columns, then back to feature order.
+            let pidx: Vec<i64> = plain.iter().map(|&j| j as i64).collect();
+            let pidx = b.constant(TensorProto::i64(
+                "plain_columns",
+                &[pidx.len() as i64],
+                &pidx,
+            ));
+            let rest = b.node(
+                "Gather",
+                &[&xi, &pidx],
+                "plain",
+                vec![("axis", Attr::Int(1))],
+            );
+            let both = b.node(
+                "Concat",
+                &[&yj, &rest],
+                "skewed_then_plain",
+                vec![("axis", Attr::Int(1))],
+            );
+            let order: Vec<usize> = skewed
+                .iter()
+                .map(|(j, _)| *j)
+                .chain(plain.iter().copied())
+                .collect();
+            let mut inverse = vec![0i64; order.len()];
+            for (pos, &j) in order.iter().enumerate() {
+                inverse[j] = pos as i64;
+            }
+            let inv = b.constant(TensorProto::i64("feature_order", &d, &inverse));
+            b.node(
+                "Gather",
+                &[&both, &inv],
+                "transformed",
+                vec![("axis", Attr::Int(1))],
+            )
+        }
+    };
     let centred = b.node("Sub", &[&t, &mean], "centred", vec![]);
     let scaled = b.node("Div", &[&centred, &scale], "scaled64", vec![]);
     b.node(
