@@ -266,6 +266,18 @@ fn with_predictions(
         columns.push(Column::new(format!("probability_{j}").into(), p));
     }
     columns.push(Column::new("error".into(), error));
+    // An input that already has these columns (a scored file scored again) keeps them as input_*.
+    for c in &columns {
+        let mut name = c.name().to_string();
+        if df.get_column_index(&name).is_none() {
+            continue;
+        }
+        let old = name.clone();
+        while df.get_column_index(&name).is_some() {
+            name = format!("input_{name}");
+        }
+        df.rename(&old, name.into())?;
+    }
     df.hstack_mut(&columns)?;
     Ok(df)
 }
@@ -505,7 +517,8 @@ impl ChunkWriter {
                     .finish(&mut df)?;
                 *header = false;
             }
-            ChunkWriter::Parquet(w) => w.write_batch(&df)?,
+            // A record batch needs every column cut into the same chunks.
+            ChunkWriter::Parquet(w) => w.write_batch(df.align_chunks_par())?,
         }
         Ok(())
     }

@@ -325,3 +325,112 @@ fn python_onnx_checker_and_onnxruntime_agree_with_categorizer_predict() {
         eprintln!("{classifier}: {}", out.trim());
     }
 }
+
+#[test]
+fn predict_reads_parquet_and_the_21_features_and_names_a_bad_value_by_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let raw = d.join("raw.parquet");
+    succeed(
+        categorizer()
+            .args(["generate", "--rows", "3000", "--seed", "8", "--out"])
+            .arg(&raw),
+    );
+    succeed(
+        categorizer()
+            .args([
+                "train",
+                "--quiet",
+                "--device",
+                "cpu",
+                "--classifier",
+                "mlp",
+                "--data",
+            ])
+            .arg(&raw)
+            .arg("--out")
+            .arg(d.join("run"))
+            .arg("--models")
+            .arg(d.join("models")),
+    );
+    let predict = |input: &Path, output: &Path| {
+        succeed(
+            categorizer()
+                .args(["predict", "--quiet", "--chunk-rows", "700", "--model"])
+                .arg(d.join("models"))
+                .arg("--input")
+                .arg(input)
+                .arg("--output")
+                .arg(output),
+        )
+    };
+    let out = predict(&raw, &d.join("scored.parquet"));
+    assert!(
+        out.contains("scored 3000 rows (3000 predicted") && out.contains("raw records"),
+        "{out}"
+    );
+    let scored = {
+        use polars::prelude::SerReader;
+        let file = std::fs::File::open(d.join("scored.parquet")).unwrap();
+        polars::prelude::ParquetReader::new(file).finish().unwrap()
+    };
+    assert_eq!(scored.height(), 3000);
+    assert_eq!(scored.width(), 29 + 6);
+
+    // The same customers as their 21 features give the same segments.
+    let features = d.join("features.csv");
+    succeed(
+        categorizer()
+            .args(["features", "--input"])
+            .arg(&raw)
+            .arg("--output")
+            .arg(&features),
+    );
+    let out = predict(&features, &d.join("scored_features.csv"));
+    assert!(
+        out.contains("3000 predicted") && out.contains("input: features"),
+        "{out}"
+    );
+    let text = std::fs::read_to_string(d.join("scored_features.csv")).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split('\t').collect();
+    let col = header.iter().position(|h| *h == "segment").unwrap();
+    let from_features: Vec<i64> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').nth(col).unwrap().parse().unwrap())
+        .collect();
+    let from_raw: Vec<i64> = scored
+        .column("segment")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    assert_eq!(from_features, from_raw);
+
+    // A text value in a number column deep in the file: the error names the column and the row
+    // of the whole file, not of its chunk.
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let income = header.iter().position(|h| *h == "Income").unwrap();
+    let mut cells: Vec<String> = lines[1500].split('\t').map(str::to_string).collect();
+    cells[income] = "lots".into();
+    lines[1500] = cells.join("\t");
+    let bad = d.join("bad.csv");
+    std::fs::write(&bad, lines.join("\n")).unwrap();
+    let out = categorizer()
+        .args(["predict", "--quiet", "--chunk-rows", "700", "--model"])
+        .arg(d.join("models"))
+        .arg("--input")
+        .arg(&bad)
+        .arg("--output")
+        .arg(d.join("never.csv"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("'Income', row 1500: 'lots' is not a valid number")
+            && !err.contains("panicked"),
+        "{err}"
+    );
+}
