@@ -139,6 +139,9 @@ impl GbdtModel {
     }
 }
 
+/// Rows per histogram block on the CPU backends.
+const HIST_BLOCK_ROWS: usize = 65_536;
+
 /// The best split of every node at one level, for all classes: index `node * k + class`.
 struct Level {
     split: Vec<bool>,
@@ -154,6 +157,29 @@ pub fn fit(
     params: &GbdtParams,
     seed: u64,
     device: &Device,
+    on_round: impl FnMut(usize),
+) -> Result<GbdtModel> {
+    let cpu = matches!(
+        device.as_dispatch(),
+        burn::backend::DispatchDevice::Flex(_) | burn::backend::DispatchDevice::NdArray(_)
+    );
+    // On a CPU backend flex's scatter-add is a sequential loop, so blocks of a fixed size run
+    // on the rayon threads (fixed, not one per thread, so the trees do not depend on the
+    // machine's core count); a GPU takes all rows in one kernel.
+    let block = if cpu { HIST_BLOCK_ROWS } else { x.rows() };
+    fit_in_blocks(x, y, k, params, seed, device, block, on_round)
+}
+
+/// [`fit`] with histograms built over row blocks of `block` rows, summed in block order.
+#[allow(clippy::too_many_arguments)]
+fn fit_in_blocks(
+    x: &Matrix,
+    y: &[u32],
+    k: usize,
+    params: &GbdtParams,
+    seed: u64,
+    device: &Device,
+    block: usize,
     mut on_round: impl FnMut(usize),
 ) -> Result<GbdtModel> {
     let (n, f, b) = (x.rows(), x.cols(), params.max_bins);
@@ -176,15 +202,20 @@ pub fn fit(
     let y_onehot = Tensor::<2>::from_data(TensorData::new(onehot, [n, k]), device);
     let class_index = Tensor::<1, Int>::arange(0..k as i64, device);
     let fb = (f * b) as i64;
-    // Histogram slot of (row, class, feature) is ((node * k + class) * F + feature) * B + bin;
-    // all but the node term is the same at every level, so it is built once: [n, k, f].
-    let fixed_slot = class_index.clone().mul_scalar(fb).reshape([1, k, 1]) + base;
+    // Histogram slot of (row, class, feature) is ((node * k + class) * F + feature) * B + bin:
+    // a [n, k, 1] node-and-class term plus the level-independent [n, 1, f] `base`, broadcast
+    // per block (storing the [n, k, f] sum would be k times the bytes to stream every level).
+    let class_slot = class_index.clone().mul_scalar(fb).reshape([1, k]);
     let (lambda, mcw, eta) = (
         params.l2 as f32,
         params.min_child_weight as f32,
         params.learning_rate as f32,
     );
     let depth = params.max_depth;
+    let block = block.max(1);
+    let blocks: Vec<(usize, usize)> = (0..n.div_ceil(block))
+        .map(|i| (i * block, block.min(n - i * block)))
+        .collect();
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6bd7_0000);
     let mut margin = Tensor::<2>::zeros([n, k], device);
     let mut trees = Vec::with_capacity(params.rounds * k);
@@ -204,27 +235,38 @@ pub fn fit(
             h = h * mask;
         }
         let gh = Tensor::cat(vec![g.reshape([n, k, 1]), h.reshape([n, k, 1])], 2); // [n, k, 2]
-        // Every (row, class) pair's (g, h), once per feature: the rows the histograms add up.
-        let gh_rows = gh
-            .clone()
-            .reshape([n, k, 1, 2])
-            .repeat_dim(2, f)
-            .reshape([n * k * f, 2]);
+        let gh4 = gh.clone().reshape([n, k, 1, 2]);
         let mut node = Tensor::<2, Int>::zeros([n, k], device);
         let mut levels: Vec<Level> = Vec::with_capacity(depth);
 
         for level in 0..depth {
             let nodes = 1usize << level;
             let kl = k * nodes;
-            let slot =
-                node.clone().mul_scalar(k as i64 * fb).reshape([n, k, 1]) + fixed_slot.clone();
-            // One index per row of gh_rows: add each (g, h) pair into its slot.
-            let hist = Tensor::<2>::zeros([kl * f * b, 2], device).select_assign(
-                0,
-                slot.reshape([n * k * f]),
-                gh_rows.clone(),
-                IndexingUpdateOp::Add,
-            );
+            // Each block of rows adds its (g, h) pairs into their slots (one index per pair);
+            // on the CPU the blocks run on separate threads and their histograms are summed.
+            let block_hist = |(start, len): (usize, usize)| {
+                let slot = (node.clone().narrow(0, start, len).mul_scalar(k as i64 * fb)
+                    + class_slot.clone())
+                .reshape([len, k, 1])
+                    + base.clone().narrow(0, start, len);
+                Tensor::<2>::zeros([kl * f * b, 2], device).select_assign(
+                    0,
+                    slot.reshape([len * k * f]),
+                    // Every (row, class) pair's (g, h), once per feature, built per block
+                    // (a block's worth is cache-sized; all rows' would be 8·n·k·f bytes).
+                    gh4.clone()
+                        .narrow(0, start, len)
+                        .repeat_dim(2, f)
+                        .reshape([len * k * f, 2]),
+                    IndexingUpdateOp::Add,
+                )
+            };
+            // Summed in block order: the same trees whatever the number of threads.
+            let partial: Vec<Tensor<2>> = blocks.par_iter().copied().map(block_hist).collect();
+            let hist = partial
+                .into_iter()
+                .reduce(|a, b| a + b)
+                .expect("at least one block");
             let cum = hist.reshape([kl, f, b, 2]).cumsum(2);
             let total = cum.clone().narrow(2, b - 1, 1);
             let (gl, hl) = (cum.clone().narrow(3, 0, 1), cum.narrow(3, 1, 1));
@@ -433,6 +475,33 @@ mod tests {
             .filter(|&i| (proba[i * 2 + 1] > 0.5) == (y[i] == 1))
             .count();
         assert!(correct >= n - 4, "{correct} of {n}");
+    }
+
+    #[test]
+    fn histograms_built_in_row_blocks_give_the_same_trees() {
+        let n = 1000;
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let data: Vec<f32> = (0..n * 3).map(|_| rng.random::<f32>()).collect();
+        let x = Matrix::new(n, 3, data);
+        let y: Vec<u32> = (0..n)
+            .map(|i| ((x.get(i, 1) * 2.0 + x.get(i, 2)) * 0.999) as u32)
+            .collect();
+        let p = params(4, 3);
+        let whole = fit_in_blocks(&x, &y, 3, &p, 1, &Device::flex(), n, |_| {}).unwrap();
+        let blocks = fit_in_blocks(&x, &y, 3, &p, 1, &Device::flex(), 96, |_| {}).unwrap();
+        assert_eq!(whole.trees.len(), blocks.trees.len());
+        for (a, b) in whole.trees.iter().zip(&blocks.trees) {
+            assert_eq!(a.nodes.len(), b.nodes.len());
+            for (u, v) in a.nodes.iter().zip(&b.nodes) {
+                assert_eq!((u.feature, u.threshold), (v.feature, v.threshold));
+                assert!(
+                    (u.value - v.value).abs() < 1e-5,
+                    "{} vs {}",
+                    u.value,
+                    v.value
+                );
+            }
+        }
     }
 
     #[test]
