@@ -23,6 +23,35 @@ pub struct Settings {
     pub device: DeviceChoice,
     pub models: ModelStoreSettings,
     pub inference: InferenceSettings,
+    pub server: ServerSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    /// Largest request body in bytes; larger is 413.
+    pub max_body_bytes: usize,
+    /// Most customers in one JSON prediction request; more is 413.
+    pub max_customers: usize,
+    /// A request not answered within this many milliseconds gets 503.
+    pub request_timeout_ms: u64,
+    pub batcher: BatcherSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatcherSettings {
+    /// false: every request runs alone through the session (for comparison).
+    pub enabled: bool,
+    /// Most rows in one ONNX Runtime run.
+    pub max_batch_rows: usize,
+    /// Under load, how long a forming batch may wait for more rows (microseconds). A lone
+    /// request never waits.
+    pub max_delay_us: u64,
+    /// Requests waiting for the session; beyond this the server answers 503 with Retry-After.
+    pub queue_capacity: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -143,6 +172,32 @@ impl Settings {
             (1..=10_000_000).contains(&self.inference.chunk_rows),
             "inference.chunk_rows",
             "must be between 1 and 10000000",
+        )?;
+        let sv = &self.server;
+        check(
+            sv.max_body_bytes >= 1024,
+            "server.max_body_bytes",
+            "must be at least 1024",
+        )?;
+        check(
+            sv.max_customers >= 1,
+            "server.max_customers",
+            "must be at least 1",
+        )?;
+        check(
+            sv.request_timeout_ms >= 1,
+            "server.request_timeout_ms",
+            "must be at least 1",
+        )?;
+        check(
+            sv.batcher.max_batch_rows >= 1,
+            "server.batcher.max_batch_rows",
+            "must be at least 1",
+        )?;
+        check(
+            sv.batcher.queue_capacity >= 1,
+            "server.batcher.queue_capacity",
+            "must be at least 1",
         )?;
         ReferenceDate::parse(&self.features.reference_date)
             .map_err(|m| Error::config("features.reference_date", m))?;

@@ -12,6 +12,7 @@
 //! - [`inference`]: ONNX Runtime sessions over exported models
 //! - [`model`], [`store`]: model + manifest, the parity check and promotion gate, the store
 //! - [`predict`]: streaming bulk scoring of CSV and Parquet files
+//! - [`serve`]: the HTTP service (axum) with the dynamic batcher in front of ONNX Runtime
 //!
 //! [`config`] holds the typed, layered settings and [`error`] the error type.
 
@@ -26,6 +27,7 @@ pub mod onnx;
 pub mod predict;
 pub mod preprocess;
 pub mod schema;
+pub mod serve;
 pub mod store;
 pub mod train;
 

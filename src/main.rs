@@ -81,6 +81,17 @@ enum Command {
         #[arg(long)]
         output: PathBuf,
     },
+    /// Serve predictions over HTTP (default 0.0.0.0:5000) with the store's current model;
+    /// trains one on the built-in data first when the store is empty.
+    Serve {
+        #[arg(long)]
+        host: Option<String>,
+        #[arg(long)]
+        port: Option<u16>,
+        /// Model store (default: models.dir from the settings).
+        #[arg(long)]
+        models: Option<PathBuf>,
+    },
     /// Score a CSV or Parquet file (raw 29-column records or the 21 features) with a model.
     Predict {
         /// A model directory (model.onnx + manifest.json), or a store whose current model is used.
@@ -205,6 +216,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 table.report.rows_rejected(),
                 output.display()
             );
+        }
+        Command::Serve { host, port, models } => {
+            if let Some(h) = host {
+                settings.server.host = h;
+            }
+            if let Some(p) = port {
+                settings.server.port = p;
+            }
+            let models = models.unwrap_or(settings.models.dir.clone());
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(categorizer::serve::serve(settings, models))?;
         }
         Command::Predict {
             model,

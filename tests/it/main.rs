@@ -5,6 +5,7 @@ mod bad_input;
 mod cli;
 mod onnx;
 mod pipeline;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::Command;

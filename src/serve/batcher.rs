@@ -1,0 +1,269 @@
+//! The dynamic batcher: one thread owns the ONNX Runtime session; requests queue in front of
+//! it and are merged into one run.
+//!
+//! The worker takes the first waiting request at once (a lone request never waits), then
+//! everything else already queued, up to `max_batch_rows`. Only when it found company (the
+//! server is under load) may it wait up to `max_delay` for more rows. The queue is bounded: a
+//! full queue is an immediate `Busy` (503 + Retry-After upstream). A request whose deadline has
+//! passed while it waited is answered `Expired` without being run. The model can be swapped
+//! between two batches: requests already queued are answered by whichever model runs them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::Error;
+use crate::inference::Predictions;
+use crate::model::ServedModel;
+use crate::schema::N_FEATURES;
+
+#[derive(Debug, Clone)]
+pub struct BatcherConfig {
+    pub enabled: bool,
+    pub max_batch_rows: usize,
+    pub max_delay: Duration,
+    pub queue_capacity: usize,
+}
+
+/// What one request gets back: its rows' slice of the batch outputs.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub model_version: Arc<str>,
+    pub segment_names: Arc<[String]>,
+    pub k: usize,
+    pub segment: Vec<i64>,
+    pub probabilities: Vec<f32>,
+    pub embedding: Vec<f32>,
+    pub distances: Vec<f32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error("the prediction queue is full")]
+    Busy,
+    #[error("the request's deadline passed before it ran")]
+    Expired,
+    #[error("the inference worker has stopped")]
+    Stopped,
+    #[error("{0}")]
+    Inference(String),
+}
+
+enum Msg {
+    Predict(Job),
+    Swap(Box<ServedModel>),
+}
+
+struct Job {
+    rows: Vec<f32>,
+    n: usize,
+    deadline: Instant,
+    reply: oneshot::Sender<Result<Answer, BatchError>>,
+}
+
+/// Handle to the worker; cheap to clone.
+#[derive(Clone)]
+pub struct Batcher {
+    tx: mpsc::Sender<Msg>,
+    queued: Arc<AtomicUsize>,
+    stats: Arc<Stats>,
+}
+
+/// Counters for /metrics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub batches: AtomicUsize,
+    pub batched_rows: AtomicUsize,
+    pub largest_batch: AtomicUsize,
+}
+
+impl Batcher {
+    /// Starts the worker thread over `model`.
+    pub fn start(model: ServedModel, config: BatcherConfig) -> Self {
+        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let stats = Arc::new(Stats::default());
+        let (q, s) = (queued.clone(), stats.clone());
+        std::thread::Builder::new()
+            .name("inference".into())
+            .spawn(move || worker(model, config, rx, q, s))
+            .expect("spawning the inference thread");
+        Self { tx, queued, stats }
+    }
+
+    /// Queues `n` rows (row-major, 21 features each) and waits for their predictions.
+    pub async fn predict(
+        &self,
+        rows: Vec<f32>,
+        n: usize,
+        deadline: Instant,
+    ) -> Result<Answer, BatchError> {
+        debug_assert_eq!(rows.len(), n * N_FEATURES);
+        let (reply, rx) = oneshot::channel();
+        let job = Job {
+            rows,
+            n,
+            deadline,
+            reply,
+        };
+        self.tx.try_send(Msg::Predict(job)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => BatchError::Busy,
+            mpsc::error::TrySendError::Closed(_) => BatchError::Stopped,
+        })?;
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        rx.await.map_err(|_| BatchError::Stopped)?
+    }
+
+    /// Replaces the model between two batches; no queued request is dropped.
+    pub async fn swap(&self, model: ServedModel) -> Result<(), BatchError> {
+        self.tx
+            .send(Msg::Swap(Box::new(model)))
+            .await
+            .map_err(|_| BatchError::Stopped)
+    }
+
+    /// Requests waiting for the worker.
+    pub fn queue_depth(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+}
+
+struct Loaded {
+    model: ServedModel,
+    version: Arc<str>,
+    names: Arc<[String]>,
+}
+
+impl Loaded {
+    fn new(model: ServedModel) -> Self {
+        Self {
+            version: model.manifest.version.as_str().into(),
+            names: model
+                .manifest
+                .segments
+                .iter()
+                .map(|s| s.name.clone())
+                .collect(),
+            model,
+        }
+    }
+}
+
+fn worker(
+    model: ServedModel,
+    config: BatcherConfig,
+    mut rx: mpsc::Receiver<Msg>,
+    queued: Arc<AtomicUsize>,
+    stats: Arc<Stats>,
+) {
+    let mut loaded = Loaded::new(model);
+    let mut batch: Vec<Job> = Vec::new();
+    let mut input: Vec<f32> = Vec::new();
+    let mut out = Predictions::default();
+    let max_rows = config.max_batch_rows.max(1);
+    while let Some(first) = rx.blocking_recv() {
+        let mut pending = Some(first);
+        batch.clear();
+        let mut rows = 0usize;
+        let mut waited = false;
+        loop {
+            let msg = match pending.take() {
+                Some(m) => m,
+                None => match rx.try_recv() {
+                    Ok(m) => m,
+                    Err(mpsc::error::TryRecvError::Empty)
+                        if config.enabled
+                            && batch.len() >= 2
+                            && rows < max_rows
+                            && !waited
+                            && !config.max_delay.is_zero() =>
+                    {
+                        // Under load: give the batch one short chance to fill up.
+                        waited = true;
+                        std::thread::sleep(config.max_delay);
+                        continue;
+                    }
+                    Err(_) => break,
+                },
+            };
+            match msg {
+                Msg::Swap(m) => {
+                    // Run what was gathered with the old model, then switch.
+                    run(&mut loaded, &mut batch, &mut input, &mut out, &stats);
+                    loaded = Loaded::new(*m);
+                    rows = 0;
+                    continue;
+                }
+                Msg::Predict(job) => {
+                    queued.fetch_sub(1, Ordering::Relaxed);
+                    if job.deadline <= Instant::now() {
+                        let _ = job.reply.send(Err(BatchError::Expired));
+                        continue;
+                    }
+                    rows += job.n;
+                    batch.push(job);
+                }
+            }
+            if !config.enabled || rows >= max_rows {
+                break;
+            }
+        }
+        run(&mut loaded, &mut batch, &mut input, &mut out, &stats);
+    }
+}
+
+fn run(
+    loaded: &mut Loaded,
+    batch: &mut Vec<Job>,
+    input: &mut Vec<f32>,
+    out: &mut Predictions,
+    stats: &Stats,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    let n: usize = batch.iter().map(|j| j.n).sum();
+    let result = if batch.len() == 1 {
+        loaded.model.onnx.predict_into(&batch[0].rows, n, out)
+    } else {
+        input.clear();
+        for j in batch.iter() {
+            input.extend_from_slice(&j.rows);
+        }
+        loaded.model.onnx.predict_into(input, n, out)
+    };
+    stats.batches.fetch_add(1, Ordering::Relaxed);
+    stats.batched_rows.fetch_add(n, Ordering::Relaxed);
+    stats.largest_batch.fetch_max(n, Ordering::Relaxed);
+    let k = out.k;
+    let dims = if n > 0 { out.embedding.len() / n } else { 0 };
+    let mut at = 0usize;
+    for job in batch.drain(..) {
+        let answer = match &result {
+            Ok(()) => {
+                let r = at..at + job.n;
+                Ok(Answer {
+                    model_version: loaded.version.clone(),
+                    segment_names: loaded.names.clone(),
+                    k,
+                    segment: out.segment[r.clone()].to_vec(),
+                    probabilities: out.probabilities[r.start * k..r.end * k].to_vec(),
+                    embedding: out.embedding[r.start * dims..r.end * dims].to_vec(),
+                    distances: out.distances[r.start * k..r.end * k].to_vec(),
+                })
+            }
+            Err(e) => Err(BatchError::Inference(match e {
+                Error::Runtime(m) | Error::Model(m) => m.clone(),
+                other => other.to_string(),
+            })),
+        };
+        at += job.n;
+        let _ = job.reply.send(answer);
+    }
+}
