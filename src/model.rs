@@ -395,21 +395,8 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-fn parts(secs: u64) -> (i64, u32, u32, u64, u64, u64) {
-    let (y, m, d) = civil((secs / 86_400) as i64);
+fn parts(secs: u64) -> (i32, u32, u32, u64, u64, u64) {
+    let (d, m, y) = crate::ingest::synthetic::civil_from_days((secs / 86_400) as i64);
     let s = secs % 86_400;
     (y, m, d, s / 3600, s / 60 % 60, s % 60)
 }
