@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Load benchmark of `categorizer serve` with wrk (Debian's package; installed if missing).
+# Single-row JSON requests at 64 connections with the dynamic batcher on and off, and JSON
+# batches of 1000 rows at 16 connections. Prints requests/s, rows/s, p50/p99 and the server's
+# RSS after the load. Server and load generator share this machine; only loopback is used.
+#   benches/load.sh [seconds per run, default 10]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${1:-10}"
+port=5099
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+cargo build --release --locked --quiet --bin categorizer
+bin="${CARGO_TARGET_DIR:-target}/release/categorizer"
+work="$(mktemp -d)"; trap 'pkill -f "categorizer serve --port $port" || true; rm -rf "$work"' EXIT
+"$bin" train --quiet --device cpu --out "$work/run" --models "$work/models" >/dev/null
+
+python3 - "$work" <<'PY'
+import sys
+row = ('{"Age": 45, "Education": 2, "Marital_Status": 1, "Parental_Status": 1, "Children": 1, '
+       '"Income": 52000.0, "Total_Spending": 600.0, "Days_as_Customer": 500, "Recency": 30, '
+       '"Wines": 300.0, "Fruits": 20.0, "Meat": 150.0, "Fish": 30.0, "Sweets": 20.0, "Gold": 80.0, '
+       '"Web": 4, "Catalog": 2, "Store": 6, "Discount_Purchases": 2, "Total_Promo": 0, '
+       '"NumWebVisitsMonth": 5}')
+for name, n in [("one", 1), ("batch", 1000)]:
+    body = '{"customers":[' + ",".join([row] * n) + "]}"
+    with open(f"{sys.argv[1]}/{name}.lua", "w") as f:
+        f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n')
+        f.write(f"wrk.body = '{body}'\n")
+PY
+
+run() { # label connections script rows-per-request
+  local out; out="$(wrk -t2 -c"$2" -d"${secs}s" --latency -s "$work/$3.lua" "http://127.0.0.1:$port/api/v1/predict")"
+  local rps p50 p99
+  rps="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
+  p50="$(awk '$1=="50%" {print $2}' <<<"$out")"; p99="$(awk '$1=="99%" {print $2}' <<<"$out")"
+  printf '%-34s %10.0f req/s %12.0f rows/s   p50 %-8s p99 %s\n' "$1" "$rps" "$(echo "$rps * $4" | bc)" "$p50" "$p99"
+}
+for batcher in true false; do
+  CATEGORIZER__SERVER__BATCHER__ENABLED=$batcher RUST_LOG=warn "$bin" serve --port $port --models "$work/models" &
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
+  run "single-row JSON, 64 conn, batcher=$batcher" 64 one 1
+  [ "$batcher" = true ] && run "1000-row JSON batches, 16 conn" 16 batch 1000
+  echo "server RSS after the load: $(ps -o rss= -p $!) KB"
+  kill $!; wait $! 2>/dev/null || true
+done
