@@ -225,7 +225,19 @@ pub fn publish(
     ];
     let bytes = export::export(model, metadata);
     let sha = hex::encode(Sha256::digest(&bytes));
-    let version = format!("{}-{}", compact(created), &sha[..8]);
+    // The same model trained twice within a second would get the same id: number the repeats.
+    let base = format!("{}-{}", compact(created), &sha[..8]);
+    let existing = store.versions()?;
+    let version = (0..)
+        .map(|i| {
+            if i == 0 {
+                base.clone()
+            } else {
+                format!("{base}-{i}")
+            }
+        })
+        .find(|v| !existing.contains(v))
+        .expect("an unused version id");
 
     // Parity: ONNX Runtime vs the in-process pipeline on the held-out rows.
     let mut onnx = OnnxModel::from_bytes(&bytes, options)?;

@@ -434,3 +434,25 @@ fn predict_reads_parquet_and_the_21_features_and_names_a_bad_value_by_row() {
         "{err}"
     );
 }
+
+#[test]
+fn the_same_model_published_twice_in_one_second_gets_two_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = trained(ClassifierChoice::Mlp, dir.path());
+    let store = LocalStore::new(dir.path().join("models"));
+    let options = SessionOptions::default();
+    let a = model::publish(&outcome, &store, &options).unwrap();
+    let b = model::publish(&outcome, &store, &options).unwrap();
+    let c = model::publish(&outcome, &store, &options).unwrap();
+    assert_ne!(a.version, b.version);
+    assert_ne!(b.version, c.version);
+    assert_eq!(store.versions().unwrap().len(), 3);
+    assert!(
+        !b.manifest.promotion.promoted,
+        "an equal model does not replace the current one"
+    );
+    assert_eq!(
+        store.current().unwrap().as_deref(),
+        Some(a.version.as_str())
+    );
+}
