@@ -185,9 +185,7 @@ fn features_of(
     for f in &FEATURES {
         let c = df.column(f.key)?;
         let cast = c.strict_cast(&DataType::Float32).map_err(|_| {
-            let frame = DataFrame::new_infer_height(vec![c.clone()]).ok();
-            frame
-                .and_then(|fr| first_non_number(source, &fr, f.key))
+            ingest::bad_number_in(source, df, f.key)
                 .map(|e| shift_row(e, offset))
                 .unwrap_or(Error::BadColumnType {
                     source_name: source.into(),
@@ -215,20 +213,6 @@ fn features_of(
         }
     }
     Ok((Matrix::new(kept.len(), N_FEATURES, data), kept, errors))
-}
-
-fn first_non_number(source: &str, df: &DataFrame, column: &str) -> Option<Error> {
-    let values = df.column(column).ok()?.str().ok()?.clone();
-    values.iter().enumerate().find_map(|(i, v)| {
-        let v = v?;
-        (!v.trim().is_empty() && v.trim().parse::<f64>().is_err()).then(|| Error::BadValue {
-            source_name: source.into(),
-            column: column.into(),
-            row: i + 1,
-            value: v.into(),
-            expected: "number",
-        })
-    })
 }
 
 /// Adds `segment`, `segment_name`, `probability_<id>` and `error` to a chunk.

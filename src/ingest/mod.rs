@@ -197,30 +197,28 @@ fn diagnose_csv(path: &Path, separator: u8) -> Option<Error> {
 }
 
 fn first_bad_number(source_name: &str, df: &DataFrame) -> Option<Error> {
-    for col in &RawSchema::get().columns {
-        if !matches!(col.kind, RawType::Integer | RawType::Number) {
-            continue;
-        }
-        let Ok(series) = df.column(&col.name) else {
-            continue;
-        };
-        let Ok(values) = series.str() else { continue };
-        for (i, v) in values.iter().enumerate() {
-            if let Some(v) = v {
-                let t = v.trim();
-                if !t.is_empty() && t.parse::<f64>().is_err() {
-                    return Some(Error::BadValue {
-                        source_name: source_name.to_string(),
-                        column: col.name.clone(),
-                        row: i + 1,
-                        value: v.to_string(),
-                        expected: "number",
-                    });
-                }
-            }
-        }
-    }
-    None
+    RawSchema::get()
+        .columns
+        .iter()
+        .filter(|col| matches!(col.kind, RawType::Integer | RawType::Number))
+        .find_map(|col| bad_number_in(source_name, df, &col.name))
+}
+
+/// The first value of a text `column` that is not a number, as an error naming column and
+/// row (1-based); None when the column is absent, not text, or all numbers and blanks.
+pub fn bad_number_in(source_name: &str, df: &DataFrame, column: &str) -> Option<Error> {
+    let values = df.column(column).ok()?.str().ok()?.clone();
+    values.iter().enumerate().find_map(|(i, v)| {
+        let v = v?;
+        let t = v.trim();
+        (!t.is_empty() && t.parse::<f64>().is_err()).then(|| Error::BadValue {
+            source_name: source_name.to_string(),
+            column: column.to_string(),
+            row: i + 1,
+            value: v.to_string(),
+            expected: "number",
+        })
+    })
 }
 
 /// Reads a Parquet file of raw records, casting its columns to the schema's types.
@@ -256,8 +254,7 @@ pub fn conform(source_name: &str, df: DataFrame) -> Result<DataFrame> {
             (RawType::Integer | RawType::Number, DataType::String) => match c.strict_cast(&want) {
                 Ok(c) => c,
                 Err(_) => {
-                    let frame = DataFrame::new_infer_height(vec![c.clone()])?;
-                    return Err(first_bad_number(source_name, &frame).unwrap_or(
+                    return Err(bad_number_in(source_name, &df, &col.name).unwrap_or(
                         Error::BadColumnType {
                             source_name: source_name.into(),
                             column: col.name.clone(),
