@@ -67,7 +67,6 @@ struct Job {
 #[derive(Clone)]
 pub struct Batcher {
     tx: mpsc::Sender<Msg>,
-    queued: Arc<AtomicUsize>,
     stats: Arc<Stats>,
 }
 
@@ -83,14 +82,13 @@ impl Batcher {
     /// Starts the worker thread over `model`.
     pub fn start(model: ServedModel, config: BatcherConfig) -> Self {
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
-        let queued = Arc::new(AtomicUsize::new(0));
         let stats = Arc::new(Stats::default());
-        let (q, s) = (queued.clone(), stats.clone());
+        let s = stats.clone();
         std::thread::Builder::new()
             .name("inference".into())
-            .spawn(move || worker(model, config, rx, q, s))
+            .spawn(move || worker(model, config, rx, s))
             .expect("spawning the inference thread");
-        Self { tx, queued, stats }
+        Self { tx, stats }
     }
 
     /// Queues `n` rows (row-major, 21 features each) and waits for their predictions.
@@ -112,7 +110,6 @@ impl Batcher {
             mpsc::error::TrySendError::Full(_) => BatchError::Busy,
             mpsc::error::TrySendError::Closed(_) => BatchError::Stopped,
         })?;
-        self.queued.fetch_add(1, Ordering::Relaxed);
         rx.await.map_err(|_| BatchError::Stopped)?
     }
 
@@ -124,9 +121,10 @@ impl Batcher {
             .map_err(|_| BatchError::Stopped)
     }
 
-    /// Requests waiting for the worker.
+    /// Messages waiting for the worker: the channel's used capacity (no counter to keep in
+    /// step with it).
     pub fn queue_depth(&self) -> usize {
-        self.queued.load(Ordering::Relaxed)
+        self.tx.max_capacity() - self.tx.capacity()
     }
 
     pub fn stats(&self) -> &Stats {
@@ -159,7 +157,6 @@ fn worker(
     model: ServedModel,
     config: BatcherConfig,
     mut rx: mpsc::Receiver<Msg>,
-    queued: Arc<AtomicUsize>,
     stats: Arc<Stats>,
 ) {
     let mut loaded = Loaded::new(model);
@@ -201,7 +198,6 @@ fn worker(
                     continue;
                 }
                 Msg::Predict(job) => {
-                    queued.fetch_sub(1, Ordering::Relaxed);
                     if job.deadline <= Instant::now() {
                         let _ = job.reply.send(Err(BatchError::Expired));
                         continue;
