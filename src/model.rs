@@ -156,20 +156,16 @@ impl ServedModel {
                 }
             }
         };
-        let path = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let manifest: Manifest = serde_json::from_str(&text)
-            .map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
-        let onnx = OnnxModel::load(&dir.join(MODEL_FILE), options)?;
-        if onnx.k() != manifest.k {
-            return Err(Error::Model(format!(
-                "{}: the model has {} segments, its manifest {}",
-                dir.display(),
-                onnx.k(),
-                manifest.k
-            )));
-        }
-        Ok(Self { manifest, onnx })
+        let read = |file: &str| {
+            let path = dir.join(file);
+            std::fs::read(&path).map_err(|e| Error::io(&path, e))
+        };
+        Self::from_files(
+            &read(MANIFEST_FILE)?,
+            &read(MODEL_FILE)?,
+            &dir.display().to_string(),
+            options,
+        )
     }
 
     /// Loads one version from a store.
@@ -178,14 +174,34 @@ impl ServedModel {
         version: &str,
         options: &SessionOptions,
     ) -> Result<Self> {
-        let manifest: Manifest = serde_json::from_slice(&store.get(version, MANIFEST_FILE)?)
-            .map_err(|e| Error::Model(format!("{version}/{MANIFEST_FILE}: {e}")))?;
-        let onnx = OnnxModel::from_bytes(&store.get(version, MODEL_FILE)?, options).map_err(
-            |e| match e {
-                Error::Model(m) => Error::Model(format!("{version}/{MODEL_FILE}: {m}")),
-                other => other,
-            },
-        )?;
+        Self::from_files(
+            &store.get(version, MANIFEST_FILE)?,
+            &store.get(version, MODEL_FILE)?,
+            version,
+            options,
+        )
+    }
+
+    /// A manifest and its model, both read; errors name `<label>/<file>`.
+    fn from_files(
+        manifest: &[u8],
+        model: &[u8],
+        label: &str,
+        options: &SessionOptions,
+    ) -> Result<Self> {
+        let manifest: Manifest = serde_json::from_slice(manifest)
+            .map_err(|e| Error::Model(format!("{label}/{MANIFEST_FILE}: {e}")))?;
+        let onnx = OnnxModel::from_bytes(model, options).map_err(|e| match e {
+            Error::Model(m) => Error::Model(format!("{label}/{MODEL_FILE}: {m}")),
+            other => other,
+        })?;
+        if onnx.k() != manifest.k {
+            return Err(Error::Model(format!(
+                "{label}: the model has {} segments, its manifest {}",
+                onnx.k(),
+                manifest.k
+            )));
+        }
         Ok(Self { manifest, onnx })
     }
 }
@@ -246,12 +262,11 @@ pub fn publish(
     let x = model.preprocessor.transform(test);
     let want = model.classifier.predict_proba(&x);
     let k = model.kmeans.k;
-    let want_seg = model.classifier.predict(&x);
     let agree = got
         .segment
         .iter()
-        .zip(&want_seg)
-        .filter(|(a, b)| **a == **b as i64)
+        .zip(want.chunks_exact(k))
+        .filter(|(a, p)| **a == crate::train::classifier::argmax(p) as i64)
         .count();
     let max_p = max_abs_diff(&got.probabilities, &want);
     let emb = crate::train::tensor::download(model.pca.transform(&crate::train::tensor::upload(

@@ -51,7 +51,8 @@ impl Classifier {
     }
 }
 
-fn argmax(row: &[f32]) -> u32 {
+/// Index of the largest value (the first on a tie): the class of one probability row.
+pub fn argmax(row: &[f32]) -> u32 {
     let mut best = 0;
     for (i, v) in row.iter().enumerate() {
         if *v > row[best] {
