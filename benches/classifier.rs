@@ -29,12 +29,12 @@ fn bench(c: &mut Criterion) {
     let mut one_round = config.gbdt.clone();
     one_round.rounds = 1;
     group.bench_function("gbdt_round", |b| {
-        b.iter(|| gbdt::fit(&x, &y, 3, &one_round, 42, &device, |_| {}).unwrap())
+        b.iter(|| gbdt::fit(&x, &y, 3, &one_round, 42, &device, |_| Ok(())).unwrap())
     });
     let mut one_epoch = config.mlp.clone();
     one_epoch.max_epochs = 1;
     group.bench_function("mlp_epoch", |b| {
-        b.iter(|| mlp::fit(&x, &y, 3, &one_epoch, 42, &device, |_| {}).unwrap())
+        b.iter(|| mlp::fit(&x, &y, 3, &one_epoch, 42, &device, |_| Ok(())).unwrap())
     });
     group.finish();
 }

@@ -60,6 +60,9 @@ pub enum Error {
     #[error("training: {0}")]
     Training(String),
 
+    #[error("cancelled")]
+    Cancelled,
+
     #[error("ONNX Runtime: {0}")]
     Runtime(String),
 

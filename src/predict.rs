@@ -100,7 +100,8 @@ pub fn run(req: &PredictRequest) -> Result<PredictSummary> {
     let source = req.input.display().to_string();
     let mut reader = ChunkReader::open(&req.input)?;
     let kind = input_kind(&source, reader.columns())?;
-    let bar = crate::train::progress::Progress::new(req.progress).bar(reader.len(), "Scoring");
+    let bar =
+        crate::train::progress::Progress::new(req.progress, None).bar(reader.len(), "Scoring")?;
     let mut writer: Option<ChunkWriter> = None;
     let mut summary = PredictSummary {
         model_version: model.manifest.version.clone(),
@@ -139,7 +140,7 @@ pub fn run(req: &PredictRequest) -> Result<PredictSummary> {
         summary.rows += n;
         summary.predicted += kept.len();
         summary.set_aside += errors.len();
-        bar.set_position(reader.position());
+        bar.set_position(reader.position())?;
     }
     match writer {
         Some(w) => w.finish()?,

@@ -152,7 +152,7 @@ fn kmeans_plus_plus(
 pub fn fit(
     x: &Tensor<2>,
     params: &KMeansParams,
-    mut on_iter: impl FnMut(usize),
+    mut on_iter: impl FnMut(usize) -> Result<()>,
 ) -> Result<(KMeansModel, Assignment)> {
     let [n, d] = x.dims();
     let (k, r) = (params.k, params.n_init);
@@ -219,7 +219,7 @@ pub fn fit(
         }
         // A converged restart leaves the batch: later passes cost only the restarts still moving.
         active = still;
-        on_iter(it + 1);
+        on_iter(it + 1)?;
         if active.is_empty() {
             break;
         }
@@ -276,7 +276,7 @@ mod tests {
             tolerance: 1e-4,
             seed: 7,
         };
-        let (model, a) = fit(&x, &params, |_| {}).unwrap();
+        let (model, a) = fit(&x, &params, |_| Ok(())).unwrap();
         for t in truth {
             let nearest = model
                 .centres
@@ -294,7 +294,7 @@ mod tests {
                     .all(|&x| x == l)
             );
         }
-        let (again, _) = fit(&x, &params, |_| {}).unwrap();
+        let (again, _) = fit(&x, &params, |_| Ok(())).unwrap();
         assert_eq!(model, again, "same seed, same model");
     }
 
@@ -310,7 +310,7 @@ mod tests {
             seed: 0,
         };
         assert!(
-            fit(&x, &params, |_| {})
+            fit(&x, &params, |_| Ok(()))
                 .unwrap_err()
                 .to_string()
                 .contains("at least k = 3")

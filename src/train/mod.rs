@@ -75,6 +75,8 @@ pub struct TrainRequest {
     /// The run directory to write; created if missing.
     pub out_dir: PathBuf,
     pub progress: bool,
+    /// Watches the run's stage and progress and can cancel it (the service's training jobs).
+    pub monitor: Option<std::sync::Arc<progress::Monitor>>,
 }
 
 /// Rows at each step.
@@ -193,15 +195,15 @@ fn round6(x: f64) -> f64 {
 /// Runs the whole training pipeline and writes the run directory.
 pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
     let s = &req.settings;
-    let progress = Progress::new(req.progress);
+    let progress = Progress::new(req.progress, req.monitor.clone());
     let mut watch = Stopwatch::new();
 
-    let step = progress.step(format!("Reading {}", req.source.name()));
+    let step = progress.step(format!("Reading {}", req.source.name()))?;
     let raw = req.source.load()?;
     step.finish(format!("Read {} records", raw.height()));
     watch.lap("ingest");
 
-    let step = progress.step("Engineering features");
+    let step = progress.step("Engineering features")?;
     let table = features::engineer(&raw, s.reference_date())?;
     drop(raw);
     step.finish(format!(
@@ -224,19 +226,19 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
     let test_raw = table.matrix.gather_rows(&test_idx);
     watch.lap("split");
 
-    let step = progress.step("Fitting preprocessing");
+    let step = progress.step("Fitting preprocessing")?;
     let preprocessor = Preprocessor::fit(&train_raw);
     let train_x = preprocessor.transform(&train_raw);
     step.finish("Preprocessing fitted on the training split");
     watch.lap("preprocess");
 
-    let step = progress.step("Starting the compute device");
+    let step = progress.step("Starting the compute device")?;
     let compute = device::select(req.device)?;
     let dev = compute.device.clone();
     step.finish(format!("Device: {compute}"));
     watch.lap("device");
 
-    let step = progress.step("PCA");
+    let step = progress.step("PCA")?;
     let x = tensor::upload(&train_x, &dev);
     let pca = Pca::fit(&x, s.segmentation.pca_components);
     let emb_train_t = pca.transform(&x);
@@ -252,7 +254,7 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
         tolerance: s.segmentation.tolerance,
         seed: s.split.seed,
     };
-    let bar = progress.bar(params.max_iter as u64, "KMeans");
+    let bar = progress.bar(params.max_iter as u64, "KMeans")?;
     let (mut km, mut train_assign) =
         kmeans::fit(&emb_train_t, &params, |i| bar.set_position(i as u64))?;
     bar.finish(format!(
@@ -264,7 +266,7 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
     segments::relabel(&mut train_assign.labels, &order);
     watch.lap("kmeans");
 
-    let step = progress.step("Evaluating");
+    let step = progress.step("Evaluating")?;
     let dims = pca.components.len();
     let test_x = preprocessor.transform(&test_raw);
     let (emb_test, test_assign) = {
@@ -300,7 +302,7 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
     step.finish("Evaluated");
     watch.lap("metrics");
 
-    let bar = progress.bar(1, "Classifier");
+    let bar = progress.bar(1, "Classifier")?;
     let (classifier, classifier_report) = classifier::train(
         &req.model_config,
         &train_x,
@@ -313,7 +315,7 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
         |name, i, total| {
             bar.set_length(total as u64);
             bar.set_message(name.to_string());
-            bar.set_position(i as u64);
+            bar.set_position(i as u64)
         },
     )?;
     bar.finish(format!("Classifier: {} chosen", classifier_report.chosen));
@@ -357,6 +359,7 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
         seconds: Default::default(),
     };
 
+    progress.check()?;
     std::fs::create_dir_all(&req.out_dir).map_err(|e| Error::io(&req.out_dir, e))?;
     write_json(&req.out_dir.join("model.json"), &model)?;
     write_assignments(

@@ -50,7 +50,7 @@ fn kmeans_and_pca_agree_on_cpu_and_wgpu() {
         let x = upload_vec(blobs(), 120, 2, dev);
         let pca = Pca::fit(&x, 2);
         let emb = pca.transform(&x);
-        let (model, assignment) = kmeans::fit(&emb, &params, |_| {}).unwrap();
+        let (model, assignment) = kmeans::fit(&emb, &params, |_| Ok(())).unwrap();
         let labels = assignment.labels;
         (pca, model, labels)
     };
@@ -89,6 +89,7 @@ fn the_pipeline_gives_the_same_segments_on_cpu_and_wgpu() {
             model_config: crate::tiny_model_config(),
             out_dir: dir.path().to_path_buf(),
             progress: false,
+            monitor: None,
         };
         train::run(&req).unwrap()
     };
@@ -138,8 +139,8 @@ fn classifiers_predict_the_same_on_cpu_and_wgpu() {
     }
     let x = Matrix::new(n, 4, data);
     let config = crate::tiny_model_config();
-    let g_cpu = gbdt::fit(&x, &y, 3, &config.gbdt, 1, &cpu, |_| {}).unwrap();
-    let g_gpu = gbdt::fit(&x, &y, 3, &config.gbdt, 1, &gpu, |_| {}).unwrap();
+    let g_cpu = gbdt::fit(&x, &y, 3, &config.gbdt, 1, &cpu, |_| Ok(())).unwrap();
+    let g_gpu = gbdt::fit(&x, &y, 3, &config.gbdt, 1, &gpu, |_| Ok(())).unwrap();
     let labels = |p: Vec<f32>| {
         p.chunks(3)
             .map(|r| (0..3).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap())
@@ -150,8 +151,8 @@ fn classifiers_predict_the_same_on_cpu_and_wgpu() {
         labels(g_gpu.predict_proba(&x)),
         "GBDT"
     );
-    let m_cpu = mlp::fit(&x, &y, 3, &config.mlp, 1, &cpu, |_| {}).unwrap();
-    let m_gpu = mlp::fit(&x, &y, 3, &config.mlp, 1, &gpu, |_| {}).unwrap();
+    let m_cpu = mlp::fit(&x, &y, 3, &config.mlp, 1, &cpu, |_| Ok(())).unwrap();
+    let m_gpu = mlp::fit(&x, &y, 3, &config.mlp, 1, &gpu, |_| Ok(())).unwrap();
     let (a, b) = (
         labels(m_cpu.predict_proba(&x)),
         labels(m_gpu.predict_proba(&x)),

@@ -157,7 +157,7 @@ pub fn fit(
     params: &GbdtParams,
     seed: u64,
     device: &Device,
-    on_round: impl FnMut(usize),
+    on_round: impl FnMut(usize) -> Result<()>,
 ) -> Result<GbdtModel> {
     let cpu = matches!(
         device.as_dispatch(),
@@ -180,7 +180,7 @@ fn fit_in_blocks(
     seed: u64,
     device: &Device,
     block: usize,
-    mut on_round: impl FnMut(usize),
+    mut on_round: impl FnMut(usize) -> Result<()>,
 ) -> Result<GbdtModel> {
     let (n, f, b) = (x.rows(), x.cols(), params.max_bins);
     if n == 0 || y.len() != n {
@@ -334,7 +334,7 @@ fn fit_in_blocks(
         for class in 0..k {
             trees.push(build_tree(class, k, &levels, &weights, depth, &binner));
         }
-        on_round(round + 1);
+        on_round(round + 1)?;
     }
     Ok(GbdtModel {
         k,
@@ -445,7 +445,7 @@ mod tests {
             y.push(u32::from(v > 0.5));
         }
         let x = Matrix::new(n, 2, data);
-        let model = fit(&x, &y, 2, &params(3, 1), 1, &Device::flex(), |_| {}).unwrap();
+        let model = fit(&x, &y, 2, &params(3, 1), 1, &Device::flex(), |_| Ok(())).unwrap();
         assert_eq!(model.trees.len(), 6);
         for t in &model.trees {
             assert_eq!(
@@ -487,8 +487,8 @@ mod tests {
             .map(|i| ((x.get(i, 1) * 2.0 + x.get(i, 2)) * 0.999) as u32)
             .collect();
         let p = params(4, 3);
-        let whole = fit_in_blocks(&x, &y, 3, &p, 1, &Device::flex(), n, |_| {}).unwrap();
-        let blocks = fit_in_blocks(&x, &y, 3, &p, 1, &Device::flex(), 96, |_| {}).unwrap();
+        let whole = fit_in_blocks(&x, &y, 3, &p, 1, &Device::flex(), n, |_| Ok(())).unwrap();
+        let blocks = fit_in_blocks(&x, &y, 3, &p, 1, &Device::flex(), 96, |_| Ok(())).unwrap();
         assert_eq!(whole.trees.len(), blocks.trees.len());
         for (a, b) in whole.trees.iter().zip(&blocks.trees) {
             assert_eq!(a.nodes.len(), b.nodes.len());
@@ -516,10 +516,10 @@ mod tests {
             .collect();
         let mut p = params(5, 3);
         p.subsample = 0.7;
-        let a = fit(&x, &y, 3, &p, 9, &Device::flex(), |_| {}).unwrap();
-        let b = fit(&x, &y, 3, &p, 9, &Device::flex(), |_| {}).unwrap();
+        let a = fit(&x, &y, 3, &p, 9, &Device::flex(), |_| Ok(())).unwrap();
+        let b = fit(&x, &y, 3, &p, 9, &Device::flex(), |_| Ok(())).unwrap();
         assert_eq!(a, b);
-        let c = fit(&x, &y, 3, &p, 10, &Device::flex(), |_| {}).unwrap();
+        let c = fit(&x, &y, 3, &p, 10, &Device::flex(), |_| Ok(())).unwrap();
         assert_ne!(a, c);
     }
 }

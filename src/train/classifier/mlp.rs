@@ -161,7 +161,7 @@ pub fn fit(
     params: &MlpParams,
     seed: u64,
     device: &Device,
-    mut on_epoch: impl FnMut(usize),
+    mut on_epoch: impl FnMut(usize) -> Result<()>,
 ) -> Result<MlpModel> {
     let n = x.rows();
     if n < 10 || y.len() != n {
@@ -215,7 +215,7 @@ pub fn fit(
         } else {
             since_best += 1;
         }
-        on_epoch(epoch);
+        on_epoch(epoch)?;
         if since_best >= params.patience {
             break;
         }
@@ -266,7 +266,7 @@ mod tests {
             patience: 10,
             validation_fraction: 0.1,
         };
-        let model = fit(&x, &y, 3, &params, 3, &Device::flex(), |_| {}).unwrap();
+        let model = fit(&x, &y, 3, &params, 3, &Device::flex(), |_| Ok(())).unwrap();
         let proba = model.predict_proba(&x);
         let correct = (0..300)
             .filter(|&i| {
@@ -276,7 +276,7 @@ mod tests {
             })
             .count();
         assert!(correct >= 297, "{correct} of 300");
-        let again = fit(&x, &y, 3, &params, 3, &Device::flex(), |_| {}).unwrap();
+        let again = fit(&x, &y, 3, &params, 3, &Device::flex(), |_| Ok(())).unwrap();
         assert_eq!(model, again, "same seed, same model");
     }
 }

@@ -105,7 +105,7 @@ pub fn train(
     k: usize,
     seed: u64,
     device: &Device,
-    mut progress: impl FnMut(&str, usize, usize),
+    mut progress: impl FnMut(&str, usize, usize) -> Result<()>,
 ) -> Result<(Classifier, ClassifierReport)> {
     let mut fitted: Vec<(Classifier, CandidateReport)> = Vec::new();
     // Scores a fitted candidate on the test split and times it from `start`.
