@@ -30,6 +30,7 @@ fn publish(kind: ClassifierChoice, dir: &std::path::Path) -> std::path::PathBuf 
         model_config,
         out_dir: dir.join("run"),
         progress: false,
+        monitor: None,
     })
     .unwrap();
     let store = LocalStore::new(dir.join("models"));

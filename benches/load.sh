@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Load benchmark of `categorizer serve` with wrk (Debian's package; installed if missing).
-# Single-row JSON requests at 64 connections with the dynamic batcher on and off, and JSON
+# Single-row JSON requests at 64 connections with the dynamic batcher on and off, single-
+# customer form POSTs (urlencoded, as a browser sends them) at 64 connections, and JSON
 # batches of 1000 rows at 16 connections. Prints requests/s, rows/s, p50/p99 and the server's
 # RSS after the load. Server and load generator share this machine; only loopback is used.
 #   benches/load.sh [seconds per run, default 10]
@@ -26,20 +27,30 @@ for name, n in [("one", 1), ("batch", 1000)]:
     with open(f"{sys.argv[1]}/{name}.lua", "w") as f:
         f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n')
         f.write(f"wrk.body = '{body}'\n")
+import json
+form = "&".join(f"{k}={v}" for k, v in json.loads(row).items())
+with open(f"{sys.argv[1]}/form.lua", "w") as f:
+    f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n')
+    f.write(f"wrk.body = '{form}'\n")
 PY
 
-run() { # label connections script rows-per-request
-  local out; out="$(wrk -t2 -c"$2" -d"${secs}s" --latency -s "$work/$3.lua" "http://127.0.0.1:$port/api/v1/predict")"
+run() { # label connections script rows-per-request [path]
+  local out; out="$(wrk -t2 -c"$2" -d"${secs}s" --latency -s "$work/$3.lua" "http://127.0.0.1:$port${5:-/api/v1/predict}")"
   local rps p50 p99
   rps="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
   p50="$(awk '$1=="50%" {print $2}' <<<"$out")"; p99="$(awk '$1=="99%" {print $2}' <<<"$out")"
   printf '%-34s %10.0f req/s %12.0f rows/s   p50 %-8s p99 %s\n' "$1" "$rps" "$(echo "$rps * $4" | bc)" "$p50" "$p99"
 }
 for batcher in true false; do
+  t0=$(date +%s%N)
   CATEGORIZER__SERVER__BATCHER__ENABLED=$batcher RUST_LOG=warn "$bin" serve --port $port --models "$work/models" &
-  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
+  for _ in $(seq 500); do "$bin" healthcheck --url "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.01; done
+  echo "server ready $(( ($(date +%s%N) - t0) / 1000000 )) ms after start (batcher=$batcher)"
   run "single-row JSON, 64 conn, batcher=$batcher" 64 one 1
-  [ "$batcher" = true ] && run "1000-row JSON batches, 16 conn" 16 batch 1000
+  if [ "$batcher" = true ]; then
+    run "single-customer form POST, 64 conn" 64 form 1 /
+    run "1000-row JSON batches, 16 conn" 16 batch 1000
+  fi
   echo "server RSS after the load: $(ps -o rss= -p $!) KB"
   kill $!; wait $! 2>/dev/null || true
 done

@@ -10,7 +10,8 @@ packages=()
 case "$mode" in
   run) ;;
   # wgpu tests on a machine without a GPU run on Mesa's software Vulkan driver (lavapipe).
-  test) packages+=(mesa-vulkan-drivers libvulkan1) ;;
+  # The browser test drives Debian's Chromium through chromedriver.
+  test) packages+=(mesa-vulkan-drivers libvulkan1 chromium chromium-driver) ;;
   *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac
 

@@ -15,6 +15,8 @@
 //! - [`serve`]: the HTTP service (axum) with the dynamic batcher in front of ONNX Runtime
 //!
 //! [`config`] holds the typed, layered settings and [`error`] the error type.
+// The OpenAPI document is one large `serde_json::json!` literal.
+#![recursion_limit = "256"]
 
 pub mod config;
 pub mod error;

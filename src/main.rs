@@ -92,6 +92,12 @@ enum Command {
         #[arg(long)]
         models: Option<PathBuf>,
     },
+    /// Exit 0 when the service at URL answers 200 (the container images' HEALTHCHECK: the
+    /// runtime image has no curl).
+    Healthcheck {
+        #[arg(long, default_value = "http://127.0.0.1:5000/readyz")]
+        url: String,
+    },
     /// Score a CSV or Parquet file (raw 29-column records or the 21 features) with a model.
     Predict {
         /// A model directory (model.onnx + manifest.json), or a store whose current model is used.
@@ -175,6 +181,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 model_config,
                 out_dir,
                 progress: !quiet && std::io::stderr().is_terminal(),
+                monitor: None,
             };
             let outcome = train::run(&req)?;
             print_summary(&outcome);
@@ -228,7 +235,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
-                .block_on(categorizer::serve::serve(settings, models))?;
+                .block_on(categorizer::serve::serve(
+                    settings,
+                    models,
+                    ModelConfig::load(cli.model_config.as_deref())?,
+                ))?;
+        }
+        Command::Healthcheck { url } => {
+            let status = healthcheck(&url)?;
+            println!("{url}: {status}");
+            if status != 200 {
+                std::process::exit(1);
+            }
         }
         Command::Predict {
             model,
@@ -347,4 +365,34 @@ fn print_summary(o: &TrainOutcome) {
             .unwrap_or(0.0)
     );
     println!("Run directory: {}", o.run_dir.display());
+}
+
+/// `GET url` over plain HTTP/1.1; returns the status code.
+fn healthcheck(url: &str) -> anyhow::Result<u16> {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow::anyhow!("{url}: only http:// URLs are checked"))?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let addr = authority
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{url}: no address for {authority}"))?;
+    let timeout = std::time::Duration::from_secs(2);
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head)?;
+    let line = String::from_utf8_lossy(&head[..n]);
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("{url}: not an HTTP response: {line:?}"))
 }

@@ -116,6 +116,42 @@ pub struct Manifest {
     pub parity: Parity,
     pub promotion: Promotion,
     pub metrics: TrainMetrics,
+    /// What the service draws the segments with (absent from models published before it).
+    #[serde(default)]
+    pub embedding: EmbeddingMap,
+}
+
+/// The segments in the 2-D embedding: the KMeans centres and a sample of held-out customers
+/// with their segments, for the pictures on the result and model pages.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingMap {
+    /// `[x, y]` of each segment's centre, in segment order.
+    pub centres: Vec<[f32; 2]>,
+    /// `[x, y, segment]` of up to [`EMBEDDING_SAMPLE`] held-out customers.
+    pub sample: Vec<[f32; 3]>,
+}
+
+/// Held-out customers kept in the manifest's [`EmbeddingMap`].
+pub const EMBEDDING_SAMPLE: usize = 400;
+
+impl EmbeddingMap {
+    fn of(centres: &[f32], dims: usize, embedding: &[f32], segments: &[i64]) -> Self {
+        if dims < 2 {
+            return Self::default();
+        }
+        let n = segments.len();
+        let stride = n.div_ceil(EMBEDDING_SAMPLE).max(1);
+        Self {
+            centres: centres.chunks_exact(dims).map(|c| [c[0], c[1]]).collect(),
+            sample: (0..n)
+                .step_by(stride)
+                .map(|i| {
+                    let e = &embedding[i * dims..];
+                    [e[0], e[1], segments[i] as f32]
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -342,6 +378,12 @@ pub fn publish(
         parity,
         promotion,
         metrics: outcome.metrics.clone(),
+        embedding: EmbeddingMap::of(
+            &model.kmeans.centres,
+            model.kmeans.dims,
+            &got.embedding,
+            &got.segment,
+        ),
     };
     let json = serde_json::to_vec_pretty(&manifest)?;
     store.put(&version, &[(MODEL_FILE, &bytes), (MANIFEST_FILE, &json)])?;

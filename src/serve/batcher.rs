@@ -9,11 +9,12 @@
 //! between two batches: requests already queued are answered by whichever model runs them.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::metrics::Metrics;
 use crate::error::Error;
 use crate::inference::Predictions;
 use crate::model::ServedModel;
@@ -67,28 +68,17 @@ struct Job {
 #[derive(Clone)]
 pub struct Batcher {
     tx: mpsc::Sender<Msg>,
-    stats: Arc<Stats>,
-}
-
-/// Counters for /metrics.
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub batches: AtomicUsize,
-    pub batched_rows: AtomicUsize,
-    pub largest_batch: AtomicUsize,
 }
 
 impl Batcher {
-    /// Starts the worker thread over `model`.
-    pub fn start(model: ServedModel, config: BatcherConfig) -> Self {
+    /// Starts the worker thread over `model`; it records each batch's size in `metrics`.
+    pub fn start(model: ServedModel, config: BatcherConfig, metrics: Arc<Metrics>) -> Self {
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
-        let stats = Arc::new(Stats::default());
-        let s = stats.clone();
         std::thread::Builder::new()
             .name("inference".into())
-            .spawn(move || worker(model, config, rx, s))
+            .spawn(move || worker(model, config, rx, metrics))
             .expect("spawning the inference thread");
-        Self { tx, stats }
+        Self { tx }
     }
 
     /// Queues `n` rows (row-major, 21 features each) and waits for their predictions.
@@ -121,14 +111,17 @@ impl Batcher {
             .map_err(|_| BatchError::Stopped)
     }
 
+    /// [`Batcher::swap`] from a thread outside the async runtime (the training worker).
+    pub fn swap_blocking(&self, model: ServedModel) -> Result<(), BatchError> {
+        self.tx
+            .blocking_send(Msg::Swap(Box::new(model)))
+            .map_err(|_| BatchError::Stopped)
+    }
+
     /// Messages waiting for the worker: the channel's used capacity (no counter to keep in
     /// step with it).
     pub fn queue_depth(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()
-    }
-
-    pub fn stats(&self) -> &Stats {
-        &self.stats
     }
 }
 
@@ -157,7 +150,7 @@ fn worker(
     model: ServedModel,
     config: BatcherConfig,
     mut rx: mpsc::Receiver<Msg>,
-    stats: Arc<Stats>,
+    metrics: Arc<Metrics>,
 ) {
     let mut loaded = Loaded::new(model);
     let mut batch: Vec<Job> = Vec::new();
@@ -192,13 +185,14 @@ fn worker(
             match msg {
                 Msg::Swap(m) => {
                     // Run what was gathered with the old model, then switch.
-                    run(&mut loaded, &mut batch, &mut input, &mut out, &stats);
+                    run(&mut loaded, &mut batch, &mut input, &mut out, &metrics);
                     loaded = Loaded::new(*m);
                     rows = 0;
                     continue;
                 }
                 Msg::Predict(job) => {
                     if job.deadline <= Instant::now() {
+                        metrics.expired.fetch_add(1, Ordering::Relaxed);
                         let _ = job.reply.send(Err(BatchError::Expired));
                         continue;
                     }
@@ -210,7 +204,7 @@ fn worker(
                 break;
             }
         }
-        run(&mut loaded, &mut batch, &mut input, &mut out, &stats);
+        run(&mut loaded, &mut batch, &mut input, &mut out, &metrics);
     }
 }
 
@@ -219,7 +213,7 @@ fn run(
     batch: &mut Vec<Job>,
     input: &mut Vec<f32>,
     out: &mut Predictions,
-    stats: &Stats,
+    metrics: &Metrics,
 ) {
     if batch.is_empty() {
         return;
@@ -234,9 +228,7 @@ fn run(
         }
         loaded.model.onnx.predict_into(input, n, out)
     };
-    stats.batches.fetch_add(1, Ordering::Relaxed);
-    stats.batched_rows.fetch_add(n, Ordering::Relaxed);
-    stats.largest_batch.fetch_max(n, Ordering::Relaxed);
+    metrics.batch_rows.observe(n as f64);
     let k = out.k;
     let dims = if n > 0 { out.embedding.len() / n } else { 0 };
     let mut at = 0usize;

@@ -1,32 +1,43 @@
-//! The HTTP service (axum): JSON batch prediction through the dynamic batcher, the model's
-//! manifest, health and readiness.
+//! The HTTP service (axum): the web form, JSON batch prediction through the dynamic batcher,
+//! training jobs, the model's manifest and page, health, readiness, metrics and the OpenAPI
+//! document.
 //!
 //! Every JSON error has one shape, `{"error": {"code", "message", "field"?, "row"?}}`, with a
-//! 4xx status for the client's mistakes: 400 malformed JSON, 404 unknown route, 413 a body or a
-//! batch over its limit; 503 + Retry-After when the prediction queue is full or a deadline
-//! passes. A row with a bad value does not fail its request: it gets its own error in its slot.
+//! 4xx status for the client's mistakes: 400 malformed JSON, 401/403 training without the
+//! token / from another host, 404 unknown route, 405 wrong method, 408 a request over the
+//! time limit, 413 a body or a batch over its limit; 503 + Retry-After when a queue is full
+//! or a deadline passes. A row with a bad value does not fail its request: it gets its own
+//! error in its slot.
 
 pub mod batcher;
+pub mod jobs;
+pub mod metrics;
+pub mod openapi;
 pub mod rows;
+pub mod svg;
+pub mod web;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::connect_info::ConnectInfo;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
-use tokio::sync::RwLock;
 
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::model::{Manifest, ServedModel};
 use crate::schema::N_FEATURES;
-use batcher::{BatchError, Batcher, BatcherConfig};
+use batcher::{Answer, BatchError, Batcher, BatcherConfig};
+use jobs::{JobError, JobOptions, JobState, Jobs, TrainingSetup};
+use metrics::Metrics;
 use rows::PredictBody;
 
 /// Shared by the handlers.
@@ -35,16 +46,39 @@ pub struct AppState {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+/// What answers predictions: the batcher's worker owns the model; the manifest is kept beside
+/// it for the pages. Both switch together when a model is installed.
+struct Serving {
     batcher: Batcher,
     manifest: RwLock<Arc<Manifest>>,
+}
+
+impl Serving {
+    fn install_blocking(&self, model: ServedModel) -> Result<()> {
+        let manifest = Arc::new(model.manifest.clone());
+        self.batcher
+            .swap_blocking(model)
+            .map_err(|e| Error::Model(e.to_string()))?;
+        *self.manifest.write().unwrap_or_else(|e| e.into_inner()) = manifest;
+        Ok(())
+    }
+}
+
+struct Inner {
+    serving: Arc<Serving>,
+    metrics: Arc<Metrics>,
+    jobs: Option<Jobs>,
+    admin_token: Option<String>,
     max_customers: usize,
     timeout: Duration,
 }
 
 impl AppState {
-    pub fn new(model: ServedModel, settings: &Settings) -> Self {
+    /// Serves `model`; with `training`, the training endpoints run jobs that publish to its
+    /// store and install promoted models here.
+    pub fn new(model: ServedModel, settings: &Settings, training: Option<TrainingSetup>) -> Self {
         let sv = &settings.server;
+        let metrics = Arc::new(Metrics::default());
         let manifest = Arc::new(model.manifest.clone());
         let batcher = Batcher::start(
             model,
@@ -54,11 +88,26 @@ impl AppState {
                 max_delay: Duration::from_micros(sv.batcher.max_delay_us),
                 queue_capacity: sv.batcher.queue_capacity,
             },
+            metrics.clone(),
         );
+        let serving = Arc::new(Serving {
+            batcher,
+            manifest: RwLock::new(manifest),
+        });
+        let admin_token = training
+            .as_ref()
+            .and_then(|t| t.admin_token.clone())
+            .filter(|t| !t.is_empty());
+        let jobs = training.map(|setup| {
+            let serving = serving.clone();
+            Jobs::start(setup, Box::new(move |m| serving.install_blocking(m)))
+        });
         Self {
             inner: Arc::new(Inner {
-                batcher,
-                manifest: RwLock::new(manifest),
+                serving,
+                metrics,
+                jobs,
+                admin_token,
                 max_customers: sv.max_customers,
                 timeout: Duration::from_millis(sv.request_timeout_ms),
             }),
@@ -69,30 +118,104 @@ impl AppState {
     pub async fn swap(&self, model: ServedModel) -> Result<()> {
         let manifest = Arc::new(model.manifest.clone());
         self.inner
+            .serving
             .batcher
             .swap(model)
             .await
             .map_err(|e| Error::Model(e.to_string()))?;
-        *self.inner.manifest.write().await = manifest;
+        *self
+            .inner
+            .serving
+            .manifest
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = manifest;
         Ok(())
+    }
+
+    /// The served model's manifest.
+    pub async fn manifest(&self) -> Arc<Manifest> {
+        self.inner
+            .serving
+            .manifest
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Predicts `n` rows of 21 features through the batcher, within the request deadline.
+    pub async fn predict_rows(&self, rows: Vec<f32>, n: usize) -> Result<Answer, ApiError> {
+        let deadline = Instant::now() + self.inner.timeout;
+        self.inner
+            .serving
+            .batcher
+            .predict(rows, n, deadline)
+            .await
+            .map_err(|e| {
+                if matches!(e, BatchError::Busy) {
+                    self.inner
+                        .metrics
+                        .rejected_busy
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                ApiError::from(e)
+            })
     }
 }
 
 /// The router with every route and layer.
 pub fn router(state: AppState, settings: &Settings) -> Router {
+    let sv = &settings.server;
+    let admin = Router::new()
+        .route("/api/v1/train", post(start_job))
+        .route("/train", get(start_default_job))
+        .route("/api/v1/jobs", get(list_jobs))
+        .route("/api/v1/jobs/{id}", get(get_job).delete(cancel_job))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
+        .route("/", get(web::form).post(web::submit))
+        .route("/model", get(web::model_page))
+        .route("/static/{file}", get(web::static_file))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(prometheus))
+        .route("/api/openapi.json", get(openapi_document))
         .route("/api/v1/model", get(model_manifest))
         .route("/api/v1/predict", post(predict))
+        .merge(admin)
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(settings.server.max_body_bytes))
-        .with_state(state)
+        .with_state(state.clone())
+        // Inner to outer: the body limit (a Content-Length over it is refused before reading,
+        // a streamed body is cut off at it); the overall time limit; plain-text errors of
+        // those layers and of axum turned into JSON errors; compression for clients that ask;
+        // tracing; metrics (which see every answer).
+        .layer(DefaultBodyLimit::disable())
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            sv.max_body_bytes,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_millis(sv.request_timeout_ms.saturating_add(1000)),
+        ))
+        .layer(middleware::from_fn(json_errors))
+        .layer(tower_http::compression::CompressionLayer::new())
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(middleware::from_fn_with_state(
+            state.inner.metrics.clone(),
+            metrics::track,
+        ))
 }
 
 /// Loads the current model of the store, training one on the built-in data first when the
 /// store is empty, and serves until Ctrl-C / SIGTERM.
-pub async fn serve(settings: Settings, models: std::path::PathBuf) -> Result<()> {
+pub async fn serve(
+    settings: Settings,
+    models: std::path::PathBuf,
+    model_config: crate::train::classifier::ModelConfig,
+) -> Result<()> {
     let start = Instant::now();
     let options = crate::inference::SessionOptions::from_settings(&settings.inference);
     let store = crate::store::LocalStore::new(&models);
@@ -105,7 +228,8 @@ pub async fn serve(settings: Settings, models: std::path::PathBuf) -> Result<()>
         let s = settings.clone();
         let m = models.clone();
         let o = options.clone();
-        tokio::task::spawn_blocking(move || train_default(s, m, o))
+        let c = model_config.clone();
+        tokio::task::spawn_blocking(move || train_default(s, m, o, c))
             .await
             .map_err(|e| Error::Training(e.to_string()))??;
     }
@@ -116,7 +240,22 @@ pub async fn serve(settings: Settings, models: std::path::PathBuf) -> Result<()>
         model.manifest.classifier,
         models.display()
     );
-    let state = AppState::new(model, &settings);
+    let admin_token = std::env::var("CATEGORIZER_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    if admin_token.is_none() {
+        tracing::info!(
+            "CATEGORIZER_ADMIN_TOKEN is not set: the training endpoints accept loopback clients only"
+        );
+    }
+    let training = TrainingSetup {
+        settings: settings.clone(),
+        model_config,
+        store_dir: models.clone(),
+        options,
+        admin_token,
+    };
+    let state = AppState::new(model, &settings, Some(training));
     let app = router(state, &settings);
     let addr: SocketAddr = format!("{}:{}", settings.server.host, settings.server.port)
         .parse()
@@ -141,15 +280,17 @@ fn train_default(
     settings: Settings,
     models: std::path::PathBuf,
     options: crate::inference::SessionOptions,
+    model_config: crate::train::classifier::ModelConfig,
 ) -> Result<()> {
     let source = crate::ingest::DataSource::parse(&settings.data.source)?;
     let req = crate::train::TrainRequest {
         source,
         device: settings.device,
-        model_config: crate::train::classifier::ModelConfig::load(None)?,
+        model_config,
         out_dir: std::env::temp_dir().join(format!("categorizer-first-run-{}", std::process::id())),
         settings,
         progress: false,
+        monitor: None,
     };
     let outcome = crate::train::run(&req)?;
     let p = crate::model::publish(&outcome, &crate::store::LocalStore::new(models), &options)?;
@@ -258,18 +399,219 @@ async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
 }
 
+/// Turns the empty or plain-text error responses of the layers and of axum (405, 408, 413,
+/// ...) into the JSON error shape; JSON errors and HTML pages pass untouched.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let r = next.run(req).await;
+    let status = r.status();
+    let typed = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json") || t.starts_with("text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || typed {
+        return r;
+    }
+    let (code, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "this route does not take that method".to_string(),
+        ),
+        StatusCode::REQUEST_TIMEOUT => (
+            "request_timeout",
+            "the request took longer than the server's time limit".to_string(),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "body_too_large",
+            "the request body is over the size limit".to_string(),
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "the body's content type is not accepted here".to_string(),
+        ),
+        s => (
+            "http_error",
+            s.canonical_reason().unwrap_or("error").to_string(),
+        ),
+    };
+    let mut json = ApiError::new(status, code, message).into_response();
+    if let Some(allow) = r.headers().get(header::ALLOW) {
+        json.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    json
+}
+
+/// Guards the training endpoints: with an admin token configured, `Authorization: Bearer
+/// <token>`; without one, loopback clients only.
+async fn require_admin(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    // As axum's ConnectInfo extractor does: the socket's peer, else a MockConnectInfo layer's.
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
+        .or_else(|| {
+            req.extensions()
+                .get::<axum::extract::connect_info::MockConnectInfo<SocketAddr>>()
+                .map(|c| c.0)
+        });
+    match authorize(req.headers(), peer, s.inner.admin_token.as_deref()) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The training endpoints' access rule (see [`require_admin`]).
+pub fn authorize(
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    token: Option<&str>,
+) -> Result<(), ApiError> {
+    match token {
+        Some(token) => {
+            let given = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            if given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+                Ok(())
+            } else {
+                Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "training endpoints need `Authorization: Bearer <CATEGORIZER_ADMIN_TOKEN>`",
+                ))
+            }
+        }
+        None if peer.is_some_and(|p| p.ip().is_loopback()) => Ok(()),
+        None => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "training endpoints accept only loopback clients while CATEGORIZER_ADMIN_TOKEN is not set",
+        )),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 async fn healthz() -> &'static str {
     "ok"
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {
-    let version = s.inner.manifest.read().await.version.clone();
+    let version = s.manifest().await.version.clone();
     axum::Json(serde_json::json!({"ready": true, "model_version": version})).into_response()
 }
 
 async fn model_manifest(State(s): State<AppState>) -> Response {
-    let m = s.inner.manifest.read().await.clone();
+    let m = s.manifest().await;
     axum::Json(&*m).into_response()
+}
+
+async fn openapi_document() -> Response {
+    axum::Json(openapi::document()).into_response()
+}
+
+async fn prometheus(State(s): State<AppState>) -> Response {
+    let m = s.manifest().await;
+    let (queued, running) = s.inner.jobs.as_ref().map_or((0, 0), |j| {
+        let all = j.list();
+        let count = |st| all.iter().filter(|v| v.state == st).count();
+        (count(JobState::Queued), count(JobState::Running))
+    });
+    let text = s.inner.metrics.render(&metrics::Gauges {
+        queue_depth: s.inner.serving.batcher.queue_depth(),
+        model_version: &m.version,
+        model_classifier: &m.classifier,
+        jobs_queued: queued,
+        jobs_running: running,
+    });
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response()
+}
+
+impl From<JobError> for ApiError {
+    fn from(e: JobError) -> Self {
+        let message = e.to_string();
+        match e {
+            JobError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "job_not_found", message),
+            JobError::Ended(_) => ApiError::new(StatusCode::CONFLICT, "job_ended", message),
+            JobError::QueueFull => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "training_queue_full",
+                message,
+            ),
+            JobError::BadOption { field, .. } => {
+                let mut a = ApiError::new(StatusCode::BAD_REQUEST, "invalid_option", message);
+                a.field = Some(field.into());
+                a
+            }
+        }
+    }
+}
+
+fn jobs(s: &AppState) -> Result<&Jobs, ApiError> {
+    s.inner.jobs.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "training_disabled",
+            "this server was started without training",
+        )
+    })
+}
+
+fn accepted(view: jobs::JobView) -> Response {
+    let location = format!("/api/v1/jobs/{}", view.id);
+    let mut r = (StatusCode::ACCEPTED, axum::Json(view)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+/// `POST /api/v1/train`: `{"source"?, "device"?, "classifier"?}` (an empty body: defaults).
+async fn start_job(State(s): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let options: JobOptions = if body.iter().all(u8::is_ascii_whitespace) {
+        JobOptions::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                format!("the body is not valid training options: {e}"),
+            )
+        })?
+    };
+    Ok(accepted(jobs(&s)?.submit(options)?))
+}
+
+/// `GET /train`: the original app's route; queues a job with the default options.
+async fn start_default_job(State(s): State<AppState>) -> Result<Response, ApiError> {
+    Ok(accepted(jobs(&s)?.submit(JobOptions::default())?))
+}
+
+async fn list_jobs(State(s): State<AppState>) -> Result<Response, ApiError> {
+    Ok(axum::Json(serde_json::json!({"jobs": jobs(&s)?.list()})).into_response())
+}
+
+async fn get_job(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    Ok(axum::Json(jobs(&s)?.get(&id)?).into_response())
+}
+
+async fn cancel_job(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let view = jobs(&s)?.cancel(&id)?;
+    Ok((StatusCode::ACCEPTED, axum::Json(view)).into_response())
 }
 
 #[derive(Serialize)]
@@ -307,7 +649,6 @@ async fn predict(
     State(s): State<AppState>,
     body: std::result::Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let deadline = Instant::now() + s.inner.timeout;
     let body = body.map_err(|r| {
         let status = r.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -347,13 +688,13 @@ async fn predict(
         }
     }
     let answer = if valid > 0 {
-        Some(s.inner.batcher.predict(rows, valid, deadline).await?)
+        Some(s.predict_rows(rows, valid).await?)
     } else {
         None
     };
     let version = match &answer {
         Some(a) => a.model_version.to_string(),
-        None => s.inner.manifest.read().await.version.clone(),
+        None => s.manifest().await.version.clone(),
     };
     let mut out = Vec::with_capacity(n);
     let mut at = 0usize;

@@ -2,6 +2,7 @@
 
 mod backends;
 mod bad_input;
+mod browser;
 mod cli;
 mod onnx;
 mod pipeline;

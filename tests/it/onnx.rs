@@ -31,6 +31,7 @@ fn trained(kind: ClassifierChoice, dir: &Path) -> TrainOutcome {
         model_config: config,
         out_dir: dir.join("run"),
         progress: false,
+        monitor: None,
     })
     .unwrap()
 }

@@ -13,6 +13,7 @@ fn request(source: DataSource, out: &std::path::Path) -> TrainRequest {
         model_config: crate::model_config(),
         out_dir: out.to_path_buf(),
         progress: false,
+        monitor: None,
     }
 }
 

@@ -6,6 +6,7 @@ use categorizer::config::{DeviceChoice, Settings};
 use categorizer::inference::SessionOptions;
 use categorizer::ingest::DataSource;
 use categorizer::model::{self, ServedModel};
+use categorizer::serve::jobs::TrainingSetup;
 use categorizer::serve::{AppState, router};
 use categorizer::store::LocalStore;
 use categorizer::train::classifier::ClassifierChoice;
@@ -13,7 +14,7 @@ use categorizer::train::{self, TrainRequest};
 use serde_json::{Value, json};
 
 /// Trains a small model with `seed` and stores it; returns the model's directory.
-fn stored_model(dir: &Path, seed: u64) -> PathBuf {
+pub fn stored_model(dir: &Path, seed: u64) -> PathBuf {
     let mut config = crate::model_config();
     config.classifier = ClassifierChoice::Mlp;
     let mut settings = crate::settings();
@@ -26,6 +27,7 @@ fn stored_model(dir: &Path, seed: u64) -> PathBuf {
         model_config: config,
         out_dir: dir.join(format!("run{seed}")),
         progress: false,
+        monitor: None,
     })
     .unwrap();
     let store = LocalStore::new(dir.join(format!("models{seed}")));
@@ -34,17 +36,50 @@ fn stored_model(dir: &Path, seed: u64) -> PathBuf {
 }
 
 /// Starts the service on a free loopback port; returns its base URL and state.
-async fn start(model_dir: &Path, settings: Settings) -> (String, AppState) {
+pub async fn start(model_dir: &Path, settings: Settings) -> (String, AppState) {
+    start_with(model_dir, settings, None).await
+}
+
+/// Starts the service with training jobs publishing to `training`'s store.
+pub async fn start_with(
+    model_dir: &Path,
+    settings: Settings,
+    training: Option<TrainingSetup>,
+) -> (String, AppState) {
     let model = ServedModel::open(model_dir, &SessionOptions::default()).unwrap();
-    let state = AppState::new(model, &settings);
+    let state = AppState::new(model, &settings, training);
     let app = router(state.clone(), &settings);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
     (format!("http://{addr}"), state)
 }
 
-fn customer(age: i64) -> Value {
+/// What training jobs need: small, quick runs that publish to `store`.
+pub fn training(store: &Path, token: Option<&str>) -> TrainingSetup {
+    let mut settings = crate::settings();
+    settings.segmentation.n_init = 2;
+    settings.data.source = "synthetic:rows=1500,seed=7".into();
+    settings.device = DeviceChoice::Cpu;
+    let mut model_config = crate::model_config();
+    model_config.classifier = ClassifierChoice::Mlp;
+    TrainingSetup {
+        settings,
+        model_config,
+        store_dir: store.to_path_buf(),
+        options: SessionOptions::default(),
+        admin_token: token.map(str::to_string),
+    }
+}
+
+pub fn customer(age: i64) -> Value {
     json!({
         "Age": age, "Education": 2, "Marital_Status": 1, "Parental_Status": 1, "Children": 1,
         "Income": 52000.0, "Total_Spending": 600.0, "Days_as_Customer": 500, "Recency": 30,
@@ -176,4 +211,458 @@ async fn a_model_switch_during_a_stream_of_requests_loses_none() {
         .map(|t| serde_json::from_str(&t).unwrap())
         .unwrap();
     assert_eq!(r["model_version"], next_version.as_str());
+}
+
+/// The 21 form keys as a browser posts them.
+pub fn form_body(age: &str) -> String {
+    let c = customer(30);
+    c.as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            let v = if k == "Age" {
+                age.to_string()
+            } else {
+                v.to_string()
+            };
+            format!("{k}={}", v.replace('-', "%2D"))
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_form_answers_a_cluster_and_keeps_the_input_of_a_bad_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, _) = start(&stored_model(dir.path(), 1), crate::settings()).await;
+    let client = reqwest::Client::new();
+    let page = client.get(format!("{url}/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    for f in categorizer::schema::FEATURES {
+        assert!(
+            html.contains(&format!("name=\"{}\"", f.key)),
+            "{} not in the form",
+            f.key
+        );
+    }
+    assert!(html.contains("<select id=\"Education\""));
+    assert!(html.contains("/static/style.css"));
+
+    let post = |body: String| {
+        client
+            .post(format!("{url}/"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let r = post(form_body("30")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Cluster <span id=\"segment\">"), "{html}");
+    assert!(html.contains("<svg"), "the result has its picture");
+    assert!(html.contains("this customer"));
+
+    let r = post(form_body("-4")).await.unwrap();
+    assert_eq!(r.status(), 422);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("id=\"Age-error\""), "{html}");
+    assert!(html.contains("-4 is outside [0, 130]"), "{html}");
+    assert!(html.contains("value=\"-4\""), "the bad input is kept");
+    assert!(
+        html.contains("value=\"52000.0\""),
+        "the other inputs are kept"
+    );
+    assert!(!html.contains("Cluster <span"));
+
+    let css = client
+        .get(format!("{url}/static/style.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(css.status(), 200);
+    assert!(
+        css.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+    let model = client.get(format!("{url}/model")).send().await.unwrap();
+    assert_eq!(model.status(), 200);
+    let html = model.text().await.unwrap();
+    assert!(
+        html.contains("<svg") && html.contains("Weighted F1"),
+        "{html}"
+    );
+}
+
+async fn job(client: &reqwest::Client, url: &str, id: &str) -> Value {
+    let r = client
+        .get(format!("{url}/api/v1/jobs/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    serde_json::from_str(&r.text().await.unwrap()).unwrap()
+}
+
+async fn wait_until_ended(client: &reqwest::Client, url: &str, id: &str) -> (Value, Vec<Value>) {
+    let mut seen = Vec::new();
+    for _ in 0..6000 {
+        let v = job(client, url, id).await;
+        if ["succeeded", "failed", "cancelled"].contains(&v["state"].as_str().unwrap()) {
+            return (v, seen);
+        }
+        seen.push(v);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("job {id} did not end in 120 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_training_job_runs_publishes_and_its_promoted_model_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let (url, _) = start_with(
+        &stored_model(dir.path(), 1),
+        crate::settings(),
+        Some(training(&store, None)),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let before: Value = serde_json::from_str(
+        &client
+            .get(format!("{url}/api/v1/model"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let r = client
+        .post(format!("{url}/api/v1/train"))
+        .header("content-type", "application/json")
+        .body(r#"{"source": "synthetic:rows=1500,seed=9", "classifier": "mlp", "device": "cpu"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(v["state"], "queued");
+    let id = v["id"].as_str().unwrap().to_string();
+    assert_eq!(location, format!("/api/v1/jobs/{id}"));
+
+    let (done, seen) = wait_until_ended(&client, &url, &id).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let running: Vec<&Value> = seen.iter().filter(|v| v["state"] == "running").collect();
+    assert!(!running.is_empty(), "the job was seen running");
+    assert!(
+        running
+            .iter()
+            .all(|v| !v["stage"].as_str().unwrap().is_empty())
+    );
+    let progress: Vec<f64> = running
+        .iter()
+        .map(|v| v["progress"].as_f64().unwrap())
+        .collect();
+    assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
+    assert_eq!(done["progress"], 1.0);
+
+    // The job's store was empty: its model is promoted and served from then on.
+    let result = &done["result"];
+    assert_eq!(result["promoted"], true, "{done}");
+    assert_eq!(result["serving"], true);
+    assert!(result["weighted_f1"].as_f64().unwrap() > 0.5);
+    let version = result["model_version"].as_str().unwrap();
+    assert_ne!(before["version"].as_str().unwrap(), version);
+    assert!(store.join(version).join("model.onnx").is_file());
+    let after: Value = serde_json::from_str(
+        &client
+            .get(format!("{url}/api/v1/model"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(after["version"], version);
+    let r = client
+        .post(format!("{url}/api/v1/predict"))
+        .header("content-type", "application/json")
+        .body(json!({"customers": [customer(30)]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(v["model_version"], version);
+
+    let list: Value = serde_json::from_str(
+        &client
+            .get(format!("{url}/api/v1/jobs"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(list["jobs"][0]["id"], id.as_str());
+    let metrics = client
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!("categorizer_model_info{{version=\"{version}\"")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "categorizer_http_requests_total{route=\"/api/v1/jobs/{id}\",status=\"2xx\"}"
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn training_jobs_can_be_cancelled_queued_or_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let mut setup = training(&store, None);
+    setup.model_config.classifier = ClassifierChoice::Gbdt;
+    setup.model_config.gbdt.rounds = 100_000;
+    let (url, _) = start_with(&stored_model(dir.path(), 1), crate::settings(), Some(setup)).await;
+    let client = reqwest::Client::new();
+    let submit = || async {
+        let r = client.get(format!("{url}/train")).send().await.unwrap();
+        assert_eq!(r.status(), 202);
+        let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        v["id"].as_str().unwrap().to_string()
+    };
+    let (long, queued) = (submit().await, submit().await);
+
+    // The second waits behind the first: cancelling it ends it at once.
+    let r = client
+        .delete(format!("{url}/api/v1/jobs/{queued}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(v["state"], "cancelled", "{v}");
+    assert!(v["started_at"].is_null());
+
+    // The first is cancelled while it boosts.
+    for _ in 0..3000 {
+        let v = job(&client, &url, &long).await;
+        if v["stage"] == "GBDT" && v["stage_done"].as_u64().unwrap() > 0 {
+            break;
+        }
+        assert_eq!(
+            v["state"].as_str().map(|s| s == "queued" || s == "running"),
+            Some(true),
+            "{v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let r = client
+        .delete(format!("{url}/api/v1/jobs/{long}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let (done, _) = wait_until_ended(&client, &url, &long).await;
+    assert_eq!(done["state"], "cancelled", "{done}");
+    assert_eq!(done["stage"], "GBDT");
+    assert!(done["result"].is_null());
+    assert!(
+        !store.exists() || std::fs::read_dir(&store).unwrap().next().is_none(),
+        "nothing was stored"
+    );
+
+    let r = client
+        .delete(format!("{url}/api/v1/jobs/{long}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let r = client
+        .get(format!("{url}/api/v1/jobs/12345"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(v["error"]["code"], "job_not_found");
+    let r = client
+        .post(format!("{url}/api/v1/train"))
+        .body(r#"{"source": "nowhere.xlsx"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(v["error"]["field"], "source", "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn training_endpoints_refuse_other_hosts_without_the_token() {
+    use axum::extract::connect_info::MockConnectInfo;
+    let dir = tempfile::tempdir().unwrap();
+    let model_dir = stored_model(dir.path(), 1);
+    let settings = crate::settings();
+    // A real socket on loopback, with the peer address the router sees set to another host
+    // (no traffic leaves this machine).
+    let serve_as = |token: Option<&str>, peer: [u8; 4]| {
+        let model = ServedModel::open(&model_dir, &SessionOptions::default()).unwrap();
+        let state = AppState::new(
+            model,
+            &settings,
+            Some(training(&dir.path().join("s"), token)),
+        );
+        let app = router(state, &settings)
+            .layer(MockConnectInfo(std::net::SocketAddr::from((peer, 40000))));
+        async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+            format!("http://{addr}")
+        }
+    };
+    let client = reqwest::Client::new();
+    let remote = serve_as(None, [10, 1, 2, 3]).await;
+    for (method, path) in [
+        ("POST", "/api/v1/train"),
+        ("GET", "/train"),
+        ("GET", "/api/v1/jobs"),
+        ("GET", "/api/v1/jobs/1"),
+        ("DELETE", "/api/v1/jobs/1"),
+    ] {
+        let r = client
+            .request(method.parse().unwrap(), format!("{remote}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{method} {path}");
+        let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        assert_eq!(v["error"]["code"], "forbidden");
+    }
+    // Predictions stay open to everyone.
+    let r = client
+        .post(format!("{remote}/api/v1/predict"))
+        .body(json!({"customers": [customer(30)]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let with_token = serve_as(Some("s3cret"), [10, 1, 2, 3]).await;
+    let jobs = |auth: Option<&'static str>| {
+        let mut rq = client.get(format!("{with_token}/api/v1/jobs"));
+        if let Some(a) = auth {
+            rq = rq.header("authorization", a);
+        }
+        rq.send()
+    };
+    assert_eq!(jobs(None).await.unwrap().status(), 401);
+    assert_eq!(jobs(Some("Bearer wrong")).await.unwrap().status(), 401);
+    assert_eq!(jobs(Some("s3cret")).await.unwrap().status(), 401);
+    assert_eq!(jobs(Some("Bearer s3cret")).await.unwrap().status(), 200);
+
+    let local = serve_as(None, [127, 0, 0, 1]).await;
+    let r = client
+        .get(format!("{local}/api/v1/jobs"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_endpoints_metrics_openapi_and_json_errors_from_the_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, _) = start(&stored_model(dir.path(), 1), crate::settings()).await;
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        let r = client
+            .post(format!("{url}/api/v1/predict"))
+            .body(json!({"customers": [customer(30), customer(50)]}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let m = client.get(format!("{url}/metrics")).send().await.unwrap();
+    assert!(
+        m.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let m = m.text().await.unwrap();
+    assert!(
+        m.contains("categorizer_http_requests_total{route=\"/api/v1/predict\",status=\"2xx\"} 3\n"),
+        "{m}"
+    );
+    assert!(
+        m.contains(
+            "categorizer_http_request_duration_seconds_count{route=\"/api/v1/predict\"} 3\n"
+        ),
+        "{m}"
+    );
+    assert!(m.contains("categorizer_batch_rows_sum 6\n"), "{m}");
+    assert!(m.contains("categorizer_batcher_queue_depth 0\n"), "{m}");
+
+    let doc: Value = serde_json::from_str(
+        &client
+            .get(format!("{url}/api/openapi.json"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for (method, path) in categorizer::serve::openapi::JSON_ROUTES {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path}");
+    }
+
+    // Compression for clients that ask for it.
+    let r = client
+        .get(format!("{url}/api/openapi.json"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+
+    // axum's 405 comes out in the JSON error shape.
+    let r = client
+        .get(format!("{url}/api/v1/predict"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(v["error"]["code"], "method_not_allowed");
+
+    // Without training set up, the training endpoints say so (loopback passes the guard).
+    let r = client
+        .get(format!("{url}/api/v1/jobs"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(v["error"]["code"], "training_disabled");
 }

@@ -1,0 +1,424 @@
+//! Training jobs: a bounded queue and ONE worker thread that runs them one at a time.
+//!
+//! A job trains on its data source, publishes the model to the store (export, parity check,
+//! promotion gate) and, when the new model is promoted, hands it to the batcher, which switches
+//! between two batches: serving keeps answering from the current model the whole time and no
+//! request is dropped. A job can be cancelled while queued (it never starts) or while running
+//! (training stops at its next stage or iteration; nothing is stored).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{DeviceChoice, Settings};
+use crate::error::{Error, Result};
+use crate::inference::SessionOptions;
+use crate::ingest::DataSource;
+use crate::model::ServedModel;
+use crate::store::LocalStore;
+use crate::train::classifier::{ClassifierChoice, ModelConfig};
+use crate::train::progress::Monitor;
+
+/// Jobs kept for `GET /api/v1/jobs/{id}` after they end; the oldest ended ones go first.
+const KEEP_ENDED: usize = 100;
+/// Jobs that may wait behind the running one.
+const QUEUE_CAPACITY: usize = 8;
+
+/// What a job may choose; anything left out comes from the service's settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobOptions {
+    /// A data source as `categorizer train --data` takes it: a CSV/Parquet path on the server,
+    /// or `synthetic:rows=N,seed=S`.
+    pub source: Option<String>,
+    pub device: Option<DeviceChoice>,
+    pub classifier: Option<ClassifierChoice>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub fn ended(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
+    }
+}
+
+/// What a finished job produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobResult {
+    pub model_version: String,
+    pub promoted: bool,
+    pub promotion_note: String,
+    pub classifier: String,
+    pub weighted_f1: f64,
+    pub silhouette: f64,
+    pub davies_bouldin: f64,
+    pub rows: usize,
+    pub device: String,
+    pub seconds: f64,
+    /// Whether the service now answers with this model.
+    pub serving: bool,
+}
+
+/// A job as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobView {
+    pub id: String,
+    pub state: JobState,
+    /// The training stage running now (empty while queued).
+    pub stage: String,
+    /// Iterations of the stage done / total, when it is iterative.
+    pub stage_done: u64,
+    pub stage_total: u64,
+    /// Stages finished / all stages, in [0, 1].
+    pub progress: f64,
+    pub cancel_requested: bool,
+    pub options: JobOptions,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub result: Option<JobResult>,
+    pub error: Option<String>,
+}
+
+struct Record {
+    view: JobView,
+    monitor: Arc<Monitor>,
+}
+
+/// The stages of a job in order, as the training run names them (a prefix match), for the
+/// coarse progress figure.
+const STAGES: [&str; 11] = [
+    "Reading",
+    "Engineering",
+    "Fitting preprocessing",
+    "Starting the compute",
+    "PCA",
+    "KMeans",
+    "Evaluating",
+    "Classifier",
+    "GBDT",
+    "MLP",
+    "Publishing",
+];
+
+fn stage_progress(stage: &str, done: u64, total: u64) -> f64 {
+    let Some(i) = STAGES.iter().position(|s| stage.starts_with(s)) else {
+        return 0.0;
+    };
+    let within = if total > 0 {
+        (done as f64 / total as f64).min(1.0)
+    } else {
+        0.0
+    };
+    (i as f64 + within) / STAGES.len() as f64
+}
+
+/// What a job needs from the service.
+#[derive(Clone)]
+pub struct TrainingSetup {
+    pub settings: Settings,
+    pub model_config: ModelConfig,
+    pub store_dir: PathBuf,
+    pub options: SessionOptions,
+    /// Bearer token for the training endpoints; `None`: loopback clients only.
+    pub admin_token: Option<String>,
+}
+
+/// Hands a promoted model to whatever serves (the batcher).
+pub type Install = Box<dyn Fn(ServedModel) -> Result<()> + Send>;
+
+/// The job table and the queue in front of the worker.
+#[derive(Clone)]
+pub struct Jobs {
+    records: Arc<Mutex<BTreeMap<u64, Record>>>,
+    next: Arc<AtomicU64>,
+    tx: mpsc::SyncSender<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("no job {0}")]
+    NotFound(String),
+    #[error("job {0} has already ended")]
+    Ended(String),
+    #[error("{QUEUE_CAPACITY} jobs are already waiting; retry when one has finished")]
+    QueueFull,
+    #[error("{field}: {message}")]
+    BadOption {
+        field: &'static str,
+        message: String,
+    },
+}
+
+impl Jobs {
+    /// Starts the worker thread. `install` is called with each promoted model.
+    pub fn start(setup: TrainingSetup, install: Install) -> Self {
+        let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
+        let jobs = Self {
+            records: Arc::default(),
+            next: Arc::new(AtomicU64::new(1)),
+            tx,
+        };
+        let records = jobs.records.clone();
+        std::thread::Builder::new()
+            .name("training".into())
+            .spawn(move || {
+                for id in rx {
+                    run_one(&records, id, &setup, &install);
+                }
+            })
+            .expect("spawning the training thread");
+        jobs
+    }
+
+    /// Queues a job after checking its options.
+    pub fn submit(&self, options: JobOptions) -> Result<JobView, JobError> {
+        if let Some(s) = &options.source {
+            DataSource::parse(s).map_err(|e| JobError::BadOption {
+                field: "source",
+                message: e.to_string(),
+            })?;
+        }
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let view = JobView {
+            id: id.to_string(),
+            state: JobState::Queued,
+            stage: String::new(),
+            stage_done: 0,
+            stage_total: 0,
+            progress: 0.0,
+            cancel_requested: false,
+            options,
+            created_at: now(),
+            started_at: None,
+            finished_at: None,
+            result: None,
+            error: None,
+        };
+        {
+            let mut records = self.records.lock().expect("job table");
+            records.insert(
+                id,
+                Record {
+                    view: view.clone(),
+                    monitor: Arc::default(),
+                },
+            );
+        }
+        if self.tx.try_send(id).is_err() {
+            self.records.lock().expect("job table").remove(&id);
+            return Err(JobError::QueueFull);
+        }
+        Ok(view)
+    }
+
+    pub fn get(&self, id: &str) -> Result<JobView, JobError> {
+        let records = self.records.lock().expect("job table");
+        let r = parse_id(id)
+            .and_then(|n| records.get(&n))
+            .ok_or_else(|| JobError::NotFound(id.into()))?;
+        Ok(live_view(r))
+    }
+
+    /// Every job known, newest first.
+    pub fn list(&self) -> Vec<JobView> {
+        let records = self.records.lock().expect("job table");
+        records.values().rev().map(live_view).collect()
+    }
+
+    /// Cancels a queued job at once, or asks a running one to stop.
+    pub fn cancel(&self, id: &str) -> Result<JobView, JobError> {
+        let mut records = self.records.lock().expect("job table");
+        let r = parse_id(id)
+            .and_then(|n| records.get_mut(&n))
+            .ok_or_else(|| JobError::NotFound(id.into()))?;
+        if r.view.state.ended() {
+            return Err(JobError::Ended(id.into()));
+        }
+        r.monitor.cancel();
+        r.view.cancel_requested = true;
+        if r.view.state == JobState::Queued {
+            r.view.state = JobState::Cancelled;
+            r.view.finished_at = Some(now());
+        }
+        Ok(live_view(r))
+    }
+}
+
+fn parse_id(id: &str) -> Option<u64> {
+    id.parse().ok()
+}
+
+fn live_view(r: &Record) -> JobView {
+    let mut v = r.view.clone();
+    if v.state == JobState::Running {
+        let (stage, done, total) = r.monitor.snapshot();
+        v.progress = stage_progress(&stage, done, total);
+        v.stage = stage;
+        v.stage_done = done;
+        v.stage_total = total;
+    }
+    v
+}
+
+fn now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    crate::model::rfc3339(secs)
+}
+
+fn run_one(
+    records: &Mutex<BTreeMap<u64, Record>>,
+    id: u64,
+    setup: &TrainingSetup,
+    install: &Install,
+) {
+    let (options, monitor) = {
+        let mut records = records.lock().expect("job table");
+        let Some(r) = records.get_mut(&id) else {
+            return;
+        };
+        if r.view.state != JobState::Queued {
+            return; // cancelled while it waited
+        }
+        r.view.state = JobState::Running;
+        r.view.started_at = Some(now());
+        (r.view.options.clone(), r.monitor.clone())
+    };
+    tracing::info!("training job {id} started");
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        train_and_publish(id, &options, setup, &monitor, install)
+    }))
+    .unwrap_or_else(|_| Err(Error::Training("the training run panicked".into())));
+    let mut records = records.lock().expect("job table");
+    if let Some(r) = records.get_mut(&id) {
+        let (stage, done, total) = monitor.snapshot();
+        r.view.stage = stage;
+        r.view.stage_done = done;
+        r.view.stage_total = total;
+        r.view.finished_at = Some(now());
+        match outcome {
+            Ok(result) => {
+                tracing::info!(
+                    "training job {id} succeeded: model {} ({})",
+                    result.model_version,
+                    if result.promoted {
+                        "promoted"
+                    } else {
+                        "not promoted"
+                    }
+                );
+                r.view.state = JobState::Succeeded;
+                r.view.progress = 1.0;
+                r.view.result = Some(result);
+            }
+            Err(Error::Cancelled) => {
+                tracing::info!("training job {id} cancelled");
+                r.view.state = JobState::Cancelled;
+            }
+            Err(e) => {
+                tracing::warn!("training job {id} failed: {e}");
+                r.view.state = JobState::Failed;
+                r.view.error = Some(e.to_string());
+            }
+        }
+    }
+    // Forget the oldest ended jobs beyond the ones kept.
+    let ended: Vec<u64> = records
+        .iter()
+        .filter(|(_, r)| r.view.state.ended())
+        .map(|(&k, _)| k)
+        .collect();
+    for k in ended.iter().take(ended.len().saturating_sub(KEEP_ENDED)) {
+        records.remove(k);
+    }
+}
+
+fn train_and_publish(
+    id: u64,
+    options: &JobOptions,
+    setup: &TrainingSetup,
+    monitor: &Arc<Monitor>,
+    install: &Install,
+) -> Result<JobResult> {
+    let settings = setup.settings.clone();
+    let source = DataSource::parse(options.source.as_deref().unwrap_or(&settings.data.source))?;
+    let mut model_config = setup.model_config.clone();
+    if let Some(c) = options.classifier {
+        model_config.classifier = c;
+    }
+    let run_dir = std::env::temp_dir().join(format!("categorizer-job-{}-{id}", std::process::id()));
+    let req = crate::train::TrainRequest {
+        source,
+        device: options.device.unwrap_or(settings.device),
+        settings,
+        model_config,
+        out_dir: run_dir.clone(),
+        progress: false,
+        monitor: Some(monitor.clone()),
+    };
+    let outcome = crate::train::run(&req);
+    // The run directory's content is in the manifest; only the store keeps the model.
+    let _ = std::fs::remove_dir_all(&run_dir);
+    let outcome = outcome?;
+    monitor.check()?;
+    monitor.set_stage("Publishing the model");
+    let store = LocalStore::new(&setup.store_dir);
+    let published = crate::model::publish(&outcome, &store, &setup.options)?;
+    let m = &published.manifest;
+    let mut serving = false;
+    if m.promotion.promoted {
+        let model = ServedModel::from_store(&store, &published.version, &setup.options)?;
+        install(model)?;
+        serving = true;
+    }
+    Ok(JobResult {
+        model_version: published.version.clone(),
+        promoted: m.promotion.promoted,
+        promotion_note: m.promotion.note.clone(),
+        classifier: m.classifier.clone(),
+        weighted_f1: m.promotion.weighted_f1,
+        silhouette: m.metrics.silhouette,
+        davies_bouldin: m.metrics.davies_bouldin,
+        rows: m.metrics.rows,
+        device: format!("{} ({})", m.device.kind, m.device.backend),
+        seconds: outcome
+            .metrics
+            .seconds
+            .get("total")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.0),
+        serving,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_grows_with_the_stages() {
+        assert_eq!(stage_progress("", 0, 0), 0.0);
+        let a = stage_progress("PCA", 0, 0);
+        let b = stage_progress("KMeans", 50, 100);
+        let c = stage_progress("Publishing the model", 0, 0);
+        assert!(0.0 < a && a < b && b < c && c < 1.0, "{a} {b} {c}");
+    }
+}

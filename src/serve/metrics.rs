@@ -1,0 +1,313 @@
+//! Prometheus metrics without locks on the request path: every route has a fixed slot of
+//! atomic counters and histogram buckets, so recording a request is a handful of relaxed
+//! atomic adds.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+
+/// Route templates, as the router declares them; anything else is counted as `other`.
+pub const ROUTES: [&str; 14] = [
+    "/",
+    "/model",
+    "/train",
+    "/static/{file}",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/api/openapi.json",
+    "/api/v1/model",
+    "/api/v1/predict",
+    "/api/v1/train",
+    "/api/v1/jobs",
+    "/api/v1/jobs/{id}",
+    "other",
+];
+
+/// The route template a path belongs to.
+pub fn route_of(path: &str) -> usize {
+    let other = ROUTES.len() - 1;
+    if let Some(i) = ROUTES[..other].iter().position(|r| *r == path) {
+        return i;
+    }
+    let prefixed = |prefix: &str, template: &str| {
+        path.strip_prefix(prefix)
+            .filter(|rest| !rest.is_empty() && !rest.contains('/'))
+            .and_then(|_| ROUTES.iter().position(|r| *r == template))
+    };
+    prefixed("/api/v1/jobs/", "/api/v1/jobs/{id}")
+        .or_else(|| prefixed("/static/", "/static/{file}"))
+        .unwrap_or(other)
+}
+
+/// Upper bounds of the latency buckets, in seconds.
+const LATENCY_BOUNDS: [f64; 14] = [
+    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+/// Upper bounds of the formed-batch-size buckets, in rows.
+const BATCH_BOUNDS: [f64; 15] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0, 16384.0, 65536.0,
+    262144.0,
+];
+
+/// A Prometheus histogram with fixed bounds (`+Inf` implied).
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    /// Per bucket (not cumulative), the last one `+Inf`.
+    buckets: Vec<AtomicU64>,
+    count: AtomicU64,
+    /// Sum of observations in millionths.
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, v: f64) {
+        let i = self.bounds.partition_point(|&b| b < v);
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add((v * 1e6).round() as u64, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    fn write(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (i, b) in self.buckets.iter().enumerate() {
+            cumulative += b.load(Ordering::Relaxed);
+            let le = self
+                .bounds
+                .get(i)
+                .map_or("+Inf".to_string(), |v| v.to_string());
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(
+            out,
+            "{name}_sum{braces} {}",
+            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count{braces} {}", self.count());
+    }
+}
+
+/// Status classes counted per route.
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+#[derive(Debug)]
+struct RouteMetrics {
+    by_class: [AtomicU64; 5],
+    latency: Histogram,
+}
+
+/// Everything `/metrics` reports that is counted as it happens.
+#[derive(Debug)]
+pub struct Metrics {
+    routes: Vec<RouteMetrics>,
+    /// Rows per batch the inference worker ran.
+    pub batch_rows: Histogram,
+    /// Requests the batcher refused because its queue was full.
+    pub rejected_busy: AtomicU64,
+    /// Requests whose deadline passed while they waited.
+    pub expired: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            routes: ROUTES
+                .iter()
+                .map(|_| RouteMetrics {
+                    by_class: Default::default(),
+                    latency: Histogram::new(&LATENCY_BOUNDS),
+                })
+                .collect(),
+            batch_rows: Histogram::new(&BATCH_BOUNDS),
+            rejected_busy: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Point-in-time values `/metrics` adds to the counters.
+pub struct Gauges<'a> {
+    pub queue_depth: usize,
+    pub model_version: &'a str,
+    pub model_classifier: &'a str,
+    pub jobs_queued: usize,
+    pub jobs_running: usize,
+}
+
+impl Metrics {
+    pub fn record(&self, route: usize, status: u16, seconds: f64) {
+        let r = &self.routes[route];
+        let class = (status / 100).clamp(1, 5) as usize - 1;
+        r.by_class[class].fetch_add(1, Ordering::Relaxed);
+        r.latency.observe(seconds);
+    }
+
+    /// Requests answered on `route` with a status of `class` (1..=5).
+    pub fn requests(&self, route: &str, class: usize) -> u64 {
+        ROUTES.iter().position(|r| *r == route).map_or(0, |i| {
+            self.routes[i].by_class[class - 1].load(Ordering::Relaxed)
+        })
+    }
+
+    /// The Prometheus text exposition format.
+    pub fn render(&self, g: &Gauges) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        out.push_str(
+            "# HELP categorizer_http_requests_total HTTP requests answered, by route and status class.\n\
+             # TYPE categorizer_http_requests_total counter\n",
+        );
+        for (route, m) in ROUTES.iter().zip(&self.routes) {
+            for (class, c) in CLASSES.iter().zip(&m.by_class) {
+                let c = c.load(Ordering::Relaxed);
+                if c > 0 {
+                    let _ = writeln!(
+                        out,
+                        "categorizer_http_requests_total{{route=\"{route}\",status=\"{class}\"}} {c}"
+                    );
+                }
+            }
+        }
+        out.push_str(
+            "# HELP categorizer_http_request_duration_seconds Time from request to response head, by route.\n\
+             # TYPE categorizer_http_request_duration_seconds histogram\n",
+        );
+        for (route, m) in ROUTES.iter().zip(&self.routes) {
+            if m.latency.count() > 0 {
+                m.latency.write(
+                    &mut out,
+                    "categorizer_http_request_duration_seconds",
+                    &format!("route=\"{route}\""),
+                );
+            }
+        }
+        out.push_str(
+            "# HELP categorizer_batch_rows Rows in each batch the inference worker ran.\n\
+             # TYPE categorizer_batch_rows histogram\n",
+        );
+        self.batch_rows
+            .write(&mut out, "categorizer_batch_rows", "");
+        let _ = write!(
+            out,
+            "# HELP categorizer_batcher_rejected_total Prediction requests refused with 503, by reason.\n\
+             # TYPE categorizer_batcher_rejected_total counter\n\
+             categorizer_batcher_rejected_total{{reason=\"queue_full\"}} {}\n\
+             categorizer_batcher_rejected_total{{reason=\"deadline\"}} {}\n\
+             # HELP categorizer_batcher_queue_depth Prediction requests waiting for the inference worker.\n\
+             # TYPE categorizer_batcher_queue_depth gauge\n\
+             categorizer_batcher_queue_depth {}\n\
+             # HELP categorizer_model_info The model being served (value 1).\n\
+             # TYPE categorizer_model_info gauge\n\
+             categorizer_model_info{{version=\"{}\",classifier=\"{}\"}} 1\n\
+             # HELP categorizer_training_jobs Training jobs by state.\n\
+             # TYPE categorizer_training_jobs gauge\n\
+             categorizer_training_jobs{{state=\"queued\"}} {}\n\
+             categorizer_training_jobs{{state=\"running\"}} {}\n",
+            self.rejected_busy.load(Ordering::Relaxed),
+            self.expired.load(Ordering::Relaxed),
+            g.queue_depth,
+            escape(g.model_version),
+            escape(g.model_classifier),
+            g.jobs_queued,
+            g.jobs_running,
+        );
+        out
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Middleware: counts every request and times it to its response head.
+pub async fn track(
+    State(metrics): State<std::sync::Arc<Metrics>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let start = Instant::now();
+    let route = route_of(req.uri().path());
+    let response = next.run(req).await;
+    metrics.record(
+        route,
+        response.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_map_to_their_route_templates() {
+        assert_eq!(ROUTES[route_of("/api/v1/predict")], "/api/v1/predict");
+        assert_eq!(ROUTES[route_of("/api/v1/jobs/17")], "/api/v1/jobs/{id}");
+        assert_eq!(ROUTES[route_of("/api/v1/jobs/17/x")], "other");
+        assert_eq!(ROUTES[route_of("/static/style.css")], "/static/{file}");
+        assert_eq!(ROUTES[route_of("/nope")], "other");
+    }
+
+    #[test]
+    fn histograms_are_cumulative_in_the_exposition() {
+        let m = Metrics::default();
+        m.batch_rows.observe(1.0);
+        m.batch_rows.observe(3.0);
+        m.batch_rows.observe(1e9);
+        let text = m.render(&Gauges {
+            queue_depth: 2,
+            model_version: "v\"1",
+            model_classifier: "mlp",
+            jobs_queued: 0,
+            jobs_running: 1,
+        });
+        assert!(
+            text.contains("categorizer_batch_rows_bucket{le=\"1\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("categorizer_batch_rows_bucket{le=\"4\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("categorizer_batch_rows_bucket{le=\"+Inf\"} 3\n"),
+            "{text}"
+        );
+        assert!(text.contains("categorizer_batch_rows_count 3\n"), "{text}");
+        assert!(text.contains("version=\"v\\\"1\""), "{text}");
+        assert!(
+            text.contains("categorizer_batcher_queue_depth 2\n"),
+            "{text}"
+        );
+    }
+}

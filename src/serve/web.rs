@@ -1,0 +1,486 @@
+//! The web pages: the prediction form (`GET /`, `POST /`), the model page (`GET /model`) and
+//! their stylesheet. Every field of the form comes from the one feature definition
+//! ([`crate::schema::FEATURES`]): its key, label, unit, kind and range.
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+
+use super::AppState;
+use super::svg;
+use crate::model::Manifest;
+use crate::schema::{FEATURES, FeatureKind, N_FEATURES, check_feature};
+
+/// The stylesheet, compiled in: the service needs no files beside its binary.
+const STYLE_CSS: &str = include_str!("../../static/style.css");
+
+/// One `<option>` of a coded field.
+pub struct Choice {
+    pub code: usize,
+    pub label: &'static str,
+    pub selected: bool,
+}
+
+/// One field of the form, with what the user typed and its error.
+pub struct Field {
+    pub key: &'static str,
+    pub label: &'static str,
+    pub unit: &'static str,
+    pub choices: Vec<Choice>,
+    pub value: String,
+    pub error: Option<String>,
+    pub min: String,
+    pub max: String,
+    pub step: &'static str,
+    pub required: bool,
+}
+
+impl Field {
+    pub fn is_select(&self) -> bool {
+        !self.choices.is_empty()
+    }
+}
+
+fn fields(values: &[String; N_FEATURES], errors: &[Option<String>; N_FEATURES]) -> Vec<Field> {
+    FEATURES
+        .iter()
+        .enumerate()
+        .map(|(j, f)| Field {
+            key: f.key,
+            label: f.label,
+            unit: f.unit,
+            choices: f
+                .choices
+                .iter()
+                .enumerate()
+                .map(|(code, label)| Choice {
+                    code,
+                    label,
+                    selected: values[j] == code.to_string(),
+                })
+                .collect(),
+            value: values[j].clone(),
+            error: errors[j].clone(),
+            min: f.min.to_string(),
+            max: f.max.to_string(),
+            step: match f.kind {
+                FeatureKind::Real => "any",
+                _ => "1",
+            },
+            required: f.key != "Income",
+        })
+        .collect()
+}
+
+/// A segment's probability, for the bars.
+pub struct Probability {
+    pub id: usize,
+    pub name: String,
+    pub percent: String,
+    pub width: String,
+    pub chosen: bool,
+}
+
+/// One line of the comparison between the customer and their segment.
+pub struct ProfileLine {
+    pub label: &'static str,
+    pub unit: &'static str,
+    pub customer: String,
+    pub segment_mean: String,
+}
+
+pub struct Outcome {
+    pub segment: usize,
+    pub name: String,
+    pub share: String,
+    pub probabilities: Vec<Probability>,
+    pub profile: Vec<ProfileLine>,
+    pub picture: String,
+}
+
+#[derive(Template)]
+#[template(path = "index.html")]
+pub struct IndexPage {
+    pub fields: Vec<Field>,
+    pub outcome: Option<Outcome>,
+    pub error_count: usize,
+    pub model_version: String,
+}
+
+#[derive(Template)]
+#[template(path = "model.html")]
+pub struct ModelPage<'a> {
+    pub m: &'a Manifest,
+    pub picture: String,
+    pub segments: Vec<SegmentRow>,
+    pub candidates: Vec<CandidateRow>,
+    pub columns: Vec<&'static str>,
+}
+
+pub struct SegmentRow {
+    pub id: usize,
+    pub name: String,
+    pub size: usize,
+    pub share: String,
+    pub means: Vec<String>,
+}
+
+pub struct CandidateRow {
+    pub kind: String,
+    pub f1: String,
+    pub accuracy: String,
+    pub seconds: String,
+    pub chosen: bool,
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+pub struct MessagePage<'a> {
+    pub title: &'a str,
+    pub message: &'a str,
+}
+
+fn html(status: StatusCode, page: &impl Template) -> Response {
+    match page.render() {
+        Ok(body) => (status, Html(body)).into_response(),
+        Err(e) => {
+            tracing::error!("rendering a page: {e}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be rendered",
+            )
+                .into_response()
+        }
+    }
+}
+
+fn message(status: StatusCode, title: &str, text: &str) -> Response {
+    html(
+        status,
+        &MessagePage {
+            title,
+            message: text,
+        },
+    )
+}
+
+/// `GET /`: the empty form.
+pub async fn form(State(s): State<AppState>) -> Response {
+    let version = s.manifest().await.version.clone();
+    html(
+        StatusCode::OK,
+        &IndexPage {
+            fields: fields(&Default::default(), &Default::default()),
+            outcome: None,
+            error_count: 0,
+            model_version: version,
+        },
+    )
+}
+
+/// Reads the 21 form keys of an urlencoded body: the values as typed, the parsed features, and
+/// an error per field that cannot be used.
+pub fn parse_form(
+    body: &[u8],
+) -> (
+    [String; N_FEATURES],
+    [f32; N_FEATURES],
+    [Option<String>; N_FEATURES],
+) {
+    let mut typed: [String; N_FEATURES] = Default::default();
+    let mut seen = [false; N_FEATURES];
+    for (k, v) in form_urlencoded(body) {
+        if let Some(j) = crate::schema::feature_index(&k) {
+            typed[j] = v.trim().to_string();
+            seen[j] = true;
+        }
+    }
+    let mut values = [f32::NAN; N_FEATURES];
+    let mut errors: [Option<String>; N_FEATURES] = Default::default();
+    for j in 0..N_FEATURES {
+        let t = &typed[j];
+        if !seen[j] || t.is_empty() {
+            if FEATURES[j].key != "Income" {
+                errors[j] = Some("is required".into());
+            }
+            continue;
+        }
+        match t.parse::<f64>() {
+            Ok(v) if v.is_nan() => errors[j] = Some(format!("'{t}' is not a number")),
+            Ok(v) => match check_feature(j, v as f32) {
+                Ok(()) => values[j] = v as f32,
+                Err(e) => errors[j] = Some(e.message),
+            },
+            Err(_) => errors[j] = Some(format!("'{t}' is not a number")),
+        }
+    }
+    (typed, values, errors)
+}
+
+/// `key=value` pairs of an urlencoded body; a part that does not decode is kept as it came (a
+/// value then fails as "not a number" and is shown to the user, rather than vanishing).
+fn form_urlencoded(body: &[u8]) -> Vec<(String, String)> {
+    let text = |s: &[u8]| decode(s).unwrap_or_else(|| String::from_utf8_lossy(s).into_owned());
+    body.split(|&b| b == b'&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let mut it = pair.splitn(2, |&b| b == b'=');
+            let k = text(it.next().unwrap_or(b""));
+            let v = text(it.next().unwrap_or(b""));
+            (k, v)
+        })
+        .collect()
+}
+
+fn decode(s: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = |c: u8| (c as char).to_digit(16);
+                let (hi, lo) = (hex(*s.get(i + 1)?)?, hex(*s.get(i + 2)?)?);
+                out.push((hi * 16 + lo) as u8);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `POST /`: predicts one customer, or re-renders the form with the errors (422).
+pub async fn submit(State(s): State<AppState>, body: Bytes) -> Response {
+    let (typed, values, errors) = parse_form(&body);
+    let error_count = errors.iter().filter(|e| e.is_some()).count();
+    if error_count > 0 {
+        let version = s.manifest().await.version.clone();
+        return html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &IndexPage {
+                fields: fields(&typed, &errors),
+                outcome: None,
+                error_count,
+                model_version: version,
+            },
+        );
+    }
+    let answer = match s.predict_rows(values.to_vec(), 1).await {
+        Ok(a) => a,
+        Err(e) => {
+            let status = e.status;
+            return message(status, "Prediction unavailable", &e.message);
+        }
+    };
+    let manifest = s.manifest().await;
+    let segment = answer.segment[0].max(0) as usize;
+    let k = answer.k;
+    let profile = manifest.segments.get(segment);
+    let outcome = Outcome {
+        segment,
+        name: answer
+            .segment_names
+            .get(segment)
+            .cloned()
+            .unwrap_or_default(),
+        share: profile.map_or(String::new(), |p| format!("{:.0}%", p.share * 100.0)),
+        probabilities: answer.probabilities[..k]
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| Probability {
+                id: i,
+                name: answer.segment_names.get(i).cloned().unwrap_or_default(),
+                percent: format!("{:.1}%", p * 100.0),
+                width: format!("{:.1}", (p * 100.0).clamp(0.0, 100.0)),
+                chosen: i == segment,
+            })
+            .collect(),
+        profile: FEATURES
+            .iter()
+            .enumerate()
+            .map(|(j, f)| ProfileLine {
+                label: f.label,
+                unit: f.unit,
+                customer: show_value(j, values[j] as f64),
+                segment_mean: profile
+                    .and_then(|p| p.means.get(f.key))
+                    .map_or("–".into(), |&m| show_mean(j, m)),
+            })
+            .collect(),
+        picture: svg::segments(
+            &manifest,
+            answer.embedding.get(..2).map(|e| [e[0], e[1]]),
+            Some(segment),
+        ),
+    };
+    html(
+        StatusCode::OK,
+        &IndexPage {
+            fields: fields(&typed, &Default::default()),
+            outcome: Some(outcome),
+            error_count: 0,
+            model_version: answer.model_version.to_string(),
+        },
+    )
+}
+
+fn show_value(j: usize, v: f64) -> String {
+    let f = &FEATURES[j];
+    if v.is_nan() {
+        return "not given".into();
+    }
+    if !f.choices.is_empty() {
+        return f
+            .choices
+            .get(v as usize)
+            .copied()
+            .unwrap_or("?")
+            .to_string();
+    }
+    match f.kind {
+        FeatureKind::Real => format!("{v:.0}"),
+        _ => format!("{v}"),
+    }
+}
+
+fn show_mean(j: usize, m: f64) -> String {
+    let f = &FEATURES[j];
+    if f.choices.len() == 2 {
+        return format!("{:.0}% {}", m * 100.0, f.choices[1].to_lowercase());
+    }
+    if !f.choices.is_empty() && m.is_finite() {
+        // The mean of an ordinal code, with the levels it falls between.
+        let level = |c: f64| f.choices[(c.max(0.0) as usize).min(f.choices.len() - 1)];
+        let (lo, hi) = (level(m.floor()), level(m.ceil()));
+        return if lo == hi {
+            format!("{m:.1} ({lo})")
+        } else {
+            format!("{m:.1} ({lo}–{hi})")
+        };
+    }
+    if m.abs() >= 100.0 {
+        format!("{m:.0}")
+    } else {
+        format!("{m:.1}")
+    }
+}
+
+/// Columns of the model page's segment table.
+const PROFILE_COLUMNS: [&str; 6] = [
+    "Age",
+    "Income",
+    "Total_Spending",
+    "Children",
+    "Discount_Purchases",
+    "NumWebVisitsMonth",
+];
+
+/// `GET /model`: what the served model is and how good it is.
+pub async fn model_page(State(s): State<AppState>) -> Response {
+    let m = s.manifest().await;
+    let idx: Vec<usize> = PROFILE_COLUMNS
+        .iter()
+        .filter_map(|k| crate::schema::feature_index(k))
+        .collect();
+    let page = ModelPage {
+        picture: svg::segments(&m, None, None),
+        segments: m
+            .segments
+            .iter()
+            .map(|p| SegmentRow {
+                id: p.id,
+                name: p.name.clone(),
+                size: p.size,
+                share: format!("{:.1}%", p.share * 100.0),
+                means: idx
+                    .iter()
+                    .map(|&j| {
+                        p.means
+                            .get(FEATURES[j].key)
+                            .map_or("–".into(), |&v| show_mean(j, v))
+                    })
+                    .collect(),
+            })
+            .collect(),
+        candidates: m
+            .metrics
+            .classifier
+            .candidates
+            .iter()
+            .map(|c| CandidateRow {
+                kind: c.kind.clone(),
+                f1: format!("{:.4}", c.test.f1),
+                accuracy: format!("{:.4}", c.test.accuracy),
+                seconds: format!("{:.2}", c.seconds),
+                chosen: c.kind == m.metrics.classifier.chosen,
+            })
+            .collect(),
+        columns: idx.iter().map(|&j| FEATURES[j].label).collect(),
+        m: &m,
+    };
+    html(StatusCode::OK, &page)
+}
+
+/// `GET /static/{file}`.
+pub async fn static_file(Path(file): Path<String>) -> Response {
+    match file.as_str() {
+        "style.css" => (
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/css; charset=utf-8"),
+                ),
+                (
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("public, max-age=3600"),
+                ),
+            ],
+            STYLE_CSS,
+        )
+            .into_response(),
+        _ => message(StatusCode::NOT_FOUND, "Not found", "No such file."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urlencoded_values_decode() {
+        assert_eq!(
+            form_urlencoded(b"a=1&b=x+y%2Fz&c=&d"),
+            vec![
+                ("a".into(), "1".into()),
+                ("b".into(), "x y/z".into()),
+                ("c".into(), "".into()),
+                ("d".into(), "".into())
+            ]
+        );
+        assert!(decode(b"%zz").is_none());
+        assert!(decode(b"%4").is_none());
+        assert!(decode(b"50%").is_none());
+    }
+
+    #[test]
+    fn a_form_with_bad_values_names_each_field() {
+        let mut body: Vec<String> = FEATURES.iter().map(|f| format!("{}=1", f.key)).collect();
+        body[0] = "Age=-3".into();
+        body[5] = "Income=lots".into();
+        body[6] = "Total_Spending=".into();
+        let (typed, values, errors) = parse_form(body.join("&").as_bytes());
+        assert_eq!(typed[5], "lots");
+        assert!(
+            errors[0].as_deref().unwrap().contains("outside"),
+            "{errors:?}"
+        );
+        assert!(errors[5].as_deref().unwrap().contains("not a number"));
+        assert_eq!(errors[6].as_deref(), Some("is required"));
+        assert_eq!(errors.iter().filter(|e| e.is_some()).count(), 3);
+        assert_eq!(values[1], 1.0);
+    }
+}
