@@ -13,7 +13,8 @@ RUN scripts/image.sh build /opt/categorizer
 
 FROM debian:bookworm-slim
 COPY scripts/image.sh /usr/local/share/categorizer/image.sh
-RUN /usr/local/share/categorizer/image.sh runtime-deps && /usr/local/share/categorizer/image.sh user
+RUN /usr/local/share/categorizer/image.sh runtime-deps && /usr/local/share/categorizer/image.sh user \
+    && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/onnxruntime/lib/ /opt/onnxruntime/lib/
 COPY --from=build /opt/categorizer/bin/categorizer /usr/local/bin/categorizer
 USER categorizer

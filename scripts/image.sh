@@ -4,14 +4,20 @@
 # breaks an image step fails CI even though no Docker engine runs there.
 #
 #   scripts/image.sh build-deps            packages the build stage needs (Debian)
-#   scripts/image.sh build PREFIX          release binary -> PREFIX/bin/categorizer
+#   scripts/image.sh build PREFIX          release build, then install-bin PREFIX
+#   scripts/image.sh install-bin PREFIX    the built binary -> PREFIX/bin/categorizer (stripped)
 #   scripts/image.sh onnxruntime PREFIX    libonnxruntime from PyPI's wheel -> PREFIX/lib
 #   scripts/image.sh runtime-deps [gpu]    packages the runtime stage needs (gpu: Vulkan loader)
 #   scripts/image.sh user                  the unprivileged user the service runs as
 #   scripts/image.sh smoke PREFIX          start PREFIX/bin/categorizer on a fresh store and
 #                                          wait for its healthcheck (what the image's
 #                                          HEALTHCHECK runs)
-#   scripts/image.sh check                 onnxruntime + build + smoke into a temporary PREFIX
+#   scripts/image.sh check                 build-deps, runtime-deps gpu, then onnxruntime +
+#                                          install-bin + smoke into a temporary
+#                                          PREFIX, with the binary the test run built (a
+#                                          `--bin`-only build resolves dependency features
+#                                          without the dev-dependencies and would compile the
+#                                          whole stack a second time)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +39,10 @@ case "$cmd" in
   build)
     prefix="${1:?usage: $0 build PREFIX}"
     cargo build --release --locked --bin categorizer
+    "$0" install-bin "$prefix"
+    ;;
+  install-bin)
+    prefix="${1:?usage: $0 install-bin PREFIX}"
     install -D -m 0755 "${CARGO_TARGET_DIR:-target}/release/categorizer" "$prefix/bin/categorizer"
     strip "$prefix/bin/categorizer" 2>/dev/null || true
     ;;
@@ -52,7 +62,6 @@ case "$cmd" in
     # driver and its Vulkan ICD when NVIDIA_DRIVER_CAPABILITIES includes "graphics".
     [ "${1:-}" = gpu ] && packages+=(libvulkan1 libegl1 libgl1)
     apt_install "${packages[@]}"
-    rm -rf /var/lib/apt/lists/* 2>/dev/null || true
     ;;
   user)
     id -u "$APP_USER" >/dev/null 2>&1 || useradd --system --uid "$APP_UID" --create-home \
@@ -81,11 +90,13 @@ case "$cmd" in
   check)
     prefix="$(mktemp -d)"
     trap 'rm -rf "$prefix"' EXIT
+    "$0" build-deps
+    "$0" runtime-deps gpu
     "$0" onnxruntime "$prefix"
-    "$0" build "$prefix"
+    "$0" install-bin "$prefix"
     "$0" smoke "$prefix"
     ;;
   *)
-    sed -n '2,16p' "$0" >&2; exit 2
+    sed -n '2,21p' "$0" >&2; exit 2
     ;;
 esac
