@@ -50,16 +50,43 @@ pub struct AppState {
 /// it for the pages. Both switch together when a model is installed.
 struct Serving {
     batcher: Batcher,
-    manifest: RwLock<Arc<Manifest>>,
+    current: RwLock<Current>,
+}
+
+/// The served model's manifest and its picture, drawn once per model.
+#[derive(Clone)]
+struct Current {
+    manifest: Arc<Manifest>,
+    plot: Arc<svg::Plot>,
+}
+
+impl Current {
+    fn of(model: &ServedModel) -> Self {
+        Self {
+            plot: Arc::new(svg::Plot::new(&model.manifest)),
+            manifest: Arc::new(model.manifest.clone()),
+        }
+    }
 }
 
 impl Serving {
+    fn set_current(&self, current: Current) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = current;
+    }
+
+    fn current(&self) -> Current {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn install_blocking(&self, model: ServedModel) -> Result<()> {
-        let manifest = Arc::new(model.manifest.clone());
+        let current = Current::of(&model);
         self.batcher
             .swap_blocking(model)
             .map_err(|e| Error::Model(e.to_string()))?;
-        *self.manifest.write().unwrap_or_else(|e| e.into_inner()) = manifest;
+        self.set_current(current);
         Ok(())
     }
 }
@@ -79,7 +106,7 @@ impl AppState {
     pub fn new(model: ServedModel, settings: &Settings, training: Option<TrainingSetup>) -> Self {
         let sv = &settings.server;
         let metrics = Arc::new(Metrics::default());
-        let manifest = Arc::new(model.manifest.clone());
+        let current = Current::of(&model);
         let batcher = Batcher::start(
             model,
             BatcherConfig {
@@ -92,7 +119,7 @@ impl AppState {
         );
         let serving = Arc::new(Serving {
             batcher,
-            manifest: RwLock::new(manifest),
+            current: RwLock::new(current),
         });
         let admin_token = training
             .as_ref()
@@ -116,30 +143,26 @@ impl AppState {
 
     /// Switches to `model` without dropping a request: queued rows finish on the old one.
     pub async fn swap(&self, model: ServedModel) -> Result<()> {
-        let manifest = Arc::new(model.manifest.clone());
+        let current = Current::of(&model);
         self.inner
             .serving
             .batcher
             .swap(model)
             .await
             .map_err(|e| Error::Model(e.to_string()))?;
-        *self
-            .inner
-            .serving
-            .manifest
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = manifest;
+        self.inner.serving.set_current(current);
         Ok(())
     }
 
     /// The served model's manifest.
     pub async fn manifest(&self) -> Arc<Manifest> {
-        self.inner
-            .serving
-            .manifest
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.inner.serving.current().manifest
+    }
+
+    /// The served model's manifest and its picture.
+    pub fn current_plot(&self) -> (Arc<Manifest>, Arc<svg::Plot>) {
+        let c = self.inner.serving.current();
+        (c.manifest, c.plot)
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -437,6 +460,12 @@ async fn json_errors(req: Request, next: Next) -> Response {
     let mut json = ApiError::new(status, code, message).into_response();
     if let Some(allow) = r.headers().get(header::ALLOW) {
         json.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        // The body was not read: the connection cannot carry another request, so tell the
+        // client not to reuse it (hyper closes it after this response).
+        json.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     json
 }

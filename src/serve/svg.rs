@@ -33,115 +33,168 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-/// The picture; `customer` is drawn as a ringed cross in the colour of `chosen`.
-pub fn segments(m: &Manifest, customer: Option<[f32; 2]>, chosen: Option<usize>) -> String {
-    let map = &m.embedding;
-    let points = map
-        .sample
-        .iter()
-        .map(|p| [p[0], p[1]])
-        .chain(map.centres.iter().copied())
-        .chain(customer)
-        .filter(|p| p[0].is_finite() && p[1].is_finite());
-    let (mut x0, mut x1, mut y0, mut y1) = (f32::MAX, f32::MIN, f32::MAX, f32::MIN);
-    let mut any = false;
-    for [x, y] in points {
-        any = true;
-        x0 = x0.min(x);
-        x1 = x1.max(x);
-        y0 = y0.min(y);
-        y1 = y1.max(y);
+/// A model's picture, drawn once when the model is loaded: everything but the customer, who is
+/// added per request ([`Plot::render`]).
+#[derive(Debug, Clone)]
+pub struct Plot {
+    /// From `<svg ...>` to the segment centres.
+    head: String,
+    /// The legend and `</svg>`.
+    tail: String,
+    /// Data → picture coordinates; `None` when the manifest has nothing to draw.
+    frame: Option<Frame>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    x0: f32,
+    y0: f32,
+    sx: f32,
+    sy: f32,
+    top: f32,
+}
+
+impl Frame {
+    fn px(&self, x: f32) -> f32 {
+        PAD + (x - self.x0) / self.sx * (WIDTH - 2.0 * PAD)
     }
-    let mut s = String::with_capacity(32 * 1024);
-    let _ = write!(
-        s,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" \
-         role=\"img\" aria-label=\"Customer segments in the model's 2-D embedding\" \
-         class=\"embedding\">"
-    );
-    if !any {
+
+    /// SVG's y grows downwards.
+    fn py(&self, y: f32) -> f32 {
+        HEIGHT - PAD - (y - self.y0) / self.sy * (HEIGHT - PAD - self.top)
+    }
+}
+
+impl Plot {
+    pub fn new(m: &Manifest) -> Self {
+        let map = &m.embedding;
+        let (mut x0, mut x1, mut y0, mut y1) = (f32::MAX, f32::MIN, f32::MAX, f32::MIN);
+        let mut any = false;
+        let points = map.sample.iter().map(|p| [p[0], p[1]]);
+        for [x, y] in points
+            .chain(map.centres.iter().copied())
+            .filter(|p| p[0].is_finite() && p[1].is_finite())
+        {
+            any = true;
+            x0 = x0.min(x);
+            x1 = x1.max(x);
+            y0 = y0.min(y);
+            y1 = y1.max(y);
+        }
+        let mut head = String::with_capacity(32 * 1024);
         let _ = write!(
-            s,
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">This model's manifest has no \
-             embedding to draw.</text></svg>",
+            head,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" \
+             role=\"img\" aria-label=\"Customer segments in the model's 2-D embedding\" \
+             class=\"embedding\">"
+        );
+        if !any {
+            let _ = write!(
+                head,
+                "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">This model's manifest has no \
+                 embedding to draw.</text>",
+                WIDTH / 2.0,
+                HEIGHT / 2.0
+            );
+            return Self {
+                head,
+                tail: "</svg>".into(),
+                frame: None,
+            };
+        }
+        let span = |a: f32, b: f32| if b - a > 1e-6 { b - a } else { 1.0 };
+        let f = Frame {
+            x0,
+            y0,
+            sx: span(x0, x1),
+            sy: span(y0, y1),
+            // The legend takes the top lines; the points go below it.
+            top: 18.0 + m.segments.len() as f32 * 16.0,
+        };
+        let _ = write!(
+            head,
+            "<rect x=\"0.5\" y=\"0.5\" width=\"{}\" height=\"{}\" class=\"frame\"/>\
+             <text x=\"{}\" y=\"{}\" class=\"axis\" text-anchor=\"middle\">principal component 1</text>\
+             <text x=\"12\" y=\"{}\" class=\"axis\" text-anchor=\"middle\" transform=\"rotate(-90 12 {})\">principal component 2</text>",
+            WIDTH - 1.0,
+            HEIGHT - 1.0,
             WIDTH / 2.0,
+            HEIGHT - 8.0,
+            HEIGHT / 2.0,
             HEIGHT / 2.0
         );
-        return s;
-    }
-    let span = |a: f32, b: f32| if b - a > 1e-6 { b - a } else { 1.0 };
-    let (sx, sy) = (span(x0, x1), span(y0, y1));
-    // The legend takes the top lines; the points go below it.
-    let top = 18.0 + m.segments.len() as f32 * 16.0;
-    let px = |x: f32| PAD + (x - x0) / sx * (WIDTH - 2.0 * PAD);
-    // SVG's y grows downwards.
-    let py = |y: f32| HEIGHT - PAD - (y - y0) / sy * (HEIGHT - PAD - top);
-    let _ = write!(
-        s,
-        "<rect x=\"0.5\" y=\"0.5\" width=\"{}\" height=\"{}\" class=\"frame\"/>\
-         <text x=\"{}\" y=\"{}\" class=\"axis\" text-anchor=\"middle\">principal component 1</text>\
-         <text x=\"12\" y=\"{}\" class=\"axis\" text-anchor=\"middle\" transform=\"rotate(-90 12 {})\">principal component 2</text>",
-        WIDTH - 1.0,
-        HEIGHT - 1.0,
-        WIDTH / 2.0,
-        HEIGHT - 8.0,
-        HEIGHT / 2.0,
-        HEIGHT / 2.0
-    );
-    s.push_str("<g class=\"sample\">");
-    for p in &map.sample {
-        if p[0].is_finite() && p[1].is_finite() {
+        head.push_str("<g class=\"sample\">");
+        for p in &map.sample {
+            if p[0].is_finite() && p[1].is_finite() {
+                let _ = write!(
+                    head,
+                    "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.6\" fill=\"{}\"/>",
+                    f.px(p[0]),
+                    f.py(p[1]),
+                    colour(p[2] as usize)
+                );
+            }
+        }
+        head.push_str("</g>");
+        for (i, c) in map.centres.iter().enumerate() {
+            let (cx, cy) = (f.px(c[0]), f.py(c[1]));
             let _ = write!(
-                s,
-                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.6\" fill=\"{}\"/>",
-                px(p[0]),
-                py(p[1]),
-                colour(p[2] as usize)
+                head,
+                "<g class=\"centre\"><circle cx=\"{cx:.1}\" cy=\"{cy:.1}\" r=\"11\" fill=\"{}\"/>\
+                 <text x=\"{cx:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{i}</text></g>",
+                colour(i),
+                cy + 4.5
             );
         }
+        let mut tail = String::new();
+        for (i, seg) in m.segments.iter().enumerate() {
+            let y = 18.0 + i as f32 * 16.0;
+            let _ = write!(
+                tail,
+                "<g class=\"legend\"><circle cx=\"{}\" cy=\"{}\" r=\"5\" fill=\"{}\"/>\
+                 <text x=\"{}\" y=\"{}\">{i}: {}</text></g>",
+                PAD,
+                y - 4.0,
+                colour(i),
+                PAD + 10.0,
+                y,
+                escape(&seg.name)
+            );
+        }
+        tail.push_str("</svg>");
+        Self {
+            head,
+            tail,
+            frame: Some(f),
+        }
     }
-    s.push_str("</g>");
-    for (i, c) in map.centres.iter().enumerate() {
-        let (cx, cy) = (px(c[0]), py(c[1]));
-        let _ = write!(
-            s,
-            "<g class=\"centre\"><circle cx=\"{cx:.1}\" cy=\"{cy:.1}\" r=\"11\" fill=\"{}\"/>\
-             <text x=\"{cx:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{i}</text></g>",
-            colour(i),
-            cy + 4.5
-        );
+
+    /// The picture with `customer` as a ringed cross in the colour of `chosen`; a customer
+    /// beyond the drawn area is pinned to its edge.
+    pub fn render(&self, customer: Option<[f32; 2]>, chosen: Option<usize>) -> String {
+        let mut s = String::with_capacity(self.head.len() + self.tail.len() + 512);
+        s.push_str(&self.head);
+        if let (Some(f), Some([x, y])) = (
+            self.frame,
+            customer.filter(|p| p[0].is_finite() && p[1].is_finite()),
+        ) {
+            let cx = f.px(x).clamp(PAD / 2.0, WIDTH - PAD / 2.0);
+            let cy = f.py(y).clamp(f.top, HEIGHT - PAD / 2.0);
+            let c = chosen.map_or("#000", colour);
+            let anchor = if cx > WIDTH * 0.7 { "end" } else { "start" };
+            let dx = if anchor == "end" { -14.0 } else { 14.0 };
+            let _ = write!(
+                s,
+                "<g class=\"customer\"><circle cx=\"{cx:.1}\" cy=\"{cy:.1}\" r=\"9\" fill=\"#fff\" stroke=\"{c}\" stroke-width=\"3\"/>\
+                 <path d=\"M{:.1} {cy:.1}h12M{cx:.1} {:.1}v12\" stroke=\"{c}\" stroke-width=\"3\"/>\
+                 <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\">this customer</text></g>",
+                cx - 6.0,
+                cy - 6.0,
+                cx + dx,
+                cy - 10.0
+            );
+        }
+        s.push_str(&self.tail);
+        s
     }
-    if let Some([x, y]) = customer.filter(|p| p[0].is_finite() && p[1].is_finite()) {
-        let (cx, cy) = (px(x), py(y));
-        let c = chosen.map_or("#000", colour);
-        let anchor = if cx > WIDTH * 0.7 { "end" } else { "start" };
-        let dx = if anchor == "end" { -14.0 } else { 14.0 };
-        let _ = write!(
-            s,
-            "<g class=\"customer\"><circle cx=\"{cx:.1}\" cy=\"{cy:.1}\" r=\"9\" fill=\"#fff\" stroke=\"{c}\" stroke-width=\"3\"/>\
-             <path d=\"M{:.1} {cy:.1}h12M{cx:.1} {:.1}v12\" stroke=\"{c}\" stroke-width=\"3\"/>\
-             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\">this customer</text></g>",
-            cx - 6.0,
-            cy - 6.0,
-            cx + dx,
-            cy - 10.0
-        );
-    }
-    // Legend.
-    for (i, seg) in m.segments.iter().enumerate() {
-        let y = 18.0 + i as f32 * 16.0;
-        let _ = write!(
-            s,
-            "<g class=\"legend\"><circle cx=\"{}\" cy=\"{}\" r=\"5\" fill=\"{}\"/>\
-             <text x=\"{}\" y=\"{}\">{i}: {}</text></g>",
-            PAD,
-            y - 4.0,
-            colour(i),
-            PAD + 10.0,
-            y,
-            escape(&seg.name)
-        );
-    }
-    s.push_str("</svg>");
-    s
 }

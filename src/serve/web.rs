@@ -9,7 +9,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
 use super::AppState;
-use super::svg;
 use crate::model::Manifest;
 use crate::schema::{FEATURES, FeatureKind, N_FEATURES, check_feature};
 
@@ -276,7 +275,7 @@ pub async fn submit(State(s): State<AppState>, body: Bytes) -> Response {
             return message(status, "Prediction unavailable", &e.message);
         }
     };
-    let manifest = s.manifest().await;
+    let (manifest, plot) = s.current_plot();
     let segment = answer.segment[0].max(0) as usize;
     let k = answer.k;
     let profile = manifest.segments.get(segment);
@@ -311,8 +310,7 @@ pub async fn submit(State(s): State<AppState>, body: Bytes) -> Response {
                     .map_or("–".into(), |&m| show_mean(j, m)),
             })
             .collect(),
-        picture: svg::segments(
-            &manifest,
+        picture: plot.render(
             answer.embedding.get(..2).map(|e| [e[0], e[1]]),
             Some(segment),
         ),
@@ -381,13 +379,13 @@ const PROFILE_COLUMNS: [&str; 6] = [
 
 /// `GET /model`: what the served model is and how good it is.
 pub async fn model_page(State(s): State<AppState>) -> Response {
-    let m = s.manifest().await;
+    let (m, plot) = s.current_plot();
     let idx: Vec<usize> = PROFILE_COLUMNS
         .iter()
         .filter_map(|k| crate::schema::feature_index(k))
         .collect();
     let page = ModelPage {
-        picture: svg::segments(&m, None, None),
+        picture: plot.render(None, None),
         segments: m
             .segments
             .iter()

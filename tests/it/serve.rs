@@ -142,6 +142,8 @@ async fn oversized_bodies_and_batches_are_413_and_malformed_json_is_400() {
     let huge = format!("{{\"customers\": [{}]}}", "0,".repeat(40_000) + "0");
     let r = post(huge).await.unwrap();
     assert_eq!(r.status(), 413);
+    // The unread body leaves the connection unusable: the client is told not to reuse it.
+    assert_eq!(r.headers()["connection"], "close");
     let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
     assert_eq!(v["error"]["code"], "body_too_large");
 
