@@ -104,7 +104,7 @@ async fn a_batch_with_one_bad_row_predicts_the_others_and_names_the_field() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    let v: Value = json_body(r).await;
     let p = v["predictions"].as_array().unwrap();
     assert_eq!(p.len(), 4);
     for i in [0, 3] {
@@ -144,23 +144,23 @@ async fn oversized_bodies_and_batches_are_413_and_malformed_json_is_400() {
     assert_eq!(r.status(), 413);
     // The unread body leaves the connection unusable: the client is told not to reuse it.
     assert_eq!(r.headers()["connection"], "close");
-    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    let v: Value = json_body(r).await;
     assert_eq!(v["error"]["code"], "body_too_large");
 
     let many = json!({"customers": vec![customer(30); 11]}).to_string();
     let r = post(many).await.unwrap();
     assert_eq!(r.status(), 413);
-    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    let v: Value = json_body(r).await;
     assert_eq!(v["error"]["code"], "too_many_customers");
 
     let r = post("{\"customers\": [".into()).await.unwrap();
     assert_eq!(r.status(), 400);
-    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    let v: Value = json_body(r).await;
     assert_eq!(v["error"]["code"], "malformed_json");
 
     let r = client.get(format!("{url}/nowhere")).send().await.unwrap();
     assert_eq!(r.status(), 404);
-    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    let v: Value = json_body(r).await;
     assert_eq!(v["error"]["code"], "not_found");
 }
 
@@ -185,7 +185,7 @@ async fn a_model_switch_during_a_stream_of_requests_loses_none() {
                     .await
                     .unwrap();
                 assert_eq!(r.status(), 200);
-                let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+                let v: Value = json_body(r).await;
                 assert!(v["predictions"][0]["segment"].is_i64(), "{v}");
                 versions.push(v["model_version"].as_str().unwrap().to_string());
             }
@@ -213,6 +213,16 @@ async fn a_model_switch_during_a_stream_of_requests_loses_none() {
         .map(|t| serde_json::from_str(&t).unwrap())
         .unwrap();
     assert_eq!(r["model_version"], next_version.as_str());
+}
+
+/// A response's JSON body.
+pub async fn json_body(r: reqwest::Response) -> Value {
+    serde_json::from_str(&r.text().await.unwrap()).unwrap()
+}
+
+/// `GET url` → its JSON body.
+async fn get_json(client: &reqwest::Client, url: String) -> Value {
+    json_body(client.get(url).send().await.unwrap()).await
 }
 
 /// The 21 form keys as a browser posts them.
@@ -305,7 +315,7 @@ async fn job(client: &reqwest::Client, url: &str, id: &str) -> Value {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    serde_json::from_str(&r.text().await.unwrap()).unwrap()
+    json_body(r).await
 }
 
 async fn wait_until_ended(client: &reqwest::Client, url: &str, id: &str) -> (Value, Vec<Value>) {
@@ -332,17 +342,7 @@ async fn a_training_job_runs_publishes_and_its_promoted_model_is_served() {
     )
     .await;
     let client = reqwest::Client::new();
-    let before: Value = serde_json::from_str(
-        &client
-            .get(format!("{url}/api/v1/model"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let before: Value = get_json(&client, format!("{url}/api/v1/model")).await;
     let r = client
         .post(format!("{url}/api/v1/train"))
         .header("content-type", "application/json")
@@ -352,7 +352,7 @@ async fn a_training_job_runs_publishes_and_its_promoted_model_is_served() {
         .unwrap();
     assert_eq!(r.status(), 202);
     let location = r.headers()["location"].to_str().unwrap().to_string();
-    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    let v: Value = json_body(r).await;
     assert_eq!(v["state"], "queued");
     let id = v["id"].as_str().unwrap().to_string();
     assert_eq!(location, format!("/api/v1/jobs/{id}"));
@@ -381,17 +381,7 @@ async fn a_training_job_runs_publishes_and_its_promoted_model_is_served() {
     let version = result["model_version"].as_str().unwrap();
     assert_ne!(before["version"].as_str().unwrap(), version);
     assert!(store.join(version).join("model.onnx").is_file());
-    let after: Value = serde_json::from_str(
-        &client
-            .get(format!("{url}/api/v1/model"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let after: Value = get_json(&client, format!("{url}/api/v1/model")).await;
     assert_eq!(after["version"], version);
     let r = client
         .post(format!("{url}/api/v1/predict"))
@@ -400,20 +390,10 @@ async fn a_training_job_runs_publishes_and_its_promoted_model_is_served() {
         .send()
         .await
         .unwrap();
-    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    let v: Value = json_body(r).await;
     assert_eq!(v["model_version"], version);
 
-    let list: Value = serde_json::from_str(
-        &client
-            .get(format!("{url}/api/v1/jobs"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let list: Value = get_json(&client, format!("{url}/api/v1/jobs")).await;
     assert_eq!(list["jobs"][0]["id"], id.as_str());
     let metrics = client
         .get(format!("{url}/metrics"))
@@ -446,7 +426,7 @@ async fn training_jobs_can_be_cancelled_queued_or_running() {
     let submit = || async {
         let r = client.get(format!("{url}/train")).send().await.unwrap();
         assert_eq!(r.status(), 202);
-        let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        let v: Value = json_body(r).await;
         v["id"].as_str().unwrap().to_string()
     };
     let (long, queued) = (submit().await, submit().await);
@@ -458,7 +438,7 @@ async fn training_jobs_can_be_cancelled_queued_or_running() {
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    let v: Value = json_body(r).await;
     assert_eq!(v["state"], "cancelled", "{v}");
     assert!(v["started_at"].is_null());
 
@@ -502,7 +482,7 @@ async fn training_jobs_can_be_cancelled_queued_or_running() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
-    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    let v: Value = json_body(r).await;
     assert_eq!(v["error"]["code"], "job_not_found");
     let r = client
         .post(format!("{url}/api/v1/train"))
@@ -511,7 +491,7 @@ async fn training_jobs_can_be_cancelled_queued_or_running() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    let v: Value = json_body(r).await;
     assert_eq!(v["error"]["field"], "source", "{v}");
 }
 
@@ -554,7 +534,7 @@ async fn training_endpoints_refuse_other_hosts_without_the_token() {
             .await
             .unwrap();
         assert_eq!(r.status(), 403, "{method} {path}");
-        let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        let v: Value = json_body(r).await;
         assert_eq!(v["error"]["code"], "forbidden");
     }
     // Predictions stay open to everyone.
@@ -623,17 +603,7 @@ async fn ops_endpoints_metrics_openapi_and_json_errors_from_the_layers() {
     assert!(m.contains("categorizer_batch_rows_sum 6\n"), "{m}");
     assert!(m.contains("categorizer_batcher_queue_depth 0\n"), "{m}");
 
-    let doc: Value = serde_json::from_str(
-        &client
-            .get(format!("{url}/api/openapi.json"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let doc: Value = get_json(&client, format!("{url}/api/openapi.json")).await;
     assert_eq!(doc["openapi"], "3.1.0");
     for (method, path) in categorizer::serve::openapi::JSON_ROUTES {
         assert!(doc["paths"][path][method].is_object(), "{method} {path}");
@@ -655,7 +625,7 @@ async fn ops_endpoints_metrics_openapi_and_json_errors_from_the_layers() {
         .await
         .unwrap();
     assert_eq!(r.status(), 405);
-    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    let v: Value = json_body(r).await;
     assert_eq!(v["error"]["code"], "method_not_allowed");
 
     // Without training set up, the training endpoints say so (loopback passes the guard).
@@ -665,6 +635,6 @@ async fn ops_endpoints_metrics_openapi_and_json_errors_from_the_layers() {
         .await
         .unwrap();
     assert_eq!(r.status(), 503);
-    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    let v: Value = json_body(r).await;
     assert_eq!(v["error"]["code"], "training_disabled");
 }
