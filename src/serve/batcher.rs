@@ -230,7 +230,7 @@ fn run(
     };
     metrics.batch_rows.observe(n as f64);
     let k = out.k;
-    let dims = if n > 0 { out.embedding.len() / n } else { 0 };
+    let dims = out.embedding.len().checked_div(n).unwrap_or(0);
     let mut at = 0usize;
     for job in batch.drain(..) {
         let answer = match &result {
