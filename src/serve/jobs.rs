@@ -235,6 +235,12 @@ impl Jobs {
         Ok(live_view(r))
     }
 
+    /// How many jobs are in `state` (for /metrics, without copying the jobs).
+    pub fn count(&self, state: JobState) -> usize {
+        let records = self.records.lock().expect("job table");
+        records.values().filter(|r| r.view.state == state).count()
+    }
+
     /// Every job known, newest first.
     pub fn list(&self) -> Vec<JobView> {
         let records = self.records.lock().expect("job table");
@@ -267,13 +273,15 @@ fn parse_id(id: &str) -> Option<u64> {
 fn live_view(r: &Record) -> JobView {
     let mut v = r.view.clone();
     if v.state == JobState::Running {
-        let (stage, done, total) = r.monitor.snapshot();
-        v.progress = stage_progress(&stage, done, total);
-        v.stage = stage;
-        v.stage_done = done;
-        v.stage_total = total;
+        take_stage(&mut v, &r.monitor);
+        v.progress = stage_progress(&v.stage, v.stage_done, v.stage_total);
     }
     v
+}
+
+/// Copies the monitor's stage and its iterations into `v`.
+fn take_stage(v: &mut JobView, monitor: &Monitor) {
+    (v.stage, v.stage_done, v.stage_total) = monitor.snapshot();
 }
 
 fn now() -> String {
@@ -309,10 +317,7 @@ fn run_one(
     .unwrap_or_else(|_| Err(Error::Training("the training run panicked".into())));
     let mut records = records.lock().expect("job table");
     if let Some(r) = records.get_mut(&id) {
-        let (stage, done, total) = monitor.snapshot();
-        r.view.stage = stage;
-        r.view.stage_done = done;
-        r.view.stage_total = total;
+        take_stage(&mut r.view, &monitor);
         r.view.finished_at = Some(now());
         match outcome {
             Ok(result) => {

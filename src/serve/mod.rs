@@ -155,7 +155,7 @@ impl AppState {
     }
 
     /// The served model's manifest.
-    pub async fn manifest(&self) -> Arc<Manifest> {
+    pub fn manifest(&self) -> Arc<Manifest> {
         self.inner.serving.current().manifest
     }
 
@@ -530,12 +530,12 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {
-    let version = s.manifest().await.version.clone();
+    let version = s.manifest().version.clone();
     axum::Json(serde_json::json!({"ready": true, "model_version": version})).into_response()
 }
 
 async fn model_manifest(State(s): State<AppState>) -> Response {
-    let m = s.manifest().await;
+    let m = s.manifest();
     axum::Json(&*m).into_response()
 }
 
@@ -544,11 +544,9 @@ async fn openapi_document() -> Response {
 }
 
 async fn prometheus(State(s): State<AppState>) -> Response {
-    let m = s.manifest().await;
+    let m = s.manifest();
     let (queued, running) = s.inner.jobs.as_ref().map_or((0, 0), |j| {
-        let all = j.list();
-        let count = |st| all.iter().filter(|v| v.state == st).count();
-        (count(JobState::Queued), count(JobState::Running))
+        (j.count(JobState::Queued), j.count(JobState::Running))
     });
     let text = s.inner.metrics.render(&metrics::Gauges {
         queue_depth: s.inner.serving.batcher.queue_depth(),
@@ -723,7 +721,7 @@ async fn predict(
     };
     let version = match &answer {
         Some(a) => a.model_version.to_string(),
-        None => s.manifest().await.version.clone(),
+        None => s.manifest().version.clone(),
     };
     let mut out = Vec::with_capacity(n);
     let mut at = 0usize;

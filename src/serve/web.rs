@@ -167,7 +167,7 @@ fn message(status: StatusCode, title: &str, text: &str) -> Response {
 
 /// `GET /`: the empty form.
 pub async fn form(State(s): State<AppState>) -> Response {
-    let version = s.manifest().await.version.clone();
+    let version = s.manifest().version.clone();
     html(
         StatusCode::OK,
         &IndexPage {
@@ -257,7 +257,7 @@ pub async fn submit(State(s): State<AppState>, body: Bytes) -> Response {
     let (typed, values, errors) = parse_form(&body);
     let error_count = errors.iter().filter(|e| e.is_some()).count();
     if error_count > 0 {
-        let version = s.manifest().await.version.clone();
+        let version = s.manifest().version.clone();
         return html(
             StatusCode::UNPROCESSABLE_ENTITY,
             &IndexPage {
