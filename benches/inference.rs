@@ -31,6 +31,7 @@ fn publish(kind: ClassifierChoice, dir: &std::path::Path) -> std::path::PathBuf 
         out_dir: dir.join("run"),
         progress: false,
         monitor: None,
+        reference: None,
     })
     .unwrap();
     let store = LocalStore::new(dir.join("models"));

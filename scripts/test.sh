@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sets up what is missing and runs the whole test suite (unit, integration, CPU and wgpu).
+# Sets up what is missing and runs the whole test suite (unit, integration, CPU and wgpu,
+# MongoDB and S3 against real servers started here on loopback ports).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
@@ -7,6 +8,11 @@ scripts/setup.sh test
 if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
   XDG_RUNTIME_DIR="$(mktemp -d)"; chmod 700 "$XDG_RUNTIME_DIR"; export XDG_RUNTIME_DIR
 fi
+services="$(mktemp)"
+scripts/services.sh start "$services"
+trap 'scripts/services.sh stop "$services"; rm -f "$services"' EXIT
+# shellcheck disable=SC1090
+. "$services"
 # Tests build with the release profile: the same compiled dependency stack as the service and
 # the benches, so a machine compiles polars/burn/wgpu once.
-exec cargo test --release --locked "$@"
+cargo test --release --locked "$@"

@@ -24,6 +24,7 @@ pub struct Settings {
     pub models: ModelStoreSettings,
     pub inference: InferenceSettings,
     pub server: ServerSettings,
+    pub validation: ValidationSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,6 +60,62 @@ pub struct BatcherSettings {
 pub struct ModelStoreSettings {
     /// The local model store: one directory per model version plus a `CURRENT` pointer.
     pub dir: std::path::PathBuf,
+    /// The S3 store, used instead of `dir` when `s3.uri` is set.
+    pub s3: S3Settings,
+    /// How often the server reads the store's current pointer and switches to a new current
+    /// model (milliseconds; 0: never).
+    pub poll_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    /// `s3://bucket/prefix`; null: the local store `models.dir`.
+    pub uri: Option<String>,
+    /// An S3-compatible endpoint (`http://host:port`); null: AWS for `region`.
+    pub endpoint: Option<String>,
+    pub region: String,
+    /// Path-style addressing (`endpoint/bucket/key`), which most S3-compatible stores need.
+    pub force_path_style: bool,
+    pub connect_timeout_ms: u64,
+    /// Longest one call (with its retry) may take.
+    pub timeout_ms: u64,
+    /// The server keeps the model it serves here, and serves it from here when S3 cannot be
+    /// reached at start.
+    pub cache_dir: std::path::PathBuf,
+}
+
+/// What training does when the data has drifted from the current model's training data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftAction {
+    /// Report it; promotion is decided as usual.
+    Warn,
+    /// Report it, and do not promote the new model.
+    Block,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidationSettings {
+    /// A column whose share of missing values is above this fails the schema check.
+    pub max_missing_share: f64,
+    /// A column whose share of out-of-range values or unknown categories is above this fails.
+    pub max_invalid_share: f64,
+    /// References with at most this many rows are tested statistically (KS, chi-square,
+    /// Z); larger ones by distance (Wasserstein, Jensen–Shannon).
+    pub small_reference_rows: usize,
+    /// Numeric columns with at most this many distinct reference values count as categorical.
+    pub max_categorical_unique: usize,
+    /// A statistical test's p-value below this is drift.
+    pub p_value: f64,
+    /// A normalised Wasserstein distance at or above this is drift.
+    pub wasserstein: f64,
+    /// A Jensen–Shannon distance at or above this is drift.
+    pub jensen_shannon: f64,
+    /// The data set has drifted when at least this share of its columns drifted.
+    pub dataset_drift_share: f64,
+    pub on_drift: DriftAction,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -199,6 +256,30 @@ impl Settings {
             "server.batcher.queue_capacity",
             "must be at least 1",
         )?;
+        let m = &self.models;
+        check(
+            m.s3.connect_timeout_ms >= 1 && m.s3.timeout_ms >= 1,
+            "models.s3.timeout_ms",
+            "timeouts must be at least 1 ms",
+        )?;
+        if let Some(uri) = m.s3.uri.as_deref().filter(|u| !u.is_empty()) {
+            crate::store::s3::parse_uri(uri).map_err(|e| Error::config("models.s3.uri", e.to_string()))?;
+        }
+        let v = &self.validation;
+        for (key, share) in [
+            ("validation.max_missing_share", v.max_missing_share),
+            ("validation.max_invalid_share", v.max_invalid_share),
+            ("validation.p_value", v.p_value),
+            ("validation.dataset_drift_share", v.dataset_drift_share),
+        ] {
+            check((0.0..=1.0).contains(&share), key, "must be between 0 and 1")?;
+        }
+        for (key, d) in [
+            ("validation.wasserstein", v.wasserstein),
+            ("validation.jensen_shannon", v.jensen_shannon),
+        ] {
+            check(d >= 0.0 && d.is_finite(), key, "must be a finite number >= 0")?;
+        }
         ReferenceDate::parse(&self.features.reference_date)
             .map_err(|m| Error::config("features.reference_date", m))?;
         Ok(())

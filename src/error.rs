@@ -44,7 +44,7 @@ pub enum Error {
     },
 
     #[error(
-        "{0}: unsupported data source (expected a .csv, .tsv, .txt or .parquet file, or synthetic:rows=N,seed=S)"
+        "{0}: unsupported data source (expected a .csv, .tsv, .txt or .parquet file, mongodb://HOST:PORT/DB?collection=NAME, or synthetic:rows=N,seed=S)"
     )]
     UnsupportedSource(String),
 
@@ -71,6 +71,12 @@ pub enum Error {
 
     #[error("export: {0}")]
     Export(String),
+
+    #[error("data source: {0}")]
+    Source(String),
+
+    #[error("data validation failed: {}", .0.summary())]
+    Validation(Box<crate::validate::Report>),
 
     #[error("model store: {0}")]
     Store(String),

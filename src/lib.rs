@@ -3,7 +3,8 @@
 //! The modules follow the data's path:
 //!
 //! - [`schema`]: the one definition of a customer (29 raw columns, 21 model features)
-//! - [`ingest`]: raw records from CSV, Parquet or the seeded synthetic generator
+//! - [`ingest`]: raw records from CSV, Parquet, MongoDB or the seeded synthetic generator
+//! - [`validate`]: the schema check and drift detection before training
 //! - [`features`]: raw records → the 21 features, with every set-aside row accounted for
 //! - [`preprocess`]: median imputation, scaling, Yeo-Johnson (fitted on training rows only)
 //! - [`train`]: PCA + KMeans segmentation and the segment classifier, as burn tensor code on
@@ -11,10 +12,12 @@
 //! - [`onnx`]: the fitted pipeline exported as one ONNX model
 //! - [`inference`]: ONNX Runtime sessions over exported models
 //! - [`model`], [`store`]: model + manifest, the parity check and promotion gate, the store
+//!   (a local directory or an S3 bucket)
 //! - [`predict`]: streaming bulk scoring of CSV and Parquet files
 //! - [`serve`]: the HTTP service (axum) with the dynamic batcher in front of ONNX Runtime
 //!
-//! [`config`] holds the typed, layered settings and [`error`] the error type.
+//! [`config`] holds the typed, layered settings, [`rt`] the small runtime the network clients run on, and
+//! [`error`] the error type.
 // The OpenAPI document is one large `serde_json::json!` literal.
 #![recursion_limit = "256"]
 
@@ -28,9 +31,11 @@ pub mod model;
 pub mod onnx;
 pub mod predict;
 pub mod preprocess;
+pub mod rt;
 pub mod schema;
 pub mod serve;
 pub mod store;
 pub mod train;
+pub mod validate;
 
 pub use error::{Error, Result};

@@ -12,7 +12,7 @@ use categorizer::inference::SessionOptions;
 use categorizer::ingest::{self, DataSource};
 use categorizer::model;
 use categorizer::predict::{self, PredictRequest};
-use categorizer::store::LocalStore;
+use categorizer::store;
 use categorizer::train::classifier::{ClassifierChoice, ModelConfig};
 use categorizer::train::{self, TrainOutcome, TrainRequest};
 
@@ -31,6 +31,16 @@ struct Cli {
     model_config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Subcommand)]
+enum ModelsAction {
+    /// Every complete version, oldest first, the current one marked.
+    List,
+    /// Make VERSION current (a running server picks it up at its next poll).
+    Promote { version: String },
+    /// Make the version that was current before the current one current again.
+    Rollback,
 }
 
 #[derive(Subcommand)]
@@ -65,9 +75,9 @@ enum Command {
         /// No progress bars.
         #[arg(long)]
         quiet: bool,
-        /// Model store to export into (default: models.dir from the settings).
+        /// Model store to export into: a directory or s3://bucket/prefix (default: models.s3.uri, else models.dir).
         #[arg(long)]
-        models: Option<PathBuf>,
+        models: Option<String>,
         /// Train and write the run directory only; no ONNX export.
         #[arg(long)]
         no_export: bool,
@@ -88,9 +98,45 @@ enum Command {
         host: Option<String>,
         #[arg(long)]
         port: Option<u16>,
-        /// Model store (default: models.dir from the settings).
+        /// Model store: a directory or s3://bucket/prefix (default: models.s3.uri, else models.dir).
         #[arg(long)]
-        models: Option<PathBuf>,
+        models: Option<String>,
+    },
+    /// Load raw records from a file into a MongoDB collection (records whose ID is already
+    /// there are skipped, so importing twice is harmless).
+    Import {
+        /// Raw records: .csv/.tsv/.txt, .parquet, or synthetic:rows=N,seed=S.
+        #[arg(long)]
+        data: String,
+        /// mongodb://HOST:PORT/DB?collection=NAME
+        #[arg(long)]
+        to: String,
+    },
+    /// List the versions of a model store, make one current, or roll back to the previous one.
+    Models {
+        /// A directory or s3://bucket/prefix (default: models.s3.uri, else models.dir).
+        #[arg(long, global = true)]
+        models: Option<String>,
+        #[command(subcommand)]
+        action: ModelsAction,
+    },
+    /// Check records against the schema and for drift from a reference (exit 1 when the
+    /// schema check fails, or with --fail-on-drift when the data set drifted).
+    Validate {
+        /// Reference records (a data source), or a model's manifest.json (its training data's profile).
+        #[arg(long)]
+        reference: String,
+        /// The records to check: a file, mongodb://…, or synthetic:rows=N,seed=S.
+        #[arg(long)]
+        current: String,
+        /// Write the JSON report here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Write the HTML report here.
+        #[arg(long)]
+        html: Option<PathBuf>,
+        #[arg(long)]
+        fail_on_drift: bool,
     },
     /// Exit 0 when the service at URL answers 200 (the container images' HEALTHCHECK: the
     /// runtime image has no curl).
@@ -126,6 +172,9 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Secrets (AWS credentials, CATEGORIZER_ADMIN_TOKEN) may come from a .env file in the
+    // working directory; variables already set win.
+    let _ = dotenvy::dotenv();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -174,6 +223,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .unwrap_or(0);
                 PathBuf::from(format!("runs/run-{secs}"))
             });
+            let store = if no_export {
+                None
+            } else {
+                let spec = models.unwrap_or_else(|| store::default_spec(&settings.models));
+                Some(store::open(&spec, &settings.models)?)
+            };
             let req = TrainRequest {
                 source,
                 device: device.unwrap_or(settings.device),
@@ -182,13 +237,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 out_dir,
                 progress: !quiet && std::io::stderr().is_terminal(),
                 monitor: None,
+                reference: store.as_deref().and_then(model::current_profile),
             };
-            let outcome = train::run(&req)?;
+            let outcome = match train::run(&req) {
+                Err(categorizer::Error::Validation(report)) => {
+                    print_validation(&report);
+                    anyhow::bail!(
+                        "data validation failed, training stopped (report: {})",
+                        req.out_dir.join("validation.json").display()
+                    );
+                }
+                other => other?,
+            };
             print_summary(&outcome);
-            if !no_export {
-                let store = LocalStore::new(models.unwrap_or(req.settings.models.dir.clone()));
+            if let Some(store) = store {
                 let options = SessionOptions::from_settings(&req.settings.inference);
-                let p = model::publish(&outcome, &store, &options)?;
+                let p = model::publish(&outcome, store.as_ref(), &options)?;
                 let m = &p.manifest;
                 println!(
                     "Model {} ({}, {} bytes) -> {}",
@@ -231,7 +295,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(p) = port {
                 settings.server.port = p;
             }
-            let models = models.unwrap_or(settings.models.dir.clone());
+            let models = models.unwrap_or_else(|| store::default_spec(&settings.models));
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
@@ -240,6 +304,92 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     models,
                     ModelConfig::load(cli.model_config.as_deref())?,
                 ))?;
+        }
+        Command::Import { data, to } => {
+            let start = Instant::now();
+            let source = DataSource::parse(&data)?;
+            let target = ingest::mongo::MongoSource::parse(&to)?;
+            let df = source.load()?;
+            let s = ingest::mongo::import(&df, &target)?;
+            println!(
+                "{} records read from {}: {} inserted into {}, {} already there, {} without an ID skipped ({:.2} s)",
+                s.read,
+                source.name(),
+                s.inserted,
+                target.name(),
+                s.already_present,
+                s.without_id,
+                start.elapsed().as_secs_f64()
+            );
+        }
+        Command::Models { models, action } => {
+            let spec = models.unwrap_or_else(|| store::default_spec(&settings.models));
+            let store = store::open(&spec, &settings.models)?;
+            match action {
+                ModelsAction::List => {
+                    let current = store.current()?;
+                    let versions = store.versions()?;
+                    println!("{} ({} versions)", store.describe(), versions.len());
+                    for v in versions {
+                        let mark = if current.as_deref() == Some(v.as_str()) { "*" } else { " " };
+                        let about = store
+                            .get(&v, categorizer::store::MANIFEST_FILE)
+                            .ok()
+                            .and_then(|b| serde_json::from_slice::<model::Manifest>(&b).ok())
+                            .map(|m| {
+                                format!(
+                                    "{}  {:<4}  F1 {:.4}  {} rows",
+                                    m.created_at, m.classifier, m.promotion.weighted_f1, m.data.rows
+                                )
+                            })
+                            .unwrap_or_else(|| "(manifest unreadable)".into());
+                        println!("{mark} {v}  {about}");
+                    }
+                }
+                ModelsAction::Promote { version } => {
+                    store.set_current(&version)?;
+                    println!("{version} is now current in {}", store.describe());
+                }
+                ModelsAction::Rollback => {
+                    let from = store.current()?.unwrap_or_default();
+                    let to = store.rollback()?;
+                    println!("rolled back {} from {from} to {to}", store.describe());
+                }
+            }
+        }
+        Command::Validate {
+            reference,
+            current,
+            out,
+            html,
+            fail_on_drift,
+        } => {
+            let v = &settings.validation;
+            let profile = if reference.ends_with(".json") {
+                let bytes = std::fs::read(&reference)?;
+                let m: model::Manifest = serde_json::from_slice(&bytes)?;
+                m.data_profile.ok_or_else(|| {
+                    anyhow::anyhow!("{reference}: the manifest has no data profile (a model published before validation existed)")
+                })?
+            } else {
+                let src = DataSource::parse(&reference)?;
+                categorizer::validate::Profile::of(&src.name(), &src.load()?, v)?
+            };
+            let src = DataSource::parse(&current)?;
+            let report = categorizer::validate::validate(&src.name(), &src.load()?, Some(&profile), v)?;
+            print_validation(&report);
+            if let Some(path) = out {
+                train::write_json(&path, &report)?;
+                println!("JSON report: {}", path.display());
+            }
+            if let Some(path) = html {
+                std::fs::write(&path, categorizer::serve::web::validation_html(&report)?)?;
+                println!("HTML report: {}", path.display());
+            }
+            let drifted = report.drift.as_ref().is_some_and(|d| d.dataset_drift);
+            if !report.schema.passed || (fail_on_drift && drifted) {
+                std::process::exit(1);
+            }
         }
         Command::Healthcheck { url } => {
             let status = healthcheck(&url)?;
@@ -281,6 +431,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn print_validation(r: &categorizer::validate::Report) {
+    println!("Validation of {} ({} records)", r.current, r.current_rows);
+    for i in &r.schema.issues {
+        println!("  {:?} {} {}: {}", i.severity, i.column, i.check, i.message);
+    }
+    if let Some(d) = &r.drift {
+        println!(
+            "  drift against {} ({} records):",
+            r.reference.as_deref().unwrap_or("?"),
+            r.reference_rows
+        );
+        println!("    column                test             score  threshold  drift");
+        for c in &d.columns {
+            println!(
+                "    {:<20}  {:<14}  {:>8.4}  {:>9}  {}",
+                c.column,
+                c.test,
+                c.score,
+                c.threshold,
+                if c.drifted { "DRIFT" } else { "-" }
+            );
+        }
+    }
+    println!("  {}", r.summary());
 }
 
 fn print_summary(o: &TrainOutcome) {

@@ -119,6 +119,52 @@ pub struct Manifest {
     /// What the service draws the segments with (absent from models published before it).
     #[serde(default)]
     pub embedding: EmbeddingMap,
+    /// The training records' profile: the reference the next training run's data is checked
+    /// for drift against (absent from models published before validation existed).
+    #[serde(default)]
+    pub data_profile: Option<crate::validate::Profile>,
+    /// The validation report of the run that trained this model.
+    #[serde(default)]
+    pub validation: Option<crate::validate::Report>,
+}
+
+impl Manifest {
+    /// Refuses a model the service cannot serve in place of the one it serves: another
+    /// feature schema (the form, the API and the ONNX input are all built on it).
+    pub fn check_compatible(&self) -> Result<()> {
+        let want = feature_specs();
+        if self.features.len() != want.len()
+            || self.features.iter().zip(&want).any(|(a, b)| a.key != b.key)
+        {
+            let got: Vec<&str> = self.features.iter().map(|f| f.key.as_str()).collect();
+            return Err(Error::Model(format!(
+                "model {} expects the features [{}], this service serves [{}]",
+                self.version,
+                got.join(", "),
+                want.iter().map(|f| f.key.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The training-data profile of the store's current model: the drift reference of a new
+/// training run. None (with a warning) when there is no current model or it has none.
+pub fn current_profile(store: &dyn ModelStore) -> Option<crate::validate::Profile> {
+    let read = || -> Result<Option<crate::validate::Profile>> {
+        let Some(version) = store.current()? else {
+            return Ok(None);
+        };
+        let m: Manifest = serde_json::from_slice(&store.get(&version, MANIFEST_FILE)?)?;
+        if m.data_profile.is_none() {
+            tracing::warn!("model {version} has no data profile: drift is not measured");
+        }
+        Ok(m.data_profile)
+    };
+    read().unwrap_or_else(|e| {
+        tracing::warn!("the current model's data profile could not be read ({e}): drift is not measured");
+        None
+    })
 }
 
 /// The segments in the 2-D embedding: the KMeans centres and a sample of held-out customers
@@ -219,7 +265,7 @@ impl ServedModel {
     }
 
     /// A manifest and its model, both read; errors name `<label>/<file>`.
-    fn from_files(
+    pub fn from_files(
         manifest: &[u8],
         model: &[u8],
         label: &str,
@@ -231,6 +277,7 @@ impl ServedModel {
             Error::Model(m) => Error::Model(format!("{label}/{MODEL_FILE}: {m}")),
             other => other,
         })?;
+        manifest.check_compatible()?;
         if onnx.k() != manifest.k {
             return Err(Error::Model(format!(
                 "{label}: the model has {} segments, its manifest {}",
@@ -332,7 +379,15 @@ pub fn publish(
         k,
     )
     .f1;
-    let promotion = gate(store, &outcome.test_labels, test, k, f1, options);
+    let mut promotion = gate(store, &outcome.test_labels, test, k, f1, options);
+    if outcome.drift_blocks_promotion && promotion.promoted {
+        promotion.promoted = false;
+        promotion.note = format!(
+            "not promoted: the training data drifted from the current model's ({}); \
+             validation.on_drift is block",
+            outcome.validation.summary()
+        );
+    }
 
     let manifest = Manifest {
         version: version.clone(),
@@ -384,6 +439,8 @@ pub fn publish(
             &got.embedding,
             &got.segment,
         ),
+        data_profile: Some(outcome.profile.clone()),
+        validation: Some(outcome.validation.clone()),
     };
     let json = serde_json::to_vec_pretty(&manifest)?;
     store.put(&version, &[(MODEL_FILE, &bytes), (MANIFEST_FILE, &json)])?;

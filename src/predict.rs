@@ -338,7 +338,7 @@ impl ChunkReader {
                     line: Vec::new(),
                 })
             }
-            DataSource::Synthetic { .. } => {
+            DataSource::Synthetic { .. } | DataSource::Mongo(_) => {
                 Err(Error::UnsupportedSource(path.display().to_string()))
             }
         }

@@ -2,9 +2,11 @@
 //! schema columns, typed (numbers as Float64, categories and dates as strings).
 //!
 //! Sources: a CSV file (tab, comma or semicolon separated, detected from the header line), a
-//! Parquet file, or the seeded synthetic generator (`synthetic:rows=N,seed=S`). A bad file is
+//! Parquet file, a MongoDB collection ([`mongo`]: `mongodb://HOST:PORT/DB?collection=NAME`),
+//! or the seeded synthetic generator (`synthetic:rows=N,seed=S`). A bad file is
 //! an error that names the column and, where one value is at fault, the row.
 
+pub mod mongo;
 pub mod synthetic;
 
 use std::fs::File;
@@ -22,12 +24,16 @@ use crate::schema::{RawSchema, RawType};
 pub enum DataSource {
     Csv(PathBuf),
     Parquet(PathBuf),
+    Mongo(mongo::MongoSource),
     Synthetic { rows: usize, seed: u64 },
 }
 
 impl DataSource {
     /// Parses a `--data` argument: a file path (by extension) or `synthetic:rows=N,seed=S`.
     pub fn parse(spec: &str) -> Result<Self> {
+        if spec.starts_with("mongodb://") || spec.starts_with("mongodb+srv://") {
+            return Ok(DataSource::Mongo(mongo::MongoSource::parse(spec)?));
+        }
         if let Some(params) = spec.strip_prefix("synthetic:") {
             let (mut rows, mut seed) = (2240usize, 42u64);
             for part in params.split(',').filter(|p| !p.is_empty()) {
@@ -65,17 +71,30 @@ impl DataSource {
     pub fn name(&self) -> String {
         match self {
             DataSource::Csv(p) | DataSource::Parquet(p) => p.display().to_string(),
+            DataSource::Mongo(m) => m.name(),
             DataSource::Synthetic { rows, seed } => format!("synthetic:rows={rows},seed={seed}"),
         }
     }
 
     /// Reads every record of the source.
     pub fn load(&self) -> Result<DataFrame> {
-        match self {
-            DataSource::Csv(path) => read_csv(path),
-            DataSource::Parquet(path) => read_parquet(path),
-            DataSource::Synthetic { rows, seed } => Ok(synthetic::generate(*rows, *seed)),
-        }
+        self.load_reported(&mut |_, _| Ok(())).map(|(df, _)| df)
+    }
+
+    /// Reads every record, with the per-field report of a document source (empty for files,
+    /// whose bad values are errors naming row and column). `progress(done, total)` is called
+    /// as a streamed source is read; its error stops the read.
+    pub fn load_reported(
+        &self,
+        progress: &mut dyn FnMut(u64, u64) -> Result<()>,
+    ) -> Result<(DataFrame, mongo::SourceReport)> {
+        let df = match self {
+            DataSource::Csv(path) => read_csv(path)?,
+            DataSource::Parquet(path) => read_parquet(path)?,
+            DataSource::Mongo(m) => return mongo::load(m, progress),
+            DataSource::Synthetic { rows, seed } => synthetic::generate(*rows, *seed),
+        };
+        Ok((df, Default::default()))
     }
 }
 

@@ -7,7 +7,6 @@
 //! (training stops at its next stage or iteration; nothing is stored).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
@@ -18,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::inference::SessionOptions;
 use crate::ingest::DataSource;
 use crate::model::ServedModel;
-use crate::store::LocalStore;
+use crate::store::ModelStore;
 use crate::train::classifier::{ClassifierChoice, ModelConfig};
 use crate::train::progress::Monitor;
 
@@ -102,8 +101,9 @@ struct Record {
 
 /// The stages of a job in order, as the training run names them (a prefix match), for the
 /// coarse progress figure.
-const STAGES: [&str; 11] = [
+const STAGES: [&str; 12] = [
     "Reading",
+    "Validating",
     "Engineering",
     "Fitting preprocessing",
     "Starting the compute",
@@ -133,10 +133,12 @@ fn stage_progress(stage: &str, done: u64, total: u64) -> f64 {
 pub struct TrainingSetup {
     pub settings: Settings,
     pub model_config: ModelConfig,
-    pub store_dir: PathBuf,
+    pub store: Arc<dyn ModelStore>,
     pub options: SessionOptions,
     /// Bearer token for the training endpoints; `None`: loopback clients only.
     pub admin_token: Option<String>,
+    /// The latest training run's validation report (`GET /validation`).
+    pub validation: Arc<std::sync::RwLock<Option<Arc<crate::validate::Report>>>>,
 }
 
 /// Hands a promoted model to whatever serves (the batcher).
@@ -378,19 +380,35 @@ fn train_and_publish(
         out_dir: run_dir.clone(),
         progress: false,
         monitor: Some(monitor.clone()),
+        reference: crate::model::current_profile(setup.store.as_ref()),
     };
     let outcome = crate::train::run(&req);
     // The run directory's content is in the manifest; only the store keeps the model.
     let _ = std::fs::remove_dir_all(&run_dir);
-    let outcome = outcome?;
+    let keep = |report: &crate::validate::Report| {
+        if let Ok(mut latest) = setup.validation.write() {
+            *latest = Some(Arc::new(report.clone()));
+        }
+    };
+    let outcome = match outcome {
+        Ok(o) => {
+            keep(&o.validation);
+            o
+        }
+        Err(Error::Validation(report)) => {
+            keep(&report);
+            return Err(Error::Validation(report));
+        }
+        Err(e) => return Err(e),
+    };
     monitor.check()?;
     monitor.set_stage("Publishing the model");
-    let store = LocalStore::new(&setup.store_dir);
-    let published = crate::model::publish(&outcome, &store, &setup.options)?;
+    let store = setup.store.as_ref();
+    let published = crate::model::publish(&outcome, store, &setup.options)?;
     let m = &published.manifest;
     let mut serving = false;
     if m.promotion.promoted {
-        let model = ServedModel::from_store(&store, &published.version, &setup.options)?;
+        let model = ServedModel::from_store(store, &published.version, &setup.options)?;
         install(model)?;
         serving = true;
     }

@@ -11,9 +11,10 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 /// Route templates, as the router declares them; anything else is counted as `other`.
-pub const ROUTES: [&str; 14] = [
+pub const ROUTES: [&str; 16] = [
     "/",
     "/model",
+    "/validation",
     "/train",
     "/static/{file}",
     "/healthz",
@@ -21,6 +22,7 @@ pub const ROUTES: [&str; 14] = [
     "/metrics",
     "/api/openapi.json",
     "/api/v1/model",
+    "/api/v1/validation",
     "/api/v1/predict",
     "/api/v1/train",
     "/api/v1/jobs",
@@ -134,6 +136,10 @@ pub struct Metrics {
     pub rejected_busy: AtomicU64,
     /// Requests whose deadline passed while they waited.
     pub expired: AtomicU64,
+    /// Models switched to because the store's current pointer moved.
+    pub model_switches: AtomicU64,
+    /// New current models of the store refused (unreadable, corrupt or incompatible).
+    pub model_refusals: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -149,6 +155,8 @@ impl Default for Metrics {
             batch_rows: Histogram::new(&BATCH_BOUNDS),
             rejected_busy: AtomicU64::new(0),
             expired: AtomicU64::new(0),
+            model_switches: AtomicU64::new(0),
+            model_refusals: AtomicU64::new(0),
         }
     }
 }
@@ -229,7 +237,13 @@ impl Metrics {
              # HELP categorizer_training_jobs Training jobs by state.\n\
              # TYPE categorizer_training_jobs gauge\n\
              categorizer_training_jobs{{state=\"queued\"}} {}\n\
-             categorizer_training_jobs{{state=\"running\"}} {}\n",
+             categorizer_training_jobs{{state=\"running\"}} {}\n\
+             # HELP categorizer_model_switches_total Switches to the store's new current model.\n\
+             # TYPE categorizer_model_switches_total counter\n\
+             categorizer_model_switches_total {}\n\
+             # HELP categorizer_model_refusals_total New current models refused (corrupt or incompatible).\n\
+             # TYPE categorizer_model_refusals_total counter\n\
+             categorizer_model_refusals_total {}\n",
             self.rejected_busy.load(Ordering::Relaxed),
             self.expired.load(Ordering::Relaxed),
             g.queue_depth,
@@ -237,6 +251,8 @@ impl Metrics {
             escape(g.model_classifier),
             g.jobs_queued,
             g.jobs_running,
+            self.model_switches.load(Ordering::Relaxed),
+            self.model_refusals.load(Ordering::Relaxed),
         );
         out
     }

@@ -35,6 +35,7 @@ use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::model::{Manifest, ServedModel};
 use crate::schema::N_FEATURES;
+use crate::store::{LocalStore, ModelStore};
 use batcher::{Answer, BatchError, Batcher, BatcherConfig};
 use jobs::{JobError, JobOptions, JobState, Jobs, TrainingSetup};
 use metrics::Metrics;
@@ -91,8 +92,12 @@ impl Serving {
     }
 }
 
+/// The latest validation report, shared with the training jobs.
+pub type LatestValidation = Arc<RwLock<Option<Arc<crate::validate::Report>>>>;
+
 struct Inner {
     serving: Arc<Serving>,
+    validation: LatestValidation,
     metrics: Arc<Metrics>,
     jobs: Option<Jobs>,
     admin_token: Option<String>,
@@ -125,6 +130,16 @@ impl AppState {
             .as_ref()
             .and_then(|t| t.admin_token.clone())
             .filter(|t| !t.is_empty());
+        let validation = training
+            .as_ref()
+            .map(|t| t.validation.clone())
+            .unwrap_or_default();
+        if let Ok(mut v) = validation.write() {
+            // Until this service trains, the latest run is the one that trained its model.
+            if v.is_none() {
+                *v = serving.current().manifest.validation.clone().map(Arc::new);
+            }
+        }
         let jobs = training.map(|setup| {
             let serving = serving.clone();
             Jobs::start(setup, Box::new(move |m| serving.install_blocking(m)))
@@ -132,6 +147,7 @@ impl AppState {
         Self {
             inner: Arc::new(Inner {
                 serving,
+                validation,
                 metrics,
                 jobs,
                 admin_token,
@@ -169,6 +185,16 @@ impl AppState {
         &self.inner.metrics
     }
 
+    /// The latest validation report: of this service's last training run, else of the run
+    /// that trained the served model.
+    pub fn validation(&self) -> Option<Arc<crate::validate::Report>> {
+        self.inner
+            .validation
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Predicts `n` rows of 21 features through the batcher, within the request deadline.
     pub async fn predict_rows(&self, rows: Vec<f32>, n: usize) -> Result<Answer, ApiError> {
         let deadline = Instant::now() + self.inner.timeout;
@@ -201,12 +227,14 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
     Router::new()
         .route("/", get(web::form).post(web::submit))
         .route("/model", get(web::model_page))
+        .route("/validation", get(web::validation_page))
         .route("/static/{file}", get(web::static_file))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(prometheus))
         .route("/api/openapi.json", get(openapi_document))
         .route("/api/v1/model", get(model_manifest))
+        .route("/api/v1/validation", get(validation_report))
         .route("/api/v1/predict", post(predict))
         .merge(admin)
         .fallback(not_found)
@@ -232,36 +260,79 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         ))
 }
 
-/// Loads the current model of the store, training one on the built-in data first when the
-/// store is empty, and serves until Ctrl-C / SIGTERM.
+/// Loads the current model of the store (`models`: a directory or `s3://bucket/prefix`),
+/// training one on the built-in data first when the store is empty; follows the store's
+/// current pointer; serves until Ctrl-C / SIGTERM.
 pub async fn serve(
     settings: Settings,
-    models: std::path::PathBuf,
+    models: String,
     model_config: crate::train::classifier::ModelConfig,
 ) -> Result<()> {
     let start = Instant::now();
     let options = crate::inference::SessionOptions::from_settings(&settings.inference);
-    let store = crate::store::LocalStore::new(&models);
-    if crate::store::ModelStore::current(&store)?.is_none() {
-        tracing::warn!(
-            "no model in {}: training one on the built-in data ({}) first",
-            models.display(),
-            settings.data.source
-        );
-        let s = settings.clone();
-        let m = models.clone();
-        let o = options.clone();
-        let c = model_config.clone();
-        tokio::task::spawn_blocking(move || train_default(s, m, o, c))
-            .await
-            .map_err(|e| Error::Training(e.to_string()))??;
-    }
-    let model = ServedModel::open(&models, &options)?;
+    let store = {
+        let (m, s) = (models.clone(), settings.models.clone());
+        blocking(move || crate::store::open(&m, &s)).await?
+    };
+    // A remote store's served model is cached locally, for a start while it is unreachable.
+    let cache = models
+        .starts_with("s3://")
+        .then(|| LocalStore::new(&settings.models.s3.cache_dir));
+    let current = {
+        let s = store.clone();
+        blocking(move || s.current()).await
+    };
+    let model = match current {
+        Ok(Some(version)) => {
+            let (s, c, o) = (store.clone(), cache.clone(), options.clone());
+            blocking(move || fetch_model(s.as_ref(), &version, c.as_ref(), &o)).await?
+        }
+        Ok(None) => {
+            tracing::warn!(
+                "no model in {}: training one on the built-in data ({}) first",
+                store.describe(),
+                settings.data.source
+            );
+            let (st, s, o, c) = (store.clone(), settings.clone(), options.clone(), model_config.clone());
+            let version = blocking(move || train_default(st.as_ref(), s, o, c)).await?;
+            let (s, c, o) = (store.clone(), cache.clone(), options.clone());
+            blocking(move || fetch_model(s.as_ref(), &version, c.as_ref(), &o)).await?
+        }
+        Err(e) => {
+            let Some(cache) = cache.clone() else {
+                return Err(e);
+            };
+            let o = options.clone();
+            let d = cache.dir().display().to_string();
+            let cached = blocking(move || match cache.current()? {
+                Some(v) => ServedModel::from_store(&cache, &v, &o).map(Some),
+                None => Ok(None),
+            })
+            .await?;
+            match cached {
+                Some(m) => {
+                    tracing::warn!(
+                        "the model store {} cannot be reached ({e}): serving the cached model {} from {d}; \
+                         the store is polled and its current model taken when it answers",
+                        store.describe(),
+                        m.manifest.version
+                    );
+                    m
+                }
+                None => {
+                    return Err(Error::Store(format!(
+                        "{} cannot be reached ({e}) and no model is cached in {d}: nothing to serve",
+                        store.describe()
+                    )));
+                }
+            }
+        }
+    };
     tracing::info!(
         "model {} ({}) loaded from {}",
         model.manifest.version,
         model.manifest.classifier,
-        models.display()
+        store.describe()
     );
     let admin_token = std::env::var("CATEGORIZER_ADMIN_TOKEN")
         .ok()
@@ -274,11 +345,21 @@ pub async fn serve(
     let training = TrainingSetup {
         settings: settings.clone(),
         model_config,
-        store_dir: models.clone(),
-        options,
+        store: store.clone(),
+        options: options.clone(),
         admin_token,
+        validation: Default::default(),
     };
     let state = AppState::new(model, &settings, Some(training));
+    if settings.models.poll_interval_ms > 0 {
+        watch_store(
+            state.clone(),
+            store,
+            cache,
+            options,
+            Duration::from_millis(settings.models.poll_interval_ms),
+        );
+    }
     let app = router(state, &settings);
     let addr: SocketAddr = format!("{}:{}", settings.server.host, settings.server.port)
         .parse()
@@ -299,12 +380,119 @@ pub async fn serve(
     .map_err(|e| Error::io(format!("{addr}"), e))
 }
 
+/// Runs blocking store or training work off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Model(format!("a background task failed: {e}")))?
+}
+
+/// Loads `version` from the store and, given a cache, keeps a copy there as its current model.
+pub fn fetch_model(
+    store: &dyn ModelStore,
+    version: &str,
+    cache: Option<&LocalStore>,
+    options: &crate::inference::SessionOptions,
+) -> Result<ServedModel> {
+    let manifest = store.get(version, crate::store::MANIFEST_FILE)?;
+    let onnx = store.get(version, crate::store::MODEL_FILE)?;
+    let model = ServedModel::from_files(
+        &manifest,
+        &onnx,
+        &format!("{}/{version}", store.describe()),
+        options,
+    )?;
+    if let Some(cache) = cache {
+        let cached = if cache.versions()?.iter().any(|v| v == version) {
+            Ok(())
+        } else {
+            cache.put(
+                version,
+                &[
+                    (crate::store::MODEL_FILE, &onnx),
+                    (crate::store::MANIFEST_FILE, &manifest),
+                ],
+            )
+        };
+        if let Err(e) = cached.and_then(|()| cache.set_current(version)) {
+            tracing::warn!("model {version} could not be cached in {}: {e}", cache.describe());
+        }
+    }
+    Ok(model)
+}
+
+/// Follows the store's current pointer: every `interval` it is read and, when it names
+/// another version than the served one, that version is loaded, checked (it must load in
+/// ONNX Runtime with the right signature and this service's feature schema) and switched to
+/// through the batcher, between two batches, so no request is dropped. A model that fails
+/// the checks is refused and logged once; the served one stays.
+pub fn watch_store(
+    state: AppState,
+    store: Arc<dyn ModelStore>,
+    cache: Option<LocalStore>,
+    options: crate::inference::SessionOptions,
+    interval: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut refused: Option<String> = None;
+        let mut unreachable = false;
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let s = store.clone();
+            let current = match blocking(move || s.current()).await {
+                Ok(c) => {
+                    if unreachable {
+                        tracing::info!("the model store {} answers again", store.describe());
+                        unreachable = false;
+                    }
+                    c
+                }
+                Err(e) => {
+                    if !unreachable {
+                        tracing::warn!("the model store's current pointer cannot be read: {e}");
+                        unreachable = true;
+                    }
+                    continue;
+                }
+            };
+            let served = state.manifest().version.clone();
+            let Some(version) = current.filter(|v| *v != served) else {
+                continue;
+            };
+            if refused.as_deref() == Some(version.as_str()) {
+                continue;
+            }
+            let (s, c, o, v) = (store.clone(), cache.clone(), options.clone(), version.clone());
+            let loaded = blocking(move || fetch_model(s.as_ref(), &v, c.as_ref(), &o)).await;
+            let outcome = match loaded {
+                Ok(model) => state.swap(model).await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(()) => {
+                    state.metrics().model_switches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::info!("switched from model {served} to {version}, the store's new current model");
+                    refused = None;
+                }
+                Err(e) => {
+                    state.metrics().model_refusals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::error!("refused model {version} of {}: {e}; still serving {served}", store.describe());
+                    refused = Some(version);
+                }
+            }
+        }
+    })
+}
+
 fn train_default(
+    store: &dyn ModelStore,
     settings: Settings,
-    models: std::path::PathBuf,
     options: crate::inference::SessionOptions,
     model_config: crate::train::classifier::ModelConfig,
-) -> Result<()> {
+) -> Result<String> {
     let source = crate::ingest::DataSource::parse(&settings.data.source)?;
     let req = crate::train::TrainRequest {
         source,
@@ -314,11 +502,13 @@ fn train_default(
         settings,
         progress: false,
         monitor: None,
+        reference: None,
     };
     let outcome = crate::train::run(&req)?;
-    let p = crate::model::publish(&outcome, &crate::store::LocalStore::new(models), &options)?;
+    let _ = std::fs::remove_dir_all(&req.out_dir);
+    let p = crate::model::publish(&outcome, store, &options)?;
     tracing::info!("trained and stored model {}", p.version);
-    Ok(())
+    Ok(p.version)
 }
 
 async fn shutdown() {
@@ -537,6 +727,18 @@ async fn readyz(State(s): State<AppState>) -> Response {
 async fn model_manifest(State(s): State<AppState>) -> Response {
     let m = s.manifest();
     axum::Json(&*m).into_response()
+}
+
+async fn validation_report(State(s): State<AppState>) -> Response {
+    match s.validation() {
+        Some(r) => axum::Json(&*r).into_response(),
+        None => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_validation",
+            "no training run of this service, nor the one that trained the served model, left a validation report",
+        )
+        .into_response(),
+    }
 }
 
 async fn openapi_document() -> Response {

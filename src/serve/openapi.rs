@@ -6,10 +6,11 @@ use serde_json::{Value, json};
 use crate::schema::{FEATURES, FeatureKind};
 
 /// Every JSON route the router serves, as `(method, path)`; a test checks each is documented.
-pub const JSON_ROUTES: [(&str, &str); 10] = [
+pub const JSON_ROUTES: [(&str, &str); 11] = [
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/api/v1/model"),
+    ("get", "/api/v1/validation"),
     ("post", "/api/v1/predict"),
     ("post", "/api/v1/train"),
     ("get", "/api/v1/jobs"),
@@ -116,6 +117,9 @@ pub fn document() -> Value {
                 "200": ok_json("ready", json!({"type": "object", "properties": {"ready": {"type": "boolean"}, "model_version": {"type": "string"}}}))}}},
             "/api/v1/model": {"get": {"summary": "The served model's manifest: version, metrics, feature schema, segments", "responses": {
                 "200": ok_json("the manifest", json!({"type": "object"}))}}},
+            "/api/v1/validation": {"get": {"summary": "The latest training run's data validation report: schema check and drift per column (HTML at /validation)", "responses": {
+                "200": ok_json("the report", json!({"type": "object"})),
+                "404": error_response("no training run of this service, nor the served model, has a report")}}},
             "/api/v1/predict": {"post": {
                 "summary": "Segments of up to `server.max_customers` customers, in input order",
                 "description": "Concurrent requests are merged by the dynamic batcher. A customer with a bad value \

@@ -77,6 +77,8 @@ pub struct TrainRequest {
     pub progress: bool,
     /// Watches the run's stage and progress and can cancel it (the service's training jobs).
     pub monitor: Option<std::sync::Arc<progress::Monitor>>,
+    /// The current model's training-data profile: the data is checked for drift against it.
+    pub reference: Option<crate::validate::Profile>,
 }
 
 /// Rows at each step.
@@ -88,6 +90,12 @@ pub struct DataSummary {
     pub missing: std::collections::BTreeMap<String, usize>,
     pub train_rows: usize,
     pub test_rows: usize,
+    /// A document source's fields that were missing or mistyped, per field.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub source_issues: crate::ingest::mongo::SourceReport,
+    /// The validation stage's verdict in one line (the report is `validation.json`).
+    #[serde(default)]
+    pub validation: String,
 }
 
 /// The content of `metrics.json`.
@@ -154,6 +162,12 @@ pub struct TrainOutcome {
     pub test_raw: Matrix,
     /// The usable rows the model learned from.
     pub data: crate::model::DataFingerprint,
+    /// The validation stage's report, and the profile of this run's records (the next
+    /// run's drift reference).
+    pub validation: crate::validate::Report,
+    pub profile: crate::validate::Profile,
+    /// The data drifted and `validation.on_drift` is `block`: the model must not be promoted.
+    pub drift_blocks_promotion: bool,
 }
 
 /// Times stages and keeps them in order.
@@ -198,10 +212,37 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
     let progress = Progress::new(req.progress, req.monitor.clone());
     let mut watch = Stopwatch::new();
 
-    let step = progress.step(format!("Reading {}", req.source.name()))?;
-    let raw = req.source.load()?;
-    step.finish(format!("Read {} records", raw.height()));
+    let bar = progress.bar(0, format!("Reading {}", req.source.name()))?;
+    let (raw, source_issues) = req.source.load_reported(&mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done)
+    })?;
+    bar.finish(format!("Read {} records", raw.height()));
+    for line in crate::ingest::mongo::report_lines(&source_issues) {
+        tracing::warn!("{}: {line}", req.source.name());
+    }
     watch.lap("ingest");
+
+    let step = progress.step("Validating")?;
+    let report = crate::validate::validate(
+        &req.source.name(),
+        &raw,
+        req.reference.as_ref(),
+        &s.validation,
+    )?;
+    let profile = crate::validate::Profile::of(&req.source.name(), &raw, &s.validation)?;
+    std::fs::create_dir_all(&req.out_dir).map_err(|e| Error::io(&req.out_dir, e))?;
+    write_json(&req.out_dir.join("validation.json"), &report)?;
+    if !report.schema.passed {
+        return Err(Error::Validation(Box::new(report)));
+    }
+    let drift_blocks_promotion = s.validation.on_drift == crate::config::DriftAction::Block
+        && report.drift.as_ref().is_some_and(|d| d.dataset_drift);
+    step.finish(format!("Validation: {}", report.summary()));
+    if report.drift.as_ref().is_some_and(|d| d.drifted_columns > 0) {
+        tracing::warn!("{}", report.summary());
+    }
+    watch.lap("validate");
 
     let step = progress.step("Engineering features")?;
     let table = features::engineer(&raw, s.reference_date())?;
@@ -345,6 +386,8 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
             missing: table.report.missing.clone(),
             train_rows: train_idx.len(),
             test_rows: test_idx.len(),
+            source_issues,
+            validation: report.summary(),
         },
         seed,
         k,
@@ -380,6 +423,9 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
         test_labels: test_assign.labels,
         test_raw,
         data: crate::model::DataFingerprint::of(&req.source.name(), &table.matrix),
+        validation: report,
+        profile,
+        drift_blocks_promotion,
     })
 }
 

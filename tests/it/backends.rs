@@ -90,6 +90,7 @@ fn the_pipeline_gives_the_same_segments_on_cpu_and_wgpu() {
             out_dir: dir.path().to_path_buf(),
             progress: false,
             monitor: None,
+            reference: None,
         };
         train::run(&req).unwrap()
     };

@@ -4,8 +4,10 @@ mod backends;
 mod bad_input;
 mod browser;
 mod cli;
+mod mongo;
 mod onnx;
 mod pipeline;
+mod s3;
 mod serve;
 
 use std::path::PathBuf;
@@ -15,6 +17,35 @@ use std::process::Command;
 pub fn real_data() -> Option<PathBuf> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/marketing_campaign.csv");
     p.exists().then_some(p)
+}
+
+/// The address of a real test server that `scripts/services.sh start` exported in `var`.
+/// None (the test skips) when it is not set, unless CATEGORIZER_REQUIRE_SERVICES_TEST=1 (CI
+/// sets it), which makes a missing server a failure.
+pub fn service(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            assert!(
+                std::env::var("CATEGORIZER_REQUIRE_SERVICES_TEST").as_deref() != Ok("1"),
+                "CATEGORIZER_REQUIRE_SERVICES_TEST=1 but {var} is not set: run the tests through \
+                 scripts/test.sh, which starts the MongoDB and S3 servers"
+            );
+            eprintln!("skipped: {var} is not set (scripts/test.sh starts the servers)");
+            None
+        }
+    }
+}
+
+/// A name no other test run uses (collections, bucket prefixes).
+pub fn unique(name: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{name}-{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Settings with the built-in defaults, for tests (environment ignored).

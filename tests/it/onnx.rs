@@ -32,6 +32,7 @@ fn trained(kind: ClassifierChoice, dir: &Path) -> TrainOutcome {
         out_dir: dir.join("run"),
         progress: false,
         monitor: None,
+        reference: None,
     })
     .unwrap()
 }

@@ -14,6 +14,7 @@ fn request(source: DataSource, out: &std::path::Path) -> TrainRequest {
         out_dir: out.to_path_buf(),
         progress: false,
         monitor: None,
+        reference: None,
     }
 }
 

@@ -28,6 +28,7 @@ pub fn stored_model(dir: &Path, seed: u64) -> PathBuf {
         out_dir: dir.join(format!("run{seed}")),
         progress: false,
         monitor: None,
+        reference: None,
     })
     .unwrap();
     let store = LocalStore::new(dir.join(format!("models{seed}")));
@@ -47,6 +48,15 @@ pub async fn start_with(
     training: Option<TrainingSetup>,
 ) -> (String, AppState) {
     let model = ServedModel::open(model_dir, &SessionOptions::default()).unwrap();
+    start_model(model, settings, training).await
+}
+
+/// Starts the service with `model` on a free loopback port.
+pub async fn start_model(
+    model: ServedModel,
+    settings: Settings,
+    training: Option<TrainingSetup>,
+) -> (String, AppState) {
     let state = AppState::new(model, &settings, training);
     let app = router(state.clone(), &settings);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -73,9 +83,10 @@ pub fn training(store: &Path, token: Option<&str>) -> TrainingSetup {
     TrainingSetup {
         settings,
         model_config,
-        store_dir: store.to_path_buf(),
+        store: std::sync::Arc::new(LocalStore::new(store)),
         options: SessionOptions::default(),
         admin_token: token.map(str::to_string),
+        validation: Default::default(),
     }
 }
 
@@ -221,7 +232,7 @@ pub async fn json_body(r: reqwest::Response) -> Value {
 }
 
 /// `GET url` → its JSON body.
-async fn get_json(client: &reqwest::Client, url: String) -> Value {
+pub async fn get_json(client: &reqwest::Client, url: String) -> Value {
     json_body(client.get(url).send().await.unwrap()).await
 }
 

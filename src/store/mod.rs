@@ -1,0 +1,290 @@
+//! The model store: model versions (each a `model.onnx` + `manifest.json`), which one is
+//! current, and the history of current versions (for rollback).
+//!
+//! Two stores, one interface: the local directory (`<dir>/<version>/…`, `<dir>/CURRENT`,
+//! `<dir>/HISTORY`; every write lands under a temporary name and is renamed into place) and an
+//! S3 bucket ([`s3::S3Store`]: a version becomes visible only when its completion marker,
+//! written after its files, exists). A reader never sees half a model or half a pointer.
+
+pub mod s3;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::ModelStoreSettings;
+use crate::error::{Error, Result};
+
+pub const MODEL_FILE: &str = "model.onnx";
+pub const MANIFEST_FILE: &str = "manifest.json";
+const CURRENT_FILE: &str = "CURRENT";
+/// The versions that were current, oldest first, one per line; its last line is current.
+const HISTORY_FILE: &str = "HISTORY";
+
+/// Where model versions live: the local directory store or an S3 bucket.
+pub trait ModelStore: Send + Sync {
+    /// Stores the files of a new version; fails if the version exists. The version is not
+    /// listed, and cannot be made current, before all its files are stored.
+    fn put(&self, version: &str, files: &[(&str, &[u8])]) -> Result<()>;
+    /// One file of a version.
+    fn get(&self, version: &str, file: &str) -> Result<Vec<u8>>;
+    /// All complete versions, oldest first (version ids sort by creation time).
+    fn versions(&self) -> Result<Vec<String>>;
+    /// A pointer object of the store (`CURRENT`, `HISTORY`); None when it does not exist.
+    fn read_pointer(&self, name: &str) -> Result<Option<String>>;
+    /// Replaces a pointer object whole.
+    fn write_pointer(&self, name: &str, text: &str) -> Result<()>;
+    /// Where the store is, for messages.
+    fn describe(&self) -> String;
+
+    /// The current version, if any.
+    fn current(&self) -> Result<Option<String>> {
+        match self.read_pointer(CURRENT_FILE)? {
+            Some(text) => {
+                let v = text.trim().to_string();
+                check_version(&v)?;
+                Ok(Some(v))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The versions that have been current, oldest first; the last one is current.
+    fn history(&self) -> Result<Vec<String>> {
+        let mut h: Vec<String> = self
+            .read_pointer(HISTORY_FILE)?
+            .unwrap_or_default()
+            .lines()
+            .map(str::trim)
+            .filter(|l| check_version(l).is_ok())
+            .map(String::from)
+            .collect();
+        // A store written before the history existed: its current version is all it knows.
+        if let Some(current) = self.current()? {
+            if h.last() != Some(&current) {
+                h.push(current);
+            }
+        }
+        Ok(h)
+    }
+
+    /// Marks `version` (which must be a complete version) current.
+    fn set_current(&self, version: &str) -> Result<()> {
+        check_version(version)?;
+        if !self.versions()?.iter().any(|v| v == version) {
+            return Err(Error::Store(format!(
+                "version {version} is not in {}",
+                self.describe()
+            )));
+        }
+        let mut history = self.history()?;
+        if history.last().map(String::as_str) != Some(version) {
+            history.push(version.to_string());
+        }
+        self.write_pointer(HISTORY_FILE, &(history.join("\n") + "\n"))?;
+        self.write_pointer(CURRENT_FILE, &format!("{version}\n"))
+    }
+
+    /// Makes the version that was current before the current one current again; returns it.
+    fn rollback(&self) -> Result<String> {
+        let mut history = self.history()?;
+        let Some(current) = history.pop() else {
+            return Err(Error::Store(format!(
+                "{} has no current model to roll back from",
+                self.describe()
+            )));
+        };
+        let versions = self.versions()?;
+        // Skip versions deleted since they were current.
+        while let Some(previous) = history.last() {
+            if previous != &current && versions.contains(previous) {
+                break;
+            }
+            history.pop();
+        }
+        let Some(previous) = history.last().cloned() else {
+            return Err(Error::Store(format!(
+                "{}: no version was current before {current}; nothing to roll back to",
+                self.describe()
+            )));
+        };
+        self.write_pointer(HISTORY_FILE, &(history.join("\n") + "\n"))?;
+        self.write_pointer(CURRENT_FILE, &format!("{previous}\n"))?;
+        Ok(previous)
+    }
+}
+
+/// Opens the store a `--models` argument or setting names: `s3://bucket/prefix` is an S3
+/// bucket (endpoint, region and path style from `models.s3`), anything else a directory.
+pub fn open(spec: &str, settings: &ModelStoreSettings) -> Result<Arc<dyn ModelStore>> {
+    if spec.starts_with("s3://") {
+        Ok(Arc::new(s3::S3Store::connect(spec, &settings.s3)?))
+    } else {
+        Ok(Arc::new(LocalStore::new(spec)))
+    }
+}
+
+/// The store the settings name: `models.s3.uri` when set, else `models.dir`.
+pub fn default_spec(settings: &ModelStoreSettings) -> String {
+    match settings.s3.uri.as_deref().filter(|u| !u.is_empty()) {
+        Some(uri) => uri.to_string(),
+        None => settings.dir.display().to_string(),
+    }
+}
+
+/// A version id must be a plain name: no separators, nothing hidden.
+pub fn check_version(version: &str) -> Result<()> {
+    let ok = !version.is_empty()
+        && version.len() <= 128
+        && !version.starts_with('.')
+        && version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Store(format!(
+            "'{version}' is not a valid model version id"
+        )))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    dir: PathBuf,
+}
+
+impl LocalStore {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The directory of one version.
+    pub fn version_dir(&self, version: &str) -> PathBuf {
+        self.dir.join(version)
+    }
+}
+
+impl ModelStore for LocalStore {
+    fn put(&self, version: &str, files: &[(&str, &[u8])]) -> Result<()> {
+        check_version(version)?;
+        let target = self.version_dir(version);
+        if target.exists() {
+            return Err(Error::Store(format!("{} already exists", target.display())));
+        }
+        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        let tmp = self
+            .dir
+            .join(format!(".tmp-{version}-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        for (name, bytes) in files {
+            let path = tmp.join(name);
+            std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
+        }
+        std::fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))
+    }
+
+    fn get(&self, version: &str, file: &str) -> Result<Vec<u8>> {
+        check_version(version)?;
+        let path = self.version_dir(version).join(file);
+        std::fs::read(&path).map_err(|e| Error::io(&path, e))
+    }
+
+    fn read_pointer(&self, name: &str) -> Result<Option<String>> {
+        let path = self.dir.join(name);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(path, e)),
+        }
+    }
+
+    fn write_pointer(&self, name: &str, text: &str) -> Result<()> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        let tmp = self.dir.join(format!(".{name}-{}", std::process::id()));
+        std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
+        let path = self.dir.join(name);
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(path, e))
+    }
+
+    fn versions(&self) -> Result<Vec<String>> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(&self.dir, e)),
+        };
+        let mut out: Vec<String> = entries
+            .flatten()
+            .filter(|e| e.path().join(MODEL_FILE).is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|v| check_version(v).is_ok())
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    fn describe(&self) -> String {
+        self.dir.display().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_then_current_then_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path().join("models"));
+        assert_eq!(store.current().unwrap(), None);
+        assert!(store.versions().unwrap().is_empty());
+        store
+            .put("v1", &[(MODEL_FILE, b"onnx"), (MANIFEST_FILE, b"{}")])
+            .unwrap();
+        assert!(
+            store.set_current("v2").is_err(),
+            "an unknown version cannot be current"
+        );
+        store.set_current("v1").unwrap();
+        assert_eq!(store.current().unwrap().as_deref(), Some("v1"));
+        assert_eq!(store.get("v1", MODEL_FILE).unwrap(), b"onnx");
+        assert!(
+            store.put("v1", &[(MODEL_FILE, b"x")]).is_err(),
+            "versions are immutable"
+        );
+        store.put("v2", &[(MODEL_FILE, b"onnx2")]).unwrap();
+        assert_eq!(store.versions().unwrap(), ["v1", "v2"]);
+    }
+
+    #[test]
+    fn rollback_returns_to_the_previous_current_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path());
+        assert!(store.rollback().is_err(), "nothing to roll back from");
+        for v in ["v1", "v2", "v3"] {
+            store.put(v, &[(MODEL_FILE, b"m")]).unwrap();
+        }
+        store.set_current("v1").unwrap();
+        assert!(store.rollback().is_err(), "nothing before the first");
+        store.set_current("v3").unwrap();
+        store.set_current("v2").unwrap();
+        assert_eq!(store.history().unwrap(), ["v1", "v3", "v2"]);
+        assert_eq!(store.rollback().unwrap(), "v3");
+        assert_eq!(store.current().unwrap().as_deref(), Some("v3"));
+        assert_eq!(store.rollback().unwrap(), "v1");
+        assert_eq!(store.current().unwrap().as_deref(), Some("v1"));
+        assert!(store.rollback().is_err());
+        assert_eq!(store.current().unwrap().as_deref(), Some("v1"));
+    }
+
+    #[test]
+    fn version_ids_cannot_escape_the_store() {
+        for bad in ["", "../x", "a/b", ".hidden", "x y"] {
+            assert!(check_version(bad).is_err(), "{bad:?}");
+        }
+        check_version("20261124T101500Z-1a2b3c4d").unwrap();
+    }
+}

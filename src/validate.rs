@@ -1,0 +1,958 @@
+//! Data validation before training: a schema check of the raw records, and drift detection
+//! against a reference profile (the current model's training data, kept in its manifest).
+//!
+//! Drift, per column, with Evidently's defaults (all thresholds in `validation.*`):
+//! - reference of at most `small_reference_rows` rows: numeric columns with more than
+//!   `max_categorical_unique` distinct values → two-sample Kolmogorov–Smirnov test;
+//!   categorical and low-cardinality columns → chi-square goodness of fit, or the two-proportion
+//!   Z-test when there are two categories; drift at p < `p_value`;
+//! - larger references: numeric → Wasserstein distance divided by the reference's standard
+//!   deviation (at least 0.001), drift at ≥ `wasserstein`; categorical → Jensen–Shannon
+//!   distance (natural log), drift at ≥ `jensen_shannon`;
+//! - the data set has drifted when at least `dataset_drift_share` of the columns drifted.
+//!
+//! The reference profile keeps, per numeric column, its values when it has at most
+//! [`EXACT_VALUES`] of them and otherwise [`QUANTILES`] + 1 evenly spaced quantiles (enough for
+//! the Wasserstein distance to within a fraction of a percent); per categorical column, counts.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::config::ValidationSettings;
+use crate::error::Result;
+use crate::schema::{RawSchema, RawType};
+
+/// Numeric columns with at most this many values are profiled exactly.
+pub const EXACT_VALUES: usize = 1000;
+/// Otherwise by this many quantile steps.
+pub const QUANTILES: usize = 1000;
+/// Bars in a numeric column's chart.
+const CHART_BINS: usize = 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnKind {
+    Numeric,
+    Categorical,
+}
+
+/// What drift detection needs to know about one column of a data set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnProfile {
+    pub name: String,
+    pub kind: ColumnKind,
+    pub missing: usize,
+    pub unique: usize,
+    pub mean: f64,
+    pub std: f64,
+    /// Numeric: the sorted values (`exact`) or evenly spaced quantiles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<f64>,
+    #[serde(default)]
+    pub exact: bool,
+    /// Categorical: rows per category.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub counts: BTreeMap<String, u64>,
+}
+
+/// A data set's profile: the reference a later data set is compared with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    pub source: String,
+    pub rows: usize,
+    pub columns: Vec<ColumnProfile>,
+}
+
+/// One column's values, read out of a frame of raw records.
+enum Values {
+    /// Sorted, without missing values.
+    Numbers(Vec<f64>),
+    Categories(BTreeMap<String, u64>),
+}
+
+/// The columns drift is measured on: every raw column but the record id.
+fn drift_columns() -> impl Iterator<Item = &'static crate::schema::RawColumn> {
+    RawSchema::get().columns.iter().filter(|c| c.name != "ID")
+}
+
+/// Days since 1970-01-01 of a `dd-mm-yyyy` or `yyyy-mm-dd` date.
+fn date_days(text: &str) -> Option<f64> {
+    let parts: Vec<&str> = text.trim().split(['-', '/']).collect();
+    let [a, b, c] = parts[..] else { return None };
+    let (y, m, d) = if a.len() == 4 { (a, b, c) } else { (c, b, a) };
+    let (y, m, d): (i32, u32, u32) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
+    ((1..=12).contains(&m) && (1..=31).contains(&d))
+        .then(|| crate::features::days_from_civil(y, m, d) as f64)
+}
+
+/// Reads a column as numbers (dates as day numbers) or as category counts; also returns the
+/// number of missing values.
+fn read_column(df: &DataFrame, name: &str, kind: RawType, as_categories: bool) -> Result<(Values, usize)> {
+    let col = df.column(name)?;
+    let mut missing = 0;
+    let numbers: Vec<Option<f64>> = match kind {
+        RawType::Category => {
+            let mut counts = BTreeMap::new();
+            for v in col.str()?.iter() {
+                match v.map(str::trim).filter(|v| !v.is_empty()) {
+                    Some(v) => *counts.entry(v.to_string()).or_insert(0) += 1,
+                    None => missing += 1,
+                }
+            }
+            return Ok((Values::Categories(counts), missing));
+        }
+        RawType::Date => col.str()?.iter().map(|v| v.and_then(date_days)).collect(),
+        RawType::Integer | RawType::Number => col
+            .cast(&DataType::Float64)?
+            .f64()?
+            .iter()
+            .map(|v| v.filter(|x| x.is_finite()))
+            .collect(),
+    };
+    let mut values: Vec<f64> = Vec::with_capacity(numbers.len());
+    for v in numbers {
+        match v {
+            Some(x) => values.push(x),
+            None => missing += 1,
+        }
+    }
+    if as_categories {
+        let mut counts = BTreeMap::new();
+        for x in values {
+            *counts.entry(format_number(x)).or_insert(0) += 1;
+        }
+        return Ok((Values::Categories(counts), missing));
+    }
+    values.sort_unstable_by(f64::total_cmp);
+    Ok((Values::Numbers(values), missing))
+}
+
+fn format_number(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        format!("{x}")
+    }
+}
+
+fn distinct(sorted: &[f64]) -> usize {
+    sorted.windows(2).filter(|w| w[0] != w[1]).count() + usize::from(!sorted.is_empty())
+}
+
+fn mean_std(values: &[f64]) -> (f64, f64) {
+    if values.is_empty() {
+        return (0.0, 0.0);
+    }
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
+    (mean, var.sqrt())
+}
+
+/// The value at quantile `q` (linear interpolation, as numpy's default).
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+impl Profile {
+    /// Profiles raw records (a frame as [`crate::ingest`] reads them).
+    pub fn of(source: &str, df: &DataFrame, settings: &ValidationSettings) -> Result<Self> {
+        let mut columns = Vec::new();
+        for col in drift_columns() {
+            let (values, missing) = read_column(df, &col.name, col.kind, false)?;
+            let p = match values {
+                Values::Categories(counts) => categorical(&col.name, counts, missing),
+                Values::Numbers(v) if distinct(&v) <= settings.max_categorical_unique => {
+                    let (Values::Categories(counts), _) =
+                        read_column(df, &col.name, col.kind, true)?
+                    else {
+                        unreachable!("asked for categories")
+                    };
+                    categorical(&col.name, counts, missing)
+                }
+                Values::Numbers(v) => {
+                    let (mean, std) = mean_std(&v);
+                    let exact = v.len() <= EXACT_VALUES;
+                    ColumnProfile {
+                        name: col.name.clone(),
+                        kind: ColumnKind::Numeric,
+                        missing,
+                        unique: distinct(&v),
+                        mean,
+                        std,
+                        values: if exact {
+                            v
+                        } else {
+                            (0..=QUANTILES)
+                                .map(|i| quantile(&v, i as f64 / QUANTILES as f64))
+                                .collect()
+                        },
+                        exact,
+                        counts: BTreeMap::new(),
+                    }
+                }
+            };
+            columns.push(p);
+        }
+        Ok(Self {
+            source: source.to_string(),
+            rows: df.height(),
+            columns,
+        })
+    }
+}
+
+fn categorical(name: &str, counts: BTreeMap<String, u64>, missing: usize) -> ColumnProfile {
+    ColumnProfile {
+        name: name.to_string(),
+        kind: ColumnKind::Categorical,
+        missing,
+        unique: counts.len(),
+        mean: 0.0,
+        std: 0.0,
+        values: Vec::new(),
+        exact: false,
+        counts,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Issue {
+    pub column: String,
+    pub check: String,
+    pub severity: Severity,
+    /// The share of rows at fault.
+    pub share: f64,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SchemaCheck {
+    pub passed: bool,
+    pub issues: Vec<Issue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnDrift {
+    pub column: String,
+    pub kind: ColumnKind,
+    /// `ks`, `chi_square`, `z`, `wasserstein` or `jensen_shannon`.
+    pub test: String,
+    /// The p-value (tests) or the distance.
+    pub score: f64,
+    pub threshold: f64,
+    pub drifted: bool,
+    /// Chart: the bars' labels and the reference and current shares.
+    pub labels: Vec<String>,
+    pub reference_shares: Vec<f64>,
+    pub current_shares: Vec<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftReport {
+    pub columns: Vec<ColumnDrift>,
+    pub drifted_columns: usize,
+    pub share: f64,
+    pub threshold: f64,
+    pub dataset_drift: bool,
+}
+
+/// The validation report: JSON in the run directory and `GET /api/v1/validation`, HTML at
+/// `GET /validation`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub reference: Option<String>,
+    pub current: String,
+    pub reference_rows: usize,
+    pub current_rows: usize,
+    pub schema: SchemaCheck,
+    /// None without a reference (the first model).
+    pub drift: Option<DriftReport>,
+}
+
+impl Report {
+    /// One line for logs and the CLI.
+    pub fn summary(&self) -> String {
+        let fails = self
+            .schema
+            .issues
+            .iter()
+            .filter(|i| i.severity == Severity::Fail)
+            .map(|i| format!("{}: {}", i.column, i.message))
+            .collect::<Vec<_>>();
+        let schema = if self.schema.passed {
+            format!("schema passed ({} warnings)", self.schema.issues.len())
+        } else {
+            format!("schema FAILED: {}", fails.join("; "))
+        };
+        let drift = match &self.drift {
+            None => "no reference, drift not measured".to_string(),
+            Some(d) => {
+                let names: Vec<&str> = d
+                    .columns
+                    .iter()
+                    .filter(|c| c.drifted)
+                    .map(|c| c.column.as_str())
+                    .collect();
+                format!(
+                    "{} of {} columns drifted{}; data set {}",
+                    d.drifted_columns,
+                    d.columns.len(),
+                    if names.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", names.join(", "))
+                    },
+                    if d.dataset_drift {
+                        "DRIFTED"
+                    } else {
+                        "not drifted"
+                    }
+                )
+            }
+        };
+        format!("{schema}; {drift}")
+    }
+}
+
+/// Checks `df` against the schema and, given a reference, for drift.
+pub fn validate(
+    current_name: &str,
+    df: &DataFrame,
+    reference: Option<&Profile>,
+    settings: &ValidationSettings,
+) -> Result<Report> {
+    let schema = check_schema(df, reference, settings)?;
+    let drift = match reference {
+        Some(r) => Some(detect_drift(df, r, settings)?),
+        None => None,
+    };
+    Ok(Report {
+        reference: reference.map(|r| r.source.clone()),
+        current: current_name.to_string(),
+        reference_rows: reference.map_or(0, |r| r.rows),
+        current_rows: df.height(),
+        schema,
+        drift,
+    })
+}
+
+fn check_schema(
+    df: &DataFrame,
+    reference: Option<&Profile>,
+    s: &ValidationSettings,
+) -> Result<SchemaCheck> {
+    let rows = df.height();
+    let mut issues = Vec::new();
+    let mut add = |column: &str, check: &str, count: usize, limit: f64, message: String| {
+        if count == 0 {
+            return;
+        }
+        let share = count as f64 / rows.max(1) as f64;
+        issues.push(Issue {
+            column: column.to_string(),
+            check: check.to_string(),
+            severity: if share > limit {
+                Severity::Fail
+            } else {
+                Severity::Warn
+            },
+            share,
+            message: format!("{message} ({count} of {rows} rows, {:.1}%)", 100.0 * share),
+        });
+    };
+    if rows == 0 {
+        add("*", "rows", 1, 0.0, "no rows".into());
+    }
+    for col in &RawSchema::get().columns {
+        let c = df.column(&col.name)?;
+        match col.kind {
+            RawType::Category => {
+                let known: BTreeSet<&str> = col.values.iter().map(String::as_str).collect();
+                let seen: Option<&BTreeMap<String, u64>> = reference
+                    .and_then(|r| r.columns.iter().find(|p| p.name == col.name))
+                    .map(|p| &p.counts);
+                let mut unknown = BTreeMap::<&str, usize>::new();
+                let mut missing = 0;
+                for v in c.str()?.iter() {
+                    match v.map(str::trim).filter(|v| !v.is_empty()) {
+                        None => missing += 1,
+                        Some(v) => {
+                            let in_schema = known.is_empty() || known.contains(v);
+                            let in_reference = seen.is_none_or(|s| s.contains_key(v));
+                            if !in_schema || !in_reference {
+                                *unknown.entry(v).or_insert(0) += 1;
+                            }
+                        }
+                    }
+                }
+                add(&col.name, "missing", missing, s.max_missing_share, "missing values".into());
+                let n: usize = unknown.values().sum();
+                let names: Vec<String> = unknown.keys().take(10).map(|k| format!("'{k}'")).collect();
+                add(
+                    &col.name,
+                    "unknown_categories",
+                    n,
+                    s.max_invalid_share,
+                    format!("unknown categories {}", names.join(", ")),
+                );
+            }
+            RawType::Date => {
+                let mut missing = 0;
+                let mut bad = 0;
+                for v in c.str()?.iter() {
+                    match v.map(str::trim).filter(|v| !v.is_empty()) {
+                        None => missing += 1,
+                        Some(v) if date_days(v).is_none() => bad += 1,
+                        Some(_) => {}
+                    }
+                }
+                add(&col.name, "missing", missing, s.max_missing_share, "missing values".into());
+                add(&col.name, "type", bad, s.max_invalid_share, "not dates".into());
+            }
+            RawType::Integer | RawType::Number => {
+                let f = c.cast(&DataType::Float64)?;
+                let mut missing = 0;
+                let mut outside = 0;
+                let mut fractional = 0;
+                for v in f.f64()?.iter() {
+                    match v.filter(|x| !x.is_nan()) {
+                        None => missing += 1,
+                        Some(x) => {
+                            if col.min.is_some_and(|m| x < m) || col.max.is_some_and(|m| x > m) || !x.is_finite() {
+                                outside += 1;
+                            } else if col.kind == RawType::Integer && x.fract() != 0.0 {
+                                fractional += 1;
+                            }
+                        }
+                    }
+                }
+                let limit = if col.nullable { s.max_missing_share } else { s.max_missing_share };
+                add(&col.name, "missing", missing, limit, "missing values".into());
+                let range = match (col.min, col.max) {
+                    (Some(a), Some(b)) => format!("[{a}, {b}]"),
+                    (Some(a), None) => format!(">= {a}"),
+                    (None, Some(b)) => format!("<= {b}"),
+                    (None, None) => "finite".into(),
+                };
+                add(&col.name, "range", outside, s.max_invalid_share, format!("values outside {range}"));
+                add(&col.name, "type", fractional, s.max_invalid_share, "values that are not whole numbers".into());
+            }
+        }
+    }
+    let passed = !issues.iter().any(|i| i.severity == Severity::Fail);
+    Ok(SchemaCheck { passed, issues })
+}
+
+fn detect_drift(df: &DataFrame, reference: &Profile, s: &ValidationSettings) -> Result<DriftReport> {
+    let small = reference.rows <= s.small_reference_rows;
+    let mut columns = Vec::new();
+    for r in &reference.columns {
+        let Some(col) = RawSchema::get().column(&r.name) else {
+            continue;
+        };
+        let as_categories = r.kind == ColumnKind::Categorical && col.kind != RawType::Category;
+        let (values, _) = read_column(df, &r.name, col.kind, as_categories)?;
+        let d = match (r.kind, values) {
+            (ColumnKind::Numeric, Values::Numbers(cur)) => numeric_drift(r, &cur, small, s),
+            (ColumnKind::Categorical, Values::Categories(cur)) => categorical_drift(r, &cur, small, s),
+            _ => unreachable!("read as the reference's kind"),
+        };
+        columns.push(d);
+    }
+    let drifted_columns = columns.iter().filter(|c| c.drifted).count();
+    let share = drifted_columns as f64 / columns.len().max(1) as f64;
+    Ok(DriftReport {
+        columns,
+        drifted_columns,
+        share,
+        threshold: s.dataset_drift_share,
+        dataset_drift: share >= s.dataset_drift_share,
+    })
+}
+
+fn numeric_drift(r: &ColumnProfile, cur: &[f64], small: bool, s: &ValidationSettings) -> ColumnDrift {
+    let (test, score, threshold, drifted) = if cur.is_empty() || r.values.is_empty() {
+        ("ks", 0.0, s.p_value, true)
+    } else if small {
+        let p = ks_p_value(&r.values, cur, r.exact);
+        ("ks", p, s.p_value, p < s.p_value)
+    } else {
+        let w = wasserstein(&r.values, r.exact, cur) / r.std.max(0.001);
+        ("wasserstein", w, s.wasserstein, w >= s.wasserstein)
+    };
+    // The chart: both distributions over the union of their ranges.
+    let lo = r.values.first().copied().unwrap_or(0.0).min(cur.first().copied().unwrap_or(0.0));
+    let hi = r.values.last().copied().unwrap_or(1.0).max(cur.last().copied().unwrap_or(1.0));
+    let width = ((hi - lo) / CHART_BINS as f64).max(f64::MIN_POSITIVE);
+    let hist = |values: &[f64]| {
+        let mut bins = vec![0.0; CHART_BINS];
+        for &v in values {
+            let b = (((v - lo) / width) as usize).min(CHART_BINS - 1);
+            bins[b] += 1.0;
+        }
+        let n = values.len().max(1) as f64;
+        bins.iter().map(|c| c / n).collect::<Vec<f64>>()
+    };
+    ColumnDrift {
+        column: r.name.clone(),
+        kind: ColumnKind::Numeric,
+        test: test.into(),
+        score,
+        threshold,
+        drifted,
+        labels: (0..CHART_BINS).map(|i| format_short(lo + width * i as f64)).collect(),
+        reference_shares: hist(&r.values),
+        current_shares: hist(cur),
+    }
+}
+
+fn format_short(x: f64) -> String {
+    if x.abs() >= 1000.0 {
+        format!("{:.0}", x)
+    } else if x.fract().abs() < 1e-9 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+fn categorical_drift(
+    r: &ColumnProfile,
+    cur: &BTreeMap<String, u64>,
+    small: bool,
+    s: &ValidationSettings,
+) -> ColumnDrift {
+    let labels: Vec<String> = r
+        .counts
+        .keys()
+        .chain(cur.keys())
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let counts = |m: &BTreeMap<String, u64>| -> Vec<f64> {
+        labels.iter().map(|l| *m.get(l).unwrap_or(&0) as f64).collect()
+    };
+    let (rc, cc) = (counts(&r.counts), counts(cur));
+    let (rn, cn) = (rc.iter().sum::<f64>(), cc.iter().sum::<f64>());
+    let shares = |c: &[f64], n: f64| c.iter().map(|x| x / n.max(1.0)).collect::<Vec<f64>>();
+    let (rs, cs) = (shares(&rc, rn), shares(&cc, cn));
+    let (test, score, threshold, drifted) = if rn == 0.0 || cn == 0.0 {
+        ("chi_square", 0.0, s.p_value, rn != cn)
+    } else if small && labels.len() <= 2 {
+        let p = z_test(rc[0], rn, cc[0], cn);
+        ("z", p, s.p_value, p < s.p_value)
+    } else if small {
+        let p = chi_square_p_value(&rs, &cc, cn);
+        ("chi_square", p, s.p_value, p < s.p_value)
+    } else {
+        let d = jensen_shannon(&rs, &cs);
+        ("jensen_shannon", d, s.jensen_shannon, d >= s.jensen_shannon)
+    };
+    ColumnDrift {
+        column: r.name.clone(),
+        kind: ColumnKind::Categorical,
+        test: test.into(),
+        score,
+        threshold,
+        drifted,
+        labels,
+        reference_shares: rs,
+        current_shares: cs,
+    }
+}
+
+// ---- statistics ---------------------------------------------------------------------------
+
+/// The two-sample Kolmogorov–Smirnov statistic of two sorted samples.
+pub fn ks_statistic(a: &[f64], b: &[f64]) -> f64 {
+    let (n, m) = (a.len() as f64, b.len() as f64);
+    let (mut i, mut j, mut d) = (0, 0, 0.0f64);
+    while i < a.len() && j < b.len() {
+        let x = a[i].min(b[j]);
+        while i < a.len() && a[i] <= x {
+            i += 1;
+        }
+        while j < b.len() && b[j] <= x {
+            j += 1;
+        }
+        d = d.max((i as f64 / n - j as f64 / m).abs());
+    }
+    d
+}
+
+/// Two-sided p-value of the two-sample KS test (the asymptotic Kolmogorov distribution with
+/// Stephens' small-sample correction). A reference kept as quantiles counts as
+/// [`QUANTILES`] + 1 values.
+fn ks_p_value(reference: &[f64], current: &[f64], _exact: bool) -> f64 {
+    let d = ks_statistic(reference, current);
+    let (n, m) = (reference.len() as f64, current.len() as f64);
+    let en = (n * m / (n + m)).sqrt();
+    kolmogorov_q((en + 0.12 + 0.11 / en) * d)
+}
+
+/// Q_KS(λ) = 2 Σ (-1)^(k-1) exp(-2 k² λ²).
+fn kolmogorov_q(lambda: f64) -> f64 {
+    if lambda < 1e-3 {
+        return 1.0;
+    }
+    let mut sum = 0.0;
+    let mut sign = 1.0;
+    for k in 1..=200 {
+        let term = sign * (-2.0 * (k as f64).powi(2) * lambda * lambda).exp();
+        sum += term;
+        if term.abs() < 1e-12 {
+            break;
+        }
+        sign = -sign;
+    }
+    (2.0 * sum).clamp(0.0, 1.0)
+}
+
+/// W1 between the reference (values, or evenly spaced quantiles) and a sorted sample:
+/// the mean absolute difference of their quantile functions.
+pub fn wasserstein(reference: &[f64], exact: bool, current: &[f64]) -> f64 {
+    if exact {
+        // Both empirical: integrate |F_a - F_b| over the merged support.
+        let (a, b) = (reference, current);
+        let (n, m) = (a.len() as f64, b.len() as f64);
+        let (mut i, mut j, mut total) = (0, 0, 0.0);
+        let mut last = a[0].min(b[0]);
+        while i < a.len() || j < b.len() {
+            let x = match (a.get(i), b.get(j)) {
+                (Some(&x), Some(&y)) => x.min(y),
+                (Some(&x), None) => x,
+                (None, Some(&y)) => y,
+                (None, None) => break,
+            };
+            total += (i as f64 / n - j as f64 / m).abs() * (x - last);
+            last = x;
+            while i < a.len() && a[i] <= x {
+                i += 1;
+            }
+            while j < b.len() && b[j] <= x {
+                j += 1;
+            }
+        }
+        return total;
+    }
+    const STEPS: usize = 4000;
+    (0..STEPS)
+        .map(|i| {
+            let q = (i as f64 + 0.5) / STEPS as f64;
+            (quantile(reference, q) - quantile(current, q)).abs()
+        })
+        .sum::<f64>()
+        / STEPS as f64
+}
+
+/// Jensen–Shannon distance (the square root of the divergence, natural log) of two
+/// distributions over the same categories.
+pub fn jensen_shannon(p: &[f64], q: &[f64]) -> f64 {
+    let kl = |a: &[f64], m: &[f64]| -> f64 {
+        a.iter()
+            .zip(m)
+            .filter(|(x, _)| **x > 0.0)
+            .map(|(x, y)| x * (x / y).ln())
+            .sum()
+    };
+    let m: Vec<f64> = p.iter().zip(q).map(|(a, b)| 0.5 * (a + b)).collect();
+    (0.5 * kl(p, &m) + 0.5 * kl(q, &m)).max(0.0).sqrt()
+}
+
+/// p-value of the chi-square goodness of fit of the current counts to the reference shares.
+fn chi_square_p_value(reference_shares: &[f64], current: &[f64], n: f64) -> f64 {
+    let mut stat = 0.0;
+    let mut categories = 0;
+    for (&share, &observed) in reference_shares.iter().zip(current) {
+        let expected = share * n;
+        if expected == 0.0 {
+            if observed > 0.0 {
+                return 0.0; // a category the reference never had
+            }
+            continue;
+        }
+        categories += 1;
+        stat += (observed - expected).powi(2) / expected;
+    }
+    if categories < 2 {
+        return 1.0;
+    }
+    upper_gamma_regularized((categories - 1) as f64 / 2.0, stat / 2.0)
+}
+
+/// Two-sided p-value of the pooled two-proportion Z-test.
+fn z_test(x1: f64, n1: f64, x2: f64, n2: f64) -> f64 {
+    let (p1, p2) = (x1 / n1, x2 / n2);
+    let p = (x1 + x2) / (n1 + n2);
+    let se = (p * (1.0 - p) * (1.0 / n1 + 1.0 / n2)).sqrt();
+    if se == 0.0 {
+        return if p1 == p2 { 1.0 } else { 0.0 };
+    }
+    erfc(((p1 - p2) / se).abs() / std::f64::consts::SQRT_2)
+}
+
+/// Complementary error function (Numerical Recipes' erfcc; relative error < 1.2e-7).
+fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let r = t * (-z * z - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+        .exp();
+    if x >= 0.0 { r } else { 2.0 - r }
+}
+
+fn ln_gamma(x: f64) -> f64 {
+    // Lanczos approximation (g = 7, n = 9).
+    const C: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    let x = x - 1.0;
+    let mut a = C[0];
+    let t = x + 7.5;
+    for (i, c) in C.iter().enumerate().skip(1) {
+        a += c / (x + i as f64);
+    }
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
+}
+
+/// Q(a, x) = Γ(a, x) / Γ(a): the chi-square survival function is Q(df/2, stat/2).
+fn upper_gamma_regularized(a: f64, x: f64) -> f64 {
+    if x <= 0.0 {
+        return 1.0;
+    }
+    let ln_front = -x + a * x.ln() - ln_gamma(a);
+    if x < a + 1.0 {
+        // Series for P(a, x).
+        let (mut sum, mut term, mut ap) = (1.0 / a, 1.0 / a, a);
+        for _ in 0..1000 {
+            ap += 1.0;
+            term *= x / ap;
+            sum += term;
+            if term.abs() < sum.abs() * 1e-15 {
+                break;
+            }
+        }
+        (1.0 - sum * ln_front.exp()).clamp(0.0, 1.0)
+    } else {
+        // Continued fraction for Q(a, x) (modified Lentz).
+        let tiny = 1e-300;
+        let mut b = x + 1.0 - a;
+        let mut c = 1.0 / tiny;
+        let mut d = 1.0 / b;
+        let mut h = d;
+        for i in 1..1000 {
+            let an = -(i as f64) * (i as f64 - a);
+            b += 2.0;
+            d = an * d + b;
+            if d.abs() < tiny {
+                d = tiny;
+            }
+            c = b + an / c;
+            if c.abs() < tiny {
+                c = tiny;
+            }
+            d = 1.0 / d;
+            let delta = d * c;
+            h *= delta;
+            if (delta - 1.0).abs() < 1e-15 {
+                break;
+            }
+        }
+        (ln_front.exp() * h).clamp(0.0, 1.0)
+    }
+}
+
+// ---- the HTML report's charts -------------------------------------------------------------
+
+/// A small SVG bar chart of a column's reference (grey) and current (blue) shares.
+pub fn chart_svg(c: &ColumnDrift) -> String {
+    let (w, h, pad) = (360.0, 120.0, 18.0);
+    let n = c.labels.len().max(1) as f64;
+    let top = c
+        .reference_shares
+        .iter()
+        .chain(&c.current_shares)
+        .cloned()
+        .fold(0.0, f64::max)
+        .max(1e-9);
+    let slot = (w - 2.0 * pad) / n;
+    let bar = (slot / 2.0 - 1.0).max(1.0);
+    let mut out = format!(
+        r#"<svg class="chart" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="{} reference vs current">"#,
+        crate::serve::svg::escape(&c.column)
+    );
+    for (i, (r, cur)) in c.reference_shares.iter().zip(&c.current_shares).enumerate() {
+        let x = pad + slot * i as f64;
+        for (k, (v, class)) in [(r, "ref"), (cur, "cur")].into_iter().enumerate() {
+            let bh = (h - 2.0 * pad) * v / top;
+            out.push_str(&format!(
+                r#"<rect class="{class}" x="{:.1}" y="{:.1}" width="{bar:.1}" height="{bh:.1}"><title>{}: {} {:.1}%</title></rect>"#,
+                x + k as f64 * (bar + 1.0),
+                h - pad - bh,
+                crate::serve::svg::escape(&c.labels[i]),
+                if k == 0 { "reference" } else { "current" },
+                100.0 * v
+            ));
+        }
+    }
+    let first = c.labels.first().map(String::as_str).unwrap_or("");
+    let last = c.labels.last().map(String::as_str).unwrap_or("");
+    out.push_str(&format!(
+        r#"<text x="{pad}" y="{}" class="axis">{}</text><text x="{}" y="{}" class="axis" text-anchor="end">{}</text></svg>"#,
+        h - 4.0,
+        crate::serve::svg::escape(first),
+        w - pad,
+        h - 4.0,
+        crate::serve::svg::escape(last)
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statistics_match_known_values() {
+        // scipy.stats.chi2.sf(3.84, 1) = 0.0500; chi2.sf(10, 4) = 0.04043
+        assert!((upper_gamma_regularized(0.5, 3.84 / 2.0) - 0.0500).abs() < 2e-4);
+        assert!((upper_gamma_regularized(2.0, 5.0) - 0.040_428).abs() < 1e-5);
+        // 2 * norm.sf(1.96) = 0.05
+        assert!((erfc(1.96 / std::f64::consts::SQRT_2) - 0.05).abs() < 1e-4);
+        // Kolmogorov: Q(1.36) ≈ 0.0495
+        assert!((kolmogorov_q(1.36) - 0.0495).abs() < 1e-3);
+        assert!((ln_gamma(5.0) - 24f64.ln()).abs() < 1e-10);
+        let a = [1.0, 2.0, 3.0, 4.0];
+        let b = [3.0, 4.0, 5.0, 6.0];
+        assert!((ks_statistic(&a, &b) - 0.5).abs() < 1e-12);
+        // scipy.stats.wasserstein_distance([1,2,3,4],[3,4,5,6]) = 2.0
+        assert!((wasserstein(&a, true, &b) - 2.0).abs() < 1e-12);
+        assert_eq!(jensen_shannon(&[0.5, 0.5], &[0.5, 0.5]), 0.0);
+        // scipy.spatial.distance.jensenshannon([1,0],[0,1]) = sqrt(ln 2)
+        assert!((jensen_shannon(&[1.0, 0.0], &[0.0, 1.0]) - 2f64.ln().sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn quantile_profile_gives_the_exact_wasserstein_distance_closely() {
+        let a: Vec<f64> = (0..5000).map(|i| (i as f64 * 0.37).sin() * 10.0 + i as f64 * 0.01).collect();
+        let mut a_sorted = a.clone();
+        a_sorted.sort_by(f64::total_cmp);
+        let b: Vec<f64> = a_sorted.iter().map(|x| x * 1.5 + 3.0).collect();
+        let exact = wasserstein(&a_sorted, true, &b);
+        let q: Vec<f64> = (0..=QUANTILES).map(|i| quantile(&a_sorted, i as f64 / QUANTILES as f64)).collect();
+        let approx = wasserstein(&q, false, &b);
+        assert!((exact - approx).abs() / exact < 0.01, "{exact} vs {approx}");
+    }
+
+    fn settings() -> ValidationSettings {
+        crate::config::Settings::load_with_env(None, Vec::new())
+            .unwrap()
+            .validation
+    }
+
+    /// `df` with Income × 1.5 and Recency + 30 days.
+    fn shifted(df: &DataFrame) -> DataFrame {
+        let mut out = df.clone();
+        let income = df.column("Income").unwrap().f64().unwrap() * 1.5;
+        let recency = df.column("Recency").unwrap().f64().unwrap() + 30.0;
+        out.with_column(income.into_series().with_name("Income".into()).into_column())
+            .unwrap();
+        out.with_column(recency.into_series().with_name("Recency".into()).into_column())
+            .unwrap();
+        out
+    }
+
+    fn drifted(r: &Report) -> Vec<&str> {
+        let d = r.drift.as_ref().unwrap();
+        d.columns
+            .iter()
+            .filter(|c| c.drifted)
+            .map(|c| c.column.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn drift_is_found_where_the_data_moved_and_nowhere_else() {
+        let s = settings();
+        for (rows, test) in [(3000, "wasserstein"), (800, "ks")] {
+            let reference = crate::ingest::synthetic::generate(rows, 1);
+            let profile = Profile::of("reference", &reference, &s).unwrap();
+            // Another sample of the same population: no drift by distance; by tests at
+            // p < 0.05 over 28 columns a chance finding or two, never the data set.
+            let same = crate::ingest::synthetic::generate(rows, 2);
+            let r = validate("same", &same, Some(&profile), &s).unwrap();
+            assert!(r.schema.passed, "{:?}", r.schema.issues);
+            let chance = drifted(&r);
+            if test == "wasserstein" {
+                assert_eq!(chance, Vec::<&str>::new(), "{rows} rows");
+            }
+            assert!(chance.len() <= 3 && !r.drift.as_ref().unwrap().dataset_drift, "{chance:?}");
+            // Income and Recency moved: those two drift, the data set as a whole does not.
+            let r = validate("shifted", &shifted(&same), Some(&profile), &s).unwrap();
+            let found = drifted(&r);
+            assert!(found.contains(&"Income") && found.contains(&"Recency"), "{found:?}");
+            let others: Vec<&&str> = found.iter().filter(|c| !["Income", "Recency"].contains(c)).collect();
+            assert_eq!(others, chance.iter().collect::<Vec<_>>(), "only the moved columns are new");
+            let d = r.drift.as_ref().unwrap();
+            assert!(!d.dataset_drift);
+            let income = d.columns.iter().find(|c| c.column == "Income").unwrap();
+            assert_eq!(income.test, test);
+            let education = d.columns.iter().find(|c| c.column == "Education").unwrap();
+            assert_eq!(education.kind, ColumnKind::Categorical);
+        }
+    }
+
+    #[test]
+    fn a_column_mostly_missing_or_out_of_range_fails_the_schema_check() {
+        let s = settings();
+        let mut df = crate::ingest::synthetic::generate(200, 3);
+        let n = df.height();
+        let income: Vec<Option<f64>> = (0..n).map(|i| (i % 2 == 0).then_some(50_000.0)).collect();
+        df.with_column(Column::new("Income".into(), income)).unwrap();
+        let recency: Vec<f64> = (0..n).map(|i| if i % 5 == 0 { -3.0 } else { 10.0 }).collect();
+        df.with_column(Column::new("Recency".into(), recency)).unwrap();
+        let r = validate("bad", &df, None, &s).unwrap();
+        assert!(!r.schema.passed);
+        let fails: Vec<(&str, &str)> = r
+            .schema
+            .issues
+            .iter()
+            .filter(|i| i.severity == Severity::Fail)
+            .map(|i| (i.column.as_str(), i.check.as_str()))
+            .collect();
+        assert_eq!(fails, [("Income", "missing"), ("Recency", "range")]);
+        assert!(r.summary().contains("Income") && r.summary().contains("Recency"));
+        assert!(r.drift.is_none());
+    }
+}
