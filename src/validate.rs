@@ -496,14 +496,18 @@ fn numeric_drift(r: &ColumnProfile, cur: &[f64], small: bool, s: &ValidationSett
         let w = wasserstein(&r.values, r.exact, cur) / r.std.max(0.001);
         ("wasserstein", w, s.wasserstein, w >= s.wasserstein)
     };
-    // The chart: both distributions over the union of their ranges.
-    let lo = r.values.first().copied().unwrap_or(0.0).min(cur.first().copied().unwrap_or(0.0));
-    let hi = r.values.last().copied().unwrap_or(1.0).max(cur.last().copied().unwrap_or(1.0));
-    let width = ((hi - lo) / CHART_BINS as f64).max(f64::MIN_POSITIVE);
+    // The chart: both distributions over the union of their 1st–99th percentile ranges (a
+    // far outlier would squeeze every bar into one); values beyond fall into the end bars.
+    let q = |v: &[f64], p: f64| if v.is_empty() { f64::NAN } else { quantile(v, p) };
+    let lo = q(&r.values, 0.01).min(q(cur, 0.01));
+    let lo = if lo.is_finite() { lo } else { 0.0 };
+    let hi = q(&r.values, 0.99).max(q(cur, 0.99));
+    let hi = if hi.is_finite() && hi > lo { hi } else { lo + 1.0 };
+    let width = (hi - lo) / CHART_BINS as f64;
     let hist = |values: &[f64]| {
         let mut bins = vec![0.0; CHART_BINS];
         for &v in values {
-            let b = (((v - lo) / width) as usize).min(CHART_BINS - 1);
+            let b = (((v - lo) / width).max(0.0) as usize).min(CHART_BINS - 1);
             bins[b] += 1.0;
         }
         let n = values.len().max(1) as f64;
@@ -809,7 +813,7 @@ pub fn chart_svg(c: &ColumnDrift) -> String {
     let slot = (w - 2.0 * pad) / n;
     let bar = (slot / 2.0 - 1.0).max(1.0);
     let mut out = format!(
-        r#"<svg class="chart" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="{} reference vs current">"#,
+        r#"<svg class="chart" viewBox="0 0 {w} {h}" role="img" aria-label="{} reference vs current">"#,
         crate::serve::svg::escape(&c.column)
     );
     for (i, (r, cur)) in c.reference_shares.iter().zip(&c.current_shares).enumerate() {
