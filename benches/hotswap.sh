@@ -29,6 +29,7 @@ done
 mapfile -t versions < <("$bin" models list --models "$uri" | awk 'NR>1 {print ($1=="*") ? $2 : $1}')
 first="${versions[0]}"; second="${versions[1]}"
 "$bin" models promote "$first" --models "$uri" >/dev/null
+"$bin" models list --models "$uri"
 
 cat >"$work/one.lua" <<'LUA'
 wrk.method = "POST"
@@ -49,8 +50,9 @@ window() { # label
 echo "serving $(version); the store holds $first and $second"
 window before
 ( sleep 1; "$bin" models promote "$second" --models "$uri" >/dev/null; echo "promoted $second at +1 s" ) &
+promoter=$!
 window during
-wait
+wait $promoter
 window after
 echo "serving $(version) after the switch"
 grep -E "switched|refused" "$work/server.log" | sed 's/^/server: /'
