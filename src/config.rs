@@ -263,7 +263,8 @@ impl Settings {
             "timeouts must be at least 1 ms",
         )?;
         if let Some(uri) = m.s3.uri.as_deref().filter(|u| !u.is_empty()) {
-            crate::store::s3::parse_uri(uri).map_err(|e| Error::config("models.s3.uri", e.to_string()))?;
+            crate::store::s3::parse_uri(uri)
+                .map_err(|e| Error::config("models.s3.uri", e.to_string()))?;
         }
         let v = &self.validation;
         for (key, share) in [
@@ -278,7 +279,11 @@ impl Settings {
             ("validation.wasserstein", v.wasserstein),
             ("validation.jensen_shannon", v.jensen_shannon),
         ] {
-            check(d >= 0.0 && d.is_finite(), key, "must be a finite number >= 0")?;
+            check(
+                d >= 0.0 && d.is_finite(),
+                key,
+                "must be a finite number >= 0",
+            )?;
         }
         ReferenceDate::parse(&self.features.reference_date)
             .map_err(|m| Error::config("features.reference_date", m))?;

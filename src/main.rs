@@ -331,7 +331,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     let versions = store.versions()?;
                     println!("{} ({} versions)", store.describe(), versions.len());
                     for v in versions {
-                        let mark = if current.as_deref() == Some(v.as_str()) { "*" } else { " " };
+                        let mark = if current.as_deref() == Some(v.as_str()) {
+                            "*"
+                        } else {
+                            " "
+                        };
                         let about = store
                             .get(&v, categorizer::store::MANIFEST_FILE)
                             .ok()
@@ -339,7 +343,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                             .map(|m| {
                                 format!(
                                     "{}  {:<4}  F1 {:.4}  {} rows",
-                                    m.created_at, m.classifier, m.promotion.weighted_f1, m.data.rows
+                                    m.created_at,
+                                    m.classifier,
+                                    m.promotion.weighted_f1,
+                                    m.data.rows
                                 )
                             })
                             .unwrap_or_else(|| "(manifest unreadable)".into());
@@ -376,7 +383,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 categorizer::validate::Profile::of(&src.name(), &src.load()?, v)?
             };
             let src = DataSource::parse(&current)?;
-            let report = categorizer::validate::validate(&src.name(), &src.load()?, Some(&profile), v)?;
+            let report =
+                categorizer::validate::validate(&src.name(), &src.load()?, Some(&profile), v)?;
             print_validation(&report);
             if let Some(path) = out {
                 train::write_json(&path, &report)?;

@@ -141,7 +141,10 @@ impl Manifest {
                 "model {} expects the features [{}], this service serves [{}]",
                 self.version,
                 got.join(", "),
-                want.iter().map(|f| f.key.as_str()).collect::<Vec<_>>().join(", ")
+                want.iter()
+                    .map(|f| f.key.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         Ok(())
@@ -162,7 +165,9 @@ pub fn current_profile(store: &dyn ModelStore) -> Option<crate::validate::Profil
         Ok(m.data_profile)
     };
     read().unwrap_or_else(|e| {
-        tracing::warn!("the current model's data profile could not be read ({e}): drift is not measured");
+        tracing::warn!(
+            "the current model's data profile could not be read ({e}): drift is not measured"
+        );
         None
     })
 }

@@ -89,7 +89,12 @@ fn date_days(text: &str) -> Option<f64> {
 
 /// Reads a column as numbers (dates as day numbers) or as category counts; also returns the
 /// number of missing values.
-fn read_column(df: &DataFrame, name: &str, kind: RawType, as_categories: bool) -> Result<(Values, usize)> {
+fn read_column(
+    df: &DataFrame,
+    name: &str,
+    kind: RawType,
+    as_categories: bool,
+) -> Result<(Values, usize)> {
     let col = df.column(name)?;
     let mut missing = 0;
     let numbers: Vec<Option<f64>> = match kind {
@@ -401,9 +406,16 @@ fn check_schema(
                         }
                     }
                 }
-                add(&col.name, "missing", missing, s.max_missing_share, "missing values".into());
+                add(
+                    &col.name,
+                    "missing",
+                    missing,
+                    s.max_missing_share,
+                    "missing values".into(),
+                );
                 let n: usize = unknown.values().sum();
-                let names: Vec<String> = unknown.keys().take(10).map(|k| format!("'{k}'")).collect();
+                let names: Vec<String> =
+                    unknown.keys().take(10).map(|k| format!("'{k}'")).collect();
                 add(
                     &col.name,
                     "unknown_categories",
@@ -422,8 +434,20 @@ fn check_schema(
                         Some(_) => {}
                     }
                 }
-                add(&col.name, "missing", missing, s.max_missing_share, "missing values".into());
-                add(&col.name, "type", bad, s.max_invalid_share, "not dates".into());
+                add(
+                    &col.name,
+                    "missing",
+                    missing,
+                    s.max_missing_share,
+                    "missing values".into(),
+                );
+                add(
+                    &col.name,
+                    "type",
+                    bad,
+                    s.max_invalid_share,
+                    "not dates".into(),
+                );
             }
             RawType::Integer | RawType::Number => {
                 let f = c.cast(&DataType::Float64)?;
@@ -434,7 +458,10 @@ fn check_schema(
                     match v.filter(|x| !x.is_nan()) {
                         None => missing += 1,
                         Some(x) => {
-                            if col.min.is_some_and(|m| x < m) || col.max.is_some_and(|m| x > m) || !x.is_finite() {
+                            if col.min.is_some_and(|m| x < m)
+                                || col.max.is_some_and(|m| x > m)
+                                || !x.is_finite()
+                            {
                                 outside += 1;
                             } else if col.kind == RawType::Integer && x.fract() != 0.0 {
                                 fractional += 1;
@@ -442,16 +469,33 @@ fn check_schema(
                         }
                     }
                 }
-                let limit = if col.nullable { s.max_missing_share } else { s.max_missing_share };
-                add(&col.name, "missing", missing, limit, "missing values".into());
+                add(
+                    &col.name,
+                    "missing",
+                    missing,
+                    s.max_missing_share,
+                    "missing values".into(),
+                );
                 let range = match (col.min, col.max) {
                     (Some(a), Some(b)) => format!("[{a}, {b}]"),
                     (Some(a), None) => format!(">= {a}"),
                     (None, Some(b)) => format!("<= {b}"),
                     (None, None) => "finite".into(),
                 };
-                add(&col.name, "range", outside, s.max_invalid_share, format!("values outside {range}"));
-                add(&col.name, "type", fractional, s.max_invalid_share, "values that are not whole numbers".into());
+                add(
+                    &col.name,
+                    "range",
+                    outside,
+                    s.max_invalid_share,
+                    format!("values outside {range}"),
+                );
+                add(
+                    &col.name,
+                    "type",
+                    fractional,
+                    s.max_invalid_share,
+                    "values that are not whole numbers".into(),
+                );
             }
         }
     }
@@ -459,7 +503,11 @@ fn check_schema(
     Ok(SchemaCheck { passed, issues })
 }
 
-fn detect_drift(df: &DataFrame, reference: &Profile, s: &ValidationSettings) -> Result<DriftReport> {
+fn detect_drift(
+    df: &DataFrame,
+    reference: &Profile,
+    s: &ValidationSettings,
+) -> Result<DriftReport> {
     let small = reference.rows <= s.small_reference_rows;
     let mut columns = Vec::new();
     for r in &reference.columns {
@@ -470,7 +518,9 @@ fn detect_drift(df: &DataFrame, reference: &Profile, s: &ValidationSettings) -> 
         let (values, _) = read_column(df, &r.name, col.kind, as_categories)?;
         let d = match (r.kind, values) {
             (ColumnKind::Numeric, Values::Numbers(cur)) => numeric_drift(r, &cur, small, s),
-            (ColumnKind::Categorical, Values::Categories(cur)) => categorical_drift(r, &cur, small, s),
+            (ColumnKind::Categorical, Values::Categories(cur)) => {
+                categorical_drift(r, &cur, small, s)
+            }
             _ => unreachable!("read as the reference's kind"),
         };
         columns.push(d);
@@ -486,7 +536,12 @@ fn detect_drift(df: &DataFrame, reference: &Profile, s: &ValidationSettings) -> 
     })
 }
 
-fn numeric_drift(r: &ColumnProfile, cur: &[f64], small: bool, s: &ValidationSettings) -> ColumnDrift {
+fn numeric_drift(
+    r: &ColumnProfile,
+    cur: &[f64],
+    small: bool,
+    s: &ValidationSettings,
+) -> ColumnDrift {
     let (test, score, threshold, drifted) = if cur.is_empty() || r.values.is_empty() {
         ("ks", 0.0, s.p_value, true)
     } else if small {
@@ -498,14 +553,24 @@ fn numeric_drift(r: &ColumnProfile, cur: &[f64], small: bool, s: &ValidationSett
     };
     // The chart: both distributions over the union of their 1st–99th percentile ranges (a
     // far outlier would squeeze every bar into one); values beyond fall into the end bars.
-    let q = |v: &[f64], p: f64| if v.is_empty() { f64::NAN } else { quantile(v, p) };
+    let q = |v: &[f64], p: f64| {
+        if v.is_empty() {
+            f64::NAN
+        } else {
+            quantile(v, p)
+        }
+    };
     let lo = q(&r.values, 0.01).min(q(cur, 0.01));
     let lo = if lo.is_finite() { lo } else { 0.0 };
     let hi = q(&r.values, 0.99).max(q(cur, 0.99));
-    let hi = if hi.is_finite() && hi > lo { hi } else { lo + 1.0 };
+    let hi = if hi.is_finite() && hi > lo {
+        hi
+    } else {
+        lo + 1.0
+    };
     let width = (hi - lo) / CHART_BINS as f64;
     let hist = |values: &[f64]| {
-        let mut bins = vec![0.0; CHART_BINS];
+        let mut bins = [0.0; CHART_BINS];
         for &v in values {
             let b = (((v - lo) / width).max(0.0) as usize).min(CHART_BINS - 1);
             bins[b] += 1.0;
@@ -520,16 +585,16 @@ fn numeric_drift(r: &ColumnProfile, cur: &[f64], small: bool, s: &ValidationSett
         score,
         threshold,
         drifted,
-        labels: (0..CHART_BINS).map(|i| format_short(lo + width * i as f64)).collect(),
+        labels: (0..CHART_BINS)
+            .map(|i| format_short(lo + width * i as f64))
+            .collect(),
         reference_shares: hist(&r.values),
         current_shares: hist(cur),
     }
 }
 
 fn format_short(x: f64) -> String {
-    if x.abs() >= 1000.0 {
-        format!("{:.0}", x)
-    } else if x.fract().abs() < 1e-9 {
+    if x.abs() >= 1000.0 || x.fract().abs() < 1e-9 {
         format!("{x:.0}")
     } else {
         format!("{x:.2}")
@@ -551,7 +616,10 @@ fn categorical_drift(
         .into_iter()
         .collect();
     let counts = |m: &BTreeMap<String, u64>| -> Vec<f64> {
-        labels.iter().map(|l| *m.get(l).unwrap_or(&0) as f64).collect()
+        labels
+            .iter()
+            .map(|l| *m.get(l).unwrap_or(&0) as f64)
+            .collect()
     };
     let (rc, cc) = (counts(&r.counts), counts(cur));
     let (rn, cn) = (rc.iter().sum::<f64>(), cc.iter().sum::<f64>());
@@ -716,15 +784,17 @@ fn z_test(x1: f64, n1: f64, x2: f64, n2: f64) -> f64 {
 fn erfc(x: f64) -> f64 {
     let z = x.abs();
     let t = 1.0 / (1.0 + 0.5 * z);
-    let r = t * (-z * z - 1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98
-                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
-        .exp();
+    let r = t
+        * (-z * z - 1.265_512_23
+            + t * (1.000_023_68
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87
+                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+            .exp();
     if x >= 0.0 { r } else { 2.0 - r }
 }
 
@@ -869,12 +939,16 @@ mod tests {
 
     #[test]
     fn quantile_profile_gives_the_exact_wasserstein_distance_closely() {
-        let a: Vec<f64> = (0..5000).map(|i| (i as f64 * 0.37).sin() * 10.0 + i as f64 * 0.01).collect();
+        let a: Vec<f64> = (0..5000)
+            .map(|i| (i as f64 * 0.37).sin() * 10.0 + i as f64 * 0.01)
+            .collect();
         let mut a_sorted = a.clone();
         a_sorted.sort_by(f64::total_cmp);
         let b: Vec<f64> = a_sorted.iter().map(|x| x * 1.5 + 3.0).collect();
         let exact = wasserstein(&a_sorted, true, &b);
-        let q: Vec<f64> = (0..=QUANTILES).map(|i| quantile(&a_sorted, i as f64 / QUANTILES as f64)).collect();
+        let q: Vec<f64> = (0..=QUANTILES)
+            .map(|i| quantile(&a_sorted, i as f64 / QUANTILES as f64))
+            .collect();
         let approx = wasserstein(&q, false, &b);
         assert!((exact - approx).abs() / exact < 0.01, "{exact} vs {approx}");
     }
@@ -890,10 +964,20 @@ mod tests {
         let mut out = df.clone();
         let income = df.column("Income").unwrap().f64().unwrap() * 1.5;
         let recency = df.column("Recency").unwrap().f64().unwrap() + 30.0;
-        out.with_column(income.into_series().with_name("Income".into()).into_column())
-            .unwrap();
-        out.with_column(recency.into_series().with_name("Recency".into()).into_column())
-            .unwrap();
+        out.with_column(
+            income
+                .into_series()
+                .with_name("Income".into())
+                .into_column(),
+        )
+        .unwrap();
+        out.with_column(
+            recency
+                .into_series()
+                .with_name("Recency".into())
+                .into_column(),
+        )
+        .unwrap();
         out
     }
 
@@ -921,13 +1005,26 @@ mod tests {
             if test == "wasserstein" {
                 assert_eq!(chance, Vec::<&str>::new(), "{rows} rows");
             }
-            assert!(chance.len() <= 3 && !r.drift.as_ref().unwrap().dataset_drift, "{chance:?}");
+            assert!(
+                chance.len() <= 3 && !r.drift.as_ref().unwrap().dataset_drift,
+                "{chance:?}"
+            );
             // Income and Recency moved: those two drift, the data set as a whole does not.
             let r = validate("shifted", &shifted(&same), Some(&profile), &s).unwrap();
             let found = drifted(&r);
-            assert!(found.contains(&"Income") && found.contains(&"Recency"), "{found:?}");
-            let others: Vec<&&str> = found.iter().filter(|c| !["Income", "Recency"].contains(c)).collect();
-            assert_eq!(others, chance.iter().collect::<Vec<_>>(), "only the moved columns are new");
+            assert!(
+                found.contains(&"Income") && found.contains(&"Recency"),
+                "{found:?}"
+            );
+            let others: Vec<&&str> = found
+                .iter()
+                .filter(|c| !["Income", "Recency"].contains(c))
+                .collect();
+            assert_eq!(
+                others,
+                chance.iter().collect::<Vec<_>>(),
+                "only the moved columns are new"
+            );
             let d = r.drift.as_ref().unwrap();
             assert!(!d.dataset_drift);
             let income = d.columns.iter().find(|c| c.column == "Income").unwrap();
@@ -943,9 +1040,13 @@ mod tests {
         let mut df = crate::ingest::synthetic::generate(200, 3);
         let n = df.height();
         let income: Vec<Option<f64>> = (0..n).map(|i| (i % 2 == 0).then_some(50_000.0)).collect();
-        df.with_column(Column::new("Income".into(), income)).unwrap();
-        let recency: Vec<f64> = (0..n).map(|i| if i % 5 == 0 { -3.0 } else { 10.0 }).collect();
-        df.with_column(Column::new("Recency".into(), recency)).unwrap();
+        df.with_column(Column::new("Income".into(), income))
+            .unwrap();
+        let recency: Vec<f64> = (0..n)
+            .map(|i| if i % 5 == 0 { -3.0 } else { 10.0 })
+            .collect();
+        df.with_column(Column::new("Recency".into(), recency))
+            .unwrap();
         let r = validate("bad", &df, None, &s).unwrap();
         assert!(!r.schema.passed);
         let fails: Vec<(&str, &str)> = r

@@ -61,7 +61,9 @@ impl MongoSource {
         let mut kept = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             match pair.split_once('=') {
-                Some(("collection", name)) if !name.is_empty() => collection = Some(name.to_string()),
+                Some(("collection", name)) if !name.is_empty() => {
+                    collection = Some(name.to_string())
+                }
                 _ => kept.push(pair),
             }
         }
@@ -81,7 +83,10 @@ impl MongoSource {
 
     /// The source as shown in messages and reports: no credentials.
     pub fn name(&self) -> String {
-        format!("mongodb://{}/{}?collection={}", self.hosts, self.db, self.collection)
+        format!(
+            "mongodb://{}/{}?collection={}",
+            self.hosts, self.db, self.collection
+        )
     }
 
     fn fail(&self, what: &str, e: mongodb::error::Error) -> Error {
@@ -94,7 +99,9 @@ impl MongoSource {
         let mut options = ClientOptions::parse(&self.uri)
             .await
             .map_err(|e| self.fail("connection string", e))?;
-        options.connect_timeout.get_or_insert(Duration::from_secs(3));
+        options
+            .connect_timeout
+            .get_or_insert(Duration::from_secs(3));
         options
             .server_selection_timeout
             .get_or_insert(Duration::from_secs(5));
@@ -104,12 +111,7 @@ impl MongoSource {
             .database(&self.db)
             .run_command(doc! { "ping": 1 })
             .await
-            .map_err(|e| {
-                Error::Source(format!(
-                    "cannot reach MongoDB at {}: {e}",
-                    self.hosts
-                ))
-            })?;
+            .map_err(|e| Error::Source(format!("cannot reach MongoDB at {}: {e}", self.hosts)))?;
         Ok(client)
     }
 }
@@ -167,11 +169,18 @@ enum Cell {
     Mistyped,
 }
 
-fn push(buffer: &mut Buffer, kind: RawType, format: Option<&str>, value: Option<RawBsonRef<'_>>) -> Cell {
+fn push(
+    buffer: &mut Buffer,
+    kind: RawType,
+    format: Option<&str>,
+    value: Option<RawBsonRef<'_>>,
+) -> Cell {
     match buffer {
         Buffer::Numbers(v) => {
             let (x, cell) = match value {
-                None | Some(RawBsonRef::Null) | Some(RawBsonRef::Undefined) => (None, Cell::Missing),
+                None | Some(RawBsonRef::Null) | Some(RawBsonRef::Undefined) => {
+                    (None, Cell::Missing)
+                }
                 Some(RawBsonRef::Double(x)) if x.is_nan() => (None, Cell::Missing),
                 Some(RawBsonRef::Double(x)) => (Some(x), Cell::Value),
                 Some(RawBsonRef::Int32(x)) => (Some(x as f64), Cell::Value),
@@ -190,11 +199,17 @@ fn push(buffer: &mut Buffer, kind: RawType, format: Option<&str>, value: Option<
         }
         Buffer::Text(v) => {
             let (s, cell) = match value {
-                None | Some(RawBsonRef::Null) | Some(RawBsonRef::Undefined) => (None, Cell::Missing),
+                None | Some(RawBsonRef::Null) | Some(RawBsonRef::Undefined) => {
+                    (None, Cell::Missing)
+                }
                 Some(RawBsonRef::String(s)) if s.trim().is_empty() => (None, Cell::Missing),
                 Some(RawBsonRef::String(s)) => (Some(s.to_string()), Cell::Value),
-                Some(RawBsonRef::Int32(x)) if kind == RawType::Category => (Some(x.to_string()), Cell::Value),
-                Some(RawBsonRef::Int64(x)) if kind == RawType::Category => (Some(x.to_string()), Cell::Value),
+                Some(RawBsonRef::Int32(x)) if kind == RawType::Category => {
+                    (Some(x.to_string()), Cell::Value)
+                }
+                Some(RawBsonRef::Int64(x)) if kind == RawType::Category => {
+                    (Some(x.to_string()), Cell::Value)
+                }
                 // A BSON date in a date column is written in the schema's text format.
                 Some(RawBsonRef::DateTime(t)) if kind == RawType::Date => {
                     let days = t.timestamp_millis().div_euclid(86_400_000);
@@ -359,7 +374,10 @@ pub fn import(df: &DataFrame, target: &MongoSource) -> Result<ImportSummary> {
         .iter()
         .zip(&columns)
         .map(|(c, col)| match c.kind {
-            RawType::Integer | RawType::Number => col.cast(&DataType::Float64).ok().map(|s| s.f64().unwrap().clone()),
+            RawType::Integer | RawType::Number => col
+                .cast(&DataType::Float64)
+                .ok()
+                .map(|s| s.f64().unwrap().clone()),
             _ => None,
         })
         .collect();
@@ -369,8 +387,14 @@ pub fn import(df: &DataFrame, target: &MongoSource) -> Result<ImportSummary> {
         for (j, c) in schema.columns.iter().enumerate() {
             let value = match c.kind {
                 RawType::Integer | RawType::Number => {
-                    match floats[j].as_ref().and_then(|f| f.get(row)).filter(|x| !x.is_nan()) {
-                        Some(x) if c.kind == RawType::Integer && x.fract() == 0.0 => Bson::Int64(x as i64),
+                    match floats[j]
+                        .as_ref()
+                        .and_then(|f| f.get(row))
+                        .filter(|x| !x.is_nan())
+                    {
+                        Some(x) if c.kind == RawType::Integer && x.fract() == 0.0 => {
+                            Bson::Int64(x as i64)
+                        }
                         Some(x) => Bson::Double(x),
                         None => Bson::Null,
                     }
@@ -402,7 +426,12 @@ pub fn import(df: &DataFrame, target: &MongoSource) -> Result<ImportSummary> {
             .collection::<Document>(&target.collection);
         let index = IndexModel::builder()
             .keys(doc! { "ID": 1 })
-            .options(IndexOptions::builder().unique(true).name("ID_unique".to_string()).build())
+            .options(
+                IndexOptions::builder()
+                    .unique(true)
+                    .name("ID_unique".to_string())
+                    .build(),
+            )
             .build();
         coll.create_index(index)
             .await
@@ -413,8 +442,14 @@ pub fn import(df: &DataFrame, target: &MongoSource) -> Result<ImportSummary> {
             .projection(doc! { "ID": 1, "_id": 0 })
             .await
             .map_err(|e| target.fail("find", e))?;
-        while cursor.advance().await.map_err(|e| target.fail("cursor", e))? {
-            let d = cursor.deserialize_current().map_err(|e| target.fail("document", e))?;
+        while cursor
+            .advance()
+            .await
+            .map_err(|e| target.fail("cursor", e))?
+        {
+            let d = cursor
+                .deserialize_current()
+                .map_err(|e| target.fail("document", e))?;
             match d.get("ID") {
                 Some(Bson::Int64(v)) => existing.insert(*v),
                 Some(Bson::Int32(v)) => existing.insert(*v as i64),
@@ -474,17 +509,64 @@ mod tests {
     #[test]
     fn fields_are_converted_or_counted() {
         let mut numbers = Buffer::Numbers(Vec::new());
-        assert!(matches!(push(&mut numbers, RawType::Number, None, Some(RawBsonRef::Int32(5))), Cell::Value));
-        assert!(matches!(push(&mut numbers, RawType::Number, None, Some(RawBsonRef::String("7.5"))), Cell::Value));
-        assert!(matches!(push(&mut numbers, RawType::Number, None, Some(RawBsonRef::String("lots"))), Cell::Mistyped));
-        assert!(matches!(push(&mut numbers, RawType::Number, None, None), Cell::Missing));
-        let Buffer::Numbers(v) = numbers else { unreachable!() };
+        assert!(matches!(
+            push(
+                &mut numbers,
+                RawType::Number,
+                None,
+                Some(RawBsonRef::Int32(5))
+            ),
+            Cell::Value
+        ));
+        assert!(matches!(
+            push(
+                &mut numbers,
+                RawType::Number,
+                None,
+                Some(RawBsonRef::String("7.5"))
+            ),
+            Cell::Value
+        ));
+        assert!(matches!(
+            push(
+                &mut numbers,
+                RawType::Number,
+                None,
+                Some(RawBsonRef::String("lots"))
+            ),
+            Cell::Mistyped
+        ));
+        assert!(matches!(
+            push(&mut numbers, RawType::Number, None, None),
+            Cell::Missing
+        ));
+        let Buffer::Numbers(v) = numbers else {
+            unreachable!()
+        };
         assert_eq!(v, [Some(5.0), Some(7.5), None, None]);
         let mut text = Buffer::Text(Vec::new());
         let t = mongodb::bson::DateTime::from_millis(1_388_534_400_000); // 2014-01-01
-        assert!(matches!(push(&mut text, RawType::Date, Some("%d-%m-%Y"), Some(RawBsonRef::DateTime(t))), Cell::Value));
-        assert!(matches!(push(&mut text, RawType::Category, None, Some(RawBsonRef::Double(1.5))), Cell::Mistyped));
-        let Buffer::Text(v) = text else { unreachable!() };
+        assert!(matches!(
+            push(
+                &mut text,
+                RawType::Date,
+                Some("%d-%m-%Y"),
+                Some(RawBsonRef::DateTime(t))
+            ),
+            Cell::Value
+        ));
+        assert!(matches!(
+            push(
+                &mut text,
+                RawType::Category,
+                None,
+                Some(RawBsonRef::Double(1.5))
+            ),
+            Cell::Mistyped
+        ));
+        let Buffer::Text(v) = text else {
+            unreachable!()
+        };
         assert_eq!(v, [Some("01-01-2014".to_string()), None]);
     }
 }

@@ -293,7 +293,12 @@ pub async fn serve(
                 store.describe(),
                 settings.data.source
             );
-            let (st, s, o, c) = (store.clone(), settings.clone(), options.clone(), model_config.clone());
+            let (st, s, o, c) = (
+                store.clone(),
+                settings.clone(),
+                options.clone(),
+                model_config.clone(),
+            );
             let version = blocking(move || train_default(st.as_ref(), s, o, c)).await?;
             let (s, c, o) = (store.clone(), cache.clone(), options.clone());
             blocking(move || fetch_model(s.as_ref(), &version, c.as_ref(), &o)).await?
@@ -415,7 +420,10 @@ pub fn fetch_model(
             )
         };
         if let Err(e) = cached.and_then(|()| cache.set_current(version)) {
-            tracing::warn!("model {version} could not be cached in {}: {e}", cache.describe());
+            tracing::warn!(
+                "model {version} could not be cached in {}: {e}",
+                cache.describe()
+            );
         }
     }
     Ok(model)
@@ -465,7 +473,12 @@ pub fn watch_store(
             if refused.as_deref() == Some(version.as_str()) {
                 continue;
             }
-            let (s, c, o, v) = (store.clone(), cache.clone(), options.clone(), version.clone());
+            let (s, c, o, v) = (
+                store.clone(),
+                cache.clone(),
+                options.clone(),
+                version.clone(),
+            );
             let loaded = blocking(move || fetch_model(s.as_ref(), &v, c.as_ref(), &o)).await;
             let outcome = match loaded {
                 Ok(model) => state.swap(model).await,
@@ -473,13 +486,24 @@ pub fn watch_store(
             };
             match outcome {
                 Ok(()) => {
-                    state.metrics().model_switches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::info!("switched from model {served} to {version}, the store's new current model");
+                    state
+                        .metrics()
+                        .model_switches
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::info!(
+                        "switched from model {served} to {version}, the store's new current model"
+                    );
                     refused = None;
                 }
                 Err(e) => {
-                    state.metrics().model_refusals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::error!("refused model {version} of {}: {e}; still serving {served}", store.describe());
+                    state
+                        .metrics()
+                        .model_refusals
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::error!(
+                        "refused model {version} of {}: {e}; still serving {served}",
+                        store.describe()
+                    );
                     refused = Some(version);
                 }
             }

@@ -170,7 +170,11 @@ pub fn validation_html(r: &crate::validate::Report) -> crate::Result<String> {
 
 fn validation_view(r: &crate::validate::Report) -> ValidationPage<'_> {
     let (drift_line, charts, columns) = match &r.drift {
-        None => ("not measured (no reference)".to_string(), Vec::new(), Vec::new()),
+        None => (
+            "not measured (no reference)".to_string(),
+            Vec::new(),
+            Vec::new(),
+        ),
         Some(d) => (
             format!(
                 "{} of {} columns drifted ({:.0}%; the data set counts as drifted from {:.0}%): {}",
@@ -178,7 +182,11 @@ fn validation_view(r: &crate::validate::Report) -> ValidationPage<'_> {
                 d.columns.len(),
                 100.0 * d.share,
                 100.0 * d.threshold,
-                if d.dataset_drift { "drifted" } else { "not drifted" }
+                if d.dataset_drift {
+                    "drifted"
+                } else {
+                    "not drifted"
+                }
             ),
             d.columns
                 .iter()

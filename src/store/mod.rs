@@ -59,10 +59,10 @@ pub trait ModelStore: Send + Sync {
             .map(String::from)
             .collect();
         // A store written before the history existed: its current version is all it knows.
-        if let Some(current) = self.current()? {
-            if h.last() != Some(&current) {
-                h.push(current);
-            }
+        if let Some(current) = self.current()?
+            && h.last() != Some(&current)
+        {
+            h.push(current);
         }
         Ok(h)
     }

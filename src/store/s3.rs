@@ -79,7 +79,8 @@ impl S3Store {
                 .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
                 .load()
                 .await;
-            let mut b = aws_sdk_s3::config::Builder::from(&shared).force_path_style(s.force_path_style);
+            let mut b =
+                aws_sdk_s3::config::Builder::from(&shared).force_path_style(s.force_path_style);
             if let Some(endpoint) = s.endpoint.as_deref().filter(|e| !e.is_empty()) {
                 b = b.endpoint_url(endpoint);
             }
@@ -135,12 +136,7 @@ impl S3Store {
                     Ok(b) => Ok(Some(b.into_bytes().to_vec())),
                     Err(e) => Err(Err(e)),
                 },
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_no_such_key()) =>
-                {
-                    Ok(None)
-                }
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
                 Err(e) => Err(Ok(e)),
             }
         });

@@ -9,10 +9,7 @@ use categorizer::train::{self, TrainOutcome, TrainRequest};
 use mongodb::bson::{Bson, Document, doc};
 
 fn collection(base: &str, name: &str) -> String {
-    format!(
-        "{base}/categorizer_test?collection={}",
-        crate::unique(name)
-    )
+    format!("{base}/categorizer_test?collection={}", crate::unique(name))
 }
 
 /// The real data when present, else a generated file of the same schema.
@@ -60,7 +57,10 @@ fn import_is_idempotent_and_training_from_mongodb_matches_the_file() {
     assert_eq!(first.inserted + first.without_id, df.height());
     assert_eq!(first.already_present, 0);
     let again = mongo::import(&df, &target).unwrap();
-    assert_eq!(again.inserted, 0, "a second import must not duplicate records");
+    assert_eq!(
+        again.inserted, 0,
+        "a second import must not duplicate records"
+    );
     assert_eq!(again.already_present, first.inserted);
 
     let from_file = train_from(&file, &dir.path().join("file"));
@@ -69,11 +69,19 @@ fn import_is_idempotent_and_training_from_mongodb_matches_the_file() {
     assert_eq!(from_mongo.data.rows, from_file.data.rows);
     assert_eq!(from_mongo.data.sha256, from_file.data.sha256);
     // … hence the same segments, assignments and scores.
-    assert_eq!(from_mongo.model.kmeans.centres, from_file.model.kmeans.centres);
+    assert_eq!(
+        from_mongo.model.kmeans.centres,
+        from_file.model.kmeans.centres
+    );
     assert_eq!(from_mongo.train_labels, from_file.train_labels);
     assert_eq!(from_mongo.test_labels, from_file.test_labels);
     let f1 = |o: &TrainOutcome| -> Vec<f64> {
-        o.metrics.classifier.candidates.iter().map(|c| c.test.f1).collect()
+        o.metrics
+            .classifier
+            .candidates
+            .iter()
+            .map(|c| c.test.f1)
+            .collect()
     };
     assert_eq!(f1(&from_mongo), f1(&from_file));
     assert_eq!(from_mongo.metrics.silhouette, from_file.metrics.silhouette);
@@ -128,14 +136,15 @@ fn documents_with_missing_or_mistyped_fields_are_counted_per_field() {
     assert_eq!(report["Income"].mistyped, 0);
     assert_eq!(report["Recency"].mistyped, 1, "{report:?}");
     assert_eq!(report["Recency"].documents, [62]);
-    assert_eq!(report.len(), 2, "only the two bad fields are reported: {report:?}");
+    assert_eq!(
+        report.len(),
+        2,
+        "only the two bad fields are reported: {report:?}"
+    );
     // From here the file source's rules apply: the missing income is imputed, the row
     // without a usable Recency is set aside with its reason.
-    let table = categorizer::features::engineer(
-        &frame,
-        crate::settings().reference_date(),
-    )
-    .unwrap();
+    let table =
+        categorizer::features::engineer(&frame, crate::settings().reference_date()).unwrap();
     assert_eq!(table.matrix.rows(), 61);
     assert!(
         table.report.rejected.keys().any(|k| k.contains("Recency")),
@@ -152,7 +161,11 @@ fn an_unreachable_server_is_an_error_naming_the_host() {
         l.local_addr().unwrap().port()
     };
     let uri = format!("mongodb://127.0.0.1:{port}/shop?collection=customers");
-    let err = DataSource::parse(&uri).unwrap().load().unwrap_err().to_string();
+    let err = DataSource::parse(&uri)
+        .unwrap()
+        .load()
+        .unwrap_err()
+        .to_string();
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
     assert!(err.contains("cannot reach MongoDB"), "{err}");
 }

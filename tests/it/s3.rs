@@ -34,11 +34,19 @@ fn s3_store(endpoint: &str, name: &str) -> (String, S3Store) {
 
 /// Copies the model version in `version_dir` (a local store's) into `store`; returns its id.
 fn push(store: &dyn ModelStore, version_dir: &Path) -> String {
-    let version = version_dir.file_name().unwrap().to_str().unwrap().to_string();
+    let version = version_dir
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     let model = std::fs::read(version_dir.join(MODEL_FILE)).unwrap();
     let manifest = std::fs::read(version_dir.join(MANIFEST_FILE)).unwrap();
     store
-        .put(&version, &[(MODEL_FILE, &model), (MANIFEST_FILE, &manifest)])
+        .put(
+            &version,
+            &[(MODEL_FILE, &model), (MANIFEST_FILE, &manifest)],
+        )
         .unwrap();
     version
 }
@@ -81,7 +89,10 @@ fn push_list_promote_and_roll_back_on_s3() {
     let b_dir = stored_model(dir.path(), 2);
     let a = push(&store, &a_dir);
     let b = push(&store, &b_dir);
-    assert!(store.put(&a, &[(MODEL_FILE, b"x")]).is_err(), "versions are immutable");
+    assert!(
+        store.put(&a, &[(MODEL_FILE, b"x")]).is_err(),
+        "versions are immutable"
+    );
     let mut both = vec![a.clone(), b.clone()];
     both.sort();
     assert_eq!(store.versions().unwrap(), both);
@@ -93,7 +104,11 @@ fn push_list_promote_and_roll_back_on_s3() {
 
     // An upload that stopped before its marker is neither listed nor promotable.
     let prefix = uri.trim_start_matches(&format!("s3://{BUCKET}/"));
-    put_raw(&endpoint, format!("{prefix}/versions/half-written/{MODEL_FILE}"), b"partial");
+    put_raw(
+        &endpoint,
+        format!("{prefix}/versions/half-written/{MODEL_FILE}"),
+        b"partial",
+    );
     assert_eq!(store.versions().unwrap(), both);
     assert!(store.set_current("half-written").is_err());
 
@@ -102,7 +117,10 @@ fn push_list_promote_and_roll_back_on_s3() {
     assert_eq!(store.current().unwrap().as_deref(), Some(b.as_str()));
     assert_eq!(store.rollback().unwrap(), a);
     assert_eq!(store.current().unwrap().as_deref(), Some(a.as_str()));
-    assert!(store.rollback().is_err(), "nothing was current before the first");
+    assert!(
+        store.rollback().is_err(),
+        "nothing was current before the first"
+    );
 
     // The command line on the same bucket.
     let cli = |args: &[&str]| {
@@ -150,9 +168,19 @@ async fn the_server_switches_to_the_new_current_model_while_answering() {
             .await
             .unwrap()
     };
-    assert_eq!(cache.current().unwrap().as_deref(), Some(a.as_str()), "the served model is cached");
+    assert_eq!(
+        cache.current().unwrap().as_deref(),
+        Some(a.as_str()),
+        "the served model is cached"
+    );
     let (url, state) = start_model(model, crate::settings(), None).await;
-    watch_store(state, store.clone(), Some(cache.clone()), options, Duration::from_millis(100));
+    watch_store(
+        state,
+        store.clone(),
+        Some(cache.clone()),
+        options,
+        Duration::from_millis(100),
+    );
 
     // Clients predicting all along; every answer is checked.
     let stop = Arc::new(AtomicBool::new(false));
@@ -160,7 +188,13 @@ async fn the_server_switches_to_the_new_current_model_while_answering() {
     let seen = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
     let mut clients = Vec::new();
     for _ in 0..4 {
-        let (stop, ok, failed, seen, url) = (stop.clone(), ok.clone(), failed.clone(), seen.clone(), url.clone());
+        let (stop, ok, failed, seen, url) = (
+            stop.clone(),
+            ok.clone(),
+            failed.clone(),
+            seen.clone(),
+            url.clone(),
+        );
         clients.push(tokio::spawn(async move {
             let http = reqwest::Client::new();
             let body = json!({"customers": [customer(41)]}).to_string();
@@ -176,7 +210,9 @@ async fn the_server_switches_to_the_new_current_model_while_answering() {
                         let v = json_body(r).await;
                         if v["predictions"][0]["segment"].is_i64() {
                             ok.fetch_add(1, Ordering::Relaxed);
-                            seen.lock().unwrap().insert(v["model_version"].as_str().unwrap().to_string());
+                            seen.lock()
+                                .unwrap()
+                                .insert(v["model_version"].as_str().unwrap().to_string());
                         } else {
                             failed.fetch_add(1, Ordering::Relaxed);
                         }
@@ -192,7 +228,9 @@ async fn the_server_switches_to_the_new_current_model_while_answering() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     {
         let (s, b) = (store.clone(), b.clone());
-        tokio::task::spawn_blocking(move || s.set_current(&b).unwrap()).await.unwrap();
+        tokio::task::spawn_blocking(move || s.set_current(&b).unwrap())
+            .await
+            .unwrap();
     }
     let waited = Instant::now();
     loop {
@@ -200,7 +238,10 @@ async fn the_server_switches_to_the_new_current_model_while_answering() {
         if v["version"] == b.as_str() {
             break;
         }
-        assert!(waited.elapsed() < Duration::from_secs(60), "the server never switched to {b}");
+        assert!(
+            waited.elapsed() < Duration::from_secs(60),
+            "the server never switched to {b}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -208,10 +249,17 @@ async fn the_server_switches_to_the_new_current_model_while_answering() {
     for c in clients {
         c.await.unwrap();
     }
-    assert_eq!(failed.load(Ordering::Relaxed), 0, "a request failed during the switch");
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "a request failed during the switch"
+    );
     assert!(ok.load(Ordering::Relaxed) > 0);
     let seen = seen.lock().unwrap().clone();
-    assert!(seen.contains(&a) && seen.contains(&b), "answers came from {seen:?}");
+    assert!(
+        seen.contains(&a) && seen.contains(&b),
+        "answers came from {seen:?}"
+    );
     assert_eq!(cache.current().unwrap().as_deref(), Some(b.as_str()));
 
     // A corrupt model made current is refused; the served one stays.
@@ -219,8 +267,14 @@ async fn the_server_switches_to_the_new_current_model_while_answering() {
         let (s, b) = (store.clone(), b.clone());
         tokio::task::spawn_blocking(move || {
             let manifest = s.get(&b, MANIFEST_FILE).unwrap();
-            s.put("corrupt-1", &[(MODEL_FILE, b"not an onnx model"), (MANIFEST_FILE, &manifest)])
-                .unwrap();
+            s.put(
+                "corrupt-1",
+                &[
+                    (MODEL_FILE, b"not an onnx model"),
+                    (MANIFEST_FILE, &manifest),
+                ],
+            )
+            .unwrap();
             s.set_current("corrupt-1").unwrap();
         })
         .await
@@ -228,14 +282,27 @@ async fn the_server_switches_to_the_new_current_model_while_answering() {
     }
     let waited = Instant::now();
     loop {
-        let text = http.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
+        let text = http
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         if text.contains("categorizer_model_refusals_total 1") {
             break;
         }
-        assert!(waited.elapsed() < Duration::from_secs(60), "the corrupt model was never looked at");
+        assert!(
+            waited.elapsed() < Duration::from_secs(60),
+            "the corrupt model was never looked at"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(get_json(&http, format!("{url}/api/v1/model")).await["version"], b.as_str());
+    assert_eq!(
+        get_json(&http, format!("{url}/api/v1/model")).await["version"],
+        b.as_str()
+    );
     let r = http
         .post(format!("{url}/api/v1/predict"))
         .header("content-type", "application/json")
@@ -255,7 +322,11 @@ fn wait_ready(child: &mut std::process::Child, port: u16) -> bool {
             return false;
         }
         let ok = crate::categorizer()
-            .args(["healthcheck", "--url", &format!("http://127.0.0.1:{port}/readyz")])
+            .args([
+                "healthcheck",
+                "--url",
+                &format!("http://127.0.0.1:{port}/readyz"),
+            ])
             .output()
             .unwrap()
             .status
@@ -279,7 +350,10 @@ fn with_s3_unreachable_the_server_serves_its_cached_model_or_fails_clearly() {
         let mut c = crate::categorizer();
         c.args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--models", "s3://categorizer-offline/models"])
-            .env("CATEGORIZER__MODELS__S3__ENDPOINT", format!("http://127.0.0.1:{closed}"))
+            .env(
+                "CATEGORIZER__MODELS__S3__ENDPOINT",
+                format!("http://127.0.0.1:{closed}"),
+            )
             .env("CATEGORIZER__MODELS__S3__FORCE_PATH_STYLE", "true")
             .env("CATEGORIZER__MODELS__S3__CACHE_DIR", cache)
             .env("CATEGORIZER__MODELS__S3__TIMEOUT_MS", "2000")
@@ -295,7 +369,10 @@ fn with_s3_unreachable_the_server_serves_its_cached_model_or_fails_clearly() {
     let out = serve(&dir.path().join("empty-cache"), 1).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot be reached") && err.contains("no model is cached"), "{err}");
+    assert!(
+        err.contains("cannot be reached") && err.contains("no model is cached"),
+        "{err}"
+    );
 
     // A cached model: served, and said so.
     let version_dir = stored_model(dir.path(), 5);
@@ -312,5 +389,8 @@ fn with_s3_unreachable_the_server_serves_its_cached_model_or_fails_clearly() {
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(ready, "the server did not start on its cached model: {err}");
-    assert!(err.contains(&format!("serving the cached model {version}")), "{err}");
+    assert!(
+        err.contains(&format!("serving the cached model {version}")),
+        "{err}"
+    );
 }
