@@ -124,14 +124,19 @@ fn read_column(
         }
     }
     if as_categories {
-        let mut counts = BTreeMap::new();
-        for x in values {
-            *counts.entry(format_number(x)).or_insert(0) += 1;
-        }
-        return Ok((Values::Categories(counts), missing));
+        return Ok((Values::Categories(number_counts(&values)), missing));
     }
     values.sort_unstable_by(f64::total_cmp);
     Ok((Values::Numbers(values), missing))
+}
+
+/// Rows per distinct number, keyed as the number is written.
+fn number_counts(values: &[f64]) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for &x in values {
+        *counts.entry(format_number(x)).or_insert(0) += 1;
+    }
+    counts
 }
 
 fn format_number(x: f64) -> String {
@@ -176,12 +181,7 @@ impl Profile {
             let p = match values {
                 Values::Categories(counts) => categorical(&col.name, counts, missing),
                 Values::Numbers(v) if distinct(&v) <= settings.max_categorical_unique => {
-                    let (Values::Categories(counts), _) =
-                        read_column(df, &col.name, col.kind, true)?
-                    else {
-                        unreachable!("asked for categories")
-                    };
-                    categorical(&col.name, counts, missing)
+                    categorical(&col.name, number_counts(&v), missing)
                 }
                 Values::Numbers(v) => {
                     let (mean, std) = mean_std(&v);
