@@ -1,4 +1,5 @@
-//! One GBDT boosting round and one MLP epoch at 100k rows on the CPU backend (Flex).
+//! One GBDT boosting round (binning included), ten rounds, and one MLP epoch at 100k rows on
+//! the CPU backend (Flex).
 //! Run: `cargo bench --bench classifier`.
 
 use burn::prelude::Device;
@@ -30,6 +31,12 @@ fn bench(c: &mut Criterion) {
     one_round.rounds = 1;
     group.bench_function("gbdt_round", |b| {
         b.iter(|| gbdt::fit(&x, &y, 3, &one_round, 42, &device, |_| Ok(())).unwrap())
+    });
+    // Ten rounds: with the one above, separates a round's cost from the binning and setup.
+    let mut ten_rounds = config.gbdt.clone();
+    ten_rounds.rounds = 10;
+    group.bench_function("gbdt_10_rounds", |b| {
+        b.iter(|| gbdt::fit(&x, &y, 3, &ten_rounds, 42, &device, |_| Ok(())).unwrap())
     });
     let mut one_epoch = config.mlp.clone();
     one_epoch.max_epochs = 1;

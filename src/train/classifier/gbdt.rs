@@ -2,12 +2,22 @@
 //! XGBoost's `hist`, as burn tensor code.
 //!
 //! Features are cut into at most `max_bins` quantile bins once, on the host. Each round then
-//! runs on the training device: softmax gradients and hessians; for each depth level one
-//! scatter-add builds the (gradient, hessian) histograms of every node of all k class trees at
-//! once; a cumulative sum over bins gives every candidate split's left/right sums; the gain
-//! (XGBoost's, with L2 `l2` and `min_child_weight`) is maximised per node; rows are routed to
-//! children by a gather of their bin. Only the best split of each node (a few numbers) crosses
-//! to the host. Leaves get -G / (H + l2) times the learning rate.
+//! runs on the training device: softmax gradients and hessians; for each depth level the
+//! (gradient, hessian) histograms of every node of all k class trees; a cumulative sum over
+//! bins gives every candidate split's left/right sums; the gain (XGBoost's, with L2 `l2` and
+//! `min_child_weight`) is maximised per node; rows are routed to children by a gather of their
+//! bin. Only the best split of each node (a few numbers) crosses to the host. Leaves get
+//! -G / (H + l2) times the learning rate.
+//!
+//! Histograms, as in XGBoost: the root is one node shared by the k class trees, so one
+//! scatter-add index per row and feature carries all classes' (g, h). Below it only the left
+//! children are built, from their rows alone (picked out with `argwhere`), and a right child is
+//! its parent minus its sibling: half the rows are added per level.
+//!
+//! Rows are split into blocks with their own buffers (bins, margins, gradients, node ids):
+//! on a CPU backend the blocks run on the rayon threads, a fixed size so that the trees do not
+//! depend on the core count, and their histograms are summed in block order; on a GPU there
+//! is one block.
 //!
 //! The fitted form is explicit: per round and class a tree of node arrays (feature, threshold,
 //! children, leaf value) with "left when x <= threshold", which is what ONNX-ML's
@@ -139,14 +149,234 @@ impl GbdtModel {
     }
 }
 
-/// Rows per histogram block on the CPU backends.
+/// Rows per block on the CPU backends: each block's state lives in its own buffers and its
+/// work (gradients, histograms, routing) runs on a rayon thread.
 const HIST_BLOCK_ROWS: usize = 65_536;
+/// Rows per scatter-add within a block on the CPU backends: its temporaries stay in cache.
+const HIST_SUB_BLOCK_ROWS: usize = 8_192;
 
 /// The best split of every node at one level, for all classes: index `node * k + class`.
 struct Level {
     split: Vec<bool>,
     feature: Vec<i64>,
     bin: Vec<i64>,
+}
+
+/// Sizes of the histograms: k classes, f features, B bins; rows per scatter-add.
+#[derive(Clone, Copy)]
+struct HistShape {
+    k: usize,
+    f: usize,
+    b: usize,
+    sub_block: usize,
+}
+
+/// A block of training rows and its state, in the block's own buffers (flex copies a view of
+/// a bigger tensor on every use, and one block's work runs on one thread).
+struct Block {
+    len: usize,
+    /// Feature j's bin offset by j * B, row-major [len, f]: routing picks a row's split feature.
+    bins: Tensor<2, Int>,
+    /// The same, feature-major [f, len]: one feature's run of rows for the root histograms.
+    base: Tensor<2, Int>,
+    /// The plain bins, each twice (for the g and the h column), [len, 2f]: the children's
+    /// histograms.
+    pair_bins: Tensor<2, Int>,
+    y_onehot: Tensor<2>,
+    margin: Tensor<2>,
+    /// This round's (g, h) of all classes of a row together, [len, 2k] (the shared root).
+    gh_rows: Tensor<2>,
+    /// This round's (g, h) of each class, [len, 2] each.
+    gh: Vec<Tensor<2>>,
+    /// Each class tree's node of each row, [len, k].
+    node: Tensor<2, Int>,
+}
+
+impl Block {
+    /// `bins` row-major [len, f], `y` the block's labels.
+    fn new(bins: &[i64], y: &[u32], shape: HistShape, device: &Device) -> Self {
+        let HistShape { k, f, b, .. } = shape;
+        let len = y.len();
+        let pair_bins: Vec<i64> = bins.iter().flat_map(|&bin| [bin, bin]).collect();
+        let mut offset = vec![0i64; len * f];
+        let mut feature_major = vec![0i64; len * f];
+        for (i, row) in bins.chunks_exact(f).enumerate() {
+            for (j, &bin) in row.iter().enumerate() {
+                let at = (j * b) as i64 + bin;
+                offset[i * f + j] = at;
+                feature_major[j * len + i] = at;
+            }
+        }
+        let mut onehot = vec![0f32; len * k];
+        for (i, &l) in y.iter().enumerate() {
+            onehot[i * k + l as usize] = 1.0;
+        }
+        let int = |v: Vec<i64>, shape: [usize; 2]| {
+            Tensor::<2, Int>::from_data(TensorData::new(v, shape), device)
+        };
+        Block {
+            len,
+            bins: int(offset, [len, f]),
+            base: int(feature_major, [f, len]),
+            pair_bins: int(pair_bins, [len, 2 * f]),
+            y_onehot: Tensor::from_data(TensorData::new(onehot, [len, k]), device),
+            margin: Tensor::zeros([len, k], device),
+            gh_rows: Tensor::zeros([len, 2 * k], device),
+            gh: Vec::new(),
+            node: Tensor::zeros([len, k], device),
+        }
+    }
+
+    /// Softmax gradients and hessians of the current margins (times the row mask when rows
+    /// are subsampled); every row back at the root.
+    fn start_round(&mut self, k: usize, mask: Option<&[f32]>) {
+        let len = self.len;
+        let device = self.margin.device();
+        let p = softmax(self.margin.clone(), 1);
+        let mut g = p.clone() - self.y_onehot.clone();
+        let mut h = (p.clone() * (p.neg().add_scalar(1.0)))
+            .mul_scalar(2.0)
+            .clamp_min(1e-16);
+        if let Some(mask) = mask {
+            let mask = Tensor::<2>::from_data(TensorData::new(mask.to_vec(), [len, 1]), &device);
+            g = g * mask.clone();
+            h = h * mask;
+        }
+        self.gh_rows = Tensor::cat(
+            vec![
+                g.clone().reshape([len, k, 1]),
+                h.clone().reshape([len, k, 1]),
+            ],
+            2,
+        )
+        .reshape([len, 2 * k]);
+        self.gh = (0..k)
+            .map(|c| {
+                Tensor::cat(
+                    vec![g.clone().narrow(1, c, 1), h.clone().narrow(1, c, 1)],
+                    1,
+                )
+            })
+            .collect();
+        self.node = Tensor::zeros([len, k], &device);
+    }
+
+    /// The root histograms, [f * B, 2k]: the root is the same node in every class tree, so
+    /// one index per row and feature (its offset bin) adds the (g, h) of all classes. Added a
+    /// sub-block and a feature at a time into one histogram updated in place.
+    fn root_hist(&self, shape: HistShape) -> Tensor<2> {
+        let HistShape { k, f, b, sub_block } = shape;
+        let mut hist = Tensor::<2>::zeros([f * b, 2 * k], &self.margin.device());
+        let mut at = 0;
+        while at < self.len {
+            let len = sub_block.min(self.len - at);
+            // A fresh buffer: a view would be copied by every scatter below.
+            let values = self.gh_rows.clone().narrow(0, at, len).mul_scalar(1.0);
+            for j in 0..f {
+                let slot = self.base.clone().narrow(0, j, 1).narrow(1, at, len);
+                hist = hist.select_assign(
+                    0,
+                    slot.reshape([len]),
+                    values.clone(),
+                    IndexingUpdateOp::Add,
+                );
+            }
+            at += len;
+        }
+        hist
+    }
+
+    /// The histograms of the left children of `parents` nodes, [parents * k * B, 2f], row
+    /// (parent * k + class) * B + bin, column 2 * feature (+1 for h). Each class's left-child
+    /// rows are picked out first (`argwhere`), so half the rows are added and the other half
+    /// never touched (a right child is its parent minus its sibling); then one scatter-add
+    /// per sub-block takes every feature of those rows at once.
+    fn left_hist(&self, shape: HistShape, parents: usize, pick: &Tensor<2>) -> Tensor<2> {
+        let HistShape { k, f, b, sub_block } = shape;
+        let mut hist = Tensor::<2>::zeros([parents * k * b, 2 * f], &self.margin.device());
+        for c in 0..k {
+            let class_node = self.node.clone().narrow(1, c, 1).reshape([self.len]);
+            let rows = class_node
+                .clone()
+                .remainder_scalar(2)
+                .equal_elem(0)
+                .argwhere();
+            let m = rows.dims()[0];
+            if m == 0 {
+                continue;
+            }
+            let rows = rows.reshape([m]);
+            let parent_slot = class_node
+                .select(0, rows.clone())
+                .div_scalar(2)
+                .mul_scalar((k * b) as i64)
+                .add_scalar((c * b) as i64)
+                .reshape([m, 1]);
+            let mut at = 0;
+            while at < m {
+                let len = sub_block.min(m - at);
+                let rows = rows.clone().narrow(0, at, len);
+                let slots = parent_slot.clone().narrow(0, at, len)
+                    + self.pair_bins.clone().select(0, rows.clone()); // [len, 2f]
+                // (g, h) once per feature, [len, 2f]: a product with the 0/1 `pick` [2, 2f]
+                // (an exact copy) writes it in one pass, where an expand copies 8 bytes at a
+                // time.
+                let values = self.gh[c].clone().select(0, rows).matmul(pick.clone());
+                hist = hist.scatter(0, slots, values, IndexingUpdateOp::Add);
+                at += len;
+            }
+        }
+        hist
+    }
+
+    /// Each row's slot `node * k + class`, flat [len * k].
+    fn slots(&self, k: usize, class_index: &Tensor<2, Int>) -> Tensor<1, Int> {
+        (self.node.clone().mul_scalar(k as i64) + class_index.clone()).reshape([self.len * k])
+    }
+
+    /// Sends each row to a child: right when its bin of the split feature is above the split
+    /// bin (both offset by feature * B). `split_feature`, `split_bin`: by `node * k + class`.
+    fn route(
+        &mut self,
+        k: usize,
+        class_index: &Tensor<2, Int>,
+        split_feature: &Tensor<1, Int>,
+        split_bin: &Tensor<1, Int>,
+    ) {
+        let len = self.len;
+        let at = self.slots(k, class_index);
+        let feature_of_row = split_feature
+            .clone()
+            .select(0, at.clone())
+            .reshape([len, k]);
+        let bin_of_split = split_bin.clone().select(0, at).reshape([len, k]);
+        let value = self.bins.clone().gather(1, feature_of_row);
+        self.node = self.node.clone().mul_scalar(2) + value.greater(bin_of_split).int();
+    }
+
+    /// The (G, H) sums of the block's rows in each leaf, [k * leaves, 2].
+    fn leaf_sums(&self, k: usize, leaves: usize, class_index: &Tensor<2, Int>) -> Tensor<2> {
+        Tensor::<2>::zeros([k * leaves, 2], &self.margin.device()).select_assign(
+            0,
+            self.slots(k, class_index),
+            self.gh_rows.clone().reshape([self.len * k, 2]),
+            IndexingUpdateOp::Add,
+        )
+    }
+
+    /// Adds each row's leaf weight (`weights` by `node * k + class`) to its margins.
+    fn add_leaves(&mut self, k: usize, class_index: &Tensor<2, Int>, weights: &Tensor<1>) {
+        let at = self.slots(k, class_index);
+        self.margin = self.margin.clone() + weights.clone().select(0, at).reshape([self.len, k]);
+    }
+}
+
+/// Sums per-block tensors in block order: the same trees whatever the number of threads.
+fn sum_in_order(partial: Vec<Tensor<2>>) -> Tensor<2> {
+    partial
+        .into_iter()
+        .reduce(|a, b| a + b)
+        .expect("at least one block")
 }
 
 /// Fits the ensemble on `x` (preprocessed features) and `y` (labels below `k`).
@@ -163,14 +393,19 @@ pub fn fit(
         device.as_dispatch(),
         burn::backend::DispatchDevice::Flex(_) | burn::backend::DispatchDevice::NdArray(_)
     );
-    // On a CPU backend flex's scatter-add is a sequential loop, so blocks of a fixed size run
+    // On a CPU backend flex's kernels mostly run on one thread, so blocks of a fixed size run
     // on the rayon threads (fixed, not one per thread, so the trees do not depend on the
-    // machine's core count); a GPU takes all rows in one kernel.
-    let block = if cpu { HIST_BLOCK_ROWS } else { x.rows() };
-    fit_in_blocks(x, y, k, params, seed, device, block, on_round)
+    // machine's core count); a GPU takes all rows in one block.
+    let (block, sub) = if cpu {
+        (HIST_BLOCK_ROWS, HIST_SUB_BLOCK_ROWS)
+    } else {
+        (x.rows(), x.rows())
+    };
+    fit_in_blocks(x, y, k, params, seed, device, block, sub, on_round)
 }
 
-/// [`fit`] with histograms built over row blocks of `block` rows, summed in block order.
+/// [`fit`] over row blocks of `block` rows, histograms added `sub_block` rows at a time and
+/// summed in block order.
 #[allow(clippy::too_many_arguments)]
 fn fit_in_blocks(
     x: &Matrix,
@@ -180,6 +415,7 @@ fn fit_in_blocks(
     seed: u64,
     device: &Device,
     block: usize,
+    sub_block: usize,
     mut on_round: impl FnMut(usize) -> Result<()>,
 ) -> Result<GbdtModel> {
     let (n, f, b) = (x.rows(), x.cols(), params.max_bins);
@@ -189,85 +425,74 @@ fn fit_in_blocks(
             y.len()
         )));
     }
+    let shape = HistShape {
+        k,
+        f,
+        b,
+        sub_block: sub_block.max(1),
+    };
     let binner = Binner::fit(x, b);
-    let bins = Tensor::<2, Int>::from_data(TensorData::new(binner.bin_matrix(x), [n, f]), device);
-    let feature_offset = Tensor::<1, Int>::arange(0..f as i64, device)
-        .mul_scalar(b as i64)
-        .reshape([1, f]);
-    let base = (bins.clone() + feature_offset).reshape([n, 1, f]); // f * B + bin
-    let mut onehot = vec![0f32; n * k];
-    for (i, &l) in y.iter().enumerate() {
-        onehot[i * k + l as usize] = 1.0;
-    }
-    let y_onehot = Tensor::<2>::from_data(TensorData::new(onehot, [n, k]), device);
-    let class_index = Tensor::<1, Int>::arange(0..k as i64, device);
-    let fb = (f * b) as i64;
-    // Histogram slot of (row, class, feature) is ((node * k + class) * F + feature) * B + bin:
-    // a [n, k, 1] node-and-class term plus the level-independent [n, 1, f] `base`, broadcast
-    // per block (storing the [n, k, f] sum would be k times the bytes to stream every level).
-    let class_slot = class_index.clone().mul_scalar(fb).reshape([1, k]);
+    let block = block.max(1);
+    let mut blocks: Vec<Block> = {
+        let bins = binner.bin_matrix(x);
+        bins.par_chunks(block * f)
+            .zip(y.par_chunks(block))
+            .map(|(bins, y)| Block::new(bins, y, shape, device))
+            .collect()
+    };
+    let class_index = Tensor::<1, Int>::arange(0..k as i64, device).reshape([1, k]);
+    let pick: Vec<f32> = (0..2)
+        .flat_map(|r| (0..2 * f).map(move |col| f32::from(u8::from(col % 2 == r))))
+        .collect();
+    let pick = Tensor::<2>::from_data(TensorData::new(pick, [2, 2 * f]), device);
     let (lambda, mcw, eta) = (
         params.l2 as f32,
         params.min_child_weight as f32,
         params.learning_rate as f32,
     );
     let depth = params.max_depth;
-    let block = block.max(1);
-    let blocks: Vec<(usize, usize)> = (0..n.div_ceil(block))
-        .map(|i| (i * block, block.min(n - i * block)))
-        .collect();
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6bd7_0000);
-    let mut margin = Tensor::<2>::zeros([n, k], device);
     let mut trees = Vec::with_capacity(params.rounds * k);
 
     for round in 0..params.rounds {
-        let p = softmax(margin.clone(), 1);
-        let mut g = p.clone() - y_onehot.clone();
-        let mut h = (p.clone() * (p.neg().add_scalar(1.0)))
-            .mul_scalar(2.0)
-            .clamp_min(1e-16);
-        if params.subsample < 1.0 {
-            let mask: Vec<f32> = (0..n)
+        let mask: Option<Vec<f32>> = (params.subsample < 1.0).then(|| {
+            (0..n)
                 .map(|_| f32::from(u8::from(rng.random::<f64>() < params.subsample)))
-                .collect();
-            let mask = Tensor::<2>::from_data(TensorData::new(mask, [n, 1]), device);
-            g = g * mask.clone();
-            h = h * mask;
-        }
-        let gh = Tensor::cat(vec![g.reshape([n, k, 1]), h.reshape([n, k, 1])], 2); // [n, k, 2]
-        let gh4 = gh.clone().reshape([n, k, 1, 2]);
-        let mut node = Tensor::<2, Int>::zeros([n, k], device);
+                .collect()
+        });
+        blocks.par_iter_mut().enumerate().for_each(|(i, blk)| {
+            let mask = mask.as_ref().map(|m| &m[i * block..i * block + blk.len]);
+            blk.start_round(k, mask);
+        });
         let mut levels: Vec<Level> = Vec::with_capacity(depth);
+        let mut parent: Option<Tensor<4>> = None;
 
         for level in 0..depth {
-            let nodes = 1usize << level;
-            let kl = k * nodes;
-            // Each block of rows adds its (g, h) pairs into their slots (one index per pair);
-            // on the CPU the blocks run on separate threads and their histograms are summed.
-            let block_hist = |(start, len): (usize, usize)| {
-                let slot = (node.clone().narrow(0, start, len).mul_scalar(k as i64 * fb)
-                    + class_slot.clone())
-                .reshape([len, k, 1])
-                    + base.clone().narrow(0, start, len);
-                Tensor::<2>::zeros([kl * f * b, 2], device).select_assign(
-                    0,
-                    slot.reshape([len * k * f]),
-                    // Every (row, class) pair's (g, h), once per feature, built per block
-                    // (a block's worth is cache-sized; all rows' would be 8·n·k·f bytes).
-                    gh4.clone()
-                        .narrow(0, start, len)
-                        .repeat_dim(2, f)
-                        .reshape([len * k * f, 2]),
-                    IndexingUpdateOp::Add,
-                )
+            let kl = k << level;
+            let hist = match parent.take() {
+                // [f * B, k, 2] -> [k, f, B, 2]
+                None => sum_in_order(blocks.par_iter().map(|blk| blk.root_hist(shape)).collect())
+                    .reshape([f * b, k, 2])
+                    .swap_dims(0, 1)
+                    .reshape([k, f, b, 2]),
+                Some(parent) => {
+                    let parents = 1usize << (level - 1);
+                    let left = sum_in_order(
+                        blocks
+                            .par_iter()
+                            .map(|blk| blk.left_hist(shape, parents, &pick))
+                            .collect(),
+                    )
+                    // [parents * k * B, f * 2] -> [parents, 1, k * f * B * 2]
+                    .reshape([parents * k, b, f, 2])
+                    .swap_dims(1, 2)
+                    .reshape([parents, 1, k * f * b * 2]);
+                    let right = parent.reshape([parents, 1, k * f * b * 2]) - left.clone();
+                    // Children 2p and 2p + 1 of parent p: node * k + class order.
+                    Tensor::cat(vec![left, right], 1).reshape([kl, f, b, 2])
+                }
             };
-            // Summed in block order: the same trees whatever the number of threads.
-            let partial: Vec<Tensor<2>> = blocks.par_iter().copied().map(block_hist).collect();
-            let hist = partial
-                .into_iter()
-                .reduce(|a, b| a + b)
-                .expect("at least one block");
-            let cum = hist.reshape([kl, f, b, 2]).cumsum(2);
+            let cum = hist.clone().cumsum(2);
             let total = cum.clone().narrow(2, b - 1, 1);
             let (gl, hl) = (cum.clone().narrow(3, 0, 1), cum.narrow(3, 1, 1));
             let (gt, ht) = (total.clone().narrow(3, 0, 1), total.narrow(3, 1, 1));
@@ -295,28 +520,28 @@ fn fit_in_blocks(
                     lv.bin[s] = arg[s] % b as i64;
                 }
             }
-            // Route rows: right when their bin of the split feature is above the split bin.
-            let at = (node.clone().mul_scalar(k as i64) + class_index.clone().reshape([1, k]))
-                .reshape([n * k]);
             let split_feature =
                 Tensor::<1, Int>::from_data(TensorData::new(lv.feature.clone(), [kl]), device);
-            let split_bin =
-                Tensor::<1, Int>::from_data(TensorData::new(lv.bin.clone(), [kl]), device);
-            let feature_of_row = split_feature.select(0, at.clone()).reshape([n, k]);
-            let bin_of_split = split_bin.select(0, at).reshape([n, k]);
-            let value = bins.clone().gather(1, feature_of_row);
-            node = node.mul_scalar(2) + value.greater(bin_of_split).int();
+            let split_bin: Vec<i64> = (0..kl)
+                .map(|s| lv.feature[s] * b as i64 + lv.bin[s])
+                .collect();
+            let split_bin = Tensor::<1, Int>::from_data(TensorData::new(split_bin, [kl]), device);
+            blocks
+                .par_iter_mut()
+                .for_each(|blk| blk.route(k, &class_index, &split_feature, &split_bin));
             levels.push(lv);
+            if level + 1 < depth {
+                parent = Some(hist);
+            }
         }
 
         // Leaf weights from the (G, H) sums of the rows in each leaf.
         let leaves = 1usize << depth;
-        let at = (node.mul_scalar(k as i64) + class_index.clone().reshape([1, k])).reshape([n * k]);
-        let sums = Tensor::<2>::zeros([k * leaves, 2], device).select_assign(
-            0,
-            at.clone(),
-            gh.reshape([n * k, 2]),
-            IndexingUpdateOp::Add,
+        let sums = sum_in_order(
+            blocks
+                .par_iter()
+                .map(|blk| blk.leaf_sums(k, leaves, &class_index))
+                .collect(),
         );
         let sums = download(sums);
         let weights: Vec<f32> = sums
@@ -330,7 +555,9 @@ fn fit_in_blocks(
             })
             .collect();
         let w = Tensor::<1>::from_data(TensorData::new(weights.clone(), [k * leaves]), device);
-        margin = margin + w.select(0, at).reshape([n, k]);
+        blocks
+            .par_iter_mut()
+            .for_each(|blk| blk.add_leaves(k, &class_index, &w));
         for class in 0..k {
             trees.push(build_tree(class, k, &levels, &weights, depth, &binner));
         }
@@ -487,8 +714,8 @@ mod tests {
             .map(|i| ((x.get(i, 1) * 2.0 + x.get(i, 2)) * 0.999) as u32)
             .collect();
         let p = params(4, 3);
-        let whole = fit_in_blocks(&x, &y, 3, &p, 1, &Device::flex(), n, |_| Ok(())).unwrap();
-        let blocks = fit_in_blocks(&x, &y, 3, &p, 1, &Device::flex(), 96, |_| Ok(())).unwrap();
+        let whole = fit_in_blocks(&x, &y, 3, &p, 1, &Device::flex(), n, n, |_| Ok(())).unwrap();
+        let blocks = fit_in_blocks(&x, &y, 3, &p, 1, &Device::flex(), 96, 40, |_| Ok(())).unwrap();
         assert_eq!(whole.trees.len(), blocks.trees.len());
         for (a, b) in whole.trees.iter().zip(&blocks.trees) {
             assert_eq!(a.nodes.len(), b.nodes.len());
@@ -521,5 +748,147 @@ mod tests {
         assert_eq!(a, b);
         let c = fit(&x, &y, 3, &p, 10, &Device::flex(), |_| Ok(())).unwrap();
         assert_ne!(a, c);
+    }
+    /// XGBoost's hist algorithm written plainly on the host: every node's histogram built
+    /// from its own rows, in f64, with no shared root, no sibling subtraction and no blocks.
+    fn reference_fit(x: &Matrix, y: &[u32], k: usize, p: &GbdtParams) -> GbdtModel {
+        let (n, f, b) = (x.rows(), x.cols(), p.max_bins);
+        let binner = Binner::fit(x, b);
+        let bins = binner.bin_matrix(x);
+        let (lambda, mcw) = (p.l2, p.min_child_weight.max(1e-12));
+        let mut margin = vec![0f32; n * k];
+        let mut trees = Vec::new();
+        for _ in 0..p.rounds {
+            let mut grad = Vec::with_capacity(n * k);
+            for i in 0..n {
+                let mut prob = Vec::new();
+                super::super::softmax_into(&margin[i * k..(i + 1) * k], &mut prob);
+                for (c, &pc) in prob.iter().enumerate() {
+                    let g = pc - f32::from(u8::from(y[i] as usize == c));
+                    grad.push((f64::from(g), f64::from((2.0 * pc * (1.0 - pc)).max(1e-16))));
+                }
+            }
+            let mut levels: Vec<Level> = Vec::new();
+            let mut node = vec![0usize; n * k];
+            for level in 0..p.max_depth {
+                let kl = k << level;
+                let mut lv = Level {
+                    split: vec![false; kl],
+                    feature: vec![0; kl],
+                    bin: vec![b as i64 - 1; kl],
+                };
+                for s in 0..kl {
+                    let (j, c) = (s / k, s % k);
+                    let rows: Vec<usize> = (0..n).filter(|&i| node[i * k + c] == j).collect();
+                    let score = |g: f64, h: f64| g * g / (h + lambda);
+                    let (gt, ht) = rows.iter().fold((0.0, 0.0), |a, &i| {
+                        (a.0 + grad[i * k + c].0, a.1 + grad[i * k + c].1)
+                    });
+                    let mut best = (1e-6, None);
+                    for feat in 0..f {
+                        let mut hist = vec![(0.0, 0.0); b];
+                        for &i in &rows {
+                            let e = &mut hist[bins[i * f + feat] as usize];
+                            e.0 += grad[i * k + c].0;
+                            e.1 += grad[i * k + c].1;
+                        }
+                        let (mut gl, mut hl) = (0.0, 0.0);
+                        for (bin, &(g, h)) in hist.iter().enumerate() {
+                            gl += g;
+                            hl += h;
+                            let (gr, hr) = (gt - gl, ht - hl);
+                            let gain = score(gl, hl) + score(gr, hr) - score(gt, ht);
+                            if hl >= mcw && hr >= mcw && gain > best.0 {
+                                best = (gain, Some((feat, bin)));
+                            }
+                        }
+                    }
+                    if let Some((feat, bin)) = best.1 {
+                        lv.split[s] = true;
+                        lv.feature[s] = feat as i64;
+                        lv.bin[s] = bin as i64;
+                    }
+                }
+                for i in 0..n {
+                    for c in 0..k {
+                        let s = node[i * k + c] * k + c;
+                        let right = bins[i * f + lv.feature[s] as usize] > lv.bin[s];
+                        node[i * k + c] = node[i * k + c] * 2 + usize::from(right);
+                    }
+                }
+                levels.push(lv);
+            }
+            let leaves = 1 << p.max_depth;
+            let mut sums = vec![(0.0, 0.0); k * leaves];
+            for i in 0..n {
+                for c in 0..k {
+                    let e = &mut sums[node[i * k + c] * k + c];
+                    e.0 += grad[i * k + c].0;
+                    e.1 += grad[i * k + c].1;
+                }
+            }
+            let weights: Vec<f32> = sums
+                .iter()
+                .map(|&(g, h)| (-p.learning_rate * g / (h + lambda)) as f32)
+                .collect();
+            for i in 0..n {
+                for c in 0..k {
+                    margin[i * k + c] += weights[node[i * k + c] * k + c];
+                }
+            }
+            for class in 0..k {
+                trees.push(build_tree(
+                    class,
+                    k,
+                    &levels,
+                    &weights,
+                    p.max_depth,
+                    &binner,
+                ));
+            }
+        }
+        GbdtModel {
+            k,
+            n_features: f,
+            trees,
+        }
+    }
+
+    #[test]
+    fn tensor_histograms_match_a_plain_host_implementation() {
+        // Three classes from two of four features, the others noise; blocks and sub-blocks
+        // smaller than the data so the shared root, the sibling subtraction and the block sums
+        // all take part.
+        let n = 600;
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let data: Vec<f32> = (0..n * 4).map(|_| rng.random::<f32>()).collect();
+        let x = Matrix::new(n, 4, data);
+        let y: Vec<u32> = (0..n)
+            .map(|i| {
+                let v = x.get(i, 0) + 0.5 * x.get(i, 2) + 0.1 * rng.random::<f32>();
+                u32::from(v > 0.55) + u32::from(v > 1.0)
+            })
+            .collect();
+        let mut p = params(4, 3);
+        p.min_child_weight = 0.5;
+        let expected = reference_fit(&x, &y, 3, &p);
+        let got = fit_in_blocks(&x, &y, 3, &p, 1, &Device::flex(), 128, 48, |_| Ok(())).unwrap();
+        assert_eq!(expected.trees.len(), got.trees.len());
+        for (t, (a, b)) in expected.trees.iter().zip(&got.trees).enumerate() {
+            assert_eq!(a.nodes.len(), b.nodes.len(), "tree {t}");
+            for (u, v) in a.nodes.iter().zip(&b.nodes) {
+                assert_eq!(
+                    (u.feature, u.threshold),
+                    (v.feature, v.threshold),
+                    "tree {t}"
+                );
+                assert!(
+                    (u.value - v.value).abs() < 1e-4,
+                    "tree {t}: {} vs {}",
+                    u.value,
+                    v.value
+                );
+            }
+        }
     }
 }
