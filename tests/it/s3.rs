@@ -13,7 +13,7 @@ use categorizer::store::s3::S3Store;
 use categorizer::store::{LocalStore, MANIFEST_FILE, MODEL_FILE, ModelStore};
 use serde_json::json;
 
-use crate::serve::{customer, get_json, json_body, start_model, stored_model};
+use crate::serve::{customer, get_json, get_text, json_body, start_model, stored_model};
 
 const BUCKET: &str = "categorizer-test";
 
@@ -282,14 +282,7 @@ async fn the_server_switches_to_the_new_current_model_while_answering() {
     }
     let waited = Instant::now();
     loop {
-        let text = http
-            .get(format!("{url}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = get_text(&http, format!("{url}/metrics")).await;
         if text.contains("categorizer_model_refusals_total 1") {
             break;
         }

@@ -236,6 +236,11 @@ pub async fn get_json(client: &reqwest::Client, url: String) -> Value {
     json_body(client.get(url).send().await.unwrap()).await
 }
 
+/// The body of a GET as text (the Prometheus page).
+pub async fn get_text(client: &reqwest::Client, url: String) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 /// The 21 form keys as a browser posts them.
 pub fn form_body(age: &str) -> String {
     let c = customer(30);
@@ -406,14 +411,7 @@ async fn a_training_job_runs_publishes_and_its_promoted_model_is_served() {
 
     let list: Value = get_json(&client, format!("{url}/api/v1/jobs")).await;
     assert_eq!(list["jobs"][0]["id"], id.as_str());
-    let metrics = client
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&client, format!("{url}/metrics")).await;
     assert!(
         metrics.contains(&format!("categorizer_model_info{{version=\"{version}\"")),
         "{metrics}"
