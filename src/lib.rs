@@ -34,6 +34,7 @@ pub mod preprocess;
 pub mod rt;
 pub mod schema;
 pub mod serve;
+pub mod sort;
 pub mod store;
 pub mod train;
 pub mod validate;

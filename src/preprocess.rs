@@ -52,7 +52,7 @@ pub fn yeo_johnson(x: f64, lambda: f64) -> f64 {
 /// Distinct values of a column with their counts, from its (already imputed) values.
 fn histogram(values: &[f32]) -> Vec<(f64, f64)> {
     let mut sorted = values.to_vec();
-    sorted.sort_unstable_by(f32::total_cmp);
+    crate::sort::sort_f32(&mut sorted);
     let mut out: Vec<(f64, f64)> = Vec::new();
     for v in sorted {
         match out.last_mut() {

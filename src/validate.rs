@@ -15,7 +15,9 @@
 //! [`EXACT_VALUES`] of them and otherwise [`QUANTILES`] + 1 evenly spaced quantiles (enough for
 //! the Wasserstein distance to within a fraction of a percent); per categorical column, counts.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use rayon::prelude::*;
 
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -79,8 +81,11 @@ fn drift_columns() -> impl Iterator<Item = &'static crate::schema::RawColumn> {
 
 /// Days since 1970-01-01 of a `dd-mm-yyyy` or `yyyy-mm-dd` date.
 fn date_days(text: &str) -> Option<f64> {
-    let parts: Vec<&str> = text.trim().split(['-', '/']).collect();
-    let [a, b, c] = parts[..] else { return None };
+    let mut parts = text.trim().split(['-', '/']);
+    let (a, b, c) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
     let (y, m, d) = if a.len() == 4 { (a, b, c) } else { (c, b, a) };
     let (y, m, d): (i32, u32, u32) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
     ((1..=12).contains(&m) && (1..=31).contains(&d))
@@ -99,13 +104,18 @@ fn read_column(
     let mut missing = 0;
     let numbers: Vec<Option<f64>> = match kind {
         RawType::Category => {
-            let mut counts = BTreeMap::new();
+            // Counted by borrowed text; one owned key per category, not per row.
+            let mut by_text = HashMap::<&str, u64>::new();
             for v in col.str()?.iter() {
                 match v.map(str::trim).filter(|v| !v.is_empty()) {
-                    Some(v) => *counts.entry(v.to_string()).or_insert(0) += 1,
+                    Some(v) => *by_text.entry(v).or_insert(0) += 1,
                     None => missing += 1,
                 }
             }
+            let counts = by_text
+                .into_iter()
+                .map(|(k, n)| (k.to_string(), n))
+                .collect();
             return Ok((Values::Categories(counts), missing));
         }
         RawType::Date => col.str()?.iter().map(|v| v.and_then(date_days)).collect(),
@@ -126,15 +136,22 @@ fn read_column(
     if as_categories {
         return Ok((Values::Categories(number_counts(&values)), missing));
     }
-    values.sort_unstable_by(f64::total_cmp);
+    crate::sort::sort_f64(&mut values);
     Ok((Values::Numbers(values), missing))
 }
 
 /// Rows per distinct number, keyed as the number is written.
 fn number_counts(values: &[f64]) -> BTreeMap<String, u64> {
-    let mut counts = BTreeMap::new();
+    // Counted by value first: a number is written once per distinct value, not once per row.
+    let mut by_value = HashMap::<u64, u64>::new();
     for &x in values {
-        *counts.entry(format_number(x)).or_insert(0) += 1;
+        *by_value.entry(x.to_bits()).or_insert(0) += 1;
+    }
+    let mut counts = BTreeMap::new();
+    for (bits, n) in by_value {
+        *counts
+            .entry(format_number(f64::from_bits(bits)))
+            .or_insert(0) += n;
     }
     counts
 }
@@ -175,8 +192,24 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 impl Profile {
     /// Profiles raw records (a frame as [`crate::ingest`] reads them).
     pub fn of(source: &str, df: &DataFrame, settings: &ValidationSettings) -> Result<Self> {
-        let mut columns = Vec::new();
-        for col in drift_columns() {
+        let columns: Vec<&crate::schema::RawColumn> = drift_columns().collect();
+        let columns = columns
+            .par_iter()
+            .map(|col| Self::column(df, col, settings))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            source: source.to_string(),
+            rows: df.height(),
+            columns,
+        })
+    }
+
+    fn column(
+        df: &DataFrame,
+        col: &crate::schema::RawColumn,
+        settings: &ValidationSettings,
+    ) -> Result<ColumnProfile> {
+        {
             let (values, missing) = read_column(df, &col.name, col.kind, false)?;
             let p = match values {
                 Values::Categories(counts) => categorical(&col.name, counts, missing),
@@ -205,13 +238,8 @@ impl Profile {
                     }
                 }
             };
-            columns.push(p);
+            Ok(p)
         }
-        Ok(Self {
-            source: source.to_string(),
-            rows: df.height(),
-            columns,
-        })
     }
 }
 
@@ -384,123 +412,135 @@ fn check_schema(
     if rows == 0 {
         add("*", "rows", 1, 0.0, "no rows".into());
     }
-    for col in &RawSchema::get().columns {
-        let c = df.column(&col.name)?;
-        match col.kind {
-            RawType::Category => {
-                let known: BTreeSet<&str> = col.values.iter().map(String::as_str).collect();
-                let seen: Option<&BTreeMap<String, u64>> = reference
-                    .and_then(|r| r.columns.iter().find(|p| p.name == col.name))
-                    .map(|p| &p.counts);
-                let mut unknown = BTreeMap::<&str, usize>::new();
-                let mut missing = 0;
-                for v in c.str()?.iter() {
-                    match v.map(str::trim).filter(|v| !v.is_empty()) {
-                        None => missing += 1,
-                        Some(v) => {
-                            let in_schema = known.is_empty() || known.contains(v);
-                            let in_reference = seen.is_none_or(|s| s.contains_key(v));
-                            if !in_schema || !in_reference {
-                                *unknown.entry(v).or_insert(0) += 1;
-                            }
-                        }
-                    }
-                }
-                add(
-                    &col.name,
-                    "missing",
-                    missing,
-                    s.max_missing_share,
-                    "missing values".into(),
-                );
-                let n: usize = unknown.values().sum();
-                let names: Vec<String> =
-                    unknown.keys().take(10).map(|k| format!("'{k}'")).collect();
-                add(
-                    &col.name,
-                    "unknown_categories",
-                    n,
-                    s.max_invalid_share,
-                    format!("unknown categories {}", names.join(", ")),
-                );
-            }
-            RawType::Date => {
-                let mut missing = 0;
-                let mut bad = 0;
-                for v in c.str()?.iter() {
-                    match v.map(str::trim).filter(|v| !v.is_empty()) {
-                        None => missing += 1,
-                        Some(v) if date_days(v).is_none() => bad += 1,
-                        Some(_) => {}
-                    }
-                }
-                add(
-                    &col.name,
-                    "missing",
-                    missing,
-                    s.max_missing_share,
-                    "missing values".into(),
-                );
-                add(
-                    &col.name,
-                    "type",
-                    bad,
-                    s.max_invalid_share,
-                    "not dates".into(),
-                );
-            }
-            RawType::Integer | RawType::Number => {
-                let f = c.cast(&DataType::Float64)?;
-                let mut missing = 0;
-                let mut outside = 0;
-                let mut fractional = 0;
-                for v in f.f64()?.iter() {
-                    match v.filter(|x| !x.is_nan()) {
-                        None => missing += 1,
-                        Some(x) => {
-                            if col.min.is_some_and(|m| x < m)
-                                || col.max.is_some_and(|m| x > m)
-                                || !x.is_finite()
-                            {
-                                outside += 1;
-                            } else if col.kind == RawType::Integer && x.fract() != 0.0 {
-                                fractional += 1;
-                            }
-                        }
-                    }
-                }
-                add(
-                    &col.name,
-                    "missing",
-                    missing,
-                    s.max_missing_share,
-                    "missing values".into(),
-                );
-                let range = match (col.min, col.max) {
-                    (Some(a), Some(b)) => format!("[{a}, {b}]"),
-                    (Some(a), None) => format!(">= {a}"),
-                    (None, Some(b)) => format!("<= {b}"),
-                    (None, None) => "finite".into(),
-                };
-                add(
-                    &col.name,
-                    "range",
-                    outside,
-                    s.max_invalid_share,
-                    format!("values outside {range}"),
-                );
-                add(
-                    &col.name,
-                    "type",
-                    fractional,
-                    s.max_invalid_share,
-                    "values that are not whole numbers".into(),
-                );
-            }
+    // Each column's findings on the threads, added in the schema's column order.
+    let findings = RawSchema::get()
+        .columns
+        .par_iter()
+        .map(|col| column_findings(df, col, reference, s))
+        .collect::<Result<Vec<_>>>()?;
+    for (col, found) in RawSchema::get().columns.iter().zip(findings) {
+        for (check, count, limit, message) in found {
+            add(&col.name, check, count, limit, message);
         }
     }
     let passed = !issues.iter().any(|i| i.severity == Severity::Fail);
     Ok(SchemaCheck { passed, issues })
+}
+
+/// One column's schema findings: (check, count, share limit, message).
+type Finding = (&'static str, usize, f64, String);
+
+fn column_findings(
+    df: &DataFrame,
+    col: &crate::schema::RawColumn,
+    reference: Option<&Profile>,
+    s: &ValidationSettings,
+) -> Result<Vec<Finding>> {
+    let c = df.column(&col.name)?;
+    let mut found = Vec::new();
+    let mut add = |check: &'static str, count: usize, limit: f64, message: String| {
+        found.push((check, count, limit, message));
+    };
+    match col.kind {
+        RawType::Category => {
+            let known: BTreeSet<&str> = col.values.iter().map(String::as_str).collect();
+            let seen: Option<&BTreeMap<String, u64>> = reference
+                .and_then(|r| r.columns.iter().find(|p| p.name == col.name))
+                .map(|p| &p.counts);
+            let mut unknown = BTreeMap::<&str, usize>::new();
+            let mut missing = 0;
+            for v in c.str()?.iter() {
+                match v.map(str::trim).filter(|v| !v.is_empty()) {
+                    None => missing += 1,
+                    Some(v) => {
+                        let in_schema = known.is_empty() || known.contains(v);
+                        let in_reference = seen.is_none_or(|s| s.contains_key(v));
+                        if !in_schema || !in_reference {
+                            *unknown.entry(v).or_insert(0) += 1;
+                        }
+                    }
+                }
+            }
+            add(
+                "missing",
+                missing,
+                s.max_missing_share,
+                "missing values".into(),
+            );
+            let n: usize = unknown.values().sum();
+            let names: Vec<String> = unknown.keys().take(10).map(|k| format!("'{k}'")).collect();
+            add(
+                "unknown_categories",
+                n,
+                s.max_invalid_share,
+                format!("unknown categories {}", names.join(", ")),
+            );
+        }
+        RawType::Date => {
+            let mut missing = 0;
+            let mut bad = 0;
+            for v in c.str()?.iter() {
+                match v.map(str::trim).filter(|v| !v.is_empty()) {
+                    None => missing += 1,
+                    Some(v) if date_days(v).is_none() => bad += 1,
+                    Some(_) => {}
+                }
+            }
+            add(
+                "missing",
+                missing,
+                s.max_missing_share,
+                "missing values".into(),
+            );
+            add("type", bad, s.max_invalid_share, "not dates".into());
+        }
+        RawType::Integer | RawType::Number => {
+            let f = c.cast(&DataType::Float64)?;
+            let mut missing = 0;
+            let mut outside = 0;
+            let mut fractional = 0;
+            for v in f.f64()?.iter() {
+                match v.filter(|x| !x.is_nan()) {
+                    None => missing += 1,
+                    Some(x) => {
+                        if col.min.is_some_and(|m| x < m)
+                            || col.max.is_some_and(|m| x > m)
+                            || !x.is_finite()
+                        {
+                            outside += 1;
+                        } else if col.kind == RawType::Integer && x.fract() != 0.0 {
+                            fractional += 1;
+                        }
+                    }
+                }
+            }
+            add(
+                "missing",
+                missing,
+                s.max_missing_share,
+                "missing values".into(),
+            );
+            let range = match (col.min, col.max) {
+                (Some(a), Some(b)) => format!("[{a}, {b}]"),
+                (Some(a), None) => format!(">= {a}"),
+                (None, Some(b)) => format!("<= {b}"),
+                (None, None) => "finite".into(),
+            };
+            add(
+                "range",
+                outside,
+                s.max_invalid_share,
+                format!("values outside {range}"),
+            );
+            add(
+                "type",
+                fractional,
+                s.max_invalid_share,
+                "values that are not whole numbers".into(),
+            );
+        }
+    }
+    Ok(found)
 }
 
 fn detect_drift(
@@ -509,22 +549,22 @@ fn detect_drift(
     s: &ValidationSettings,
 ) -> Result<DriftReport> {
     let small = reference.rows <= s.small_reference_rows;
-    let mut columns = Vec::new();
-    for r in &reference.columns {
-        let Some(col) = RawSchema::get().column(&r.name) else {
-            continue;
-        };
-        let as_categories = r.kind == ColumnKind::Categorical && col.kind != RawType::Category;
-        let (values, _) = read_column(df, &r.name, col.kind, as_categories)?;
-        let d = match (r.kind, values) {
-            (ColumnKind::Numeric, Values::Numbers(cur)) => numeric_drift(r, &cur, small, s),
-            (ColumnKind::Categorical, Values::Categories(cur)) => {
-                categorical_drift(r, &cur, small, s)
-            }
-            _ => unreachable!("read as the reference's kind"),
-        };
-        columns.push(d);
-    }
+    let columns = reference
+        .columns
+        .par_iter()
+        .filter_map(|r| Some((r, RawSchema::get().column(&r.name)?)))
+        .map(|(r, col)| {
+            let as_categories = r.kind == ColumnKind::Categorical && col.kind != RawType::Category;
+            let (values, _) = read_column(df, &r.name, col.kind, as_categories)?;
+            Ok(match (r.kind, values) {
+                (ColumnKind::Numeric, Values::Numbers(cur)) => numeric_drift(r, &cur, small, s),
+                (ColumnKind::Categorical, Values::Categories(cur)) => {
+                    categorical_drift(r, &cur, small, s)
+                }
+                _ => unreachable!("read as the reference's kind"),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     let drifted_columns = columns.iter().filter(|c| c.drifted).count();
     let share = drifted_columns as f64 / columns.len().max(1) as f64;
     Ok(DriftReport {
