@@ -28,6 +28,12 @@ pub struct GbdtParams {
     pub min_child_weight: f64,
     pub subsample: f64,
     pub max_bins: usize,
+    /// Stop when the held-out rows' error has not fallen for this many rounds (0: never).
+    pub early_stopping_rounds: usize,
+    /// Share of the training rows held out for early stopping.
+    pub validation_fraction: f64,
+    /// Early stopping holds rows out only from this many rows up.
+    pub early_stopping_min_rows: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +45,8 @@ pub struct MlpParams {
     pub max_epochs: usize,
     pub patience: usize,
     pub validation_fraction: f64,
+    /// Training rows between two checks of the held-out loss (at most one epoch).
+    pub check_every_rows: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -101,6 +109,11 @@ impl ModelConfig {
             "gbdt.max_bins",
             "must be between 2 and 256",
         )?;
+        check(
+            g.validation_fraction > 0.0 && g.validation_fraction < 0.5,
+            "gbdt.validation_fraction",
+            "must be in (0, 0.5)",
+        )?;
         let m = &self.mlp;
         check(
             !m.hidden.is_empty() && m.hidden.iter().all(|&h| (1..=4096).contains(&h)),
@@ -115,6 +128,11 @@ impl ModelConfig {
         check(m.batch_size >= 1, "mlp.batch_size", "must be at least 1")?;
         check(m.max_epochs >= 1, "mlp.max_epochs", "must be at least 1")?;
         check(m.patience >= 1, "mlp.patience", "must be at least 1")?;
+        check(
+            m.check_every_rows >= 1,
+            "mlp.check_every_rows",
+            "must be at least 1",
+        )?;
         check(
             m.validation_fraction > 0.0 && m.validation_fraction < 0.5,
             "mlp.validation_fraction",

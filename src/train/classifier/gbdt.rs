@@ -36,6 +36,8 @@ use crate::error::{Error, Result};
 use crate::matrix::Matrix;
 use crate::train::tensor::download;
 
+mod host;
+
 /// Quantile cut points per feature: bin(x) = number of cuts below x.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Binner {
@@ -48,7 +50,7 @@ impl Binner {
             .into_par_iter()
             .map(|j| {
                 let mut col = x.column(j);
-                col.sort_unstable_by(f32::total_cmp);
+                crate::sort::sort_f32(&mut col);
                 let mut uniq = col.clone();
                 uniq.dedup();
                 if uniq.len() <= max_bins {
@@ -69,6 +71,22 @@ impl Binner {
     #[inline]
     pub fn bin(&self, feature: usize, value: f32) -> usize {
         self.cuts[feature].partition_point(|&c| c < value)
+    }
+
+    /// Bins of every value as bytes, row-major (at most 256 bins).
+    pub fn bin_matrix_u8(&self, x: &Matrix) -> Vec<u8> {
+        let cols = x.cols();
+        let mut out = vec![0u8; x.as_slice().len()];
+        out.par_chunks_mut(cols * 4096)
+            .zip(x.as_slice().par_chunks(cols * 4096))
+            .for_each(|(out, rows)| {
+                for (o, row) in out.chunks_exact_mut(cols).zip(rows.chunks_exact(cols)) {
+                    for (j, (o, &v)) in o.iter_mut().zip(row).enumerate() {
+                        *o = self.bin(j, v) as u8;
+                    }
+                }
+            });
+        out
     }
 
     /// Bins of every value, row-major.
@@ -131,6 +149,20 @@ pub struct GbdtModel {
     pub k: usize,
     pub n_features: usize,
     pub trees: Vec<Tree>,
+    /// How early stopping went, when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stopping: Option<EarlyStopping>,
+}
+
+/// Early stopping's record: boosting ran `rounds_run` rounds and kept the first `best_round`
+/// (the lowest error on the held-out rows; an earlier round wins a tie).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EarlyStopping {
+    pub rounds_run: usize,
+    pub best_round: usize,
+    pub validation_rows: usize,
+    /// Misclassified share of the held-out rows at the best round.
+    pub validation_error: f64,
 }
 
 impl GbdtModel {
@@ -379,7 +411,11 @@ fn sum_in_order(partial: Vec<Tensor<2>>) -> Tensor<2> {
         .expect("at least one block")
 }
 
-/// Fits the ensemble on `x` (preprocessed features) and `y` (labels below `k`).
+/// Fits the ensemble on `x` (preprocessed features) and `y` (labels below `k`). The CPU runs
+/// the host operations ([`host`]), other devices the tensor implementation. With
+/// `early_stopping_rounds` set and at least `early_stopping_min_rows` rows, a seeded
+/// `validation_fraction` of the rows is held out, and boosting stops once their error has not
+/// fallen for that many rounds; the trees up to the best round are kept.
 pub fn fit(
     x: &Matrix,
     y: &[u32],
@@ -389,19 +425,120 @@ pub fn fit(
     device: &Device,
     on_round: impl FnMut(usize) -> Result<()>,
 ) -> Result<GbdtModel> {
-    let cpu = matches!(
+    let cpu = is_cpu(device);
+    with_early_stopping(x, y, k, params, seed, on_round, |x, y, on_round| {
+        if cpu {
+            // The CPU runs the host operations: plain Rust on u8 bins and row partitions.
+            host::fit(x, y, k, params, seed, on_round)
+        } else {
+            // A GPU takes all rows in one block.
+            fit_in_blocks(x, y, k, params, seed, device, x.rows(), x.rows(), on_round)
+        }
+    })
+}
+
+/// Whether `device` is one of burn's CPU backends.
+fn is_cpu(device: &Device) -> bool {
+    matches!(
         device.as_dispatch(),
         burn::backend::DispatchDevice::Flex(_) | burn::backend::DispatchDevice::NdArray(_)
-    );
-    // On a CPU backend flex's kernels mostly run on one thread, so blocks of a fixed size run
-    // on the rayon threads (fixed, not one per thread, so the trees do not depend on the
-    // machine's core count); a GPU takes all rows in one block.
-    let (block, sub) = if cpu {
+    )
+}
+
+/// The tensor implementation on any device: on a CPU backend blocks of a fixed size run on the
+/// rayon threads (fixed, not one per thread, so the trees do not depend on the core count).
+/// The reference for the host operations, and the CPU's path before them (benches compare).
+pub fn fit_tensor(
+    x: &Matrix,
+    y: &[u32],
+    k: usize,
+    params: &GbdtParams,
+    seed: u64,
+    device: &Device,
+    on_round: impl FnMut(usize) -> Result<()>,
+) -> Result<GbdtModel> {
+    let (block, sub) = if is_cpu(device) {
         (HIST_BLOCK_ROWS, HIST_SUB_BLOCK_ROWS)
     } else {
         (x.rows(), x.rows())
     };
-    fit_in_blocks(x, y, k, params, seed, device, block, sub, on_round)
+    with_early_stopping(x, y, k, params, seed, on_round, |x, y, on_round| {
+        fit_in_blocks(x, y, k, params, seed, device, block, sub, on_round)
+    })
+}
+
+/// Runs `boost` on all rows, or, when early stopping applies, on all but a held-out share
+/// whose margins follow each round's trees; stops when their error has not fallen for
+/// `early_stopping_rounds` rounds and keeps the trees up to the best round.
+fn with_early_stopping(
+    x: &Matrix,
+    y: &[u32],
+    k: usize,
+    params: &GbdtParams,
+    seed: u64,
+    mut on_round: impl FnMut(usize) -> Result<()>,
+    boost: impl FnOnce(
+        &Matrix,
+        &[u32],
+        &mut dyn FnMut(usize, &[Tree]) -> Result<bool>,
+    ) -> Result<GbdtModel>,
+) -> Result<GbdtModel> {
+    let n = x.rows();
+    let patience = params.early_stopping_rounds;
+    if patience == 0 || n < params.early_stopping_min_rows.max(2) {
+        return boost(x, y, &mut |round, _| on_round(round).map(|()| true));
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    rand::seq::SliceRandom::shuffle(
+        &mut order[..],
+        &mut ChaCha8Rng::seed_from_u64(seed ^ 0x6bd7_e570),
+    );
+    let n_val = ((n as f64 * params.validation_fraction).ceil() as usize).clamp(1, n - 1);
+    let (val_rows, fit_rows) = order.split_at(n_val);
+    let (mut val_rows, mut fit_rows) = (val_rows.to_vec(), fit_rows.to_vec());
+    // In row order: the fitting rows keep the order of the data, as without a hold-out.
+    val_rows.sort_unstable();
+    fit_rows.sort_unstable();
+    let fit_x = x.gather_rows(&fit_rows);
+    let fit_y: Vec<u32> = fit_rows.iter().map(|&i| y[i]).collect();
+    let val_x = x.gather_rows(&val_rows);
+    let val_y: Vec<u32> = val_rows.iter().map(|&i| y[i]).collect();
+    let mut margin = vec![0f32; n_val * k];
+    let (mut best_round, mut best_errors, mut rounds_run) = (0, usize::MAX, 0);
+    let mut model = boost(&fit_x, &fit_y, &mut |round, trees| {
+        rounds_run = round;
+        margin
+            .par_chunks_mut(k * 4096)
+            .zip(val_x.as_slice().par_chunks(val_x.cols() * 4096))
+            .for_each(|(margin, rows)| {
+                for (m, row) in margin
+                    .chunks_exact_mut(k)
+                    .zip(rows.chunks_exact(val_x.cols()))
+                {
+                    for t in trees {
+                        m[t.class] += t.predict(row);
+                    }
+                }
+            });
+        let errors = margin
+            .chunks_exact(k)
+            .zip(&val_y)
+            .filter(|(m, y)| super::argmax(m) != **y)
+            .count();
+        if errors < best_errors {
+            (best_round, best_errors) = (round, errors);
+        }
+        on_round(round)?;
+        Ok(round - best_round < patience)
+    })?;
+    model.trees.truncate(best_round * k);
+    model.early_stopping = Some(EarlyStopping {
+        rounds_run,
+        best_round,
+        validation_rows: n_val,
+        validation_error: best_errors as f64 / n_val as f64,
+    });
+    Ok(model)
 }
 
 /// [`fit`] over row blocks of `block` rows, histograms added `sub_block` rows at a time and
@@ -416,7 +553,7 @@ fn fit_in_blocks(
     device: &Device,
     block: usize,
     sub_block: usize,
-    mut on_round: impl FnMut(usize) -> Result<()>,
+    mut on_round: impl FnMut(usize, &[Tree]) -> Result<bool>,
 ) -> Result<GbdtModel> {
     let (n, f, b) = (x.rows(), x.cols(), params.max_bins);
     if n == 0 || y.len() != n {
@@ -561,12 +698,15 @@ fn fit_in_blocks(
         for class in 0..k {
             trees.push(build_tree(class, k, &levels, &weights, depth, &binner));
         }
-        on_round(round + 1)?;
+        if !on_round(round + 1, &trees[trees.len() - k..])? {
+            break;
+        }
     }
     Ok(GbdtModel {
         k,
         n_features: f,
         trees,
+        early_stopping: None,
     })
 }
 
@@ -657,6 +797,9 @@ mod tests {
             min_child_weight: 1.0,
             subsample: 1.0,
             max_bins: 16,
+            early_stopping_rounds: 0,
+            validation_fraction: 0.1,
+            early_stopping_min_rows: 0,
         }
     }
 
@@ -714,8 +857,10 @@ mod tests {
             .map(|i| ((x.get(i, 1) * 2.0 + x.get(i, 2)) * 0.999) as u32)
             .collect();
         let p = params(4, 3);
-        let whole = fit_in_blocks(&x, &y, 3, &p, 1, &Device::flex(), n, n, |_| Ok(())).unwrap();
-        let blocks = fit_in_blocks(&x, &y, 3, &p, 1, &Device::flex(), 96, 40, |_| Ok(())).unwrap();
+        let whole =
+            fit_in_blocks(&x, &y, 3, &p, 1, &Device::flex(), n, n, |_, _| Ok(true)).unwrap();
+        let blocks =
+            fit_in_blocks(&x, &y, 3, &p, 1, &Device::flex(), 96, 40, |_, _| Ok(true)).unwrap();
         assert_eq!(whole.trees.len(), blocks.trees.len());
         for (a, b) in whole.trees.iter().zip(&blocks.trees) {
             assert_eq!(a.nodes.len(), b.nodes.len());
@@ -851,6 +996,38 @@ mod tests {
             k,
             n_features: f,
             trees,
+            early_stopping: None,
+        }
+    }
+
+    #[test]
+    fn host_operations_match_the_plain_reference() {
+        // Rows over several histogram chunks, depth 4, max_bins 2 and 256.
+        let n = 40_000;
+        let mut rng = ChaCha8Rng::seed_from_u64(12);
+        let data: Vec<f32> = (0..n * 4).map(|_| rng.random::<f32>()).collect();
+        let x = Matrix::new(n, 4, data);
+        let y: Vec<u32> = (0..n)
+            .map(|i| u32::from(x.get(i, 1) + 0.3 * x.get(i, 3) > 0.7) * 2)
+            .collect();
+        for bins in [2, 256] {
+            let mut p = params(3, 4);
+            p.max_bins = bins;
+            let expected = reference_fit(&x, &y, 3, &p);
+            let got = host::fit(&x, &y, 3, &p, 1, |_, _| Ok(true)).unwrap();
+            assert_eq!(expected.trees.len(), got.trees.len());
+            for (t, (a, b)) in expected.trees.iter().zip(&got.trees).enumerate() {
+                assert_eq!(a.nodes.len(), b.nodes.len(), "{bins} bins, tree {t}");
+                for (u, v) in a.nodes.iter().zip(&b.nodes) {
+                    assert_eq!((u.feature, u.threshold), (v.feature, v.threshold));
+                    assert!(
+                        (u.value - v.value).abs() < 1e-5,
+                        "{} vs {}",
+                        u.value,
+                        v.value
+                    );
+                }
+            }
         }
     }
 
@@ -872,7 +1049,8 @@ mod tests {
         let mut p = params(4, 3);
         p.min_child_weight = 0.5;
         let expected = reference_fit(&x, &y, 3, &p);
-        let got = fit_in_blocks(&x, &y, 3, &p, 1, &Device::flex(), 128, 48, |_| Ok(())).unwrap();
+        let got =
+            fit_in_blocks(&x, &y, 3, &p, 1, &Device::flex(), 128, 48, |_, _| Ok(true)).unwrap();
         assert_eq!(expected.trees.len(), got.trees.len());
         for (t, (a, b)) in expected.trees.iter().zip(&got.trees).enumerate() {
             assert_eq!(a.nodes.len(), b.nodes.len(), "tree {t}");

@@ -1,0 +1,807 @@
+//! The GBDT's custom operations in plain Rust for the CPU: XGBoost's `hist` algorithm on `u8`
+//! bins, with row partitions per node, per-chunk local histograms on the rayon threads and
+//! the smaller child built from its rows (the larger one is its parent minus it).
+//!
+//! The operations (`root_histogram`, `node_histogram`, `best_split`, `partition`) are the
+//! same steps the tensor implementation in [`super`] runs as burn tensor code on the wgpu
+//! backend; the tests hold each to that generic version and the whole fit to the plain
+//! reference. Histograms are summed in `f64`, chunk by chunk in a fixed order, so a seed gives
+//! the same trees whatever the number of threads.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use super::{Binner, GbdtModel, Level, build_tree};
+use crate::error::{Error, Result};
+use crate::matrix::Matrix;
+use crate::train::classifier::config::GbdtParams;
+
+/// Rows per histogram task: a task's local histogram stays in the core's cache, and the chunks
+/// (not the threads) fix the order in which partial sums are added.
+pub(super) const CHUNK_ROWS: usize = 16_384;
+
+/// One feature's (gradient, hessian) sums per bin; bins are `u8`, so indexing needs no check.
+pub(super) type FeatureHist = [[f64; 2]; 256];
+
+/// The histogram of one node of one class tree: a [`FeatureHist`] per feature.
+pub(super) type Hist = Vec<FeatureHist>;
+
+fn empty_hist(f: usize) -> Hist {
+    vec![[[0.0; 2]; 256]; f]
+}
+
+/// Adds `src` into `dst`.
+fn add_into(dst: &mut [FeatureHist], src: &[FeatureHist]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        for (a, b) in d.iter_mut().zip(s) {
+            a[0] += b[0];
+            a[1] += b[1];
+        }
+    }
+}
+
+/// Sums per-chunk histograms in chunk order (the order, not the thread count, fixes the sum).
+fn sum_in_order(parts: Vec<Hist>, f: usize) -> Hist {
+    let mut parts = parts.into_iter();
+    let mut total = parts.next().unwrap_or_else(|| empty_hist(f));
+    for p in parts {
+        add_into(&mut total, &p);
+    }
+    total
+}
+
+/// The root's histograms of all `k` class trees in one pass over the rows: the root is the
+/// same node in every class tree, so each (row, feature) adds the row's (g, h) of every class.
+/// `bins` row-major [n, f]; `gh` [n, 2k] as (g_0, h_0, g_1, h_1, ...). Returns one [`Hist`]
+/// per class. Up to 8 classes the (g, h) of a bin sit side by side in one fixed-size slot;
+/// more classes take one pass per class.
+pub(super) fn root_histogram(bins: &[u8], gh: &[f64], f: usize, k: usize) -> Vec<Hist> {
+    match 2 * k {
+        2 => shared_root::<2>(bins, gh, f),
+        4 => shared_root::<4>(bins, gh, f),
+        6 => shared_root::<6>(bins, gh, f),
+        8 => shared_root::<8>(bins, gh, f),
+        10 => shared_root::<10>(bins, gh, f),
+        12 => shared_root::<12>(bins, gh, f),
+        14 => shared_root::<14>(bins, gh, f),
+        16 => shared_root::<16>(bins, gh, f),
+        _ => {
+            let n = gh.len() / (2 * k).max(1);
+            let all: Vec<u32> = (0..n as u32).collect();
+            (0..k)
+                .map(|c| node_histogram(bins, gh, f, k, c, &all))
+                .collect()
+        }
+    }
+}
+
+/// [`root_histogram`] for `S = 2k` values per row: one slot of S sums per (feature, bin).
+fn shared_root<const S: usize>(bins: &[u8], gh: &[f64], f: usize) -> Vec<Hist> {
+    let n = gh.len() / S;
+    let parts: Vec<Vec<[[f64; S]; 256]>> = (0..n.div_ceil(CHUNK_ROWS))
+        .into_par_iter()
+        .map(|chunk| {
+            let mut hist = vec![[[0f64; S]; 256]; f];
+            for i in chunk * CHUNK_ROWS..((chunk + 1) * CHUNK_ROWS).min(n) {
+                let values: [f64; S] = gh[i * S..(i + 1) * S].try_into().expect("S values");
+                for (feature, &bin) in hist.iter_mut().zip(&bins[i * f..(i + 1) * f]) {
+                    let slot = &mut feature[bin as usize];
+                    for t in 0..S {
+                        slot[t] += values[t];
+                    }
+                }
+            }
+            hist
+        })
+        .collect();
+    let mut parts = parts.into_iter();
+    let mut total = parts.next().unwrap_or_else(|| vec![[[0f64; S]; 256]; f]);
+    for p in parts {
+        for (a, b) in total.iter_mut().zip(&p) {
+            for (a, b) in a.iter_mut().zip(b) {
+                for t in 0..S {
+                    a[t] += b[t];
+                }
+            }
+        }
+    }
+    (0..S / 2)
+        .map(|c| {
+            total
+                .iter()
+                .map(|feature| {
+                    let mut out = [[0.0; 2]; 256];
+                    for (o, slot) in out.iter_mut().zip(feature) {
+                        *o = [slot[2 * c], slot[2 * c + 1]];
+                    }
+                    out
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The histogram of the rows `rows` for class `class`: `gh` as in [`root_histogram`].
+/// Chunks of [`CHUNK_ROWS`] rows run on the rayon threads and are summed in order.
+pub(super) fn node_histogram(
+    bins: &[u8],
+    gh: &[f64],
+    f: usize,
+    k: usize,
+    class: usize,
+    rows: &[u32],
+) -> Hist {
+    let parts = rows
+        .par_chunks(CHUNK_ROWS)
+        .map(|rows| chunk_histogram(bins, gh, f, k, class, rows))
+        .collect();
+    sum_in_order(parts, f)
+}
+
+fn chunk_histogram(
+    bins: &[u8],
+    gh: &[f64],
+    f: usize,
+    k: usize,
+    class: usize,
+    rows: &[u32],
+) -> Hist {
+    let mut hist = empty_hist(f);
+    for &i in rows {
+        let i = i as usize;
+        let row_bins = &bins[i * f..(i + 1) * f];
+        let at = i * 2 * k + 2 * class;
+        let (g, h) = (gh[at], gh[at + 1]);
+        for (feature, &bin) in hist.iter_mut().zip(row_bins) {
+            let slot = &mut feature[bin as usize];
+            slot[0] += g;
+            slot[1] += h;
+        }
+    }
+    hist
+}
+
+/// `parent - child`, in place in `parent`: the sibling's histogram.
+fn subtract(parent: &mut [FeatureHist], child: &[FeatureHist]) {
+    for (p, c) in parent.iter_mut().zip(child) {
+        for (a, b) in p.iter_mut().zip(c) {
+            a[0] -= b[0];
+            a[1] -= b[1];
+        }
+    }
+}
+
+/// A node's best split: XGBoost's gain with L2 `lambda`, both children's hessian sums at least
+/// `min_child_weight`, above 1e-6; the first (feature, bin) on a tie. `bins_used[j]` is the
+/// number of bins feature j has. `None` when no split gains.
+pub(super) fn best_split(
+    hist: &[FeatureHist],
+    bins_used: &[usize],
+    lambda: f64,
+    min_child_weight: f64,
+) -> Option<(usize, usize)> {
+    let mcw = min_child_weight.max(1e-12);
+    let (gt, ht) = hist
+        .first()
+        .map(|feature| {
+            feature
+                .iter()
+                .fold((0.0, 0.0), |(g, h), s| (g + s[0], h + s[1]))
+        })
+        .unwrap_or((0.0, 0.0));
+    let score = |g: f64, h: f64| g * g / (h + lambda).max(1e-12);
+    let parent = score(gt, ht);
+    let mut best = (1e-6, None);
+    for (j, feature) in hist.iter().enumerate() {
+        let (mut gl, mut hl) = (0.0, 0.0);
+        for (bin, s) in feature[..bins_used[j]].iter().enumerate() {
+            // An empty bin repeats the previous bin's sums: its gain cannot be a first maximum.
+            if s[1] == 0.0 && s[0] == 0.0 {
+                continue;
+            }
+            gl += s[0];
+            hl += s[1];
+            let hr = ht - hl;
+            if hl < mcw || hr < mcw {
+                continue;
+            }
+            let gain = score(gl, hl) + score(gt - gl, hr) - parent;
+            if gain > best.0 {
+                best = (gain, Some((j, bin)));
+            }
+        }
+    }
+    best.1
+}
+
+/// Rows per partition task.
+const PARTITION_ROWS: usize = 65_536;
+
+/// Splits the rows of one node in place, stably: rows whose bin (`column`: the split feature's
+/// bin of every row) is at most `bin` first, the rest after. Returns the number that went
+/// left. Big nodes are split in chunks on the threads, then put back together in order.
+pub(super) fn partition(column: &[u8], rows: &mut [u32], bin: u8) -> usize {
+    if rows.len() <= PARTITION_ROWS {
+        let mut right = vec![0u32; rows.len()];
+        let (left, r) = partition_chunk(column, rows, bin, &mut right);
+        rows[left..].copy_from_slice(&right[..r]);
+        return left;
+    }
+    let parts: Vec<(Vec<u32>, usize)> = rows
+        .par_chunks_mut(PARTITION_ROWS)
+        .map(|chunk| {
+            let mut right = vec![0u32; chunk.len()];
+            let (left, r) = partition_chunk(column, chunk, bin, &mut right);
+            right.truncate(r);
+            (right, left)
+        })
+        .collect();
+    // Each chunk holds its left rows at its front: gather them, then every chunk's right rows.
+    let mut left = 0;
+    for (c, (_, l)) in parts.iter().enumerate() {
+        rows.copy_within(c * PARTITION_ROWS..c * PARTITION_ROWS + l, left);
+        left += l;
+    }
+    let mut at = left;
+    for (right, _) in &parts {
+        rows[at..at + right.len()].copy_from_slice(right);
+        at += right.len();
+    }
+    left
+}
+
+/// Moves the left rows of `rows` to its front (in order) and writes the right ones to `right`;
+/// returns both counts. Branch-free: a row is written to both places and only one cursor moves.
+fn partition_chunk(column: &[u8], rows: &mut [u32], bin: u8, right: &mut [u32]) -> (usize, usize) {
+    let (mut l, mut r) = (0, 0);
+    for read in 0..rows.len() {
+        let i = rows[read];
+        let goes_right = usize::from(column[i as usize] > bin);
+        rows[l] = i;
+        right[r] = i;
+        l += 1 - goes_right;
+        r += goes_right;
+    }
+    (l, r)
+}
+
+/// Softmax gradients and hessians of the margins (class-major, `margin[c][i]`), times the row
+/// mask when rows are subsampled: `gh` [n, 2k].
+fn gradients(margin: &[Vec<f32>], y: &[u32], mask: Option<&[f32]>, gh: &mut [f64]) {
+    let k = margin.len();
+    gh.par_chunks_mut(2 * k * 4096)
+        .enumerate()
+        .for_each(|(chunk, out)| {
+            let mut p = vec![0f32; k];
+            for (r, row) in out.chunks_exact_mut(2 * k).enumerate() {
+                let i = chunk * 4096 + r;
+                let max = (0..k)
+                    .map(|c| margin[c][i])
+                    .fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0.0;
+                for (c, pc) in p.iter_mut().enumerate() {
+                    *pc = (margin[c][i] - max).exp();
+                    sum += *pc;
+                }
+                let m = mask.map_or(1.0, |m| m[i]);
+                for (c, &pc) in p.iter().enumerate() {
+                    let pc = pc / sum;
+                    let target = if y[i] as usize == c { 1.0 } else { 0.0 };
+                    row[2 * c] = f64::from((pc - target) * m);
+                    row[2 * c + 1] = f64::from((2.0 * pc * (1.0 - pc)).max(1e-16) * m);
+                }
+            }
+        });
+}
+
+/// One class tree's rows, grouped by node: node `j` of the current level holds
+/// `rows[start[j]..start[j + 1]]`, each node's rows in increasing order.
+struct Partition {
+    rows: Vec<u32>,
+    start: Vec<usize>,
+}
+
+/// Fits the ensemble with the host operations; the same trees as the tensor implementation.
+pub(super) fn fit(
+    x: &Matrix,
+    y: &[u32],
+    k: usize,
+    params: &GbdtParams,
+    seed: u64,
+    mut on_round: impl FnMut(usize, &[super::Tree]) -> Result<bool>,
+) -> Result<GbdtModel> {
+    let (n, f) = (x.rows(), x.cols());
+    if n == 0 || y.len() != n || n > u32::MAX as usize {
+        return Err(Error::Training(format!(
+            "GBDT needs one label per row ({n} rows, {} labels)",
+            y.len()
+        )));
+    }
+    let binner = Binner::fit(x, params.max_bins);
+    let bins = binner.bin_matrix_u8(x);
+    // Feature-major copy: a split reads one feature of the node's rows from one column.
+    let columns: Vec<Vec<u8>> = (0..f)
+        .into_par_iter()
+        .map(|j| bins.iter().skip(j).step_by(f).copied().collect())
+        .collect();
+    let bins_used: Vec<usize> = binner.cuts.iter().map(|c| c.len() + 1).collect();
+    let (lambda, mcw, eta) = (params.l2, params.min_child_weight, params.learning_rate);
+    let depth = params.max_depth;
+    let b = params.max_bins;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6bd7_0000);
+    let mut margin = vec![vec![0f32; n]; k];
+    let mut gh = vec![0f64; n * 2 * k];
+    let mut trees = Vec::with_capacity(params.rounds * k);
+
+    for round in 0..params.rounds {
+        let mask: Option<Vec<f32>> = (params.subsample < 1.0).then(|| {
+            (0..n)
+                .map(|_| f32::from(u8::from(rng.random::<f64>() < params.subsample)))
+                .collect()
+        });
+        gradients(&margin, y, mask.as_deref(), &mut gh);
+        let mut parts: Vec<Partition> = (0..k)
+            .map(|_| Partition {
+                rows: (0..n as u32).collect(),
+                start: vec![0, n],
+            })
+            .collect();
+        // This level's histograms, by class then node.
+        let mut hists: Vec<Vec<Hist>> = root_histogram(&bins, &gh, f, k)
+            .into_iter()
+            .map(|h| vec![h])
+            .collect();
+        let mut levels: Vec<Level> = Vec::with_capacity(depth);
+        for level in 0..depth {
+            let nodes = 1usize << level;
+            let kl = k * nodes;
+            // Best split of every (node, class), all on the threads.
+            let splits: Vec<Option<(usize, usize)>> = (0..kl)
+                .into_par_iter()
+                .map(|s| best_split(&hists[s % k][s / k], &bins_used, lambda, mcw))
+                .collect();
+            let mut lv = Level {
+                split: vec![false; kl],
+                feature: vec![0; kl],
+                bin: vec![b as i64 - 1; kl],
+            };
+            for (s, split) in splits.iter().enumerate() {
+                if let Some((feature, bin)) = *split {
+                    lv.split[s] = true;
+                    lv.feature[s] = feature as i64;
+                    lv.bin[s] = bin as i64;
+                }
+            }
+            // Each class tree's rows to the children: 2j (left) and 2j + 1 (right).
+            parts.par_iter_mut().enumerate().for_each(|(c, part)| {
+                let mut start = Vec::with_capacity(2 * nodes + 1);
+                for j in 0..nodes {
+                    let (lo, hi) = (part.start[j], part.start[j + 1]);
+                    let left = match splits[j * k + c] {
+                        Some((feature, bin)) => {
+                            partition(&columns[feature], &mut part.rows[lo..hi], bin as u8)
+                        }
+                        // No split: every row goes left.
+                        None => hi - lo,
+                    };
+                    start.extend([lo, lo + left]);
+                }
+                start.push(n);
+                part.start = start;
+            });
+            levels.push(lv);
+            if level + 1 == depth {
+                break;
+            }
+            // The children's histograms: the smaller child from its rows, the larger as the
+            // parent minus it.
+            hists = hists
+                .into_iter()
+                .enumerate()
+                .map(|(c, parents)| {
+                    let part = &parts[c];
+                    let mut children = Vec::with_capacity(2 * nodes);
+                    for (j, mut parent) in parents.into_iter().enumerate() {
+                        let range = |node: usize| part.start[node]..part.start[node + 1];
+                        let (left, right) = (range(2 * j), range(2 * j + 1));
+                        let left_smaller = left.len() <= right.len();
+                        let small_rows = if left_smaller { left } else { right };
+                        let small = if small_rows.is_empty() {
+                            empty_hist(f)
+                        } else {
+                            node_histogram(&bins, &gh, f, k, c, &part.rows[small_rows])
+                        };
+                        subtract(&mut parent, &small);
+                        if left_smaller {
+                            children.extend([small, parent]);
+                        } else {
+                            children.extend([parent, small]);
+                        }
+                    }
+                    children
+                })
+                .collect();
+        }
+
+        // Leaf weights from the (G, H) sums of each leaf's rows, in row order.
+        let leaves = 1usize << depth;
+        let mut weights = vec![0f32; k * leaves];
+        let per_class: Vec<Vec<f32>> = parts
+            .par_iter()
+            .enumerate()
+            .map(|(c, part)| {
+                (0..leaves)
+                    .map(|j| {
+                        let (g, h) = part.rows[part.start[j]..part.start[j + 1]].iter().fold(
+                            (0.0f64, 0.0f64),
+                            |(g, h), &i| {
+                                let at = i as usize * 2 * k + 2 * c;
+                                (g + gh[at], h + gh[at + 1])
+                            },
+                        );
+                        if h > 0.0 {
+                            (-eta * g / (h + lambda)) as f32
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        for (c, w) in per_class.iter().enumerate() {
+            for (j, &v) in w.iter().enumerate() {
+                weights[j * k + c] = v;
+            }
+        }
+        margin
+            .par_iter_mut()
+            .zip(parts.par_iter())
+            .zip(per_class.par_iter())
+            .for_each(|((margin, part), w)| {
+                for (j, &v) in w.iter().enumerate() {
+                    for &i in &part.rows[part.start[j]..part.start[j + 1]] {
+                        margin[i as usize] += v;
+                    }
+                }
+            });
+        for class in 0..k {
+            trees.push(build_tree(class, k, &levels, &weights, depth, &binner));
+        }
+        if !on_round(round + 1, &trees[trees.len() - k..])? {
+            break;
+        }
+    }
+    Ok(GbdtModel {
+        k,
+        n_features: f,
+        trees,
+        early_stopping: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::prelude::*;
+    use burn::tensor::IndexingUpdateOp;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+    use crate::train::tensor::{download, download_int};
+
+    /// Random bins below `b` (or all in bin `same` when given) and random (g, h) of `k` classes.
+    fn inputs(
+        n: usize,
+        f: usize,
+        k: usize,
+        b: usize,
+        same: Option<u8>,
+        seed: u64,
+    ) -> (Vec<u8>, Vec<f64>) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let bins = (0..n * f)
+            .map(|_| same.unwrap_or_else(|| rng.random_range(0..b) as u8))
+            .collect();
+        let gh = (0..n * 2 * k)
+            .map(|t| {
+                // f32 values, so the tensor version (f32) sees the very same inputs.
+                let v: f32 = if t % 2 == 0 {
+                    rng.random_range(-1.0..1.0)
+                } else {
+                    rng.random_range(0.0..0.5)
+                };
+                f64::from(v)
+            })
+            .collect();
+        (bins, gh)
+    }
+
+    /// The generic tensor version of a node histogram: one scatter-add of every (row, feature)
+    /// of the node's rows into [f * 256, 2] (what the tensor implementation's levels do).
+    fn tensor_histogram(
+        bins: &[u8],
+        gh: &[f64],
+        f: usize,
+        k: usize,
+        class: usize,
+        rows: &[u32],
+    ) -> Vec<f32> {
+        let device = Device::flex();
+        let hist = Tensor::<2>::zeros([f * 256, 2], &device);
+        if rows.is_empty() {
+            return download(hist);
+        }
+        let m = rows.len();
+        let slots: Vec<i64> = rows
+            .iter()
+            .flat_map(|&i| {
+                (0..f).map(move |j| (j * 256) as i64 + i64::from(bins[i as usize * f + j]))
+            })
+            .collect();
+        let values: Vec<f32> = rows
+            .iter()
+            .flat_map(|&i| {
+                let at = i as usize * 2 * k + 2 * class;
+                (0..f).flat_map(move |_| [gh[at] as f32, gh[at + 1] as f32])
+            })
+            .collect();
+        let slots = Tensor::<1, Int>::from_data(TensorData::new(slots, [m * f]), &device);
+        let values = Tensor::<2>::from_data(TensorData::new(values, [m * f, 2]), &device);
+        download(hist.select_assign(0, slots, values, IndexingUpdateOp::Add))
+    }
+
+    fn flat(hist: &[FeatureHist]) -> Vec<f64> {
+        hist.iter()
+            .flat_map(|f| f.iter().flatten().copied())
+            .collect()
+    }
+
+    fn close(a: &[f64], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}");
+        for (t, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - f64::from(*y)).abs() < 1e-4,
+                "{what} at {t}: {x} vs {y}"
+            );
+        }
+    }
+
+    #[test]
+    fn histograms_match_the_tensor_scatter_add() {
+        let f = 5;
+        // (rows, bins, all rows in one bin, classes): many rows, one row, max_bins 2 and 256,
+        // one bin; 1 and 3 classes share a root slot, 9 take one pass per class.
+        for (n, b, same, k) in [
+            (3000, 256, None, 3),
+            (1, 256, None, 3),
+            (500, 2, None, 3),
+            (40_000, 256, None, 3),
+            (700, 256, Some(7), 3),
+            (900, 256, None, 1),
+            (900, 256, None, 9),
+        ] {
+            let (bins, gh) = inputs(n, f, k, b, same, n as u64);
+            let roots = root_histogram(&bins, &gh, f, k);
+            let all: Vec<u32> = (0..n as u32).collect();
+            // Every third row: a node whose rows are not contiguous.
+            let some: Vec<u32> = (0..n as u32).step_by(3).collect();
+            for c in 0..k {
+                let expected = tensor_histogram(&bins, &gh, f, k, c, &all);
+                close(&flat(&roots[c]), &expected, "root");
+                close(
+                    &flat(&node_histogram(&bins, &gh, f, k, c, &all)),
+                    &expected,
+                    "node, all rows",
+                );
+                let expected = tensor_histogram(&bins, &gh, f, k, c, &some);
+                close(
+                    &flat(&node_histogram(&bins, &gh, f, k, c, &some)),
+                    &expected,
+                    "node, every third row",
+                );
+            }
+            // An empty node.
+            let empty = node_histogram(&bins, &gh, f, k, 0, &[]);
+            assert!(flat(&empty).iter().all(|&v| v == 0.0));
+        }
+    }
+
+    /// The generic tensor version of the split search: cumulative sums over bins, the gain of
+    /// every (feature, bin) with invalid children masked, the first maximum (as the tensor
+    /// implementation's levels).
+    fn tensor_split(
+        hist: &[FeatureHist],
+        b: usize,
+        lambda: f32,
+        mcw: f32,
+    ) -> Option<(usize, usize)> {
+        let device = Device::flex();
+        let f = hist.len();
+        let data: Vec<f32> = hist
+            .iter()
+            .flat_map(|feature| feature[..b].iter().flat_map(|s| [s[0] as f32, s[1] as f32]))
+            .collect();
+        let hist = Tensor::<4>::from_data(TensorData::new(data, [1, f, b, 2]), &device);
+        let cum = hist.cumsum(2);
+        let total = cum.clone().narrow(2, b - 1, 1);
+        let (gl, hl) = (cum.clone().narrow(3, 0, 1), cum.narrow(3, 1, 1));
+        let (gt, ht) = (total.clone().narrow(3, 0, 1), total.narrow(3, 1, 1));
+        let (gr, hr) = (gt.clone() - gl.clone(), ht.clone() - hl.clone());
+        let score = |g: Tensor<4>, h: Tensor<4>| g.square() / h.add_scalar(lambda).clamp_min(1e-12);
+        let gain = score(gl, hl.clone()) + score(gr, hr.clone()) - score(gt, ht);
+        let floor = mcw.max(1e-12);
+        let invalid = hl.lower_elem(floor).bool_or(hr.lower_elem(floor));
+        let gain = gain
+            .mask_fill(invalid, f32::NEG_INFINITY)
+            .reshape([1, f * b]);
+        let (best, arg) = gain.max_dim_with_indices(1);
+        let (best, arg) = (download(best)[0], download_int(arg)[0] as usize);
+        (best.is_finite() && best > 1e-6).then_some((arg / b, arg % b))
+    }
+
+    #[test]
+    fn best_splits_match_the_tensor_gain_search() {
+        let (f, k) = (4, 2);
+        let mut found = 0;
+        for (n, b, same, seed) in [
+            (2000, 256, None, 1),
+            (300, 2, None, 2),
+            (1, 256, None, 3),
+            (400, 256, Some(3), 4),
+            (0, 16, None, 5),
+            (5000, 32, None, 6),
+        ] {
+            let (bins, mut gh) = inputs(n, f, k, b, same, seed);
+            // Give class 0 a signal on feature 2 so that real splits exist.
+            for i in 0..n {
+                gh[i * 2 * k] += if bins[i * f + 2] as usize * 2 >= b {
+                    0.75
+                } else {
+                    -0.75
+                };
+            }
+            let rows: Vec<u32> = (0..n as u32).collect();
+            let hist = node_histogram(&bins, &gh, f, k, 0, &rows);
+            let used = vec![b; f];
+            let host = best_split(&hist, &used, 1.0, 1.0);
+            assert_eq!(host, tensor_split(&hist, b, 1.0, 1.0), "{n} rows, {b} bins");
+            found += usize::from(host.is_some());
+        }
+        assert!(found >= 3, "the inputs must produce real splits ({found})");
+    }
+
+    #[test]
+    fn partition_matches_routing_by_gathered_bins() {
+        let f = 3;
+        for (n, b, same) in [
+            (1000, 256, None),
+            (1, 256, None),
+            (200, 2, None),
+            (300, 256, Some(5)),
+            (0, 4, None),
+            (200_000, 64, None),
+        ] {
+            let (bins, _) = inputs(n, f, 1, b, same, 9);
+            let mut rows: Vec<u32> = (0..n as u32).filter(|i| i % 5 != 0).collect();
+            let before = rows.clone();
+            let (feature, bin) = (1, (b / 2) as u8);
+            let column: Vec<u8> = (0..n).map(|i| bins[i * f + feature]).collect();
+            let left = partition(&column, &mut rows, bin);
+            // The tensor routing: a row goes right when its gathered bin is above the split bin.
+            let device = Device::flex();
+            let right: Vec<bool> = if before.is_empty() {
+                Vec::new()
+            } else {
+                let gathered: Vec<i64> = before
+                    .iter()
+                    .map(|&i| i64::from(bins[i as usize * f + feature]))
+                    .collect();
+                let t =
+                    Tensor::<1, Int>::from_data(TensorData::new(gathered, [before.len()]), &device);
+                t.greater_elem(i64::from(bin))
+                    .into_data()
+                    .try_to_vec::<bool>()
+                    .unwrap()
+            };
+            let expected_left: Vec<u32> = before
+                .iter()
+                .zip(&right)
+                .filter(|(_, r)| !**r)
+                .map(|(i, _)| *i)
+                .collect();
+            let expected_right: Vec<u32> = before
+                .iter()
+                .zip(&right)
+                .filter(|(_, r)| **r)
+                .map(|(i, _)| *i)
+                .collect();
+            assert_eq!(left, expected_left.len());
+            assert_eq!(
+                &rows[..left],
+                &expected_left[..],
+                "left rows keep their order"
+            );
+            assert_eq!(
+                &rows[left..],
+                &expected_right[..],
+                "right rows keep their order"
+            );
+        }
+    }
+
+    fn data(n: usize, f: usize, seed: u64) -> (Matrix, Vec<u32>) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let x = Matrix::new(n, f, (0..n * f).map(|_| rng.random::<f32>()).collect());
+        let y = (0..n)
+            .map(|i| {
+                let v = x.get(i, 0) + 0.5 * x.get(i, 2) + 0.1 * rng.random::<f32>();
+                u32::from(v > 0.55) + u32::from(v > 1.0)
+            })
+            .collect();
+        (x, y)
+    }
+
+    fn params(rounds: usize, depth: usize, bins: usize) -> GbdtParams {
+        GbdtParams {
+            rounds,
+            max_depth: depth,
+            learning_rate: 0.3,
+            l2: 1.0,
+            min_child_weight: 0.5,
+            subsample: 1.0,
+            max_bins: bins,
+            early_stopping_rounds: 0,
+            validation_fraction: 0.1,
+            early_stopping_min_rows: 0,
+        }
+    }
+
+    fn same_trees(a: &GbdtModel, b: &GbdtModel, tolerance: f32) {
+        assert_eq!(a.trees.len(), b.trees.len());
+        for (t, (a, b)) in a.trees.iter().zip(&b.trees).enumerate() {
+            assert_eq!(a.nodes.len(), b.nodes.len(), "tree {t}");
+            for (u, v) in a.nodes.iter().zip(&b.nodes) {
+                assert_eq!(
+                    (u.feature, u.threshold),
+                    (v.feature, v.threshold),
+                    "tree {t}"
+                );
+                assert!(
+                    (u.value - v.value).abs() <= tolerance,
+                    "tree {t}: {} vs {}",
+                    u.value,
+                    v.value
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn host_fit_gives_the_tensor_implementations_trees() {
+        // More rows than a chunk, so that partial histograms are summed; subsampled rows too.
+        let (x, y) = data(40_000, 4, 3);
+        let mut p = params(3, 3, 64);
+        p.subsample = 0.8;
+        let host = fit(&x, &y, 3, &p, 5, |_, _| Ok(true)).unwrap();
+        let tensor =
+            super::super::fit_tensor(&x, &y, 3, &p, 5, &Device::flex(), |_| Ok(())).unwrap();
+        same_trees(&host, &tensor, 1e-4);
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_model_on_one_thread_and_on_two() {
+        let (x, y) = data(50_000, 5, 8);
+        let p = params(4, 4, 256);
+        let on = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| fit(&x, &y, 3, &p, 1, |_, _| Ok(true)).unwrap())
+        };
+        let one = on(1);
+        assert_eq!(one, on(2), "bit for bit");
+        assert_eq!(one, on(3));
+    }
+}
