@@ -21,6 +21,8 @@ use crate::error::{Error, Result};
 use crate::matrix::Matrix;
 use crate::train::tensor::{download, upload_vec};
 
+mod host;
+
 #[derive(Module, Debug)]
 struct Net {
     layers: Vec<Linear>,
@@ -87,26 +89,123 @@ impl MlpModel {
     }
 }
 
-fn init_net(sizes: &[usize], rng: &mut ChaCha8Rng, device: &Device) -> Net {
-    let layers = sizes
+/// Initial layers: uniform ±sqrt(1/fan_in) for weights and biases (burn's Linear default),
+/// drawn from the seeded RNG, so a seed gives the same start on every device.
+fn init_layers(sizes: &[usize], rng: &mut ChaCha8Rng) -> Vec<Dense> {
+    sizes
         .windows(2)
         .map(|w| {
-            let (fan_in, fan_out) = (w[0], w[1]);
-            let bound = (1.0 / fan_in as f32).sqrt();
+            let (inputs, outputs) = (w[0], w[1]);
+            let bound = (1.0 / inputs as f32).sqrt();
             let mut draw = |len: usize| {
                 (0..len)
                     .map(|_| rng.random_range(-bound..bound))
                     .collect::<Vec<f32>>()
             };
-            let weight = upload_vec(draw(fan_in * fan_out), fan_in, fan_out, device);
-            let bias = Tensor::<1>::from_data(TensorData::new(draw(fan_out), [fan_out]), device);
-            Linear {
-                weight: Param::from_tensor(weight),
-                bias: Some(Param::from_tensor(bias)),
+            let weight = draw(inputs * outputs);
+            let bias = draw(outputs);
+            Dense {
+                inputs,
+                outputs,
+                weight,
+                bias,
             }
         })
-        .collect();
-    Net { layers }
+        .collect()
+}
+
+/// A batch's features and one-hot targets, row-major.
+struct Batch {
+    x: Vec<f32>,
+    y: Vec<f32>,
+    rows: usize,
+}
+
+impl Batch {
+    fn gather(x: &Matrix, onehot: &[f32], k: usize, rows: &[usize]) -> Self {
+        let f = x.cols();
+        let mut xs = Vec::with_capacity(rows.len() * f);
+        let mut ys = Vec::with_capacity(rows.len() * k);
+        for &r in rows {
+            xs.extend_from_slice(x.row(r));
+            ys.extend_from_slice(&onehot[r * k..(r + 1) * k]);
+        }
+        Batch {
+            x: xs,
+            y: ys,
+            rows: rows.len(),
+        }
+    }
+}
+
+/// The two operations the training loop needs from a device: one Adam step on a batch, and
+/// the mean cross-entropy of the held-out rows. The CPU runs them in plain Rust
+/// ([`host::HostTrainer`]); other devices with burn's autodiff ([`BurnTrainer`]).
+trait Trainer {
+    fn step(&mut self, batch: &Batch, learning_rate: f64);
+    fn validation_loss(&self) -> f64;
+    fn layers(&self) -> Vec<Dense>;
+}
+
+/// burn autodiff on the training device, Adam with burn's defaults.
+struct BurnTrainer {
+    net: Net,
+    optim: burn::optim::ModuleOptimizer,
+    train_device: Device,
+    device: Device,
+    val_x: Tensor<2>,
+    val_y: Tensor<2>,
+}
+
+impl BurnTrainer {
+    fn new(layers: &[Dense], val: &Batch, device: &Device) -> Self {
+        let train_device = device.clone().autodiff();
+        let (f, k) = (layers[0].inputs, layers[layers.len() - 1].outputs);
+        BurnTrainer {
+            net: Net {
+                layers: layers
+                    .iter()
+                    .map(|d| dense_to_linear(d, &train_device))
+                    .collect(),
+            },
+            optim: AdamConfig::new().init(),
+            train_device,
+            device: device.clone(),
+            val_x: upload_vec(val.x.clone(), val.rows, f, device),
+            val_y: upload_vec(val.y.clone(), val.rows, k, device),
+        }
+    }
+}
+
+impl Trainer for BurnTrainer {
+    fn step(&mut self, batch: &Batch, learning_rate: f64) {
+        let (f, k) = (batch.x.len() / batch.rows, batch.y.len() / batch.rows);
+        let bx = upload_vec(batch.x.clone(), batch.rows, f, &self.train_device);
+        let by = upload_vec(batch.y.clone(), batch.rows, k, &self.train_device);
+        let loss = cross_entropy(self.net.forward(bx), by);
+        let grads = GradientsParams::from_grads(loss.backward(), &self.net);
+        let net = std::mem::replace(&mut self.net, Net { layers: Vec::new() });
+        self.net = self.optim.step(learning_rate, net, grads);
+    }
+
+    fn validation_loss(&self) -> f64 {
+        // On the plain device: no graph is recorded.
+        let inference = Net {
+            layers: self
+                .layers()
+                .iter()
+                .map(|d| dense_to_linear(d, &self.device))
+                .collect(),
+        };
+        download(cross_entropy(
+            inference.forward(self.val_x.clone()),
+            self.val_y.clone(),
+        ))[0] as f64
+    }
+
+    fn layers(&self) -> Vec<Dense> {
+        explicit(&self.net)
+    }
 }
 
 fn explicit(net: &Net) -> Vec<Dense> {
@@ -133,26 +232,6 @@ fn cross_entropy(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
     (log_softmax(logits, 1) * targets).sum().neg().div_scalar(n)
 }
 
-fn batch(
-    x: &Matrix,
-    onehot: &[f32],
-    k: usize,
-    rows: &[usize],
-    device: &Device,
-) -> (Tensor<2>, Tensor<2>) {
-    let f = x.cols();
-    let mut xs = Vec::with_capacity(rows.len() * f);
-    let mut ys = Vec::with_capacity(rows.len() * k);
-    for &r in rows {
-        xs.extend_from_slice(x.row(r));
-        ys.extend_from_slice(&onehot[r * k..(r + 1) * k]);
-    }
-    (
-        upload_vec(xs, rows.len(), f, device),
-        upload_vec(ys, rows.len(), k, device),
-    )
-}
-
 /// Fits the MLP on `x` (preprocessed features) and `y` (labels below `k`).
 pub fn fit(
     x: &Matrix,
@@ -161,7 +240,44 @@ pub fn fit(
     params: &MlpParams,
     seed: u64,
     device: &Device,
+    on_epoch: impl FnMut(usize) -> Result<()>,
+) -> Result<MlpModel> {
+    let host = matches!(
+        device.as_dispatch(),
+        burn::backend::DispatchDevice::Flex(_) | burn::backend::DispatchDevice::NdArray(_)
+    );
+    fit_with(x, y, k, params, seed, on_epoch, |layers, val| {
+        if host {
+            Box::new(host::HostTrainer::new(layers, val)) as Box<dyn Trainer>
+        } else {
+            Box::new(BurnTrainer::new(layers, val, device))
+        }
+    })
+}
+
+/// [`fit`] with burn's autodiff on any device: the reference for the host operations.
+pub fn fit_burn(
+    x: &Matrix,
+    y: &[u32],
+    k: usize,
+    params: &MlpParams,
+    seed: u64,
+    device: &Device,
+    on_epoch: impl FnMut(usize) -> Result<()>,
+) -> Result<MlpModel> {
+    fit_with(x, y, k, params, seed, on_epoch, |layers, val| {
+        Box::new(BurnTrainer::new(layers, val, device)) as Box<dyn Trainer>
+    })
+}
+
+fn fit_with(
+    x: &Matrix,
+    y: &[u32],
+    k: usize,
+    params: &MlpParams,
+    seed: u64,
     mut on_epoch: impl FnMut(usize) -> Result<()>,
+    trainer: impl FnOnce(&[Dense], &Batch) -> Box<dyn Trainer>,
 ) -> Result<MlpModel> {
     let n = x.rows();
     if n < 10 || y.len() != n {
@@ -169,7 +285,6 @@ pub fn fit(
             "the MLP needs at least 10 labelled rows, got {n}"
         )));
     }
-    let train_device = device.clone().autodiff();
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x4d4c_5000);
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(&mut rng);
@@ -180,45 +295,40 @@ pub fn fit(
     for (i, &l) in y.iter().enumerate() {
         onehot[i * k + l as usize] = 1.0;
     }
-    let (val_x, val_y) = batch(x, &onehot, k, val_rows, device);
+    let val = Batch::gather(x, &onehot, k, val_rows);
 
     let mut sizes = vec![x.cols()];
     sizes.extend_from_slice(&params.hidden);
     sizes.push(k);
-    let mut net = init_net(&sizes, &mut rng, &train_device);
-    let mut optim = AdamConfig::new().init();
-    let (mut best, mut best_loss, mut best_epoch, mut since_best) =
-        (explicit(&net), f64::INFINITY, 0, 0);
-    let mut epochs = 0;
-    for epoch in 1..=params.max_epochs {
+    let initial = init_layers(&sizes, &mut rng);
+    let mut trainer = trainer(&initial, &val);
+    let (mut best, mut best_loss, mut best_epoch, mut since_best) = (initial, f64::INFINITY, 0, 0);
+    // The held-out loss is checked every `check_rows` training rows: once an epoch on small
+    // data, several times an epoch on big data, where one pass already moves the model far.
+    let check_rows = params.check_every_rows.clamp(1, fit_rows.len());
+    let (mut epochs, mut seen) = (0, 0);
+    'epochs: for epoch in 1..=params.max_epochs {
         epochs = epoch;
         fit_rows.shuffle(&mut rng);
         for rows in fit_rows.chunks(params.batch_size) {
-            let (bx, by) = batch(x, &onehot, k, rows, &train_device);
-            let loss = cross_entropy(net.forward(bx), by);
-            let grads = GradientsParams::from_grads(loss.backward(), &net);
-            net = optim.step(params.learning_rate, net, grads);
-        }
-        // Validation loss on the plain device: no graph is recorded.
-        let inference = Net {
-            layers: explicit(&net)
-                .iter()
-                .map(|d| dense_to_linear(d, device))
-                .collect(),
-        };
-        let val_loss = download(cross_entropy(
-            inference.forward(val_x.clone()),
-            val_y.clone(),
-        ))[0] as f64;
-        if val_loss < best_loss - 1e-6 {
-            (best, best_loss, best_epoch, since_best) = (explicit(&net), val_loss, epoch, 0);
-        } else {
-            since_best += 1;
+            trainer.step(&Batch::gather(x, &onehot, k, rows), params.learning_rate);
+            seen += rows.len();
+            if seen < check_rows {
+                continue;
+            }
+            seen = 0;
+            let val_loss = trainer.validation_loss();
+            if val_loss < best_loss - 1e-6 {
+                (best, best_loss, best_epoch, since_best) = (trainer.layers(), val_loss, epoch, 0);
+            } else {
+                since_best += 1;
+            }
+            if since_best >= params.patience {
+                on_epoch(epoch)?;
+                break 'epochs;
+            }
         }
         on_epoch(epoch)?;
-        if since_best >= params.patience {
-            break;
-        }
     }
     Ok(MlpModel {
         layers: best,
@@ -265,6 +375,7 @@ mod tests {
             max_epochs: 60,
             patience: 10,
             validation_fraction: 0.1,
+            check_every_rows: 1_000_000,
         };
         let model = fit(&x, &y, 3, &params, 3, &Device::flex(), |_| Ok(())).unwrap();
         let proba = model.predict_proba(&x);

@@ -1,0 +1,301 @@
+//! The MLP's training step in plain Rust for the CPU: forward, backward and Adam on the host,
+//! the batch cut into fixed chunks of rows whose gradients are computed on the rayon threads
+//! and added in chunk order, so a seed gives the same model whatever the number of threads.
+//! Adam is burn's (the same moments, bias corrections and epsilon), so the host and the burn
+//! version take the same steps (the tests hold them to each other).
+
+use rayon::prelude::*;
+
+use super::{Batch, Dense, Trainer};
+
+/// Rows per gradient task: a chunk's activations stay in cache.
+const CHUNK_ROWS: usize = 256;
+const BETA_1: f32 = 0.9;
+const BETA_2: f32 = 0.999;
+const EPSILON: f32 = 1e-5;
+
+/// Gradients of every layer: (weights, biases).
+type Grads = Vec<(Vec<f32>, Vec<f32>)>;
+
+pub(super) struct HostTrainer {
+    layers: Vec<Dense>,
+    /// Adam's first and second moments, shaped as the gradients.
+    moment_1: Grads,
+    moment_2: Grads,
+    time: i32,
+    val: Batch,
+}
+
+fn zeros_like(layers: &[Dense]) -> Grads {
+    layers
+        .iter()
+        .map(|l| (vec![0.0; l.weight.len()], vec![0.0; l.bias.len()]))
+        .collect()
+}
+
+impl HostTrainer {
+    pub(super) fn new(layers: &[Dense], val: &Batch) -> Self {
+        HostTrainer {
+            layers: layers.to_vec(),
+            moment_1: zeros_like(layers),
+            moment_2: zeros_like(layers),
+            time: 0,
+            val: Batch {
+                x: val.x.clone(),
+                y: val.y.clone(),
+                rows: val.rows,
+            },
+        }
+    }
+}
+
+/// The activations of every layer for `rows` rows of `x`: [input, hidden..., logits].
+fn forward(layers: &[Dense], x: &[f32], rows: usize) -> Vec<Vec<f32>> {
+    let mut acts = vec![x.to_vec()];
+    for (li, l) in layers.iter().enumerate() {
+        let input = &acts[li];
+        let mut out = Vec::with_capacity(rows * l.outputs);
+        for r in 0..rows {
+            let start = out.len();
+            out.extend_from_slice(&l.bias);
+            let z = &mut out[start..];
+            for (i, &a) in input[r * l.inputs..(r + 1) * l.inputs].iter().enumerate() {
+                if a != 0.0 {
+                    let w = &l.weight[i * l.outputs..(i + 1) * l.outputs];
+                    z.iter_mut().zip(w).for_each(|(z, w)| *z += a * w);
+                }
+            }
+            if li + 1 < layers.len() {
+                z.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+        }
+        acts.push(out);
+    }
+    acts
+}
+
+/// Softmax of `logits` in place; returns the summed cross-entropy against `onehot`.
+fn softmax_rows(logits: &mut [f32], onehot: &[f32], k: usize) -> f64 {
+    let mut loss = 0.0;
+    for (z, t) in logits.chunks_exact_mut(k).zip(onehot.chunks_exact(k)) {
+        let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        z.iter_mut().for_each(|v| *v -= max);
+        let sum: f32 = z.iter().map(|v| v.exp()).sum();
+        let log_sum = sum.ln();
+        for (v, &target) in z.iter_mut().zip(t) {
+            // log p = (z - max) - log sum; p itself stays in place for the backward pass.
+            if target != 0.0 {
+                loss -= f64::from(target * (*v - log_sum));
+            }
+            *v = v.exp() / sum;
+        }
+    }
+    loss
+}
+
+/// The gradients of the mean cross-entropy over a batch of `total` rows, from one chunk.
+fn chunk_grads(layers: &[Dense], x: &[f32], y: &[f32], rows: usize, total: usize) -> Grads {
+    let k = layers[layers.len() - 1].outputs;
+    let mut acts = forward(layers, x, rows);
+    let mut delta = acts.pop().expect("logits");
+    softmax_rows(&mut delta, y, k);
+    let scale = 1.0 / total as f32;
+    delta
+        .iter_mut()
+        .zip(y)
+        .for_each(|(p, &t)| *p = (*p - t) * scale);
+    let mut grads: Grads = zeros_like(layers);
+    for (li, l) in layers.iter().enumerate().rev() {
+        let input = &acts[li];
+        let (dw, db) = &mut grads[li];
+        for r in 0..rows {
+            let d = &delta[r * l.outputs..(r + 1) * l.outputs];
+            db.iter_mut().zip(d).for_each(|(b, d)| *b += d);
+            for (i, &a) in input[r * l.inputs..(r + 1) * l.inputs].iter().enumerate() {
+                if a != 0.0 {
+                    let w = &mut dw[i * l.outputs..(i + 1) * l.outputs];
+                    w.iter_mut().zip(d).for_each(|(w, d)| *w += a * d);
+                }
+            }
+        }
+        if li == 0 {
+            break;
+        }
+        // Back through the weights and the ReLU of the layer below (its output is `input`).
+        let mut below = vec![0f32; rows * l.inputs];
+        for r in 0..rows {
+            let d = &delta[r * l.outputs..(r + 1) * l.outputs];
+            let a = &input[r * l.inputs..(r + 1) * l.inputs];
+            for (i, out) in below[r * l.inputs..(r + 1) * l.inputs]
+                .iter_mut()
+                .enumerate()
+            {
+                if a[i] > 0.0 {
+                    let w = &l.weight[i * l.outputs..(i + 1) * l.outputs];
+                    *out = w.iter().zip(d).map(|(w, d)| w * d).sum();
+                }
+            }
+        }
+        delta = below;
+    }
+    grads
+}
+
+fn add_into(total: &mut Grads, part: &Grads) {
+    for ((tw, tb), (pw, pb)) in total.iter_mut().zip(part) {
+        tw.iter_mut().zip(pw).for_each(|(a, b)| *a += b);
+        tb.iter_mut().zip(pb).for_each(|(a, b)| *a += b);
+    }
+}
+
+/// One of burn's Adam updates of `param` by `grad`.
+#[allow(clippy::too_many_arguments)]
+fn adam(
+    param: &mut [f32],
+    grad: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    lr: f32,
+    factor: f32,
+    eps: f32,
+) {
+    for (((p, &g), m), v) in param
+        .iter_mut()
+        .zip(grad)
+        .zip(m.iter_mut())
+        .zip(v.iter_mut())
+    {
+        *m = BETA_1 * *m + (1.0 - BETA_1) * g;
+        *v = BETA_2 * *v + (1.0 - BETA_2) * g * g;
+        *p -= lr * (*m * factor) / (v.sqrt() + eps);
+    }
+}
+
+impl Trainer for HostTrainer {
+    fn step(&mut self, batch: &Batch, learning_rate: f64) {
+        let (f, k) = (
+            self.layers[0].inputs,
+            self.layers[self.layers.len() - 1].outputs,
+        );
+        let layers = &self.layers;
+        let parts: Vec<Grads> = batch
+            .x
+            .par_chunks(CHUNK_ROWS * f)
+            .zip(batch.y.par_chunks(CHUNK_ROWS * k))
+            .map(|(x, y)| chunk_grads(layers, x, y, x.len() / f, batch.rows))
+            .collect();
+        let mut parts = parts.into_iter();
+        let mut grads = parts.next().expect("a batch has rows");
+        parts.for_each(|p| add_into(&mut grads, &p));
+
+        self.time += 1;
+        let bias_correction_2 = (1.0 - BETA_2.powi(self.time)).sqrt();
+        let factor = bias_correction_2 / (1.0 - BETA_1.powi(self.time));
+        let eps = EPSILON * bias_correction_2;
+        let lr = learning_rate as f32;
+        for (li, layer) in self.layers.iter_mut().enumerate() {
+            let (gw, gb) = &grads[li];
+            let (m1w, m1b) = &mut self.moment_1[li];
+            let (m2w, m2b) = &mut self.moment_2[li];
+            adam(&mut layer.weight, gw, m1w, m2w, lr, factor, eps);
+            adam(&mut layer.bias, gb, m1b, m2b, lr, factor, eps);
+        }
+    }
+
+    fn validation_loss(&self) -> f64 {
+        let (f, k) = (
+            self.layers[0].inputs,
+            self.layers[self.layers.len() - 1].outputs,
+        );
+        let parts: Vec<f64> = self
+            .val
+            .x
+            .par_chunks(CHUNK_ROWS * 16 * f)
+            .zip(self.val.y.par_chunks(CHUNK_ROWS * 16 * k))
+            .map(|(x, y)| {
+                let rows = x.len() / f;
+                let mut acts = forward(&self.layers, x, rows);
+                let mut logits = acts.pop().expect("logits");
+                softmax_rows(&mut logits, y, k)
+            })
+            .collect();
+        parts.iter().sum::<f64>() / self.val.rows.max(1) as f64
+    }
+
+    fn layers(&self) -> Vec<Dense> {
+        self.layers.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::prelude::Device;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use super::super::{MlpParams, fit, fit_burn};
+    use crate::matrix::Matrix;
+
+    fn data(n: usize, seed: u64) -> (Matrix, Vec<u32>) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let x = Matrix::new(
+            n,
+            5,
+            (0..n * 5).map(|_| rng.random_range(-2.0..2.0)).collect(),
+        );
+        let y = (0..n)
+            .map(|i| {
+                let v = x.get(i, 0) - 0.5 * x.get(i, 3);
+                u32::from(v > -0.5) + u32::from(v > 0.8)
+            })
+            .collect();
+        (x, y)
+    }
+
+    fn params() -> MlpParams {
+        MlpParams {
+            hidden: vec![16, 8],
+            learning_rate: 0.01,
+            batch_size: 700,
+            max_epochs: 4,
+            patience: 10,
+            validation_fraction: 0.1,
+            check_every_rows: 1000,
+        }
+    }
+
+    #[test]
+    fn host_steps_follow_burns_autodiff_and_adam() {
+        // Batches over several chunks, a last batch shorter than the others.
+        let (x, y) = data(3000, 1);
+        let p = params();
+        let host = fit(&x, &y, 3, &p, 4, &Device::flex(), |_| Ok(())).unwrap();
+        let burn = fit_burn(&x, &y, 3, &p, 4, &Device::flex(), |_| Ok(())).unwrap();
+        assert_eq!(host.epochs, burn.epochs);
+        assert_eq!(host.best_epoch, burn.best_epoch);
+        assert!((host.best_validation_loss - burn.best_validation_loss).abs() < 1e-4);
+        for (a, b) in host.layers.iter().zip(&burn.layers) {
+            for (u, v) in a
+                .weight
+                .iter()
+                .chain(&a.bias)
+                .zip(b.weight.iter().chain(&b.bias))
+            {
+                assert!((u - v).abs() < 1e-3, "{u} vs {v}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_mlp_on_one_thread_and_on_two() {
+        let (x, y) = data(5000, 2);
+        let on = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| fit(&x, &y, 3, &params(), 4, &Device::flex(), |_| Ok(())).unwrap())
+        };
+        assert_eq!(on(1), on(2), "bit for bit");
+    }
+}
