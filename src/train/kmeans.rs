@@ -9,6 +9,7 @@
 use burn::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::tensor::{download, download_int, row_sq_norms, sq_distances, upload_vec};
@@ -60,6 +61,9 @@ impl KMeansModel {
 
     /// Assigns each row of `x` [n, dims] to its nearest centre.
     pub fn assign(&self, x: &Tensor<2>) -> Assignment {
+        if is_cpu(&x.device()) {
+            return self.assign_points(&download(x.clone()));
+        }
         let c = self.centres_tensor(&x.device());
         let d2 = sq_distances(x, &row_sq_norms(x), &c);
         let (min, idx) = d2.min_dim_with_indices(1);
@@ -67,6 +71,24 @@ impl KMeansModel {
             labels: download_int(idx).into_iter().map(|l| l as u32).collect(),
             sq_dist: download(min),
         }
+    }
+
+    /// Assigns each point (`dims` coordinates each, row-major) to its nearest centre, on the host.
+    pub fn assign_points(&self, points: &[f32]) -> Assignment {
+        let (labels, sq_dist) = points
+            .par_chunks(self.dims * CHUNK_ROWS)
+            .map(|chunk| {
+                chunk
+                    .chunks_exact(self.dims)
+                    .map(|p| {
+                        let (c, d) = nearest(p, &self.centres, self.k);
+                        (c as u32, d)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .flatten_iter()
+            .unzip();
+        Assignment { labels, sq_dist }
     }
 
     /// Reorders the centres: new centre `i` is old centre `order[i]`.
@@ -147,9 +169,31 @@ fn kmeans_plus_plus(
     chosen
 }
 
+/// Whether `device` is one of burn's CPU backends: they take the host implementation.
+fn is_cpu(device: &Device) -> bool {
+    matches!(
+        device.as_dispatch(),
+        burn::backend::DispatchDevice::Flex(_) | burn::backend::DispatchDevice::NdArray(_)
+    )
+}
+
 /// Fits KMeans on `x` [n, d], returning the model and the rows' final assignment (from which
-/// the inertia comes). `on_iter(i)` is called after each Lloyd iteration.
+/// the inertia comes). `on_iter(i)` is called after each Lloyd iteration. On a CPU backend the
+/// host implementation ([`fit_points`]) runs; on other devices the tensor one.
 pub fn fit(
+    x: &Tensor<2>,
+    params: &KMeansParams,
+    on_iter: impl FnMut(usize) -> Result<()>,
+) -> Result<(KMeansModel, Assignment)> {
+    if is_cpu(&x.device()) {
+        let [_, d] = x.dims();
+        return fit_points(&download(x.clone()), d, params, on_iter);
+    }
+    fit_tensor(x, params, on_iter)
+}
+
+/// The tensor implementation: the reference for [`fit_points`], and the GPU's path.
+pub fn fit_tensor(
     x: &Tensor<2>,
     params: &KMeansParams,
     mut on_iter: impl FnMut(usize) -> Result<()>,
@@ -245,9 +289,271 @@ pub fn fit(
     Ok((model, assignment))
 }
 
+/// Rows per host task; partial sums are added in chunk order, so the result does not depend on
+/// the number of threads.
+const CHUNK_ROWS: usize = 16_384;
+
+/// The nearest of `k` centres to `p` (the first on a tie) and its squared distance.
+#[inline]
+fn nearest(p: &[f32], centres: &[f32], k: usize) -> (usize, f32) {
+    let d = p.len();
+    let mut best = (0, f32::INFINITY);
+    for c in 0..k {
+        let dist = sq_dist(p, &centres[c * d..(c + 1) * d]);
+        if dist < best.1 {
+            best = (c, dist);
+        }
+    }
+    best
+}
+
+#[inline]
+fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
+/// Sums `f(chunk)` over fixed chunks of rows, in chunk order.
+fn sum_chunks(
+    n: usize,
+    len: usize,
+    f: impl Fn(std::ops::Range<usize>) -> Vec<f64> + Sync,
+) -> Vec<f64> {
+    let parts: Vec<Vec<f64>> = (0..n.div_ceil(CHUNK_ROWS))
+        .into_par_iter()
+        .map(|c| f(c * CHUNK_ROWS..((c + 1) * CHUNK_ROWS).min(n)))
+        .collect();
+    let mut total = vec![0f64; len];
+    for p in parts {
+        total.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
+    }
+    total
+}
+
+/// KMeans on the host: the same algorithm as [`fit_tensor`] (greedy k-means++ with the same
+/// draws, Lloyd iterations to the same tolerance, restarts leaving when they converge, the
+/// lowest inertia winning), with exact squared distances and sums in f64 over fixed chunks.
+pub fn fit_points(
+    points: &[f32],
+    d: usize,
+    params: &KMeansParams,
+    mut on_iter: impl FnMut(usize) -> Result<()>,
+) -> Result<(KMeansModel, Assignment)> {
+    let n = points.len() / d.max(1);
+    let (k, r) = (params.k, params.n_init);
+    if n < k {
+        return Err(Error::Training(format!(
+            "KMeans needs at least k = {k} rows, got {n}"
+        )));
+    }
+    let point = |i: usize| &points[i * d..(i + 1) * d];
+    let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
+    // Mean per-column variance (unbiased, as burn's `var`) scales the tolerance.
+    let sums = sum_chunks(n, 2 * d, |rows| {
+        let mut s = vec![0f64; 2 * d];
+        for i in rows {
+            for (t, &v) in point(i).iter().enumerate() {
+                s[t] += f64::from(v);
+                s[d + t] += f64::from(v) * f64::from(v);
+            }
+        }
+        s
+    });
+    let mean_var = (0..d)
+        .map(|t| {
+            let mean = sums[t] / n as f64;
+            (sums[d + t] - n as f64 * mean * mean) / (n as f64 - 1.0).max(1.0)
+        })
+        .sum::<f64>()
+        / d as f64;
+    let tol = params.tolerance * mean_var;
+
+    // Greedy k-means++ for every restart, with the tensor version's draws.
+    let trials = 2 + (k as f64).ln().floor() as usize;
+    let mut chosen: Vec<Vec<usize>> = (0..r).map(|_| vec![rng.random_range(0..n)]).collect();
+    // closest[ri][i]: squared distance of row i to restart ri's nearest chosen centre.
+    let mut closest: Vec<Vec<f32>> = chosen
+        .iter()
+        .map(|c| {
+            let first = point(c[0]);
+            (0..n)
+                .into_par_iter()
+                .map(|i| sq_dist(point(i), first))
+                .collect()
+        })
+        .collect();
+    for _ in 1..k {
+        for ri in 0..r {
+            let mut acc = 0.0f64;
+            let cumulative: Vec<f64> = closest[ri]
+                .iter()
+                .map(|&w| {
+                    acc += f64::from(w);
+                    acc
+                })
+                .collect();
+            let candidates: Vec<usize> = (0..trials)
+                .map(|_| sample_weighted(&mut rng, &cumulative))
+                .collect();
+            let near = &closest[ri];
+            let potential = sum_chunks(n, trials, |rows| {
+                let mut s = vec![0f64; trials];
+                for i in rows {
+                    for (t, &c) in candidates.iter().enumerate() {
+                        s[t] += f64::from(sq_dist(point(i), point(c)).min(near[i]));
+                    }
+                }
+                s
+            });
+            let best = (0..trials)
+                .min_by(|&a, &b| potential[a].total_cmp(&potential[b]))
+                .unwrap_or(0);
+            let pick = point(candidates[best]);
+            chosen[ri].push(candidates[best]);
+            closest[ri]
+                .par_iter_mut()
+                .enumerate()
+                .for_each(|(i, c)| *c = c.min(sq_dist(point(i), pick)));
+        }
+    }
+    drop(closest);
+
+    let mut all: Vec<f32> = chosen
+        .iter()
+        .flatten()
+        .flat_map(|&i| point(i).to_vec())
+        .collect();
+    let mut active: Vec<usize> = (0..r).collect();
+    let mut iterations = vec![0usize; r];
+    for it in 0..params.max_iter {
+        let a = active.len();
+        let block: Vec<f32> = active
+            .iter()
+            .flat_map(|&ri| all[ri * k * d..(ri + 1) * k * d].iter().copied())
+            .collect();
+        // Per active restart and centre: the coordinate sums, then the count.
+        let width = a * k * (d + 1);
+        let sums = sum_chunks(n, width, |rows| {
+            let mut s = vec![0f64; width];
+            for i in rows {
+                let p = point(i);
+                for slot in 0..a {
+                    let (c, _) = nearest(p, &block[slot * k * d..(slot + 1) * k * d], k);
+                    let at = (slot * k + c) * (d + 1);
+                    for (t, &v) in p.iter().enumerate() {
+                        s[at + t] += f64::from(v);
+                    }
+                    s[at + d] += 1.0;
+                }
+            }
+            s
+        });
+        let mut still = Vec::with_capacity(a);
+        for (slot, &ri) in active.iter().enumerate() {
+            let mut shift = 0.0f64;
+            for c in 0..k {
+                let at = (slot * k + c) * (d + 1);
+                let count = sums[at + d];
+                for t in 0..d {
+                    let old = block[(slot * k + c) * d + t];
+                    // An empty cluster keeps its centre.
+                    let new = if count > 0.0 {
+                        (sums[at + t] / count) as f32
+                    } else {
+                        old
+                    };
+                    shift += f64::from(new - old).powi(2);
+                    all[(ri * k + c) * d + t] = new;
+                }
+            }
+            iterations[ri] = it + 1;
+            if shift > tol {
+                still.push(ri);
+            }
+        }
+        active = still;
+        on_iter(it + 1)?;
+        if active.is_empty() {
+            break;
+        }
+    }
+
+    // Every restart's inertia; the lowest wins (ties: first).
+    let inertia = sum_chunks(n, r, |rows| {
+        let mut s = vec![0f64; r];
+        for i in rows {
+            for (ri, v) in s.iter_mut().enumerate() {
+                *v += f64::from(nearest(point(i), &all[ri * k * d..(ri + 1) * k * d], k).1);
+            }
+        }
+        s
+    });
+    let best = (0..r)
+        .min_by(|&a, &b| inertia[a].total_cmp(&inertia[b]))
+        .unwrap_or(0);
+    let mut model = KMeansModel {
+        centres: all[best * k * d..(best + 1) * k * d].to_vec(),
+        k,
+        dims: d,
+        inertia: 0.0,
+        n_iter: iterations[best],
+        best_restart: best,
+    };
+    let assignment = model.assign_points(points);
+    model.inertia = assignment.inertia();
+    Ok((model, assignment))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_and_tensor_kmeans_agree() {
+        let truth = [[0.0f32, 0.0], [6.0, 1.0], [1.0, 7.0], [8.0, 8.0]];
+        let points = blobs(&truth, 5000, 1.2, 3);
+        let params = KMeansParams {
+            k: 4,
+            n_init: 3,
+            max_iter: 100,
+            tolerance: 1e-4,
+            seed: 11,
+        };
+        let x = upload_vec(points.clone(), 20_000, 2, &Device::flex());
+        let (host, ha) = fit_points(&points, 2, &params, |_| Ok(())).unwrap();
+        let (tensor, ta) = fit_tensor(&x, &params, |_| Ok(())).unwrap();
+        // Restarts that reach the same solution tie up to rounding, and may number the
+        // clusters differently: compare each row's centre, not the restart or the label.
+        let centre =
+            |m: &KMeansModel, l: u32| m.centres[l as usize * 2..l as usize * 2 + 2].to_vec();
+        let differ = ha
+            .labels
+            .iter()
+            .zip(&ta.labels)
+            .filter(|&(&a, &b)| {
+                let (u, v) = (centre(&host, a), centre(&tensor, b));
+                (u[0] - v[0]).abs() > 1e-3 || (u[1] - v[1]).abs() > 1e-3
+            })
+            .count();
+        assert!(
+            differ <= 2,
+            "{differ} rows differ: {:?} vs {:?}",
+            host.centres,
+            tensor.centres
+        );
+        assert!((host.inertia - tensor.inertia).abs() / tensor.inertia < 1e-4);
+        let on = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| fit_points(&points, 2, &params, |_| Ok(())).unwrap().0)
+        };
+        assert_eq!(
+            on(1),
+            on(2),
+            "the same model whatever the number of threads"
+        );
+    }
 
     /// Seeded Gaussian blobs around `centres`, `per` points each.
     pub fn blobs(centres: &[[f32; 2]], per: usize, spread: f32, seed: u64) -> Vec<f32> {

@@ -1,13 +1,13 @@
 //! Clustering quality in the embedding space: silhouette, Davies–Bouldin and WCSS (inertia),
-//! with scikit-learn's definitions. The pairwise work runs as tensor code in row blocks.
+//! with scikit-learn's definitions, in plain Rust on the rayon threads: the embedding has two
+//! dimensions, so the work is memory-light and the host beats any device round trip.
 
-use burn::prelude::*;
 use rand::SeedableRng;
 use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::tensor::{download, row_sq_norms, sq_distances, upload_vec};
+use rayon::prelude::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ClusterMetrics {
@@ -19,50 +19,73 @@ pub struct ClusterMetrics {
     pub silhouette_rows: usize,
 }
 
-fn one_hot(labels: &[u32], k: usize, device: &Device) -> Tensor<2> {
-    let mut data = vec![0f32; labels.len() * k];
-    for (i, &l) in labels.iter().enumerate() {
-        data[i * k + l as usize] = 1.0;
-    }
-    upload_vec(data, labels.len(), k, device)
-}
+/// Rows per silhouette task, and points per inner block: a block's distances are summed in
+/// f32 (vectorised), blocks into f64.
+const SIL_ROWS: usize = 256;
+const SIL_BLOCK: usize = 256;
 
 /// Mean silhouette coefficient of `x` [n, d] (rows `points`, row-major) under `labels`.
-pub fn silhouette(points: &[f32], dims: usize, labels: &[u32], k: usize, device: &Device) -> f64 {
+/// O(n²) distances in plain Rust on the rayon threads: each cluster's points are stored a
+/// coordinate at a time, so the distance loop runs over contiguous arrays and vectorises.
+pub fn silhouette(points: &[f32], dims: usize, labels: &[u32], k: usize) -> f64 {
     let n = labels.len();
-    let x = upload_vec(points.to_vec(), n, dims, device);
-    let x_sq = row_sq_norms(&x);
-    let onehot = one_hot(labels, k, device);
     let mut counts = vec![0usize; k];
     for &l in labels {
         counts[l as usize] += 1;
     }
-    const BLOCK: usize = 2048;
-    let mut total = 0.0f64;
-    for start in (0..n).step_by(BLOCK) {
-        let len = BLOCK.min(n - start);
-        let block = x.clone().narrow(0, start, len);
-        let block_sq = x_sq.clone().narrow(0, start, len);
-        let dist = sq_distances(&block, &block_sq, &x).sqrt(); // [len, n]
-        let per_cluster = download(dist.matmul(onehot.clone())); // [len, k] sums of distances
-        for i in 0..len {
-            let own = labels[start + i] as usize;
-            if counts[own] <= 1 {
-                continue; // scikit-learn: a singleton's silhouette is 0
-            }
-            let row = &per_cluster[i * k..(i + 1) * k];
-            let a = row[own] as f64 / (counts[own] - 1) as f64;
-            let b = (0..k)
-                .filter(|&c| c != own && counts[c] > 0)
-                .map(|c| row[c] as f64 / counts[c] as f64)
-                .fold(f64::INFINITY, f64::min);
-            if b.is_finite() {
-                let m = a.max(b);
-                total += if m > 0.0 { (b - a) / m } else { 0.0 };
-            }
+    // coords[c][d] = the d-th coordinate of every point of cluster c.
+    let mut coords: Vec<Vec<Vec<f32>>> = counts
+        .iter()
+        .map(|&m| (0..dims).map(|_| Vec::with_capacity(m)).collect())
+        .collect();
+    for (p, &l) in points.chunks_exact(dims).zip(labels) {
+        for (d, &v) in p.iter().enumerate() {
+            coords[l as usize][d].push(v);
         }
     }
-    total / n as f64
+    let per_chunk: Vec<f64> = (0..n.div_ceil(SIL_ROWS))
+        .into_par_iter()
+        .map(|chunk| {
+            let mut total = 0.0f64;
+            let mut sums = vec![0f64; k];
+            let mut dist = [0f32; SIL_BLOCK];
+            for i in chunk * SIL_ROWS..((chunk + 1) * SIL_ROWS).min(n) {
+                let p = &points[i * dims..(i + 1) * dims];
+                for (c, cluster) in coords.iter().enumerate() {
+                    let m = counts[c];
+                    let mut sum = 0f64;
+                    for at in (0..m).step_by(SIL_BLOCK) {
+                        let len = SIL_BLOCK.min(m - at);
+                        let dist = &mut dist[..len];
+                        dist.fill(0.0);
+                        for (d, coord) in cluster.iter().enumerate() {
+                            for (acc, &v) in dist.iter_mut().zip(&coord[at..at + len]) {
+                                let delta = v - p[d];
+                                *acc += delta * delta;
+                            }
+                        }
+                        sum += f64::from(dist.iter().map(|v| v.sqrt()).sum::<f32>());
+                    }
+                    sums[c] = sum;
+                }
+                let own = labels[i] as usize;
+                if counts[own] <= 1 {
+                    continue; // scikit-learn: a singleton's silhouette is 0
+                }
+                let a = sums[own] / (counts[own] - 1) as f64;
+                let b = (0..k)
+                    .filter(|&c| c != own && counts[c] > 0)
+                    .map(|c| sums[c] / counts[c] as f64)
+                    .fold(f64::INFINITY, f64::min);
+                if b.is_finite() {
+                    let m = a.max(b);
+                    total += if m > 0.0 { (b - a) / m } else { 0.0 };
+                }
+            }
+            total
+        })
+        .collect();
+    per_chunk.iter().sum::<f64>() / n.max(1) as f64
 }
 
 /// Davies–Bouldin index of `x` under `labels` with the given centres (k x dims, row-major).
@@ -72,20 +95,35 @@ pub fn davies_bouldin(
     labels: &[u32],
     centres: &[f32],
     k: usize,
-    device: &Device,
 ) -> f64 {
-    let n = labels.len();
-    let x = upload_vec(points.to_vec(), n, dims, device);
-    let c = upload_vec(centres.to_vec(), k, dims, device);
-    let onehot = one_hot(labels, k, device);
-    let dist = sq_distances(&x, &row_sq_norms(&x), &c).sqrt(); // [n, k]
-    let own = (dist * onehot.clone()).sum_dim(1); // [n, 1] distance to own centre
-    let spread_sum = download(onehot.clone().transpose().matmul(own)); // [k, 1]
-    let counts = download(onehot.sum_dim(0));
+    // Each cluster's summed distance to its centre and its size, per chunk, added in order.
+    let parts: Vec<(Vec<f64>, Vec<usize>)> = points
+        .par_chunks(dims * 65_536)
+        .zip(labels.par_chunks(65_536))
+        .map(|(points, labels)| {
+            let (mut spread, mut counts) = (vec![0f64; k], vec![0usize; k]);
+            for (p, &l) in points.chunks_exact(dims).zip(labels) {
+                let c = &centres[l as usize * dims..(l as usize + 1) * dims];
+                let d2: f64 = p
+                    .iter()
+                    .zip(c)
+                    .map(|(&a, &b)| f64::from(a - b).powi(2))
+                    .sum();
+                spread[l as usize] += d2.sqrt();
+                counts[l as usize] += 1;
+            }
+            (spread, counts)
+        })
+        .collect();
+    let (mut spread, mut counts) = (vec![0f64; k], vec![0usize; k]);
+    for (s, c) in parts {
+        spread.iter_mut().zip(&s).for_each(|(a, b)| *a += b);
+        counts.iter_mut().zip(&c).for_each(|(a, b)| *a += b);
+    }
     let spread: Vec<f64> = (0..k)
         .map(|i| {
-            if counts[i] > 0.0 {
-                spread_sum[i] as f64 / counts[i] as f64
+            if counts[i] > 0 {
+                spread[i] / counts[i] as f64
             } else {
                 0.0
             }
@@ -125,7 +163,6 @@ pub fn evaluate(
     k: usize,
     silhouette_sample: usize,
     seed: u64,
-    device: &Device,
 ) -> ClusterMetrics {
     let n = labels.len();
     let (sil_points, sil_labels) = if n > silhouette_sample {
@@ -142,8 +179,8 @@ pub fn evaluate(
         (points.to_vec(), labels.to_vec())
     };
     ClusterMetrics {
-        silhouette: silhouette(&sil_points, dims, &sil_labels, k, device),
-        davies_bouldin: davies_bouldin(points, dims, labels, centres, k, device),
+        silhouette: silhouette(&sil_points, dims, &sil_labels, k),
+        davies_bouldin: davies_bouldin(points, dims, labels, centres, k),
         wcss: sq_dist.iter().map(|&d| d as f64).sum(),
         rows: n,
         silhouette_rows: sil_labels.len(),
@@ -159,12 +196,11 @@ mod tests {
     // give 0.7124387250580051 and 0.15701145925595564 (centres are the cluster means).
     #[test]
     fn metrics_match_scikit_learn() {
-        let device = Device::flex();
         let points = [0., 0., 0., 1., 1., 0., 5., 5., 5., 6., 6., 5., 9., 0.];
         let labels = [0, 0, 0, 1, 1, 1, 2];
         let centres = [1. / 3., 1. / 3., 16. / 3., 16. / 3., 9., 0.];
-        let s = silhouette(&points, 2, &labels, 3, &device);
-        let db = davies_bouldin(&points, 2, &labels, &centres, 3, &device);
+        let s = silhouette(&points, 2, &labels, 3);
+        let db = davies_bouldin(&points, 2, &labels, &centres, 3);
         assert!((s - 0.7124387250580051).abs() < 1e-5, "silhouette {s}");
         assert!(
             (db - 0.15701145925595564).abs() < 1e-5,

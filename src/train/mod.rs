@@ -326,7 +326,6 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
         k,
         sample,
         seed,
-        &dev,
     );
     let test_m = metrics::evaluate(
         &emb_test,
@@ -337,7 +336,6 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
         k,
         sample,
         seed,
-        &dev,
     );
     let segment_profiles = segments::profiles(&train_raw, &train_assign.labels, k);
     step.finish("Evaluated");
