@@ -53,10 +53,11 @@ fn sum_in_order(parts: Vec<Hist>, f: usize) -> Hist {
 
 /// The root's histograms of all `k` class trees in one pass over the rows: the root is the
 /// same node in every class tree, so each (row, feature) adds the row's (g, h) of every class.
-/// `bins` row-major [n, f]; `gh` [n, 2k] as (g_0, h_0, g_1, h_1, ...). Returns one [`Hist`]
+/// `bins` row-major [n, f]; `gh[c][i]` the (g, h) of row i for class c. Returns one [`Hist`]
 /// per class. Up to 8 classes the (g, h) of a bin sit side by side in one fixed-size slot;
 /// more classes take one pass per class.
-pub(super) fn root_histogram(bins: &[u8], gh: &[f64], f: usize, k: usize) -> Vec<Hist> {
+pub(super) fn root_histogram(bins: &[u8], gh: &[Vec<[f32; 2]>], f: usize) -> Vec<Hist> {
+    let k = gh.len();
     match 2 * k {
         2 => shared_root::<2>(bins, gh, f),
         4 => shared_root::<4>(bins, gh, f),
@@ -67,24 +68,27 @@ pub(super) fn root_histogram(bins: &[u8], gh: &[f64], f: usize, k: usize) -> Vec
         14 => shared_root::<14>(bins, gh, f),
         16 => shared_root::<16>(bins, gh, f),
         _ => {
-            let n = gh.len() / (2 * k).max(1);
-            let all: Vec<u32> = (0..n as u32).collect();
-            (0..k)
-                .map(|c| node_histogram(bins, gh, f, k, c, &all))
+            let all: Vec<u32> = (0..gh[0].len() as u32).collect();
+            gh.iter()
+                .map(|g| node_histogram(bins, g, f, &all))
                 .collect()
         }
     }
 }
 
 /// [`root_histogram`] for `S = 2k` values per row: one slot of S sums per (feature, bin).
-fn shared_root<const S: usize>(bins: &[u8], gh: &[f64], f: usize) -> Vec<Hist> {
-    let n = gh.len() / S;
+fn shared_root<const S: usize>(bins: &[u8], gh: &[Vec<[f32; 2]>], f: usize) -> Vec<Hist> {
+    let n = gh[0].len();
     let parts: Vec<Vec<[[f64; S]; 256]>> = (0..n.div_ceil(CHUNK_ROWS))
         .into_par_iter()
         .map(|chunk| {
             let mut hist = vec![[[0f64; S]; 256]; f];
             for i in chunk * CHUNK_ROWS..((chunk + 1) * CHUNK_ROWS).min(n) {
-                let values: [f64; S] = gh[i * S..(i + 1) * S].try_into().expect("S values");
+                let mut values = [0f64; S];
+                for (c, g) in gh.iter().enumerate() {
+                    values[2 * c] = f64::from(g[i][0]);
+                    values[2 * c + 1] = f64::from(g[i][1]);
+                }
                 for (feature, &bin) in hist.iter_mut().zip(&bins[i * f..(i + 1) * f]) {
                     let slot = &mut feature[bin as usize];
                     for t in 0..S {
@@ -122,37 +126,22 @@ fn shared_root<const S: usize>(bins: &[u8], gh: &[f64], f: usize) -> Vec<Hist> {
         .collect()
 }
 
-/// The histogram of the rows `rows` for class `class`: `gh` as in [`root_histogram`].
+/// The histogram of the rows `rows` of one class tree: `gh[i]` is row i's (g, h) for the class.
 /// Chunks of [`CHUNK_ROWS`] rows run on the rayon threads and are summed in order.
-pub(super) fn node_histogram(
-    bins: &[u8],
-    gh: &[f64],
-    f: usize,
-    k: usize,
-    class: usize,
-    rows: &[u32],
-) -> Hist {
+pub(super) fn node_histogram(bins: &[u8], gh: &[[f32; 2]], f: usize, rows: &[u32]) -> Hist {
     let parts = rows
         .par_chunks(CHUNK_ROWS)
-        .map(|rows| chunk_histogram(bins, gh, f, k, class, rows))
+        .map(|rows| chunk_histogram(bins, gh, f, rows))
         .collect();
     sum_in_order(parts, f)
 }
 
-fn chunk_histogram(
-    bins: &[u8],
-    gh: &[f64],
-    f: usize,
-    k: usize,
-    class: usize,
-    rows: &[u32],
-) -> Hist {
+fn chunk_histogram(bins: &[u8], gh: &[[f32; 2]], f: usize, rows: &[u32]) -> Hist {
     let mut hist = empty_hist(f);
     for &i in rows {
         let i = i as usize;
         let row_bins = &bins[i * f..(i + 1) * f];
-        let at = i * 2 * k + 2 * class;
-        let (g, h) = (gh[at], gh[at + 1]);
+        let (g, h) = (f64::from(gh[i][0]), f64::from(gh[i][1]));
         for (feature, &bin) in hist.iter_mut().zip(row_bins) {
             let slot = &mut feature[bin as usize];
             slot[0] += g;
@@ -267,32 +256,41 @@ fn partition_chunk(column: &[u8], rows: &mut [u32], bin: u8, right: &mut [u32]) 
 }
 
 /// Softmax gradients and hessians of the margins (class-major, `margin[c][i]`), times the row
-/// mask when rows are subsampled: `gh` [n, 2k].
-fn gradients(margin: &[Vec<f32>], y: &[u32], mask: Option<&[f32]>, gh: &mut [f64]) {
+/// mask when rows are subsampled, into `gh[c][i]` (class-major: a class tree's histograms
+/// read 8 bytes a row).
+fn gradients(margin: &[Vec<f32>], y: &[u32], mask: Option<&[f32]>, gh: &mut [Vec<[f32; 2]>]) {
+    const ROWS: usize = 4096;
     let k = margin.len();
-    gh.par_chunks_mut(2 * k * 4096)
-        .enumerate()
-        .for_each(|(chunk, out)| {
-            let mut p = vec![0f32; k];
-            for (r, row) in out.chunks_exact_mut(2 * k).enumerate() {
-                let i = chunk * 4096 + r;
-                let max = (0..k)
-                    .map(|c| margin[c][i])
-                    .fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0.0;
-                for (c, pc) in p.iter_mut().enumerate() {
-                    *pc = (margin[c][i] - max).exp();
-                    sum += *pc;
-                }
-                let m = mask.map_or(1.0, |m| m[i]);
-                for (c, &pc) in p.iter().enumerate() {
-                    let pc = pc / sum;
-                    let target = if y[i] as usize == c { 1.0 } else { 0.0 };
-                    row[2 * c] = f64::from((pc - target) * m);
-                    row[2 * c + 1] = f64::from((2.0 * pc * (1.0 - pc)).max(1e-16) * m);
-                }
+    // Task t gets rows t*ROWS.. of every class.
+    let mut tasks: Vec<Vec<&mut [[f32; 2]]>> = Vec::new();
+    for g in gh.iter_mut() {
+        for (t, chunk) in g.chunks_mut(ROWS).enumerate() {
+            if tasks.len() <= t {
+                tasks.push(Vec::with_capacity(k));
             }
-        });
+            tasks[t].push(chunk);
+        }
+    }
+    tasks.into_par_iter().enumerate().for_each(|(t, mut out)| {
+        let mut p = vec![0f32; k];
+        for r in 0..out[0].len() {
+            let i = t * ROWS + r;
+            let max = (0..k)
+                .map(|c| margin[c][i])
+                .fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0;
+            for (c, pc) in p.iter_mut().enumerate() {
+                *pc = (margin[c][i] - max).exp();
+                sum += *pc;
+            }
+            let m = mask.map_or(1.0, |m| m[i]);
+            for (c, &pc) in p.iter().enumerate() {
+                let pc = pc / sum;
+                let target = if y[i] as usize == c { 1.0 } else { 0.0 };
+                out[c][r] = [(pc - target) * m, (2.0 * pc * (1.0 - pc)).max(1e-16) * m];
+            }
+        }
+    });
 }
 
 /// One class tree's rows, grouped by node: node `j` of the current level holds
@@ -331,7 +329,7 @@ pub(super) fn fit(
     let b = params.max_bins;
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6bd7_0000);
     let mut margin = vec![vec![0f32; n]; k];
-    let mut gh = vec![0f64; n * 2 * k];
+    let mut gh = vec![vec![[0f32; 2]; n]; k];
     let mut trees = Vec::with_capacity(params.rounds * k);
 
     for round in 0..params.rounds {
@@ -348,7 +346,7 @@ pub(super) fn fit(
             })
             .collect();
         // This level's histograms, by class then node.
-        let mut hists: Vec<Vec<Hist>> = root_histogram(&bins, &gh, f, k)
+        let mut hists: Vec<Vec<Hist>> = root_histogram(&bins, &gh, f)
             .into_iter()
             .map(|h| vec![h])
             .collect();
@@ -410,7 +408,7 @@ pub(super) fn fit(
                         let small = if small_rows.is_empty() {
                             empty_hist(f)
                         } else {
-                            node_histogram(&bins, &gh, f, k, c, &part.rows[small_rows])
+                            node_histogram(&bins, &gh[c], f, &part.rows[small_rows])
                         };
                         subtract(&mut parent, &small);
                         if left_smaller {
@@ -436,8 +434,8 @@ pub(super) fn fit(
                         let (g, h) = part.rows[part.start[j]..part.start[j + 1]].iter().fold(
                             (0.0f64, 0.0f64),
                             |(g, h), &i| {
-                                let at = i as usize * 2 * k + 2 * c;
-                                (g + gh[at], h + gh[at + 1])
+                                let [gi, hi] = gh[c][i as usize];
+                                (g + f64::from(gi), h + f64::from(hi))
                             },
                         );
                         if h > 0.0 {
@@ -498,20 +496,16 @@ mod tests {
         b: usize,
         same: Option<u8>,
         seed: u64,
-    ) -> (Vec<u8>, Vec<f64>) {
+    ) -> (Vec<u8>, Vec<Vec<[f32; 2]>>) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let bins = (0..n * f)
             .map(|_| same.unwrap_or_else(|| rng.random_range(0..b) as u8))
             .collect();
-        let gh = (0..n * 2 * k)
-            .map(|t| {
-                // f32 values, so the tensor version (f32) sees the very same inputs.
-                let v: f32 = if t % 2 == 0 {
-                    rng.random_range(-1.0..1.0)
-                } else {
-                    rng.random_range(0.0..0.5)
-                };
-                f64::from(v)
+        let gh = (0..k)
+            .map(|_| {
+                (0..n)
+                    .map(|_| [rng.random_range(-1.0..1.0), rng.random_range(0.0..0.5)])
+                    .collect()
             })
             .collect();
         (bins, gh)
@@ -519,14 +513,7 @@ mod tests {
 
     /// The generic tensor version of a node histogram: one scatter-add of every (row, feature)
     /// of the node's rows into [f * 256, 2] (what the tensor implementation's levels do).
-    fn tensor_histogram(
-        bins: &[u8],
-        gh: &[f64],
-        f: usize,
-        k: usize,
-        class: usize,
-        rows: &[u32],
-    ) -> Vec<f32> {
+    fn tensor_histogram(bins: &[u8], gh: &[[f32; 2]], f: usize, rows: &[u32]) -> Vec<f32> {
         let device = Device::flex();
         let hist = Tensor::<2>::zeros([f * 256, 2], &device);
         if rows.is_empty() {
@@ -541,10 +528,7 @@ mod tests {
             .collect();
         let values: Vec<f32> = rows
             .iter()
-            .flat_map(|&i| {
-                let at = i as usize * 2 * k + 2 * class;
-                (0..f).flat_map(move |_| [gh[at] as f32, gh[at + 1] as f32])
-            })
+            .flat_map(|&i| (0..f).flat_map(move |_| gh[i as usize]))
             .collect();
         let slots = Tensor::<1, Int>::from_data(TensorData::new(slots, [m * f]), &device);
         let values = Tensor::<2>::from_data(TensorData::new(values, [m * f, 2]), &device);
@@ -582,27 +566,27 @@ mod tests {
             (900, 256, None, 9),
         ] {
             let (bins, gh) = inputs(n, f, k, b, same, n as u64);
-            let roots = root_histogram(&bins, &gh, f, k);
+            let roots = root_histogram(&bins, &gh, f);
             let all: Vec<u32> = (0..n as u32).collect();
             // Every third row: a node whose rows are not contiguous.
             let some: Vec<u32> = (0..n as u32).step_by(3).collect();
             for c in 0..k {
-                let expected = tensor_histogram(&bins, &gh, f, k, c, &all);
+                let expected = tensor_histogram(&bins, &gh[c], f, &all);
                 close(&flat(&roots[c]), &expected, "root");
                 close(
-                    &flat(&node_histogram(&bins, &gh, f, k, c, &all)),
+                    &flat(&node_histogram(&bins, &gh[c], f, &all)),
                     &expected,
                     "node, all rows",
                 );
-                let expected = tensor_histogram(&bins, &gh, f, k, c, &some);
+                let expected = tensor_histogram(&bins, &gh[c], f, &some);
                 close(
-                    &flat(&node_histogram(&bins, &gh, f, k, c, &some)),
+                    &flat(&node_histogram(&bins, &gh[c], f, &some)),
                     &expected,
                     "node, every third row",
                 );
             }
             // An empty node.
-            let empty = node_histogram(&bins, &gh, f, k, 0, &[]);
+            let empty = node_histogram(&bins, &gh[0], f, &[]);
             assert!(flat(&empty).iter().all(|&v| v == 0.0));
         }
     }
@@ -655,14 +639,14 @@ mod tests {
             let (bins, mut gh) = inputs(n, f, k, b, same, seed);
             // Give class 0 a signal on feature 2 so that real splits exist.
             for i in 0..n {
-                gh[i * 2 * k] += if bins[i * f + 2] as usize * 2 >= b {
+                gh[0][i][0] += if bins[i * f + 2] as usize * 2 >= b {
                     0.75
                 } else {
                     -0.75
                 };
             }
             let rows: Vec<u32> = (0..n as u32).collect();
-            let hist = node_histogram(&bins, &gh, f, k, 0, &rows);
+            let hist = node_histogram(&bins, &gh[0], f, &rows);
             let used = vec![b; f];
             let host = best_split(&hist, &used, 1.0, 1.0);
             assert_eq!(host, tensor_split(&hist, b, 1.0, 1.0), "{n} rows, {b} bins");
