@@ -102,7 +102,12 @@ fn read_column(
 ) -> Result<(Values, usize)> {
     let col = df.column(name)?;
     let mut missing = 0;
-    let numbers: Vec<Option<f64>> = match kind {
+    let mut values: Vec<f64> = Vec::with_capacity(col.len());
+    let mut keep = |v: Option<f64>| match v {
+        Some(x) => values.push(x),
+        None => missing += 1,
+    };
+    match kind {
         RawType::Category => {
             // Counted by borrowed text; one owned key per category, not per row.
             let mut by_text = HashMap::<&str, u64>::new();
@@ -118,26 +123,27 @@ fn read_column(
                 .collect();
             return Ok((Values::Categories(counts), missing));
         }
-        RawType::Date => col.str()?.iter().map(|v| v.and_then(date_days)).collect(),
+        RawType::Date => col.str()?.iter().for_each(|v| keep(v.and_then(date_days))),
         RawType::Integer | RawType::Number => col
             .cast(&DataType::Float64)?
             .f64()?
             .iter()
-            .map(|v| v.filter(|x| x.is_finite()))
-            .collect(),
-    };
-    let mut values: Vec<f64> = Vec::with_capacity(numbers.len());
-    for v in numbers {
-        match v {
-            Some(x) => values.push(x),
-            None => missing += 1,
-        }
+            .for_each(|v| keep(v.filter(|x| x.is_finite()))),
     }
     if as_categories {
         return Ok((Values::Categories(number_counts(&values)), missing));
     }
     crate::sort::sort_f64(&mut values);
     Ok((Values::Numbers(values), missing))
+}
+
+/// [`number_counts`] of sorted values: one count per run of equal values.
+fn sorted_number_counts(sorted: &[f64]) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for run in sorted.chunk_by(|a, b| a == b) {
+        *counts.entry(format_number(run[0])).or_insert(0) += run.len() as u64;
+    }
+    counts
 }
 
 /// Rows per distinct number, keyed as the number is written.
@@ -214,7 +220,7 @@ impl Profile {
             let p = match values {
                 Values::Categories(counts) => categorical(&col.name, counts, missing),
                 Values::Numbers(v) if distinct(&v) <= settings.max_categorical_unique => {
-                    categorical(&col.name, number_counts(&v), missing)
+                    categorical(&col.name, sorted_number_counts(&v), missing)
                 }
                 Values::Numbers(v) => {
                     let (mean, std) = mean_std(&v);

@@ -78,6 +78,15 @@ fn is_hardware(t: wgpu::DeviceType) -> bool {
     )
 }
 
+/// Whether `device` is one of burn's CPU backends: the training stages then run their host
+/// implementations (plain Rust on the rayon threads) instead of tensor code.
+pub fn is_cpu(device: &Device) -> bool {
+    matches!(
+        device.as_dispatch(),
+        burn::backend::DispatchDevice::Flex(_) | burn::backend::DispatchDevice::NdArray(_)
+    )
+}
+
 /// The CPU backend, chosen by measurement (see the README's performance notes).
 pub fn cpu() -> ComputeDevice {
     let ndarray =

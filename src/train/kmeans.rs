@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::tensor::{download, download_int, row_sq_norms, sq_distances, upload_vec};
 use crate::error::{Error, Result};
+use crate::train::device::is_cpu;
 
 /// Validated KMeans parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -167,14 +168,6 @@ fn kmeans_plus_plus(
         closest = (merged * pick).sum_dim(2).reshape([n, r]);
     }
     chosen
-}
-
-/// Whether `device` is one of burn's CPU backends: they take the host implementation.
-fn is_cpu(device: &Device) -> bool {
-    matches!(
-        device.as_dispatch(),
-        burn::backend::DispatchDevice::Flex(_) | burn::backend::DispatchDevice::NdArray(_)
-    )
 }
 
 /// Fits KMeans on `x` [n, d], returning the model and the rows' final assignment (from which

@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use super::config::GbdtParams;
 use crate::error::{Error, Result};
 use crate::matrix::Matrix;
+use crate::train::device::is_cpu;
 use crate::train::tensor::download;
 
 mod host;
@@ -435,14 +436,6 @@ pub fn fit(
             fit_in_blocks(x, y, k, params, seed, device, x.rows(), x.rows(), on_round)
         }
     })
-}
-
-/// Whether `device` is one of burn's CPU backends.
-fn is_cpu(device: &Device) -> bool {
-    matches!(
-        device.as_dispatch(),
-        burn::backend::DispatchDevice::Flex(_) | burn::backend::DispatchDevice::NdArray(_)
-    )
 }
 
 /// The tensor implementation on any device: on a CPU backend blocks of a fixed size run on the

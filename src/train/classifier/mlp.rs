@@ -242,10 +242,7 @@ pub fn fit(
     device: &Device,
     on_epoch: impl FnMut(usize) -> Result<()>,
 ) -> Result<MlpModel> {
-    let host = matches!(
-        device.as_dispatch(),
-        burn::backend::DispatchDevice::Flex(_) | burn::backend::DispatchDevice::NdArray(_)
-    );
+    let host = crate::train::device::is_cpu(device);
     fit_with(x, y, k, params, seed, on_epoch, |layers, val| {
         if host {
             Box::new(host::HostTrainer::new(layers, val)) as Box<dyn Trainer>
