@@ -81,7 +81,7 @@ pub struct CandidateReport {
     pub kind: String,
     pub test: Evaluation,
     pub seconds: f64,
-    /// Boosting rounds, or MLP epochs run (best epoch in `best_epoch`).
+    /// Boosting rounds kept, or MLP epochs run (best epoch in `best_epoch`).
     pub iterations: usize,
     pub best_epoch: Option<usize>,
 }
@@ -128,7 +128,10 @@ pub fn train(
         let model = gbdt::fit(train_x, train_y, k, &config.gbdt, seed, device, |r| {
             progress("GBDT", r, rounds)
         })?;
-        fitted.push(score(Classifier::Gbdt(model), start, rounds, None));
+        // The rounds kept (early stopping may keep fewer than it ran; `early_stopping` in
+        // the model says how many ran).
+        let kept = model.trees.len() / k.max(1);
+        fitted.push(score(Classifier::Gbdt(model), start, kept, None));
     }
     if matches!(
         config.classifier,
