@@ -92,6 +92,29 @@ impl KMeansModel {
         Assignment { labels, sq_dist }
     }
 
+    /// The restart with the lowest inertia (the first on a tie), from every restart's centres
+    /// (`all`, restart-major) and iteration counts; its own inertia is filled in by the caller's
+    /// final assignment.
+    fn lowest_inertia(
+        all: &[f32],
+        inertia: &[f64],
+        iterations: &[usize],
+        k: usize,
+        d: usize,
+    ) -> Self {
+        let best = (0..inertia.len())
+            .min_by(|&a, &b| inertia[a].total_cmp(&inertia[b]))
+            .unwrap_or(0);
+        KMeansModel {
+            centres: all[best * k * d..(best + 1) * k * d].to_vec(),
+            k,
+            dims: d,
+            inertia: 0.0,
+            n_iter: iterations[best],
+            best_restart: best,
+        }
+    }
+
     /// Reorders the centres: new centre `i` is old centre `order[i]`.
     pub fn reorder(&mut self, order: &[usize]) {
         let mut centres = Vec::with_capacity(self.centres.len());
@@ -265,18 +288,11 @@ pub fn fit_tensor(
     // Final assignment and inertia of every restart; the lowest wins (ties: first).
     let centres = upload_vec(all.clone(), r * k, d, &device);
     let d2 = sq_distances(x, &x_sq, &centres).reshape([n, r, k]);
-    let inertia = download(d2.min_dim(2).reshape([n, r]).sum_dim(0));
-    let best = (0..r)
-        .min_by(|&a, &b| inertia[a].total_cmp(&inertia[b]))
-        .unwrap_or(0);
-    let mut model = KMeansModel {
-        centres: all[best * k * d..(best + 1) * k * d].to_vec(),
-        k,
-        dims: d,
-        inertia: 0.0,
-        n_iter: iterations[best],
-        best_restart: best,
-    };
+    let inertia: Vec<f64> = download(d2.min_dim(2).reshape([n, r]).sum_dim(0))
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    let mut model = KMeansModel::lowest_inertia(&all, &inertia, &iterations, k, d);
     let assignment = model.assign(x);
     model.inertia = assignment.inertia();
     Ok((model, assignment))
@@ -480,17 +496,7 @@ pub fn fit_points(
         }
         s
     });
-    let best = (0..r)
-        .min_by(|&a, &b| inertia[a].total_cmp(&inertia[b]))
-        .unwrap_or(0);
-    let mut model = KMeansModel {
-        centres: all[best * k * d..(best + 1) * k * d].to_vec(),
-        k,
-        dims: d,
-        inertia: 0.0,
-        n_iter: iterations[best],
-        best_restart: best,
-    };
+    let mut model = KMeansModel::lowest_inertia(&all, &inertia, &iterations, k, d);
     let assignment = model.assign_points(points);
     model.inertia = assignment.inertia();
     Ok((model, assignment))
