@@ -93,13 +93,8 @@ fn date_days(text: &str) -> Option<f64> {
 }
 
 /// Reads a column as numbers (dates as day numbers) or as category counts; also returns the
-/// number of missing values.
-fn read_column(
-    df: &DataFrame,
-    name: &str,
-    kind: RawType,
-    as_categories: bool,
-) -> Result<(Values, usize)> {
+/// number of missing values. Numbers come back sorted.
+fn read_column(df: &DataFrame, name: &str, kind: RawType) -> Result<(Values, usize)> {
     let col = df.column(name)?;
     let mut missing = 0;
     let mut values: Vec<f64> = Vec::with_capacity(col.len());
@@ -130,34 +125,16 @@ fn read_column(
             .iter()
             .for_each(|v| keep(v.filter(|x| x.is_finite()))),
     }
-    if as_categories {
-        return Ok((Values::Categories(number_counts(&values)), missing));
-    }
     crate::sort::sort_f64(&mut values);
     Ok((Values::Numbers(values), missing))
 }
 
-/// [`number_counts`] of sorted values: one count per run of equal values.
+/// Rows per distinct number of sorted values, keyed as the number is written: one count per
+/// run of equal values.
 fn sorted_number_counts(sorted: &[f64]) -> BTreeMap<String, u64> {
     let mut counts = BTreeMap::new();
     for run in sorted.chunk_by(|a, b| a == b) {
         *counts.entry(format_number(run[0])).or_insert(0) += run.len() as u64;
-    }
-    counts
-}
-
-/// Rows per distinct number, keyed as the number is written.
-fn number_counts(values: &[f64]) -> BTreeMap<String, u64> {
-    // Counted by value first: a number is written once per distinct value, not once per row.
-    let mut by_value = HashMap::<u64, u64>::new();
-    for &x in values {
-        *by_value.entry(x.to_bits()).or_insert(0) += 1;
-    }
-    let mut counts = BTreeMap::new();
-    for (bits, n) in by_value {
-        *counts
-            .entry(format_number(f64::from_bits(bits)))
-            .or_insert(0) += n;
     }
     counts
 }
@@ -198,53 +175,41 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 impl Profile {
     /// Profiles raw records (a frame as [`crate::ingest`] reads them).
     pub fn of(source: &str, df: &DataFrame, settings: &ValidationSettings) -> Result<Self> {
-        let columns: Vec<&crate::schema::RawColumn> = drift_columns().collect();
-        let columns = columns
-            .par_iter()
-            .map(|col| Self::column(df, col, settings))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self {
-            source: source.to_string(),
-            rows: df.height(),
-            columns,
-        })
+        Ok(profile_and_drift(source, df, None, settings)?.0)
     }
 
     fn column(
-        df: &DataFrame,
-        col: &crate::schema::RawColumn,
+        name: &str,
+        values: Values,
+        missing: usize,
         settings: &ValidationSettings,
-    ) -> Result<ColumnProfile> {
-        {
-            let (values, missing) = read_column(df, &col.name, col.kind, false)?;
-            let p = match values {
-                Values::Categories(counts) => categorical(&col.name, counts, missing),
-                Values::Numbers(v) if distinct(&v) <= settings.max_categorical_unique => {
-                    categorical(&col.name, sorted_number_counts(&v), missing)
+    ) -> ColumnProfile {
+        match values {
+            Values::Categories(counts) => categorical(name, counts, missing),
+            Values::Numbers(v) if distinct(&v) <= settings.max_categorical_unique => {
+                categorical(name, sorted_number_counts(&v), missing)
+            }
+            Values::Numbers(v) => {
+                let (mean, std) = mean_std(&v);
+                let exact = v.len() <= EXACT_VALUES;
+                ColumnProfile {
+                    name: name.to_string(),
+                    kind: ColumnKind::Numeric,
+                    missing,
+                    unique: distinct(&v),
+                    mean,
+                    std,
+                    values: if exact {
+                        v
+                    } else {
+                        (0..=QUANTILES)
+                            .map(|i| quantile(&v, i as f64 / QUANTILES as f64))
+                            .collect()
+                    },
+                    exact,
+                    counts: BTreeMap::new(),
                 }
-                Values::Numbers(v) => {
-                    let (mean, std) = mean_std(&v);
-                    let exact = v.len() <= EXACT_VALUES;
-                    ColumnProfile {
-                        name: col.name.clone(),
-                        kind: ColumnKind::Numeric,
-                        missing,
-                        unique: distinct(&v),
-                        mean,
-                        std,
-                        values: if exact {
-                            v
-                        } else {
-                            (0..=QUANTILES)
-                                .map(|i| quantile(&v, i as f64 / QUANTILES as f64))
-                                .collect()
-                        },
-                        exact,
-                        counts: BTreeMap::new(),
-                    }
-                }
-            };
-            Ok(p)
+            }
         }
     }
 }
@@ -376,19 +341,58 @@ pub fn validate(
     reference: Option<&Profile>,
     settings: &ValidationSettings,
 ) -> Result<Report> {
+    Ok(validate_and_profile(current_name, df, reference, settings)?.0)
+}
+
+/// [`validate`] and [`Profile::of`] together: each column is read and sorted once for both.
+pub fn validate_and_profile(
+    current_name: &str,
+    df: &DataFrame,
+    reference: Option<&Profile>,
+    settings: &ValidationSettings,
+) -> Result<(Report, Profile)> {
     let schema = check_schema(df, reference, settings)?;
-    let drift = match reference {
-        Some(r) => Some(detect_drift(df, r, settings)?),
-        None => None,
-    };
-    Ok(Report {
+    let (profile, drift) = profile_and_drift(current_name, df, reference, settings)?;
+    let report = Report {
         reference: reference.map(|r| r.source.clone()),
         current: current_name.to_string(),
         reference_rows: reference.map_or(0, |r| r.rows),
         current_rows: df.height(),
         schema,
         drift,
-    })
+    };
+    Ok((report, profile))
+}
+
+/// The profile of `df` and, against a reference, its drift: one column at a time on the
+/// threads, each read and sorted once for both and dropped before the next.
+fn profile_and_drift(
+    source: &str,
+    df: &DataFrame,
+    reference: Option<&Profile>,
+    settings: &ValidationSettings,
+) -> Result<(Profile, Option<DriftReport>)> {
+    let small = reference.is_some_and(|r| r.rows <= settings.small_reference_rows);
+    let columns: Vec<&crate::schema::RawColumn> = drift_columns().collect();
+    let per_column = columns
+        .par_iter()
+        .map(|col| {
+            let (values, missing) = read_column(df, &col.name, col.kind)?;
+            let drift = reference
+                .and_then(|r| r.columns.iter().find(|p| p.name == col.name))
+                .map(|r| column_drift(r, &values, small, settings));
+            Ok((Profile::column(&col.name, values, missing, settings), drift))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let (columns, drift): (Vec<ColumnProfile>, Vec<Option<ColumnDrift>>) =
+        per_column.into_iter().unzip();
+    let profile = Profile {
+        source: source.to_string(),
+        rows: df.height(),
+        columns,
+    };
+    let drift = reference.map(|_| drift_report(drift.into_iter().flatten().collect(), settings));
+    Ok((profile, drift))
 }
 
 fn check_schema(
@@ -549,37 +553,36 @@ fn column_findings(
     Ok(found)
 }
 
-fn detect_drift(
-    df: &DataFrame,
-    reference: &Profile,
+/// One column's drift against its reference profile; `values` as [`read_column`] gives them.
+fn column_drift(
+    r: &ColumnProfile,
+    values: &Values,
+    small: bool,
     s: &ValidationSettings,
-) -> Result<DriftReport> {
-    let small = reference.rows <= s.small_reference_rows;
-    let columns = reference
-        .columns
-        .par_iter()
-        .filter_map(|r| Some((r, RawSchema::get().column(&r.name)?)))
-        .map(|(r, col)| {
-            let as_categories = r.kind == ColumnKind::Categorical && col.kind != RawType::Category;
-            let (values, _) = read_column(df, &r.name, col.kind, as_categories)?;
-            Ok(match (r.kind, values) {
-                (ColumnKind::Numeric, Values::Numbers(cur)) => numeric_drift(r, &cur, small, s),
-                (ColumnKind::Categorical, Values::Categories(cur)) => {
-                    categorical_drift(r, &cur, small, s)
-                }
-                _ => unreachable!("read as the reference's kind"),
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+) -> ColumnDrift {
+    match (r.kind, values) {
+        (ColumnKind::Numeric, Values::Numbers(cur)) => numeric_drift(r, cur, small, s),
+        (ColumnKind::Categorical, Values::Categories(cur)) => categorical_drift(r, cur, small, s),
+        // A numeric column the reference counted as categories (few distinct values).
+        (ColumnKind::Categorical, Values::Numbers(cur)) => {
+            categorical_drift(r, &sorted_number_counts(cur), small, s)
+        }
+        // Text read as numbers in the reference (a hand-made profile): compared as categories.
+        (ColumnKind::Numeric, Values::Categories(cur)) => categorical_drift(r, cur, small, s),
+    }
+}
+
+/// The data set's drift from its columns'.
+fn drift_report(columns: Vec<ColumnDrift>, s: &ValidationSettings) -> DriftReport {
     let drifted_columns = columns.iter().filter(|c| c.drifted).count();
     let share = drifted_columns as f64 / columns.len().max(1) as f64;
-    Ok(DriftReport {
+    DriftReport {
         columns,
         drifted_columns,
         share,
         threshold: s.dataset_drift_share,
         dataset_drift: share >= s.dataset_drift_share,
-    })
+    }
 }
 
 fn numeric_drift(

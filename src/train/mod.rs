@@ -224,13 +224,12 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
     watch.lap("ingest");
 
     let step = progress.step("Validating")?;
-    let report = crate::validate::validate(
+    let (report, profile) = crate::validate::validate_and_profile(
         &req.source.name(),
         &raw,
         req.reference.as_ref(),
         &s.validation,
     )?;
-    let profile = crate::validate::Profile::of(&req.source.name(), &raw, &s.validation)?;
     std::fs::create_dir_all(&req.out_dir).map_err(|e| Error::io(&req.out_dir, e))?;
     write_json(&req.out_dir.join("validation.json"), &report)?;
     if !report.schema.passed {
