@@ -285,7 +285,9 @@ fn fit_with(
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x4d4c_5000);
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(&mut rng);
-    let n_val = ((n as f64 * params.validation_fraction).ceil() as usize).clamp(1, n - 1);
+    let n_val = ((n as f64 * params.validation_fraction).ceil() as usize)
+        .min(params.max_validation_rows)
+        .clamp(1, n - 1);
     let (val_rows, fit_rows) = order.split_at(n_val);
     let mut fit_rows = fit_rows.to_vec();
     let mut onehot = vec![0f32; n * k];
@@ -372,6 +374,7 @@ mod tests {
             max_epochs: 60,
             patience: 10,
             validation_fraction: 0.1,
+            max_validation_rows: 1_000_000,
             check_every_rows: 1_000_000,
         };
         let model = fit(&x, &y, 3, &params, 3, &Device::flex(), |_| Ok(())).unwrap();
