@@ -27,8 +27,11 @@ pub struct GbdtParams {
     pub l2: f64,
     pub min_child_weight: f64,
     pub subsample: f64,
+    /// On the CPU, from more training rows than this, each round's trees grow on a seeded
+    /// sample of about this many rows (0: every row).
+    pub max_rows_per_tree: usize,
     pub max_bins: usize,
-    /// Stop when the held-out rows' error has not fallen for this many rounds (0: never).
+    /// Stop when the held-out rows' log loss has not fallen for this many rounds (0: never).
     pub early_stopping_rounds: usize,
     /// Share of the training rows held out for early stopping.
     pub validation_fraction: f64,
@@ -45,6 +48,8 @@ pub struct MlpParams {
     pub max_epochs: usize,
     pub patience: usize,
     pub validation_fraction: f64,
+    /// At most this many rows are held out: enough for a steady loss, and each check stays cheap.
+    pub max_validation_rows: usize,
     /// Training rows between two checks of the held-out loss (at most one epoch).
     pub check_every_rows: usize,
 }
@@ -137,6 +142,11 @@ impl ModelConfig {
             m.validation_fraction > 0.0 && m.validation_fraction < 0.5,
             "mlp.validation_fraction",
             "must be in (0, 0.5)",
+        )?;
+        check(
+            m.max_validation_rows >= 1,
+            "mlp.max_validation_rows",
+            "must be at least 1",
         )?;
         Ok(())
     }

@@ -300,7 +300,54 @@ struct Partition {
     start: Vec<usize>,
 }
 
+/// The rows a round's tree is grown on when the data has more than `max_rows` rows: each row
+/// in with probability `max_rows / n`, decided by a hash of (seed, round, row), so the sample
+/// does not depend on the thread count. Increasing row order.
+fn sample_rows(n: usize, max_rows: usize, seed: u64, round: usize) -> Vec<u32> {
+    const ROWS: usize = 65_536;
+    let threshold = ((max_rows as f64 / n as f64) * u64::MAX as f64) as u64;
+    let key = seed ^ (round as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let parts: Vec<Vec<u32>> = (0..n.div_ceil(ROWS))
+        .into_par_iter()
+        .map(|t| {
+            (t * ROWS..((t + 1) * ROWS).min(n))
+                .filter(|&i| splitmix64(key ^ i as u64) < threshold)
+                .map(|i| i as u32)
+                .collect()
+        })
+        .collect();
+    parts.concat()
+}
+
+/// SplitMix64's finaliser: a well-mixed 64-bit hash of `x`.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The `rows` of a row-major [n, f] `bins`, and their columns.
+fn gather(bins: &[u8], columns: &[Vec<u8>], f: usize, rows: &[u32]) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let mut out = vec![0u8; rows.len() * f];
+    out.par_chunks_mut(f * 4096)
+        .zip(rows.par_chunks(4096))
+        .for_each(|(out, rows)| {
+            for (o, &i) in out.chunks_exact_mut(f).zip(rows) {
+                o.copy_from_slice(&bins[i as usize * f..(i as usize + 1) * f]);
+            }
+        });
+    let cols = columns
+        .par_iter()
+        .map(|c| rows.iter().map(|&i| c[i as usize]).collect())
+        .collect();
+    (out, cols)
+}
+
 /// Fits the ensemble with the host operations; the same trees as the tensor implementation.
+/// With `max_rows_per_tree` set and more rows than that, each round's trees are grown on a
+/// seeded sample of about that many rows (stochastic gradient boosting: splits and leaf weights
+/// from the sample), and every row's margin follows the trees.
 pub(super) fn fit(
     x: &Matrix,
     y: &[u32],
@@ -323,13 +370,17 @@ pub(super) fn fit(
         .into_par_iter()
         .map(|j| bins.iter().skip(j).step_by(f).copied().collect())
         .collect();
-    let bins_used: Vec<usize> = binner.cuts.iter().map(|c| c.len() + 1).collect();
-    let (lambda, mcw, eta) = (params.l2, params.min_child_weight, params.learning_rate);
+    let grower = Grower {
+        f,
+        k,
+        bins_used: binner.cuts.iter().map(|c| c.len() + 1).collect(),
+        params,
+    };
     let depth = params.max_depth;
-    let b = params.max_bins;
+    let sampled = params.max_rows_per_tree > 0 && n > params.max_rows_per_tree;
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6bd7_0000);
     let mut margin = vec![vec![0f32; n]; k];
-    let mut gh = vec![vec![[0f32; 2]; n]; k];
+    let mut gh = vec![vec![[0f32; 2]; if sampled { 0 } else { n }]; k];
     let mut trees = Vec::with_capacity(params.rounds * k);
 
     for round in 0..params.rounds {
@@ -338,7 +389,137 @@ pub(super) fn fit(
                 .map(|_| f32::from(u8::from(rng.random::<f64>() < params.subsample)))
                 .collect()
         });
-        gradients(&margin, y, mask.as_deref(), &mut gh);
+        let (levels, weights) = if sampled {
+            let rows = sample_rows(n, params.max_rows_per_tree, seed, round);
+            let (sbins, scolumns) = gather(&bins, &columns, f, &rows);
+            let pick = |v: &[f32]| -> Vec<f32> { rows.iter().map(|&i| v[i as usize]).collect() };
+            let smargin: Vec<Vec<f32>> = margin.iter().map(|m| pick(m)).collect();
+            let smask = mask.as_deref().map(pick);
+            let sy: Vec<u32> = rows.iter().map(|&i| y[i as usize]).collect();
+            let mut sgh = vec![vec![[0f32; 2]; rows.len()]; k];
+            gradients(&smargin, &sy, smask.as_deref(), &mut sgh);
+            let (levels, parts, weights) = grower.grow(&sbins, &scolumns, &sgh);
+            drop(parts);
+            route_and_add(&columns, &levels, k, &weights, &mut margin);
+            (levels, weights)
+        } else {
+            gradients(&margin, y, mask.as_deref(), &mut gh);
+            let (levels, parts, weights) = grower.grow(&bins, &columns, &gh);
+            margin
+                .par_iter_mut()
+                .zip(parts.par_iter())
+                .zip(weights.par_iter())
+                .for_each(|((margin, part), w)| {
+                    for (j, &v) in w.iter().enumerate() {
+                        for &i in &part.rows[part.start[j]..part.start[j + 1]] {
+                            margin[i as usize] += v;
+                        }
+                    }
+                });
+            (levels, weights)
+        };
+        let leaves = 1usize << depth;
+        let mut flat = vec![0f32; k * leaves];
+        for (c, w) in weights.iter().enumerate() {
+            for (j, &v) in w.iter().enumerate() {
+                flat[j * k + c] = v;
+            }
+        }
+        for class in 0..k {
+            trees.push(build_tree(class, k, &levels, &flat, depth, &binner));
+        }
+        if !on_round(round + 1, &trees[trees.len() - k..])? {
+            break;
+        }
+    }
+    Ok(GbdtModel {
+        k,
+        n_features: f,
+        trees,
+        early_stopping: None,
+    })
+}
+
+/// Adds each row's leaf weight of every class tree to its margin, routing the rows down the
+/// levels by their bins (`columns[feature][row]`); a node without a split sends all rows left.
+/// A block of rows goes down one level at a time, so the rows' lookups are independent.
+fn route_and_add(
+    columns: &[Vec<u8>],
+    levels: &[Level],
+    k: usize,
+    weights: &[Vec<f32>],
+    margin: &mut [Vec<f32>],
+) {
+    const ROWS: usize = 8192;
+    for (c, (margin, w)) in margin.iter_mut().zip(weights).enumerate() {
+        // Per level, each node's (split feature, bin); bin 255 sends every row left.
+        let table: Vec<Vec<(usize, u8)>> = levels
+            .iter()
+            .map(|lv| {
+                (0..lv.split.len() / k)
+                    .map(|j| {
+                        let s = j * k + c;
+                        if lv.split[s] {
+                            (lv.feature[s] as usize, lv.bin[s] as u8)
+                        } else {
+                            (0, u8::MAX)
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        margin
+            .par_chunks_mut(ROWS)
+            .enumerate()
+            .for_each(|(t, chunk)| {
+                let rows = t * ROWS..t * ROWS + chunk.len();
+                let mut node = vec![0u16; chunk.len()];
+                for level in &table {
+                    // Each node's split column over this block's rows.
+                    let split: Vec<(&[u8], u8)> = level
+                        .iter()
+                        .map(|&(feature, bin)| (&columns[feature][rows.clone()], bin))
+                        .collect();
+                    for (r, j) in node.iter_mut().enumerate() {
+                        let (column, bin) = split[usize::from(*j)];
+                        *j = 2 * *j + u16::from(column[r] > bin);
+                    }
+                }
+                for (m, &j) in chunk.iter_mut().zip(&node) {
+                    *m += w[usize::from(j)];
+                }
+            });
+    }
+}
+
+/// Grows one round's class trees on a set of rows.
+struct Grower<'a> {
+    f: usize,
+    k: usize,
+    bins_used: Vec<usize>,
+    params: &'a GbdtParams,
+}
+
+impl Grower<'_> {
+    /// The class trees of one round on the rows of `bins` (row-major) and `columns`, with
+    /// `gh[c][i]` row i's (g, h) for class c: every level's splits, the rows of each leaf, and
+    /// each class's leaf weights (learning rate applied).
+    fn grow(
+        &self,
+        bins: &[u8],
+        columns: &[Vec<u8>],
+        gh: &[Vec<[f32; 2]>],
+    ) -> (Vec<Level>, Vec<Partition>, Vec<Vec<f32>>) {
+        let (f, k) = (self.f, self.k);
+        let n = gh[0].len();
+        let (lambda, mcw, eta) = (
+            self.params.l2,
+            self.params.min_child_weight,
+            self.params.learning_rate,
+        );
+        let depth = self.params.max_depth;
+        let b = self.params.max_bins;
+        let bins_used = &self.bins_used;
         let mut parts: Vec<Partition> = (0..k)
             .map(|_| Partition {
                 rows: (0..n as u32).collect(),
@@ -424,7 +605,6 @@ pub(super) fn fit(
 
         // Leaf weights from the (G, H) sums of each leaf's rows, in row order.
         let leaves = 1usize << depth;
-        let mut weights = vec![0f32; k * leaves];
         let per_class: Vec<Vec<f32>> = parts
             .par_iter()
             .enumerate()
@@ -447,35 +627,8 @@ pub(super) fn fit(
                     .collect()
             })
             .collect();
-        for (c, w) in per_class.iter().enumerate() {
-            for (j, &v) in w.iter().enumerate() {
-                weights[j * k + c] = v;
-            }
-        }
-        margin
-            .par_iter_mut()
-            .zip(parts.par_iter())
-            .zip(per_class.par_iter())
-            .for_each(|((margin, part), w)| {
-                for (j, &v) in w.iter().enumerate() {
-                    for &i in &part.rows[part.start[j]..part.start[j + 1]] {
-                        margin[i as usize] += v;
-                    }
-                }
-            });
-        for class in 0..k {
-            trees.push(build_tree(class, k, &levels, &weights, depth, &binner));
-        }
-        if !on_round(round + 1, &trees[trees.len() - k..])? {
-            break;
-        }
+        (levels, parts, per_class)
     }
-    Ok(GbdtModel {
-        k,
-        n_features: f,
-        trees,
-        early_stopping: None,
-    })
 }
 
 #[cfg(test)]
@@ -734,6 +887,7 @@ mod tests {
             l2: 1.0,
             min_child_weight: 0.5,
             subsample: 1.0,
+            max_rows_per_tree: 0,
             max_bins: bins,
             early_stopping_rounds: 0,
             validation_fraction: 0.1,
@@ -787,5 +941,70 @@ mod tests {
         let one = on(1);
         assert_eq!(one, on(2), "bit for bit");
         assert_eq!(one, on(3));
+    }
+
+    #[test]
+    fn routing_rows_down_the_levels_lands_them_where_the_partition_put_them() {
+        let (x, y) = data(30_000, 6, 11);
+        let p = params(1, 4, 64);
+        let binner = Binner::fit(&x, p.max_bins);
+        let bins = binner.bin_matrix_u8(&x);
+        let f = x.cols();
+        let columns: Vec<Vec<u8>> = (0..f)
+            .map(|j| bins.iter().skip(j).step_by(f).copied().collect())
+            .collect();
+        let grower = Grower {
+            f,
+            k: 3,
+            bins_used: binner.cuts.iter().map(|c| c.len() + 1).collect(),
+            params: &p,
+        };
+        let margin = vec![vec![0f32; x.rows()]; 3];
+        let mut gh = vec![vec![[0f32; 2]; x.rows()]; 3];
+        gradients(&margin, &y, None, &mut gh);
+        let (levels, parts, weights) = grower.grow(&bins, &columns, &gh);
+        let mut routed = margin.clone();
+        route_and_add(&columns, &levels, 3, &weights, &mut routed);
+        for (c, part) in parts.iter().enumerate() {
+            for leaf in 0..part.start.len() - 1 {
+                for &i in &part.rows[part.start[leaf]..part.start[leaf + 1]] {
+                    assert_eq!(routed[c][i as usize], weights[c][leaf], "class {c} row {i}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sampled_rounds_are_the_same_on_one_thread_and_on_two_and_still_learn() {
+        let (x, y) = data(40_000, 5, 9);
+        let full = params(15, 4, 256);
+        let mut sampled = full.clone();
+        sampled.max_rows_per_tree = 8_000;
+        let on = |threads: usize, p: &GbdtParams| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| fit(&x, &y, 3, p, 1, |_, _| Ok(true)).unwrap())
+        };
+        let one = on(1, &sampled);
+        assert_eq!(one, on(2, &sampled), "bit for bit");
+        let accuracy = |m: &GbdtModel| {
+            let p = m.predict_proba(&x);
+            let right = p
+                .chunks_exact(3)
+                .zip(&y)
+                .filter(|(p, y)| super::super::super::argmax(p) == **y)
+                .count();
+            right as f64 / y.len() as f64
+        };
+        let all_rows = on(2, &full);
+        assert_ne!(one, all_rows, "the sample changes the trees");
+        assert!(
+            accuracy(&one) > accuracy(&all_rows) - 0.01,
+            "{} vs {}",
+            accuracy(&one),
+            accuracy(&all_rows)
+        );
     }
 }
