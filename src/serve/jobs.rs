@@ -308,8 +308,11 @@ fn run_one(
         if r.view.state != JobState::Queued {
             return; // cancelled while it waited
         }
+        // Running and its first stage together: a poll never sees a running job without one.
+        r.monitor.set_stage("Reading the data");
         r.view.state = JobState::Running;
         r.view.started_at = Some(now());
+        take_stage(&mut r.view, &r.monitor);
         (r.view.options.clone(), r.monitor.clone())
     };
     tracing::info!("training job {id} started");
