@@ -16,6 +16,13 @@ pub enum Error {
     #[error("{path}: the file is empty")]
     EmptyFile { path: PathBuf },
 
+    #[error("{path}, line {line}: {message}")]
+    MalformedCsv {
+        path: PathBuf,
+        line: u64,
+        message: String,
+    },
+
     #[error("{source_name}: no data rows (only a header, or nothing)")]
     NoRows { source_name: String },
 

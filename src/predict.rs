@@ -278,6 +278,8 @@ enum ChunkReader {
         len: u64,
         position: u64,
         line: Vec<u8>,
+        /// Lines read so far, the header included (line numbers for errors).
+        line_no: u64,
     },
     Parquet {
         path: PathBuf,
@@ -336,6 +338,7 @@ impl ChunkReader {
                     len,
                     position,
                     line: Vec::new(),
+                    line_no: 1,
                 })
             }
             DataSource::Synthetic { .. } | DataSource::Mongo(_) => {
@@ -399,11 +402,14 @@ impl ChunkReader {
                 separator,
                 position,
                 line,
+                line_no,
                 ..
             } => {
                 let mut buf = header.clone();
                 let mut count = 0;
-                let mut in_quotes = false;
+                let mut scan = RecordScan::default();
+                let mut record_line = *line_no + 1;
+                let first_line = record_line;
                 while count < rows {
                     line.clear();
                     let got = reader
@@ -413,18 +419,51 @@ impl ChunkReader {
                         break;
                     }
                     *position += got as u64;
-                    let quotes = line.iter().filter(|&&b| b == b'"').count();
-                    if !in_quotes && line.iter().all(|b| b.is_ascii_whitespace()) {
-                        continue; // blank line
+                    *line_no += 1;
+                    let starts_record = !scan.in_quotes;
+                    if starts_record {
+                        record_line = *line_no;
+                        // A blank line (a line of separators is a record of empty fields).
+                        if line
+                            .iter()
+                            .all(|&b| matches!(b, b'\r' | b'\n' | b' ') && b != *separator)
+                        {
+                            continue;
+                        }
+                        scan = RecordScan::default();
                     }
+                    scan.line(line, *separator)
+                        .map_err(|message| Error::MalformedCsv {
+                            path: path.clone(),
+                            line: *line_no,
+                            message,
+                        })?;
                     buf.extend_from_slice(line);
                     if !line.ends_with(b"\n") {
                         buf.push(b'\n');
                     }
-                    in_quotes ^= quotes % 2 == 1;
-                    if !in_quotes {
+                    if !scan.in_quotes {
+                        if scan.fields != columns.len() {
+                            return Err(Error::MalformedCsv {
+                                path: path.clone(),
+                                line: record_line,
+                                message: format!(
+                                    "{} fields where the header has {}",
+                                    scan.fields,
+                                    columns.len()
+                                ),
+                            });
+                        }
                         count += 1;
                     }
+                }
+                if scan.in_quotes {
+                    return Err(Error::MalformedCsv {
+                        path: path.clone(),
+                        line: record_line,
+                        message: "a quoted field opened here is never closed (a stray '\"'?)"
+                            .into(),
+                    });
                 }
                 if count == 0 {
                     return Ok(None);
@@ -435,9 +474,79 @@ impl ChunkReader {
                     )),
                     other => other,
                 })?;
+                // Every record counted above is a row of the chunk, or nothing is written.
+                if df.height() != count {
+                    return Err(Error::MalformedCsv {
+                        path: path.clone(),
+                        line: first_line,
+                        message: format!(
+                            "{count} records in lines {first_line}-{line_no} were read as {} rows",
+                            df.height()
+                        ),
+                    });
+                }
                 Ok(Some(df))
             }
         }
+    }
+}
+
+/// A CSV record being read line by line (RFC 4180): the fields so far and where the last
+/// line left off. A quote opens a field only at its start; inside a quoted field `""` is a
+/// quote; after the closing quote only a separator or the line's end may follow.
+#[derive(Default)]
+struct RecordScan {
+    fields: usize,
+    in_quotes: bool,
+    after_quote: bool,
+    /// Inside an unquoted field with something in it already.
+    in_field: bool,
+}
+
+impl RecordScan {
+    /// Reads one line of the record (its `\n` included); an error says what is wrong.
+    fn line(&mut self, line: &[u8], separator: u8) -> std::result::Result<(), String> {
+        if self.fields == 0 && !self.in_quotes {
+            self.fields = 1;
+        }
+        let mut bytes = line.iter().copied().peekable();
+        while let Some(b) = bytes.next() {
+            if self.in_quotes {
+                if b == b'"' {
+                    if bytes.peek() == Some(&b'"') {
+                        bytes.next();
+                    } else {
+                        self.in_quotes = false;
+                        self.after_quote = true;
+                    }
+                }
+                continue;
+            }
+            match b {
+                b'\r' | b'\n' => {}
+                _ if b == separator => {
+                    self.fields += 1;
+                    self.after_quote = false;
+                    self.in_field = false;
+                }
+                _ if self.after_quote => {
+                    return Err(format!(
+                        "'{}' after the closing quote of field {} (a stray '\"'?)",
+                        char::from(b).escape_default(),
+                        self.fields
+                    ));
+                }
+                b'"' if !self.in_field => self.in_quotes = true,
+                b'"' => {
+                    return Err(format!(
+                        "a quote inside unquoted field {} (a stray '\"'?)",
+                        self.fields
+                    ));
+                }
+                _ => self.in_field = true,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -516,6 +625,135 @@ impl ChunkWriter {
             ChunkWriter::Parquet(w) => {
                 w.finish()?;
                 Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let p = dir.join("input.csv");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Every record of the file, read `rows` at a time, as text cells.
+    fn read_all(path: &Path, rows: usize) -> Result<Vec<Vec<Option<String>>>> {
+        let mut reader = ChunkReader::open(path)?;
+        let mut out = Vec::new();
+        while let Some(df) = reader.next(rows)? {
+            let columns: Vec<Vec<Option<String>>> = df
+                .columns()
+                .iter()
+                .map(|c| {
+                    c.str()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.map(str::to_string))
+                        .collect()
+                })
+                .collect();
+            for i in 0..df.height() {
+                out.push(columns.iter().map(|c| c[i].clone()).collect());
+            }
+        }
+        Ok(out)
+    }
+
+    fn line_of(e: Error) -> u64 {
+        match e {
+            Error::MalformedCsv { line, .. } => line,
+            other => panic!("expected a malformed-CSV error, got {other}"),
+        }
+    }
+
+    #[test]
+    fn a_stray_quote_or_a_wrong_column_count_is_an_error_naming_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut good = String::from("a,b,c\n");
+        for i in 0..200 {
+            good.push_str(&format!("{i},x{i},y\n"));
+        }
+        assert_eq!(read_all(&write(dir.path(), &good), 64).unwrap().len(), 200);
+        // Line 52 is record 51: a quote in the middle of a field, one at the start never closed,
+        // a character after a closing quote, and one field too few or too many.
+        for (bad, line) in [
+            ("50,x\"50,y", 52),
+            ("50,\"x50,y", 52),
+            ("50,\"x50\"z,y", 52),
+            ("50,x50", 52),
+            ("50,x50,y,extra", 52),
+        ] {
+            let text = good.replacen("50,x50,y", bad, 1);
+            let e = read_all(&write(dir.path(), &text), 64).unwrap_err();
+            let message = e.to_string();
+            assert_eq!(line_of(e), line, "{bad}: {message}");
+        }
+    }
+
+    #[test]
+    fn chunked_and_whole_reads_give_the_same_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(12);
+        for case in 0..40 {
+            let sep = if case % 2 == 0 { ',' } else { '\t' };
+            let eol = if case % 3 == 0 { "\r\n" } else { "\n" };
+            let mut text = String::new();
+            if case % 5 == 0 {
+                text.push('\u{feff}');
+            }
+            text.push_str(&["a", "b", "c"].join(&sep.to_string()));
+            text.push_str(eol);
+            let records = rng.random_range(1..60);
+            let mut expected = Vec::new();
+            for r in 0..records {
+                if rng.random_bool(0.1) {
+                    text.push_str(eol); // a blank line is no record
+                }
+                let mut cells = Vec::new();
+                let mut values = Vec::new();
+                for c in 0..3 {
+                    let value = match rng.random_range(0..4) {
+                        0 => format!("{r}{c}"),
+                        1 => format!("q{sep}\"uoted\" {r}"),
+                        2 => format!("two\nlines {r}"),
+                        _ => format!("v{r}"),
+                    };
+                    let plain = !value.contains(['"', '\n', sep]);
+                    cells.push(if plain {
+                        value.clone()
+                    } else {
+                        format!("\"{}\"", value.replace('"', "\"\""))
+                    });
+                    values.push(Some(value));
+                }
+                text.push_str(&cells.join(&sep.to_string()));
+                text.push_str(eol);
+                expected.push(values);
+            }
+            let path = write(dir.path(), &text);
+            let whole = read_all(&path, 1_000_000).unwrap();
+            assert_eq!(whole.len(), records, "case {case}");
+            for rows in [1, 2, 7] {
+                assert_eq!(
+                    read_all(&path, rows).unwrap(),
+                    whole,
+                    "case {case}, {rows} rows"
+                );
+            }
+            // The text of each cell as written (polars keeps the \r of a quoted CRLF; compare
+            // without line ends).
+            let strip = |v: &Option<String>| v.as_ref().map(|s| s.replace('\r', ""));
+            for (got, want) in whole.iter().zip(&expected) {
+                let got: Vec<_> = got.iter().map(strip).collect();
+                let want: Vec<_> = want.iter().map(strip).collect();
+                assert_eq!(got, want, "case {case}");
             }
         }
     }
