@@ -8,6 +8,8 @@ use crate::model::Manifest;
 const WIDTH: f32 = 560.0;
 const HEIGHT: f32 = 400.0;
 const PAD: f32 = 28.0;
+/// The least height of the points' area below the legend.
+const MIN_PLOT: f32 = 240.0;
 /// Segment colours (Okabe–Ito, distinguishable with colour-blindness).
 const COLOURS: [&str; 8] = [
     "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000",
@@ -52,6 +54,8 @@ struct Frame {
     sx: f32,
     sy: f32,
     top: f32,
+    /// The picture's height: [`HEIGHT`], or more when a long legend needs it.
+    height: f32,
 }
 
 impl Frame {
@@ -61,13 +65,18 @@ impl Frame {
 
     /// SVG's y grows downwards.
     fn py(&self, y: f32) -> f32 {
-        HEIGHT - PAD - (y - self.y0) / self.sy * (HEIGHT - PAD - self.top)
+        self.height - PAD - (y - self.y0) / self.sy * (self.height - PAD - self.top)
     }
 }
 
 impl Plot {
     pub fn new(m: &Manifest) -> Self {
-        let map = &m.embedding;
+        let names: Vec<&str> = m.segments.iter().map(|s| s.name.as_str()).collect();
+        Self::draw(&names, &m.embedding)
+    }
+
+    /// The picture of segments named `names` (in id order) and their embedding `map`.
+    fn draw(names: &[&str], map: &crate::model::EmbeddingMap) -> Self {
         let (mut x0, mut x1, mut y0, mut y1) = (f32::MAX, f32::MIN, f32::MAX, f32::MIN);
         let mut any = false;
         let points = map.sample.iter().map(|p| [p[0], p[1]]);
@@ -81,10 +90,14 @@ impl Plot {
             y0 = y0.min(y);
             y1 = y1.max(y);
         }
+        // The legend takes the top lines and the points go below it: with many segments
+        // the picture grows, so the points keep at least MIN_PLOT pixels.
+        let top = 18.0 + names.len() as f32 * 16.0;
+        let height = HEIGHT.max(top + MIN_PLOT + PAD);
         let mut head = String::with_capacity(32 * 1024);
         let _ = write!(
             head,
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" \
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {WIDTH} {height}\" \
              role=\"img\" aria-label=\"Customer segments in the model's 2-D embedding\" \
              class=\"embedding\">"
         );
@@ -108,8 +121,8 @@ impl Plot {
             y0,
             sx: span(x0, x1),
             sy: span(y0, y1),
-            // The legend takes the top lines; the points go below it.
-            top: 18.0 + m.segments.len() as f32 * 16.0,
+            top,
+            height,
         };
         let _ = write!(
             head,
@@ -117,11 +130,11 @@ impl Plot {
              <text x=\"{}\" y=\"{}\" class=\"axis\" text-anchor=\"middle\">principal component 1</text>\
              <text x=\"12\" y=\"{}\" class=\"axis\" text-anchor=\"middle\" transform=\"rotate(-90 12 {})\">principal component 2</text>",
             WIDTH - 1.0,
-            HEIGHT - 1.0,
+            height - 1.0,
             WIDTH / 2.0,
-            HEIGHT - 8.0,
-            HEIGHT / 2.0,
-            HEIGHT / 2.0
+            height - 8.0,
+            height / 2.0,
+            height / 2.0
         );
         head.push_str("<g class=\"sample\">");
         for p in &map.sample {
@@ -147,7 +160,7 @@ impl Plot {
             );
         }
         let mut tail = String::new();
-        for (i, seg) in m.segments.iter().enumerate() {
+        for (i, name) in names.iter().enumerate() {
             let y = 18.0 + i as f32 * 16.0;
             let _ = write!(
                 tail,
@@ -158,7 +171,7 @@ impl Plot {
                 colour(i),
                 PAD + 10.0,
                 y,
-                escape(&seg.name)
+                escape(name)
             );
         }
         tail.push_str("</svg>");
@@ -179,7 +192,7 @@ impl Plot {
             customer.filter(|p| p[0].is_finite() && p[1].is_finite()),
         ) {
             let cx = f.px(x).clamp(PAD / 2.0, WIDTH - PAD / 2.0);
-            let cy = f.py(y).clamp(f.top, HEIGHT - PAD / 2.0);
+            let cy = f.py(y).clamp(f.top, f.height - PAD / 2.0);
             let c = chosen.map_or("#000", colour);
             let anchor = if cx > WIDTH * 0.7 { "end" } else { "start" };
             let dx = if anchor == "end" { -14.0 } else { 14.0 };
@@ -196,5 +209,35 @@ impl Plot {
         }
         s.push_str(&self.tail);
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::EmbeddingMap;
+
+    #[test]
+    fn every_k_the_settings_allow_is_drawn_with_a_customer_anywhere() {
+        for k in [1usize, 2, 3, 24, 64] {
+            let map = EmbeddingMap {
+                centres: (0..k).map(|i| [i as f32, -(i as f32)]).collect(),
+                sample: (0..50)
+                    .map(|i| [i as f32 * 0.1, 1.0 - i as f32 * 0.05, (i % k) as f32])
+                    .collect(),
+            };
+            let names: Vec<String> = (0..k).map(|i| format!("Segment <{i}>")).collect();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let plot = Plot::draw(&names, &map);
+            for customer in [[0.0, 0.0], [1e30, -1e30], [-5.0, 7.0]] {
+                let svg = plot.render(Some(customer), Some(k - 1));
+                assert!(
+                    svg.starts_with("<svg") && svg.ends_with("</svg>"),
+                    "k = {k}"
+                );
+                assert!(svg.contains(&format!("{}: Segment &lt;{}&gt;", k - 1, k - 1)));
+                assert!(svg.contains("this customer"));
+            }
+        }
     }
 }
