@@ -38,6 +38,14 @@ pub struct ServerSettings {
     pub max_customers: usize,
     /// A request not answered within this many milliseconds gets 503.
     pub request_timeout_ms: u64,
+    /// A connection that moves no byte either way for this long is closed: a half-sent request
+    /// head, an idle keep-alive. Longer than `request_timeout_ms`.
+    pub idle_timeout_ms: u64,
+    /// Open connections at most; more wait to be accepted.
+    pub max_connections: usize,
+    /// On SIGTERM / Ctrl-C, requests in flight get this long to finish before the process
+    /// exits anyway (inside the 10 s a container runtime waits before it kills).
+    pub shutdown_grace_ms: u64,
     pub batcher: BatcherSettings,
 }
 
@@ -244,6 +252,16 @@ impl Settings {
         check(
             sv.request_timeout_ms >= 1,
             "server.request_timeout_ms",
+            "must be at least 1",
+        )?;
+        check(
+            sv.idle_timeout_ms > sv.request_timeout_ms,
+            "server.idle_timeout_ms",
+            "must be longer than server.request_timeout_ms",
+        )?;
+        check(
+            sv.max_connections >= 1,
+            "server.max_connections",
             "must be at least 1",
         )?;
         check(

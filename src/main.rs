@@ -296,14 +296,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 settings.server.port = p;
             }
             let models = models.unwrap_or_else(|| store::default_spec(&settings.models));
-            tokio::runtime::Builder::new_multi_thread()
+            let model_config = ModelConfig::load(cli.model_config.as_deref())?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
-                .build()?
-                .block_on(categorizer::serve::serve(
-                    settings,
-                    models,
-                    ModelConfig::load(cli.model_config.as_deref())?,
-                ))?;
+                .build()?;
+            let served = rt.block_on(categorizer::serve::serve(settings, models, model_config));
+            // Connections still open after the grace period are dropped, not waited for.
+            rt.shutdown_timeout(std::time::Duration::from_millis(500));
+            served?;
         }
         Command::Import { data, to } => {
             let start = Instant::now();

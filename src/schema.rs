@@ -468,7 +468,7 @@ impl std::fmt::Display for FieldError {
 /// Checks one value against its feature: a number in range, whole where the feature counts
 /// things, a valid code for coded features. NaN (missing) is allowed only for Income, which
 /// preprocessing imputes.
-pub fn check_feature(j: usize, v: f32) -> Result<(), FieldError> {
+pub fn check_feature(j: usize, v: f64) -> Result<(), FieldError> {
     let feat = &FEATURES[j];
     let err = |message: String| {
         Err(FieldError {
@@ -486,7 +486,9 @@ pub fn check_feature(j: usize, v: f32) -> Result<(), FieldError> {
     if v.is_infinite() {
         return err("must be a finite number".into());
     }
-    let x = v as f64;
+    // Checked as the f64 the client sent: 45.000000001 is not a whole number even though it
+    // rounds to 45 as an f32.
+    let x = v;
     if x < feat.min || x > feat.max {
         return err(format!("{v} is outside [{}, {}]", feat.min, feat.max));
     }
@@ -500,5 +502,5 @@ pub fn check_feature(j: usize, v: f32) -> Result<(), FieldError> {
 pub fn check_feature_row(row: &[f32]) -> Result<(), FieldError> {
     row.iter()
         .enumerate()
-        .try_for_each(|(j, &v)| check_feature(j, v))
+        .try_for_each(|(j, &v)| check_feature(j, f64::from(v)))
 }

@@ -10,6 +10,7 @@
 //! error in its slot.
 
 pub mod batcher;
+pub mod conn;
 pub mod jobs;
 pub mod metrics;
 pub mod openapi;
@@ -29,6 +30,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use serde::Serialize;
 
 use crate::config::Settings;
@@ -39,7 +41,7 @@ use crate::store::{LocalStore, ModelStore};
 use batcher::{Answer, BatchError, Batcher, BatcherConfig};
 use jobs::{JobError, JobOptions, JobState, Jobs, TrainingSetup};
 use metrics::Metrics;
-use rows::PredictBody;
+use rows::BodyError;
 
 /// Shared by the handlers.
 #[derive(Clone)]
@@ -215,6 +217,10 @@ impl AppState {
     }
 }
 
+/// Body limit of the routes that take a few fields (the form, training jobs): a request of
+/// the prediction body's size is refused before it is read.
+const SMALL_BODY_BYTES: usize = 16 * 1024;
+
 /// The router with every route and layer.
 pub fn router(state: AppState, settings: &Settings) -> Router {
     let sv = &settings.server;
@@ -223,9 +229,19 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         .route("/train", get(start_default_job))
         .route("/api/v1/jobs", get(list_jobs))
         .route("/api/v1/jobs/{id}", get(get_job).delete(cancel_job))
+        // A training request is a few settings: kilobytes, not the prediction body's limit.
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            SMALL_BODY_BYTES,
+        ))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
-        .route("/", get(web::form).post(web::submit))
+        .route(
+            "/",
+            get(web::form).post(web::submit).layer(
+                // The form's 21 short fields fit in far less.
+                tower_http::limit::RequestBodyLimitLayer::new(SMALL_BODY_BYTES),
+            ),
+        )
         .route("/model", get(web::model_page))
         .route("/validation", get(web::validation_page))
         .route("/static/{file}", get(web::static_file))
@@ -239,10 +255,11 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         .merge(admin)
         .fallback(not_found)
         .with_state(state.clone())
-        // Inner to outer: the body limit (a Content-Length over it is refused before reading,
+        // Inner to outer: a handler's panic as a 500; the body limit (a Content-Length over it is refused before reading,
         // a streamed body is cut off at it); the overall time limit; plain-text errors of
         // those layers and of axum turned into JSON errors; compression for clients that ask;
         // tracing; metrics (which see every answer).
+        .layer(middleware::from_fn(catch_panics))
         .layer(DefaultBodyLimit::disable())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             sv.max_body_bytes,
@@ -376,13 +393,40 @@ pub async fn serve(
         "listening on http://{addr} (ready {:.0} ms after start)",
         start.elapsed().as_secs_f64() * 1e3
     );
-    axum::serve(
+    let sv = &settings.server;
+    let listener = conn::GuardedListener::new(
+        listener,
+        sv.max_connections,
+        Duration::from_millis(sv.idle_timeout_ms),
+    )
+    .tap_io(|_| {});
+    // On the signal the server stops accepting and lets requests in flight finish; after the
+    // grace period the process ends anyway (an open half-sent request must not hold it).
+    let (stop, mut stopping) = tokio::sync::watch::channel(false);
+    let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown())
-    .await
-    .map_err(|e| Error::io(format!("{addr}"), e))
+    .with_graceful_shutdown(async move {
+        shutdown().await;
+        tracing::info!("shutting down: no new connections; finishing requests in flight");
+        let _ = stop.send(true);
+    });
+    let grace = Duration::from_millis(sv.shutdown_grace_ms);
+    let deadline = async move {
+        let _ = stopping.wait_for(|stopping| *stopping).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = server => served.map_err(|e| Error::io(format!("{addr}"), e)),
+        () = deadline => {
+            tracing::warn!(
+                "connections still open {} ms after the shutdown signal: exiting anyway",
+                grace.as_millis()
+            );
+            Ok(())
+        }
+    }
 }
 
 /// Runs blocking store or training work off the async workers.
@@ -634,6 +678,33 @@ impl From<BatchError> for ApiError {
 
 async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+/// A panic in a handler becomes a 500 in the JSON error shape, logged, instead of a dropped
+/// connection; the server goes on serving.
+async fn catch_panics(req: Request, next: Next) -> Response {
+    use futures_lite::FutureExt;
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    match std::panic::AssertUnwindSafe(next.run(req))
+        .catch_unwind()
+        .await
+    {
+        Ok(r) => r,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!("{method} {path} panicked: {what}");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the server failed on this request (a bug, logged); other requests are served",
+            )
+            .into_response()
+        }
+    }
 }
 
 /// Turns the empty or plain-text error responses of the layers and of axum (405, 408, 413,
@@ -914,24 +985,19 @@ async fn predict(
             ApiError::new(status, "bad_body", r.body_text())
         }
     })?;
-    let parsed: PredictBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
+    let parsed = rows::parse_predict_body(&body, s.inner.max_customers).map_err(|e| match e {
+        BodyError::TooManyCustomers { limit } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_customers",
+            format!("more than {limit} customers in one request; the limit is {limit}"),
+        ),
+        BodyError::Malformed(e) => ApiError::new(
             StatusCode::BAD_REQUEST,
             "malformed_json",
             format!("the body is not a valid prediction request: {e}"),
-        )
+        ),
     })?;
     let n = parsed.customers.len();
-    if n > s.inner.max_customers {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_customers",
-            format!(
-                "{n} customers in one request; the limit is {}",
-                s.inner.max_customers
-            ),
-        ));
-    }
     let mut rows = Vec::with_capacity(n * N_FEATURES);
     let mut valid = 0usize;
     for r in &parsed.customers {
@@ -990,4 +1056,41 @@ async fn predict(
         body,
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn boom() -> &'static str {
+        panic!("boom")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_in_the_json_shape_and_the_server_goes_on() {
+        let app = Router::new()
+            .route("/boom", get(boom))
+            .route("/fine", get(|| async { "fine" }))
+            .layer(middleware::from_fn(catch_panics));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = reqwest::Client::new();
+        for _ in 0..2 {
+            let r = client
+                .get(format!("http://{addr}/boom"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 500);
+            let v: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+            assert_eq!(v["error"]["code"], "internal", "{v}");
+        }
+        let r = client
+            .get(format!("http://{addr}/fine"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.text().await.unwrap(), "fine");
+    }
 }

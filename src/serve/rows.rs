@@ -32,10 +32,124 @@ impl From<FieldError> for RowError {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct PredictBody {
     pub customers: Vec<Row>,
+}
+
+/// Why a body could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// More customers than the limit: found while reading, before the rest is parsed.
+    TooManyCustomers { limit: usize },
+    /// Not a prediction request (broken JSON, no `customers`, another key).
+    Malformed(String),
+}
+
+/// Longest unknown key named back to the client.
+const MAX_KEY_SHOWN: usize = 64;
+
+/// `key`, cut to [`MAX_KEY_SHOWN`] characters (an attacker's 20 MB key is not echoed back).
+fn shown_key(key: &str) -> String {
+    match key.char_indices().nth(MAX_KEY_SHOWN) {
+        Some((at, _)) => format!("{}…", &key[..at]),
+        None => key.to_string(),
+    }
+}
+
+/// Reads `{"customers": [...]}`, at most `max_customers` of them: the reading stops at the
+/// next one, so the cost of an oversized request is bounded by the limit, not by the body.
+pub fn parse_predict_body(body: &[u8], max_customers: usize) -> Result<PredictBody, BodyError> {
+    let too_many = std::cell::Cell::new(false);
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed = de::DeserializeSeed::deserialize(
+        BodySeed {
+            max: max_customers,
+            too_many: &too_many,
+        },
+        &mut de,
+    )
+    .and_then(|b| de.end().map(|()| b));
+    match parsed {
+        Ok(b) => Ok(b),
+        Err(_) if too_many.get() => Err(BodyError::TooManyCustomers {
+            limit: max_customers,
+        }),
+        Err(e) => Err(BodyError::Malformed(e.to_string())),
+    }
+}
+
+struct BodySeed<'a> {
+    max: usize,
+    too_many: &'a std::cell::Cell<bool>,
+}
+
+impl<'de> de::DeserializeSeed<'de> for BodySeed<'_> {
+    type Value = PredictBody;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<PredictBody, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BodySeed<'_> {
+    type Value = PredictBody;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(r#"an object {"customers": [...]}"#)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PredictBody, A::Error> {
+        let mut customers = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key != "customers" {
+                return Err(de::Error::custom(format!(
+                    "unknown field `{}`, expected `customers`",
+                    shown_key(&key)
+                )));
+            }
+            if customers.is_some() {
+                return Err(de::Error::duplicate_field("customers"));
+            }
+            customers = Some(map.next_value_seed(CustomersSeed {
+                max: self.max,
+                too_many: self.too_many,
+            })?);
+        }
+        let customers = customers.ok_or_else(|| de::Error::missing_field("customers"))?;
+        Ok(PredictBody { customers })
+    }
+}
+
+struct CustomersSeed<'a> {
+    max: usize,
+    too_many: &'a std::cell::Cell<bool>,
+}
+
+impl<'de> de::DeserializeSeed<'de> for CustomersSeed<'_> {
+    type Value = Vec<Row>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Row>, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for CustomersSeed<'_> {
+    type Value = Vec<Row>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of customers")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Row>, A::Error> {
+        let mut rows = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.max).min(4096));
+        while let Some(row) = seq.next_element::<Row>()? {
+            if rows.len() == self.max {
+                self.too_many.set(true);
+                return Err(de::Error::custom("too many customers"));
+            }
+            rows.push(row);
+        }
+        Ok(rows)
+    }
 }
 
 impl<'de> Deserialize<'de> for Row {
@@ -61,22 +175,30 @@ impl<'de> Visitor<'de> for RowVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Row, A::Error> {
-        let mut values = [f32::NAN; N_FEATURES];
+        // Kept as the f64 the client sent until every check passed.
+        let mut values = [f64::NAN; N_FEATURES];
         let mut seen = [false; N_FEATURES];
         let mut error: Option<RowError> = None;
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             let Some(j) = feature_index(&key) else {
                 map.next_value::<IgnoredAny>()?;
                 error.get_or_insert(RowError {
-                    field: Some(key.to_string()),
-                    message: format!("{key}: unknown field"),
+                    field: Some(shown_key(&key)),
+                    message: "unknown field".into(),
                 });
                 continue;
             };
-            seen[j] = true;
+            if std::mem::replace(&mut seen[j], true) {
+                map.next_value::<IgnoredAny>()?;
+                error.get_or_insert(RowError {
+                    field: Some(FEATURES[j].key.into()),
+                    message: format!("{}: given more than once", FEATURES[j].key),
+                });
+                continue;
+            }
             match map.next_value::<Number>()? {
-                Number::Value(v) => values[j] = v as f32,
-                Number::Null => values[j] = f32::NAN,
+                Number::Value(v) => values[j] = v,
+                Number::Null => values[j] = f64::NAN,
                 Number::Not(what) => {
                     error.get_or_insert(RowError {
                         field: Some(FEATURES[j].key.into()),
@@ -99,7 +221,7 @@ impl<'de> Visitor<'de> for RowVisitor {
                 return Ok(Row(Err(e.into())));
             }
         }
-        Ok(Row(Ok(values)))
+        Ok(Row(Ok(values.map(|v| v as f32))))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Row, A::Error> {
@@ -205,7 +327,7 @@ mod tests {
         let mut no_income = good.clone();
         no_income.remove("Income");
         let body = serde_json::json!({"customers": [good, text, negative, missing, 7, no_income]});
-        let parsed: PredictBody = serde_json::from_value(body).unwrap();
+        let parsed = parse_predict_body(body.to_string().as_bytes(), 100).unwrap();
         let r = &parsed.customers;
         assert_eq!(r.len(), 6);
         assert!(r[0].0.is_ok(), "{:?}", r[0]);
@@ -220,5 +342,88 @@ mod tests {
             r[5].0.as_ref().unwrap()[feature_index("Income").unwrap()].is_nan(),
             "Income may be left out: it is imputed"
         );
+    }
+
+    fn body(customers: &[serde_json::Value]) -> Vec<u8> {
+        serde_json::json!({ "customers": customers })
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn reading_stops_at_the_customer_over_the_limit() {
+        let good = serde_json::Value::Object(customer());
+        assert_eq!(
+            parse_predict_body(&body(&vec![good.clone(); 3]), 3)
+                .unwrap()
+                .customers
+                .len(),
+            3
+        );
+        assert_eq!(
+            parse_predict_body(&body(&vec![good; 4]), 3).unwrap_err(),
+            BodyError::TooManyCustomers { limit: 3 }
+        );
+        // Junk rows count too: a million `1`s is refused at the fourth.
+        let ones = format!("{{\"customers\":[{}1]}}", "1,".repeat(1_000_000));
+        assert_eq!(
+            parse_predict_body(ones.as_bytes(), 3).unwrap_err(),
+            BodyError::TooManyCustomers { limit: 3 }
+        );
+        for bad in [
+            &b"{}"[..],
+            b"[]",
+            b"{\"customers\": []} x",
+            b"{\"customers\":[], \"other\": 1}",
+        ] {
+            assert!(
+                matches!(parse_predict_body(bad, 3), Err(BodyError::Malformed(_))),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn values_are_checked_as_sent_and_keys_once() {
+        let row = |edit: &dyn Fn(&mut serde_json::Map<String, serde_json::Value>)| {
+            let mut c = customer();
+            edit(&mut c);
+            let b = body(&[serde_json::Value::Object(c)]);
+            parse_predict_body(&b, 10).unwrap().customers[0].0.clone()
+        };
+        for (field, value) in [
+            ("Age", serde_json::json!(45.000000001)),
+            ("Children", serde_json::json!(2.00000001)),
+            ("Income", serde_json::json!(10000000.4)),
+        ] {
+            let e = row(&|c| {
+                c.insert(field.into(), value.clone());
+            })
+            .unwrap_err();
+            assert_eq!(e.field.as_deref(), Some(field), "{value}: {e:?}");
+        }
+        // A duplicated key is the row's error, not the last value silently.
+        let mut text = String::from_utf8(body(&[serde_json::Value::Object(customer())])).unwrap();
+        text = text.replacen("\"Age\":45", "\"Age\":45,\"Age\":46", 1);
+        let e = parse_predict_body(text.as_bytes(), 10).unwrap().customers[0]
+            .0
+            .clone()
+            .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("Age"));
+        assert!(e.message.contains("more than once"), "{}", e.message);
+        // An unknown key is named once, and cut short.
+        let long = "k".repeat(100_000);
+        let e = row(&|c| {
+            c.insert(long.clone(), 1.into());
+        })
+        .unwrap_err();
+        let shown = e.field.unwrap();
+        assert!(
+            shown.chars().count() <= MAX_KEY_SHOWN + 1,
+            "{}",
+            shown.len()
+        );
+        assert!(!e.message.contains("kkk"));
     }
 }

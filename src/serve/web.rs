@@ -284,7 +284,7 @@ pub fn parse_form(
         }
         match t.parse::<f64>() {
             Ok(v) if v.is_nan() => errors[j] = Some(format!("'{t}' is not a number")),
-            Ok(v) => match check_feature(j, v as f32) {
+            Ok(v) => match check_feature(j, v) {
                 Ok(()) => values[j] = v as f32,
                 Err(e) => errors[j] = Some(e.message),
             },

@@ -4,6 +4,7 @@ mod backends;
 mod bad_input;
 mod browser;
 mod cli;
+mod hostile;
 mod mongo;
 mod onnx;
 mod pipeline;
@@ -12,6 +13,7 @@ mod serve;
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 /// The real marketing-campaign data, when this checkout has `../shared/data` beside it.
 pub fn real_data() -> Option<PathBuf> {
@@ -90,4 +92,29 @@ pub fn categorizer() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_categorizer"));
     c.env("RUST_LOG", "warn");
     c
+}
+
+/// Polls `categorizer healthcheck` until the server answers or exits.
+pub fn wait_ready(child: &mut std::process::Child, port: u16) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(120) {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        let ok = crate::categorizer()
+            .args([
+                "healthcheck",
+                "--url",
+                &format!("http://127.0.0.1:{port}/readyz"),
+            ])
+            .output()
+            .unwrap()
+            .status
+            .success();
+        if ok {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
 }

@@ -307,31 +307,6 @@ async fn the_server_switches_to_the_new_current_model_while_answering() {
     assert_eq!(json_body(r).await["model_version"], b.as_str());
 }
 
-/// Polls `categorizer healthcheck` until the server answers or exits.
-fn wait_ready(child: &mut std::process::Child, port: u16) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(120) {
-        if child.try_wait().unwrap().is_some() {
-            return false;
-        }
-        let ok = crate::categorizer()
-            .args([
-                "healthcheck",
-                "--url",
-                &format!("http://127.0.0.1:{port}/readyz"),
-            ])
-            .output()
-            .unwrap()
-            .status
-            .success();
-        if ok {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
-
 #[test]
 fn with_s3_unreachable_the_server_serves_its_cached_model_or_fails_clearly() {
     let dir = tempfile::tempdir().unwrap();
@@ -377,7 +352,7 @@ fn with_s3_unreachable_the_server_serves_its_cached_model_or_fails_clearly() {
         l.local_addr().unwrap().port()
     };
     let mut child = serve(cache.dir(), port).spawn().unwrap();
-    let ready = wait_ready(&mut child, port);
+    let ready = crate::wait_ready(&mut child, port);
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

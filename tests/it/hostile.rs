@@ -1,0 +1,173 @@
+//! Hostile requests and faults against a spawned `categorizer serve` process: limits that hold
+//! before the cost is paid, connections that cannot hold the server, shutdown that ends.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::serve::stored_model;
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// `categorizer serve` on a model trained here, with `env` settings; waits until it is ready.
+fn serve(dir: &Path, env: &[(&str, &str)]) -> (Child, u16) {
+    stored_model(dir, 3);
+    let port = free_port();
+    let mut c = crate::categorizer();
+    c.args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
+        .arg("--models")
+        .arg(dir.join("models3"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c.spawn().unwrap();
+    assert!(
+        crate::wait_ready(&mut child, port),
+        "the server did not start"
+    );
+    (child, port)
+}
+
+/// The process's peak resident memory (VmHWM) in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap();
+    kb * 1024
+}
+
+/// Sends `body` to `path` as one HTTP/1.1 request; returns the status and the response text.
+fn post(port: u16, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    // The server may answer (413) and close before the body is all sent.
+    let _ = s.write_all(body);
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+fn stop(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn an_oversized_customer_list_is_refused_at_the_limit_with_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, port) = serve(dir.path(), &[]);
+    // 60 MiB of `1,`: 31 million "customers" under the 64 MiB body limit. Before, the whole
+    // list was parsed into rows first: 6.4 GB of RSS and 16 s before the 413.
+    let body = {
+        let mut b = b"{\"customers\":[".to_vec();
+        b.extend(b"1,".repeat(30 * 1024 * 1024));
+        b.extend(b"1]}");
+        b
+    };
+    let before = peak_rss(child.id());
+    let (status, text) = post(port, "/api/v1/predict", "application/json", &body);
+    let after = peak_rss(child.id());
+    assert_eq!(status, 413, "{}", &text[..text.len().min(500)]);
+    assert!(text.contains("too_many_customers"), "{text}");
+    let growth = after.saturating_sub(before);
+    let bound = 8 * body.len() as u64 + (64 << 20);
+    assert!(
+        growth <= bound,
+        "peak RSS grew {} MB for a {} MB body (bound {} MB)",
+        growth >> 20,
+        body.len() >> 20,
+        bound >> 20
+    );
+    // The form takes kilobytes: a big form body is refused before it is read.
+    let (status, _) = post(
+        port,
+        "/",
+        "application/x-www-form-urlencoded",
+        &vec![b'a'; 200 * 1024],
+    );
+    assert_eq!(status, 413);
+    stop(child);
+}
+
+#[test]
+fn a_half_sent_request_is_closed_and_does_not_hold_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, port) = serve(
+        dir.path(),
+        &[
+            ("CATEGORIZER__SERVER__REQUEST_TIMEOUT_MS", "500"),
+            ("CATEGORIZER__SERVER__IDLE_TIMEOUT_MS", "1500"),
+            ("CATEGORIZER__SERVER__SHUTDOWN_GRACE_MS", "1000"),
+        ],
+    );
+    let half = |s: &mut TcpStream| {
+        s.write_all(b"POST /api/v1/predict HTTP/1.1\r\nHost: x\r\nContent-Le")
+            .unwrap();
+    };
+    // The server closes a connection that stopped mid-head once it has been idle too long.
+    let mut idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    half(&mut idle);
+    let start = Instant::now();
+    let mut buf = [0u8; 64];
+    let closed = matches!(idle.read(&mut buf), Ok(0) | Err(_));
+    assert!(closed, "the half-sent request was answered");
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "the connection was held open"
+    );
+
+    // SIGTERM with another half-sent request open: the process still ends.
+    let mut open = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    half(&mut open);
+    std::thread::sleep(Duration::from_millis(200));
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let start = Instant::now();
+    let exited = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(open);
+    match exited {
+        Some(status) => assert!(status.success(), "{status}"),
+        None => {
+            stop(child);
+            panic!("the server did not exit within 20 s of SIGTERM");
+        }
+    }
+}
