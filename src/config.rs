@@ -2,7 +2,7 @@
 //! environment variables `CATEGORIZER__SECTION__KEY`. Every layer overrides key by key; the
 //! result is deserialised once and validated, so a bad value is an error naming its key.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
@@ -25,6 +25,20 @@ pub struct Settings {
     pub inference: InferenceSettings,
     pub server: ServerSettings,
     pub validation: ValidationSettings,
+    pub jobs: JobsSettings,
+}
+
+/// What a training job started over HTTP may read (the CLI may read anything it is given).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsSettings {
+    /// Files only under this directory (relative to the working directory), checked after
+    /// links are resolved.
+    pub data_dir: PathBuf,
+    /// MongoDB only on these hosts (`host` or `host:port`); empty: none.
+    pub mongodb_hosts: Vec<String>,
+    /// Largest `synthetic:rows=N`.
+    pub max_synthetic_rows: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

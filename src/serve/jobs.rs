@@ -95,7 +95,10 @@ pub struct JobView {
 }
 
 struct Record {
+    /// What the job's clients see: its source without a password.
     view: JobView,
+    /// What the job runs with: the source as confined, the password kept.
+    options: JobOptions,
     monitor: Arc<Monitor>,
 }
 
@@ -150,6 +153,7 @@ pub struct Jobs {
     records: Arc<Mutex<BTreeMap<u64, Record>>>,
     next: Arc<AtomicU64>,
     tx: mpsc::SyncSender<u64>,
+    limits: Arc<crate::config::JobsSettings>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -175,6 +179,7 @@ impl Jobs {
             records: Arc::default(),
             next: Arc::new(AtomicU64::new(1)),
             tx,
+            limits: Arc::new(setup.settings.jobs.clone()),
         };
         let records = jobs.records.clone();
         std::thread::Builder::new()
@@ -189,12 +194,15 @@ impl Jobs {
     }
 
     /// Queues a job after checking its options.
-    pub fn submit(&self, options: JobOptions) -> Result<JobView, JobError> {
+    pub fn submit(&self, mut options: JobOptions) -> Result<JobView, JobError> {
+        let mut shown = options.clone();
         if let Some(s) = &options.source {
-            DataSource::parse(s).map_err(|e| JobError::BadOption {
+            let confined = confine(s, &self.limits).map_err(|message| JobError::BadOption {
                 field: "source",
-                message: e.to_string(),
+                message,
             })?;
+            shown.source = Some(crate::ingest::mongo::redact(s));
+            options.source = Some(confined);
         }
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let view = JobView {
@@ -205,7 +213,7 @@ impl Jobs {
             stage_total: 0,
             progress: 0.0,
             cancel_requested: false,
-            options,
+            options: shown,
             created_at: now(),
             started_at: None,
             finished_at: None,
@@ -218,6 +226,7 @@ impl Jobs {
                 id,
                 Record {
                     view: view.clone(),
+                    options,
                     monitor: Arc::default(),
                 },
             );
@@ -313,7 +322,7 @@ fn run_one(
         r.view.state = JobState::Running;
         r.view.started_at = Some(now());
         take_stage(&mut r.view, &r.monitor);
-        (r.view.options.clone(), r.monitor.clone())
+        (r.options.clone(), r.monitor.clone())
     };
     tracing::info!("training job {id} started");
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -346,7 +355,7 @@ fn run_one(
             Err(e) => {
                 tracing::warn!("training job {id} failed: {e}");
                 r.view.state = JobState::Failed;
-                r.view.error = Some(e.to_string());
+                r.view.error = Some(client_message(&e));
             }
         }
     }
@@ -358,6 +367,74 @@ fn run_one(
         .collect();
     for k in ended.iter().take(ended.len().saturating_sub(KEEP_ENDED)) {
         records.remove(k);
+    }
+}
+
+/// A job source as the job may read it, or why not: a file only under `jobs.data_dir` (a
+/// relative path is taken from there; links are resolved before the check), MongoDB only on
+/// `jobs.mongodb_hosts`, synthetic data up to `jobs.max_synthetic_rows` rows. A refused file
+/// is not told apart from a missing one.
+fn confine(spec: &str, limits: &crate::config::JobsSettings) -> Result<String, String> {
+    let source = DataSource::parse(spec).map_err(|e| e.to_string())?;
+    match source {
+        DataSource::Synthetic { rows, .. } => {
+            if rows > limits.max_synthetic_rows {
+                return Err(format!(
+                    "synthetic sources have at most {} rows (jobs.max_synthetic_rows)",
+                    limits.max_synthetic_rows
+                ));
+            }
+            Ok(spec.to_string())
+        }
+        DataSource::Mongo(m) => {
+            let allowed = m.hosts.split(',').all(|h| {
+                let host = h.rsplit_once(':').map_or(h, |(host, _)| host);
+                limits
+                    .mongodb_hosts
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(h) || a.eq_ignore_ascii_case(host))
+            });
+            if !allowed {
+                return Err(format!(
+                    "MongoDB host {} is not in jobs.mongodb_hosts",
+                    m.hosts
+                ));
+            }
+            Ok(spec.to_string())
+        }
+        DataSource::Csv(path) | DataSource::Parquet(path) => {
+            let not_found = || {
+                format!(
+                    "no such data file under the jobs' data directory ({})",
+                    limits.data_dir.display()
+                )
+            };
+            let root = std::fs::canonicalize(&limits.data_dir).map_err(|_| not_found())?;
+            let wanted = if path.is_absolute() {
+                path
+            } else {
+                root.join(path)
+            };
+            let resolved = std::fs::canonicalize(&wanted).map_err(|_| not_found())?;
+            if !resolved.starts_with(&root) || !resolved.is_file() {
+                return Err(not_found());
+            }
+            Ok(resolved.display().to_string())
+        }
+    }
+}
+
+/// A failed job's error as its clients see it: reading errors (which may quote the file)
+/// are summarised; the whole error is in the server's log.
+fn client_message(e: &Error) -> String {
+    match e {
+        Error::Polars(_) | Error::Json(_) => {
+            "the data could not be read (the server's log has the details)".into()
+        }
+        Error::Io { .. } => {
+            "the data could not be opened (the server's log has the details)".into()
+        }
+        other => crate::ingest::mongo::redact(&other.to_string()),
     }
 }
 
@@ -446,5 +523,47 @@ mod tests {
         let b = stage_progress("KMeans", 50, 100);
         let c = stage_progress("Publishing the model", 0, 0);
         assert!(0.0 < a && a < b && b < c && c < 1.0, "{a} {b} {c}");
+    }
+
+    #[test]
+    fn job_sources_are_confined_to_the_data_dir_the_allowed_hosts_and_the_row_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::write(data.join("ok.csv"), "a\n1\n").unwrap();
+        std::fs::write(dir.path().join("secret.csv"), "secret\n").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(dir.path().join("secret.csv"), data.join("link.csv")).unwrap();
+        let limits = crate::config::JobsSettings {
+            data_dir: data.clone(),
+            mongodb_hosts: vec!["db.internal".into()],
+            max_synthetic_rows: 1000,
+        };
+        let inside = data.canonicalize().unwrap().join("ok.csv");
+        assert_eq!(
+            confine("ok.csv", &limits).unwrap(),
+            inside.display().to_string()
+        );
+        assert_eq!(
+            confine(&inside.display().to_string(), &limits).unwrap(),
+            inside.display().to_string()
+        );
+        for outside in [
+            dir.path().join("secret.csv").display().to_string(),
+            "../secret.csv".into(),
+            "link.csv".into(),
+            "missing.csv".into(),
+        ] {
+            let e = confine(&outside, &limits).unwrap_err();
+            assert!(e.contains("no such data file"), "{outside}: {e}");
+        }
+        assert!(confine("synthetic:rows=1000,seed=1", &limits).is_ok());
+        assert!(confine("synthetic:rows=1001", &limits).is_err());
+        assert!(confine("mongodb://db.internal:27017/shop?collection=c", &limits).is_ok());
+        let e = confine("mongodb://u:pw@elsewhere:27017/shop?collection=c", &limits).unwrap_err();
+        assert!(
+            e.contains("not in jobs.mongodb_hosts") && !e.contains("pw"),
+            "{e}"
+        );
     }
 }

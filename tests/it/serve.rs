@@ -502,6 +502,29 @@ async fn training_jobs_can_be_cancelled_queued_or_running() {
     assert_eq!(r.status(), 400);
     let v: Value = json_body(r).await;
     assert_eq!(v["error"]["field"], "source", "{v}");
+    // A job reads only under jobs.data_dir: a file elsewhere is refused without a word of it,
+    // and a password in a MongoDB source is never shown.
+    let secret = dir.path().join("secret.csv");
+    std::fs::write(&secret, "TOPSECRET-LINE\n1,2,3\n").unwrap();
+    for source in [
+        secret.display().to_string(),
+        "synthetic:rows=3000000000".into(),
+        "mongodb://admin:hunter2@db.example:27017/shop?collection=c".into(),
+    ] {
+        let r = client
+            .post(format!("{url}/api/v1/train"))
+            .body(json!({ "source": source }).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{source}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains("\"field\":\"source\""), "{text}");
+        assert!(
+            !text.contains("TOPSECRET") && !text.contains("hunter2"),
+            "{text}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
