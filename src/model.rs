@@ -278,6 +278,15 @@ impl ServedModel {
     ) -> Result<Self> {
         let manifest: Manifest = serde_json::from_slice(manifest)
             .map_err(|e| Error::Model(format!("{label}/{MANIFEST_FILE}: {e}")))?;
+        // The model file is the one the manifest describes: not truncated, not swapped.
+        let sha = hex::encode(Sha256::digest(model));
+        if !sha.eq_ignore_ascii_case(&manifest.onnx.sha256) {
+            return Err(Error::Model(format!(
+                "{label}/{MODEL_FILE}: its SHA-256 is {sha}, the manifest says {}; \
+                 the file is damaged or not this manifest's model",
+                manifest.onnx.sha256
+            )));
+        }
         let onnx = OnnxModel::from_bytes(model, options).map_err(|e| match e {
             Error::Model(m) => Error::Model(format!("{label}/{MODEL_FILE}: {m}")),
             other => other,

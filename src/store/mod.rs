@@ -36,16 +36,63 @@ pub trait ModelStore: Send + Sync {
     /// Where the store is, for messages.
     fn describe(&self) -> String;
 
-    /// The current version, if any.
+    /// The current version, if any. A `CURRENT` that is empty, unreadable or names no stored
+    /// version (a crash mid-write on a filesystem that lost it) falls back, with a warning,
+    /// to the newest version in `HISTORY` that is stored.
     fn current(&self) -> Result<Option<String>> {
-        match self.read_pointer(CURRENT_FILE)? {
-            Some(text) => {
+        let pointer = self.read_pointer(CURRENT_FILE);
+        let named = match &pointer {
+            Ok(Some(text)) => {
                 let v = text.trim().to_string();
-                check_version(&v)?;
-                Ok(Some(v))
+                match check_version(&v) {
+                    Ok(()) => Some(v),
+                    Err(_) => None,
+                }
             }
-            None => Ok(None),
+            _ => None,
+        };
+        if let Some(v) = &named
+            && (self.versions()?.contains(v) || !self.lists_versions())
+        {
+            return Ok(named);
         }
+        if matches!(pointer, Ok(None)) {
+            return Ok(None);
+        }
+        let stored = self.versions()?;
+        let fallback = self
+            .read_pointer(HISTORY_FILE)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|v| stored.iter().any(|s| s == v))
+            .map(String::from);
+        match &fallback {
+            Some(v) => tracing::warn!(
+                "{}: {CURRENT_FILE} is empty, unreadable or names no stored version; \
+                 serving {v}, the newest in {HISTORY_FILE}",
+                self.describe()
+            ),
+            None => {
+                return match pointer {
+                    Err(e) => Err(e),
+                    _ => Err(Error::Store(format!(
+                        "{}: {CURRENT_FILE} names no stored version and {HISTORY_FILE} has none",
+                        self.describe()
+                    ))),
+                };
+            }
+        }
+        Ok(fallback)
+    }
+
+    /// Whether [`ModelStore::versions`] lists every stored version cheaply (a directory);
+    /// a remote store answers `false` and its `CURRENT` is trusted as written.
+    fn lists_versions(&self) -> bool {
+        true
     }
 
     /// The versions that have been current, oldest first; the last one is current.
@@ -168,6 +215,24 @@ impl LocalStore {
     }
 }
 
+/// Writes `bytes` to `path` and flushes them to the disk before returning, so a crash after a
+/// rename never finds the renamed file empty.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    f.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    f.sync_all().map_err(|e| Error::io(path, e))
+}
+
+/// Flushes a directory's entries (a rename into it) to the disk.
+fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))?;
+    Ok(())
+}
+
 impl ModelStore for LocalStore {
     fn put(&self, version: &str, files: &[(&str, &[u8])]) -> Result<()> {
         check_version(version)?;
@@ -181,10 +246,11 @@ impl ModelStore for LocalStore {
             .join(format!(".tmp-{version}-{}", std::process::id()));
         std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
         for (name, bytes) in files {
-            let path = tmp.join(name);
-            std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
+            write_synced(&tmp.join(name), bytes)?;
         }
-        std::fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))
+        sync_dir(&tmp)?;
+        std::fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
+        sync_dir(&self.dir)
     }
 
     fn get(&self, version: &str, file: &str) -> Result<Vec<u8>> {
@@ -205,9 +271,10 @@ impl ModelStore for LocalStore {
     fn write_pointer(&self, name: &str, text: &str) -> Result<()> {
         std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
         let tmp = self.dir.join(format!(".{name}-{}", std::process::id()));
-        std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
+        write_synced(&tmp, text.as_bytes())?;
         let path = self.dir.join(name);
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(path, e))
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(path, e))?;
+        sync_dir(&self.dir)
     }
 
     fn versions(&self) -> Result<Vec<String>> {
@@ -278,6 +345,32 @@ mod tests {
         assert_eq!(store.current().unwrap().as_deref(), Some("v1"));
         assert!(store.rollback().is_err());
         assert_eq!(store.current().unwrap().as_deref(), Some("v1"));
+    }
+
+    #[test]
+    fn an_empty_or_damaged_current_falls_back_to_the_newest_stored_version_in_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path());
+        for v in ["v1", "v2"] {
+            store.put(v, &[(MODEL_FILE, b"m")]).unwrap();
+            store.set_current(v).unwrap();
+        }
+        for damaged in ["", "\n", "../x", "v9"] {
+            std::fs::write(dir.path().join(CURRENT_FILE), damaged).unwrap();
+            assert_eq!(
+                store.current().unwrap().as_deref(),
+                Some("v2"),
+                "{damaged:?}"
+            );
+        }
+        // Nothing in the history is stored any more: a clear error, not a wrong version.
+        std::fs::write(dir.path().join(HISTORY_FILE), "gone\n").unwrap();
+        std::fs::write(dir.path().join(CURRENT_FILE), "").unwrap();
+        let e = store.current().unwrap_err().to_string();
+        assert!(e.contains("names no stored version"), "{e}");
+        // No CURRENT at all is an empty store, as before.
+        std::fs::remove_file(dir.path().join(CURRENT_FILE)).unwrap();
+        assert_eq!(store.current().unwrap(), None);
     }
 
     #[test]

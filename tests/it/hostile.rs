@@ -171,3 +171,21 @@ fn a_half_sent_request_is_closed_and_does_not_hold_shutdown() {
         }
     }
 }
+
+#[test]
+fn a_model_file_that_is_not_its_manifests_is_refused() {
+    use categorizer::inference::SessionOptions;
+    use categorizer::model::ServedModel;
+    let dir = tempfile::tempdir().unwrap();
+    let version = stored_model(dir.path(), 4);
+    ServedModel::open(&version, &SessionOptions::default()).unwrap();
+    let model = version.join(categorizer::store::MODEL_FILE);
+    let mut bytes = std::fs::read(&model).unwrap();
+    bytes.push(0);
+    std::fs::write(&model, &bytes).unwrap();
+    let e = ServedModel::open(&version, &SessionOptions::default())
+        .err()
+        .expect("a damaged model loads")
+        .to_string();
+    assert!(e.contains("SHA-256"), "{e}");
+}
