@@ -331,8 +331,32 @@ impl OnnxModel {
             dst.extend_from_slice(v);
         }
         out.rows = rows;
-        debug_assert_eq!(out.probabilities.len(), rows * self.k);
-        debug_assert_eq!(out.embedding.len(), rows * self.embedding_dims);
+        // The session's shapes are checked, not assumed: a model whose outputs do not fit
+        // its rows is an error, never a slice out of bounds further on.
+        for (name, got, want) in [
+            (OUT_SEGMENT, out.segment.len(), rows),
+            (OUT_PROBABILITIES, out.probabilities.len(), rows * self.k),
+            (
+                OUT_EMBEDDING,
+                out.embedding.len(),
+                rows * self.embedding_dims,
+            ),
+            (OUT_DISTANCES, out.distances.len(), rows * self.k),
+        ] {
+            if got != want {
+                out.clear();
+                return Err(Error::Runtime(format!(
+                    "output '{name}' has {got} values for {rows} rows, expected {want}"
+                )));
+            }
+        }
+        if let Some(&s) = out.segment.iter().find(|&&s| s < 0 || s as usize >= self.k) {
+            out.clear();
+            return Err(Error::Runtime(format!(
+                "output '{OUT_SEGMENT}' holds segment {s}, outside 0..{}",
+                self.k
+            )));
+        }
         Ok(())
     }
 }

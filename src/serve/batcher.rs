@@ -88,7 +88,12 @@ impl Batcher {
         n: usize,
         deadline: Instant,
     ) -> Result<Answer, BatchError> {
-        debug_assert_eq!(rows.len(), n * N_FEATURES);
+        if rows.len() != n * N_FEATURES {
+            return Err(BatchError::Inference(format!(
+                "{} values for {n} rows of {N_FEATURES} features",
+                rows.len()
+            )));
+        }
         let (reply, rx) = oneshot::channel();
         let job = Job {
             rows,
@@ -116,6 +121,11 @@ impl Batcher {
         self.tx
             .blocking_send(Msg::Swap(Box::new(model)))
             .map_err(|_| BatchError::Stopped)
+    }
+
+    /// Whether the worker is still taking requests.
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed()
     }
 
     /// Messages waiting for the worker: the channel's used capacity (no counter to keep in
@@ -185,7 +195,7 @@ fn worker(
             match msg {
                 Msg::Swap(m) => {
                     // Run what was gathered with the old model, then switch.
-                    run(&mut loaded, &mut batch, &mut input, &mut out, &metrics);
+                    supervised_run(&mut loaded, &mut batch, &mut input, &mut out, &metrics);
                     loaded = Loaded::new(*m);
                     rows = 0;
                     continue;
@@ -204,7 +214,34 @@ fn worker(
                 break;
             }
         }
-        run(&mut loaded, &mut batch, &mut input, &mut out, &metrics);
+        supervised_run(&mut loaded, &mut batch, &mut input, &mut out, &metrics);
+    }
+}
+
+/// [`run`], with a panic inside it (ONNX Runtime, a shape nobody expected) caught: the batch's
+/// requests get an error, the panic is counted and logged, and the worker takes the next batch.
+fn supervised_run(
+    loaded: &mut Loaded,
+    batch: &mut Vec<Job>,
+    input: &mut Vec<f32>,
+    out: &mut Predictions,
+    metrics: &Metrics,
+) {
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run(loaded, batch, input, out, metrics)
+    }));
+    if ran.is_err() {
+        metrics.inference_panics.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            "inference panicked on a batch of {} requests; they get an error, the worker goes on",
+            batch.len()
+        );
+        for job in batch.drain(..) {
+            let _ = job.reply.send(Err(BatchError::Inference(
+                "inference failed on this batch (logged); retry".into(),
+            )));
+        }
+        *out = Predictions::default();
     }
 }
 

@@ -140,6 +140,8 @@ pub struct Metrics {
     pub model_switches: AtomicU64,
     /// New current models of the store refused (unreadable, corrupt or incompatible).
     pub model_refusals: AtomicU64,
+    /// Batches whose inference panicked (their requests got an error; the worker went on).
+    pub inference_panics: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -157,6 +159,7 @@ impl Default for Metrics {
             expired: AtomicU64::new(0),
             model_switches: AtomicU64::new(0),
             model_refusals: AtomicU64::new(0),
+            inference_panics: AtomicU64::new(0),
         }
     }
 }
@@ -243,7 +246,10 @@ impl Metrics {
              categorizer_model_switches_total {}\n\
              # HELP categorizer_model_refusals_total New current models refused (corrupt or incompatible).\n\
              # TYPE categorizer_model_refusals_total counter\n\
-             categorizer_model_refusals_total {}\n",
+             categorizer_model_refusals_total {}\n\
+             # HELP categorizer_inference_panics_total Inference batches that panicked; the worker recovered.\n\
+             # TYPE categorizer_inference_panics_total counter\n\
+             categorizer_inference_panics_total {}\n",
             self.rejected_busy.load(Ordering::Relaxed),
             self.expired.load(Ordering::Relaxed),
             g.queue_depth,
@@ -253,6 +259,7 @@ impl Metrics {
             g.jobs_running,
             self.model_switches.load(Ordering::Relaxed),
             self.model_refusals.load(Ordering::Relaxed),
+            self.inference_panics.load(Ordering::Relaxed),
         );
         out
     }

@@ -814,8 +814,17 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
+/// Ready while the inference worker takes requests; 503 once it has stopped.
 async fn readyz(State(s): State<AppState>) -> Response {
     let version = s.manifest().version.clone();
+    if !s.inner.serving.batcher.is_running() {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the inference worker has stopped",
+        )
+        .into_response();
+    }
     axum::Json(serde_json::json!({"ready": true, "model_version": version})).into_response()
 }
 
