@@ -201,6 +201,11 @@ fn worker(
                     continue;
                 }
                 Msg::Predict(job) => {
+                    // A client that left (its handler was dropped) is not worked for.
+                    if job.reply.is_closed() {
+                        metrics.expired.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     if job.deadline <= Instant::now() {
                         metrics.expired.fetch_add(1, Ordering::Relaxed);
                         let _ = job.reply.send(Err(BatchError::Expired));

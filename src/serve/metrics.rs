@@ -134,7 +134,7 @@ pub struct Metrics {
     pub batch_rows: Histogram,
     /// Requests the batcher refused because its queue was full.
     pub rejected_busy: AtomicU64,
-    /// Requests whose deadline passed while they waited.
+    /// Requests whose deadline passed while they waited, or whose client had gone.
     pub expired: AtomicU64,
     /// Models switched to because the store's current pointer moved.
     pub model_switches: AtomicU64,

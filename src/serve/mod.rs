@@ -487,6 +487,9 @@ pub fn watch_store(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut refused: Option<String> = None;
+        // The store version last loaded: a version directory copied under another name holds
+        // a manifest with the old name, and must not be reloaded on every poll.
+        let mut loaded_from: Option<String> = None;
         let mut unreachable = false;
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -514,7 +517,9 @@ pub fn watch_store(
             let Some(version) = current.filter(|v| *v != served) else {
                 continue;
             };
-            if refused.as_deref() == Some(version.as_str()) {
+            if refused.as_deref() == Some(version.as_str())
+                || loaded_from.as_deref() == Some(version.as_str())
+            {
                 continue;
             }
             let (s, c, o, v) = (
@@ -525,6 +530,15 @@ pub fn watch_store(
             );
             let loaded = blocking(move || fetch_model(s.as_ref(), &v, c.as_ref(), &o)).await;
             let outcome = match loaded {
+                // The same model (by its checksum) under another name: nothing to switch.
+                Ok(model) if model.manifest.onnx.sha256 == state.manifest().onnx.sha256 => {
+                    tracing::info!(
+                        "the store's current version {version} is the model already served \
+                         ({served}, the same SHA-256)"
+                    );
+                    loaded_from = Some(version);
+                    continue;
+                }
                 Ok(model) => state.swap(model).await,
                 Err(e) => Err(e),
             };
@@ -538,6 +552,7 @@ pub fn watch_store(
                         "switched from model {served} to {version}, the store's new current model"
                     );
                     refused = None;
+                    loaded_from = Some(version);
                 }
                 Err(e) => {
                     state

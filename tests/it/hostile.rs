@@ -189,3 +189,51 @@ fn a_model_file_that_is_not_its_manifests_is_refused() {
         .to_string();
     assert!(e.contains("SHA-256"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_copied_under_another_name_is_not_reloaded_on_every_poll() {
+    use std::sync::atomic::Ordering;
+
+    use categorizer::inference::SessionOptions;
+    use categorizer::model::ServedModel;
+    use categorizer::store::{LocalStore, ModelStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let version = stored_model(dir.path(), 6);
+    let store = LocalStore::new(dir.path().join("models6"));
+    // The same files under a new name, made current: the manifest still says the old name.
+    let copy = "20990101T000000Z-c0c0c0c0";
+    let files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&version)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    store.put(copy, &refs).unwrap();
+    store.set_current(copy).unwrap();
+    let model = ServedModel::open(&version, &SessionOptions::default()).unwrap();
+    let (_, state) = crate::serve::start_model(model, crate::settings(), None).await;
+    categorizer::serve::watch_store(
+        state.clone(),
+        std::sync::Arc::new(store),
+        None,
+        SessionOptions::default(),
+        Duration::from_millis(50),
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let m = state.metrics();
+    assert_eq!(
+        m.model_switches.load(Ordering::Relaxed),
+        0,
+        "reloaded the same model"
+    );
+    assert_eq!(m.model_refusals.load(Ordering::Relaxed), 0);
+}
