@@ -68,21 +68,74 @@ struct Job {
 #[derive(Clone)]
 pub struct Batcher {
     tx: mpsc::Sender<Msg>,
+    /// Rows per piece: a bigger request is queued a piece at a time.
+    max_rows: usize,
 }
 
 impl Batcher {
     /// Starts the worker thread over `model`; it records each batch's size in `metrics`.
     pub fn start(model: ServedModel, config: BatcherConfig, metrics: Arc<Metrics>) -> Self {
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let max_rows = config.max_batch_rows.max(1);
         std::thread::Builder::new()
             .name("inference".into())
             .spawn(move || worker(model, config, rx, metrics))
             .expect("spawning the inference thread");
-        Self { tx }
+        Self { tx, max_rows }
     }
 
-    /// Queues `n` rows (row-major, 21 features each) and waits for their predictions.
+    /// Queues `n` rows (row-major, 21 features each) and waits for their predictions. More
+    /// than `max_batch_rows` rows go a piece at a time, each queued after the previous one is
+    /// answered, so requests that arrive meanwhile run between the pieces instead of waiting
+    /// for the whole of a big request. All pieces must come from one model: if the model is
+    /// switched between two pieces, the request starts over (once), then fails.
     pub async fn predict(
+        &self,
+        rows: Vec<f32>,
+        n: usize,
+        deadline: Instant,
+    ) -> Result<Answer, BatchError> {
+        if n <= self.max_rows {
+            return self.predict_piece(rows, n, deadline).await;
+        }
+        if rows.len() != n * N_FEATURES {
+            return Err(BatchError::Inference(format!(
+                "{} values for {n} rows of {N_FEATURES} features",
+                rows.len()
+            )));
+        }
+        for _ in 0..2 {
+            let mut whole: Option<Answer> = None;
+            let mut same_model = true;
+            for piece in rows.chunks(self.max_rows * N_FEATURES) {
+                let a = self
+                    .predict_piece(piece.to_vec(), piece.len() / N_FEATURES, deadline)
+                    .await?;
+                match &mut whole {
+                    None => whole = Some(a),
+                    Some(w) if w.model_version != a.model_version => {
+                        same_model = false;
+                        break;
+                    }
+                    Some(w) => {
+                        w.segment.extend_from_slice(&a.segment);
+                        w.probabilities.extend_from_slice(&a.probabilities);
+                        w.embedding.extend_from_slice(&a.embedding);
+                        w.distances.extend_from_slice(&a.distances);
+                    }
+                }
+            }
+            if same_model {
+                return whole.ok_or_else(|| BatchError::Inference("no rows".into()));
+            }
+        }
+        Err(BatchError::Inference(
+            "the model was switched twice while this request ran; retry".into(),
+        ))
+    }
+
+    /// One piece of at most `max_batch_rows` rows through the queue.
+    async fn predict_piece(
         &self,
         rows: Vec<f32>,
         n: usize,

@@ -237,3 +237,53 @@ async fn a_version_copied_under_another_name_is_not_reloaded_on_every_poll() {
     );
     assert_eq!(m.model_refusals.load(Ordering::Relaxed), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_over_max_batch_rows_runs_in_pieces_with_the_same_answers() {
+    use categorizer::inference::SessionOptions;
+    use categorizer::model::ServedModel;
+
+    let dir = tempfile::tempdir().unwrap();
+    let version = stored_model(dir.path(), 7);
+    let customers: Vec<serde_json::Value> = (0..2500)
+        .map(|i| crate::serve::customer(20 + (i % 60)))
+        .collect();
+    let body = serde_json::json!({ "customers": customers }).to_string();
+    let mut answers = Vec::new();
+    for max_batch_rows in [100_000, 300] {
+        let mut settings = crate::settings();
+        settings.server.batcher.max_batch_rows = max_batch_rows;
+        let model = ServedModel::open(&version, &SessionOptions::default()).unwrap();
+        let (url, _) = crate::serve::start_model(model, settings, None).await;
+        let r = reqwest::Client::new()
+            .post(format!("{url}/api/v1/predict"))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: serde_json::Value = crate::serve::json_body(r).await;
+        assert_eq!(v["predictions"].as_array().unwrap().len(), 2500);
+        answers.push(v["predictions"].clone());
+    }
+    // The same segments; probabilities equal up to the kernels' rounding for other batch sizes.
+    let (a, b) = (
+        answers[0].as_array().unwrap(),
+        answers[1].as_array().unwrap(),
+    );
+    for (i, (a, b)) in a.iter().zip(b).enumerate() {
+        assert_eq!(a["segment"], b["segment"], "row {i}");
+        let (pa, pb) = (
+            a["probabilities"].as_array().unwrap(),
+            b["probabilities"].as_array().unwrap(),
+        );
+        assert_eq!(pa.len(), pb.len());
+        for (x, y) in pa.iter().zip(pb) {
+            assert!(
+                (x.as_f64().unwrap() - y.as_f64().unwrap()).abs() < 1e-5,
+                "row {i}"
+            );
+        }
+    }
+}
