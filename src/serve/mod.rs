@@ -1009,7 +1009,61 @@ async fn predict(
             ApiError::new(status, "bad_body", r.body_text())
         }
     })?;
-    let parsed = rows::parse_predict_body(&body, s.inner.max_customers).map_err(|e| match e {
+    // A big body is parsed (and its answer encoded) on the blocking pool: the async workers
+    // stay free for the small requests that arrive meanwhile.
+    let big = body.len() > OFF_WORKER_BYTES;
+    let max_customers = s.inner.max_customers;
+    let (parsed, rows, valid) =
+        off_worker(big, move || read_predict_body(&body, max_customers)).await?;
+    let answer = if valid > 0 {
+        Some(s.predict_rows(rows, valid).await?)
+    } else {
+        None
+    };
+    let version = match &answer {
+        Some(a) => a.model_version.to_string(),
+        None => s.manifest().version.clone(),
+    };
+    let body = off_worker(big, move || {
+        encode_predictions(&parsed, answer.as_ref(), &version)
+    })
+    .await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
+}
+
+/// Bodies over this size are parsed and answered on the blocking pool.
+const OFF_WORKER_BYTES: usize = 64 * 1024;
+
+/// Runs `f` on the blocking pool when `big`, inline otherwise.
+async fn off_worker<T: Send + 'static>(
+    big: bool,
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    if !big {
+        return f();
+    }
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("reading the request failed: {e}"),
+        )
+    })?
+}
+
+/// The customers of a prediction body, and the feature rows of the valid ones.
+fn read_predict_body(
+    body: &[u8],
+    max_customers: usize,
+) -> Result<(rows::PredictBody, Vec<f32>, usize), ApiError> {
+    let parsed = rows::parse_predict_body(body, max_customers).map_err(|e| match e {
         BodyError::TooManyCustomers { limit } => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_many_customers",
@@ -1021,8 +1075,7 @@ async fn predict(
             format!("the body is not a valid prediction request: {e}"),
         ),
     })?;
-    let n = parsed.customers.len();
-    let mut rows = Vec::with_capacity(n * N_FEATURES);
+    let mut rows = Vec::with_capacity(parsed.customers.len() * N_FEATURES);
     let mut valid = 0usize;
     for r in &parsed.customers {
         if let Ok(v) = &r.0 {
@@ -1030,19 +1083,19 @@ async fn predict(
             valid += 1;
         }
     }
-    let answer = if valid > 0 {
-        Some(s.predict_rows(rows, valid).await?)
-    } else {
-        None
-    };
-    let version = match &answer {
-        Some(a) => a.model_version.to_string(),
-        None => s.manifest().version.clone(),
-    };
-    let mut out = Vec::with_capacity(n);
+    Ok((parsed, rows, valid))
+}
+
+/// The JSON answer: each customer's prediction or error, in input order.
+fn encode_predictions(
+    parsed: &rows::PredictBody,
+    answer: Option<&Answer>,
+    version: &str,
+) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::with_capacity(parsed.customers.len());
     let mut at = 0usize;
     for (i, r) in parsed.customers.iter().enumerate() {
-        match (&r.0, &answer) {
+        match (&r.0, answer) {
             (Ok(_), Some(a)) => {
                 let seg = a.segment[at];
                 out.push(PredictionOut::Ok {
@@ -1067,19 +1120,11 @@ async fn predict(
             (Ok(_), None) => unreachable!("a valid row always has an answer"),
         }
     }
-    let body = serde_json::to_vec(&PredictResponse {
-        model_version: &version,
+    serde_json::to_vec(&PredictResponse {
+        model_version: version,
         predictions: out,
     })
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "encoding", e.to_string()))?;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response())
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "encoding", e.to_string()))
 }
 
 #[cfg(test)]
