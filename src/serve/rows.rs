@@ -426,4 +426,77 @@ mod tests {
         );
         assert!(!e.message.contains("kkk"));
     }
+
+    /// A valid body with random damage: bytes flipped, cut short, inserted or duplicated.
+    fn mutated(rng: &mut rand_chacha::ChaCha8Rng, base: &[u8]) -> Vec<u8> {
+        use rand::Rng;
+        let mut b = base.to_vec();
+        for _ in 0..rng.random_range(1..6) {
+            if b.is_empty() {
+                break;
+            }
+            let at = rng.random_range(0..b.len());
+            match rng.random_range(0..5) {
+                0 => b[at] = rng.random(),
+                1 => b.truncate(at),
+                2 => {
+                    let junk: &[u8] = [
+                        &b"\""[..],
+                        b"1e400",
+                        b"NaN",
+                        b"-",
+                        b"{",
+                        b"]",
+                        b",",
+                        b"\\u00",
+                    ][rng.random_range(0..8)];
+                    b.splice(at..at, junk.iter().copied());
+                }
+                3 => {
+                    let end = (at + rng.random_range(1..40)).min(b.len());
+                    let piece = b[at..end].to_vec();
+                    b.splice(at..at, piece);
+                }
+                _ => b[at] = b"0123456789.e-+"[rng.random_range(0..14)],
+            }
+        }
+        b
+    }
+
+    #[test]
+    fn damaged_bodies_never_panic_and_every_customer_gets_an_answer_or_an_error() {
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(14);
+        let good = serde_json::Value::Object(customer());
+        let base = body(&vec![good; 3]);
+        let (mut whole, mut malformed, mut too_many) = (0, 0, 0);
+        for _ in 0..20_000 {
+            let b = mutated(&mut rng, &base);
+            match parse_predict_body(&b, 3) {
+                Ok(parsed) => {
+                    whole += 1;
+                    assert!(parsed.customers.len() <= 3);
+                    for row in &parsed.customers {
+                        match &row.0 {
+                            // A customer that passed holds only values its checks allow.
+                            Ok(values) => {
+                                crate::schema::check_feature_row(values).unwrap();
+                            }
+                            Err(e) => assert!(!e.message.is_empty()),
+                        }
+                    }
+                }
+                Err(BodyError::Malformed(m)) => {
+                    malformed += 1;
+                    assert!(!m.is_empty());
+                }
+                Err(BodyError::TooManyCustomers { .. }) => too_many += 1,
+            }
+        }
+        // The damage reached every outcome.
+        assert!(
+            whole > 100 && malformed > 100 && too_many > 0,
+            "{whole} {malformed} {too_many}"
+        );
+    }
 }

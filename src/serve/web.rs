@@ -557,4 +557,33 @@ mod tests {
         assert_eq!(errors.iter().filter(|e| e.is_some()).count(), 3);
         assert_eq!(values[1], 1.0);
     }
+
+    #[test]
+    fn random_form_bodies_never_panic_and_every_field_is_a_value_or_an_error() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(15);
+        let keys: Vec<&str> = FEATURES.iter().map(|f| f.key).collect();
+        let pieces: [&[u8]; 12] = [
+            b"=", b"&", b"%", b"%2", b"%zz", b"+", b"1e400", b"NaN", b"-3", b"45.5", b"\xff", b"",
+        ];
+        for _ in 0..20_000 {
+            let mut body = Vec::new();
+            for _ in 0..rng.random_range(0..30) {
+                if rng.random_bool(0.6) {
+                    body.extend_from_slice(keys[rng.random_range(0..keys.len())].as_bytes());
+                }
+                body.extend_from_slice(pieces[rng.random_range(0..pieces.len())]);
+                body.extend_from_slice(rng.random_range(0..100_000u32).to_string().as_bytes());
+            }
+            let (_, values, errors) = parse_form(&body);
+            for j in 0..N_FEATURES {
+                match &errors[j] {
+                    Some(e) => assert!(!e.is_empty()),
+                    // Without an error: a checked value, or an Income left empty (imputed).
+                    None if values[j].is_nan() => assert_eq!(FEATURES[j].key, "Income"),
+                    None => check_feature(j, f64::from(values[j])).unwrap(),
+                }
+            }
+        }
+    }
 }
