@@ -51,15 +51,19 @@ pub trait ModelStore: Send + Sync {
             }
             _ => None,
         };
-        if let Some(v) = &named
-            && (self.versions()?.contains(v) || !self.lists_versions())
-        {
+        if named.is_some() && !self.lists_versions() {
             return Ok(named);
         }
         if matches!(pointer, Ok(None)) {
             return Ok(None);
         }
+        // One listing serves both the check of the named version and the fallback.
         let stored = self.versions()?;
+        if let Some(v) = &named
+            && stored.contains(v)
+        {
+            return Ok(named);
+        }
         let fallback = self
             .read_pointer(HISTORY_FILE)
             .ok()
