@@ -38,6 +38,7 @@ use crate::train::device::is_cpu;
 use crate::train::tensor::download;
 
 mod host;
+mod kernels;
 
 /// Quantile cut points per feature: bin(x) = number of cuts below x.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -253,11 +254,13 @@ struct Block {
     gh: Vec<Tensor<2>>,
     /// Each class tree's node of each row, [len, k].
     node: Tensor<2, Int>,
+    /// Histograms by the custom kernels (`kernels`) instead of the generic tensor code.
+    kernels: bool,
 }
 
 impl Block {
     /// `bins` row-major [len, f], `y` the block's labels.
-    fn new(bins: &[i64], y: &[u32], shape: HistShape, device: &Device) -> Self {
+    fn new(bins: &[i64], y: &[u32], shape: HistShape, device: &Device, kernels: bool) -> Self {
         let HistShape { k, f, b, .. } = shape;
         let len = y.len();
         let pair_bins: Vec<i64> = bins.iter().flat_map(|&bin| [bin, bin]).collect();
@@ -287,6 +290,7 @@ impl Block {
             gh_rows: Tensor::zeros([len, 2 * k], device),
             gh: Vec::new(),
             node: Tensor::zeros([len, k], device),
+            kernels,
         }
     }
 
@@ -329,6 +333,9 @@ impl Block {
     /// sub-block and a feature at a time into one histogram updated in place.
     fn root_hist(&self, shape: HistShape) -> Tensor<2> {
         let HistShape { k, f, b, sub_block } = shape;
+        if self.kernels {
+            return kernels::root_histograms(&self.bins, &self.gh_rows, b);
+        }
         let mut hist = Tensor::<2>::zeros([f * b, 2 * k], &self.margin.device());
         let mut at = 0;
         while at < self.len {
@@ -356,6 +363,9 @@ impl Block {
     /// per sub-block takes every feature of those rows at once.
     fn left_hist(&self, shape: HistShape, parents: usize, pick: &Tensor<2>) -> Tensor<2> {
         let HistShape { k, f, b, sub_block } = shape;
+        if self.kernels {
+            return kernels::left_histograms(&self.bins, &self.node, &self.gh_rows, parents, b);
+        }
         let mut hist = Tensor::<2>::zeros([parents * k * b, 2 * f], &self.margin.device());
         for c in 0..k {
             let class_node = self.node.clone().narrow(1, c, 1).reshape([self.len]);
@@ -605,11 +615,12 @@ fn fit_in_blocks(
     };
     let binner = Binner::fit(x, b);
     let block = block.max(1);
+    let use_kernels = kernels::runs_kernels(device);
     let mut blocks: Vec<Block> = {
         let bins = binner.bin_matrix(x);
         bins.par_chunks(block * f)
             .zip(y.par_chunks(block))
-            .map(|(bins, y)| Block::new(bins, y, shape, device))
+            .map(|(bins, y)| Block::new(bins, y, shape, device, use_kernels))
             .collect()
     };
     let class_index = Tensor::<1, Int>::arange(0..k as i64, device).reshape([1, k]);
