@@ -75,8 +75,67 @@ pub fn parse_predict_body(body: &[u8], max_customers: usize) -> Result<PredictBo
         Err(_) if too_many.get() => Err(BodyError::TooManyCustomers {
             limit: max_customers,
         }),
+        // serde_json refuses a number beyond f64 (1e400) as a syntax error of the whole body.
+        // It is well-formed JSON and one customer's bad value: mark every such number and read
+        // the body again, so it becomes that customer's error (rare: paid only on this path).
+        Err(e) if e.to_string().starts_with("number out of range") => {
+            match mark_out_of_range(body) {
+                Some(marked) => parse_predict_body(&marked, max_customers),
+                None => Err(BodyError::Malformed(e.to_string())),
+            }
+        }
         Err(e) => Err(BodyError::Malformed(e.to_string())),
     }
+}
+
+/// What a number beyond f64 becomes in the re-read body: a string no client sends by accident
+/// (JSON needs the escape for the NUL).
+const OUT_OF_RANGE: &str = "\\u0000out of range";
+
+/// `body` with every number outside strings that overflows f64 replaced by the
+/// [`OUT_OF_RANGE`] string; `None` when there is none (the error was something else).
+fn mark_out_of_range(body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(body.len() + 64);
+    let (mut i, mut in_string, mut marked) = (0, false, false);
+    while i < body.len() {
+        let c = body[i];
+        if in_string {
+            match c {
+                b'\\' => {
+                    out.extend_from_slice(&body[i..(i + 2).min(body.len())]);
+                    i += 2;
+                    continue;
+                }
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else if c == b'"' {
+            in_string = true;
+        } else if c == b'-' || c.is_ascii_digit() {
+            let end = body[i..]
+                .iter()
+                .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                .map_or(body.len(), |n| i + n);
+            let token = &body[i..end];
+            let overflows = std::str::from_utf8(token)
+                .ok()
+                .and_then(|t| t.parse::<f64>().ok())
+                .is_some_and(f64::is_infinite);
+            if overflows {
+                out.push(b'"');
+                out.extend_from_slice(OUT_OF_RANGE.as_bytes());
+                out.push(b'"');
+                marked = true;
+            } else {
+                out.extend_from_slice(token);
+            }
+            i = end;
+            continue;
+        }
+        out.push(c);
+        i += 1;
+    }
+    marked.then_some(out)
 }
 
 struct BodySeed<'a> {
@@ -199,6 +258,15 @@ impl<'de> Visitor<'de> for RowVisitor {
             match map.next_value::<Number>()? {
                 Number::Value(v) => values[j] = v,
                 Number::Null => values[j] = f64::NAN,
+                Number::OutOfRange => {
+                    error.get_or_insert(RowError {
+                        field: Some(FEATURES[j].key.into()),
+                        message: format!(
+                            "{}: the number is too large (beyond a 64-bit float)",
+                            FEATURES[j].key
+                        ),
+                    });
+                }
                 Number::Not(what) => {
                     error.get_or_insert(RowError {
                         field: Some(FEATURES[j].key.into()),
@@ -253,6 +321,8 @@ enum Number {
     Value(f64),
     Null,
     Not(&'static str),
+    /// Beyond f64 (1e400): marked by [`mark_out_of_range`].
+    OutOfRange,
 }
 
 impl<'de> Deserialize<'de> for Number {
@@ -283,7 +353,10 @@ impl<'de> Visitor<'de> for NumberVisitor {
     fn visit_none<E: de::Error>(self) -> Result<Number, E> {
         Ok(Number::Null)
     }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Number, E> {
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Number, E> {
+        if v == "\0out of range" {
+            return Ok(Number::OutOfRange);
+        }
         Ok(Number::Not("a string"))
     }
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<Number, E> {
@@ -461,6 +534,43 @@ mod tests {
             }
         }
         b
+    }
+
+    #[test]
+    fn a_number_beyond_f64_is_its_customers_error() {
+        let good = String::from_utf8(body(&[serde_json::Value::Object(customer())])).unwrap();
+        let one = good
+            .trim_start_matches("{\"customers\":[")
+            .trim_end_matches("]}");
+        assert!(one.contains("\"Income\":"), "{one}");
+        for big in ["1e400", "-1e400", "1.5E+309"] {
+            let bad = regex_free_replace(one, "Income", big);
+            // A string holding the same digits, and a key, stay as they are.
+            let text = format!("{{\"customers\":[{bad},{one},{{\"1e400\":\"1e400\"}}]}}");
+            let rows = parse_predict_body(text.as_bytes(), 10).unwrap().customers;
+            assert_eq!(rows.len(), 3, "{big}");
+            let e = rows[0].0.clone().unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("Income"), "{big}: {e:?}");
+            assert!(e.message.contains("too large"), "{}", e.message);
+            assert!(rows[1].0.is_ok(), "{big}");
+            assert_eq!(
+                rows[2].0.clone().unwrap_err().field.as_deref(),
+                Some("1e400")
+            );
+        }
+        // Broken JSON with a huge number is still broken JSON.
+        assert!(matches!(
+            parse_predict_body(b"{\"customers\":[{\"Income\":1e400}", 10),
+            Err(BodyError::Malformed(_))
+        ));
+    }
+
+    /// `one` with the value of `field` replaced by `value` (the value is a plain number).
+    fn regex_free_replace(one: &str, field: &str, value: &str) -> String {
+        let key = format!("\"{field}\":");
+        let at = one.find(&key).unwrap() + key.len();
+        let end = at + one[at..].find([',', '}']).unwrap();
+        format!("{}{value}{}", &one[..at], &one[end..])
     }
 
     #[test]
