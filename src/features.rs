@@ -302,7 +302,6 @@ pub fn engineer(raw: &DataFrame, reference: ReferenceDate) -> Result<FeatureTabl
     let mut data = Vec::with_capacity(n * N_FEATURES);
     let mut source_rows = Vec::with_capacity(n);
     let mut missing = [0usize; N_FEATURES];
-    let income = schema::feature_index("Income").expect("Income is a feature");
     let mut samples: Vec<(String, usize, Option<&str>)> = Vec::new();
 
     let mut rejected_rows: Vec<(u32, String)> = Vec::new();
@@ -327,20 +326,14 @@ pub fn engineer(raw: &DataFrame, reference: ReferenceDate) -> Result<FeatureTabl
             reject(&mut report, reason.to_string(), i, *column);
             continue;
         }
+        // The same rules as a customer sent to the service (`schema::check_feature`).
         let mut problem: Option<(String, Option<&'static str>)> = None;
         for (j, feat) in FEATURES.iter().enumerate() {
             let v = slices[j][i];
             row_values[j] = v;
-            if v.is_nan() {
-                if j != income {
-                    problem = Some((format!("missing value in {}", feat.key), None));
-                    break;
-                }
-            } else if (v as f64) < feat.min || (v as f64) > feat.max {
-                problem = Some((
-                    format!("{} out of range [{}, {}]", feat.key, feat.min, feat.max),
-                    Some(feat.key),
-                ));
+            if let Err(e) = schema::check_feature(j, f64::from(v)) {
+                let column = (e.rule != schema::FieldRule::Missing).then_some(feat.key);
+                problem = Some((e.reason(), column));
                 break;
             }
         }

@@ -22,7 +22,7 @@ use crate::ingest::{self, DataSource};
 use crate::matrix::Matrix;
 use crate::model::ServedModel;
 use crate::schema::RawSchema;
-use crate::schema::{FEATURES, N_FEATURES, check_feature_row};
+use crate::schema::{FEATURES, N_FEATURES, check_feature};
 
 #[derive(Debug, Clone)]
 pub struct PredictRequest {
@@ -182,10 +182,12 @@ fn features_of(
     offset: usize,
 ) -> Result<(Matrix, Vec<u32>, Vec<(u32, String)>)> {
     let n = df.height();
-    let mut cols: Vec<Float32Chunked> = Vec::with_capacity(N_FEATURES);
+    // Read as f64 and checked as such (a fraction in a whole-number column is not rounded away
+    // by an f32 first), then kept as f32: the rules of `schema::check_feature`, as over HTTP.
+    let mut cols: Vec<Float64Chunked> = Vec::with_capacity(N_FEATURES);
     for f in &FEATURES {
         let c = df.column(f.key)?;
-        let cast = c.strict_cast(&DataType::Float32).map_err(|_| {
+        let cast = c.strict_cast(&DataType::Float64).map_err(|_| {
             ingest::bad_number_in(source, df, f.key)
                 .map(|e| shift_row(e, offset))
                 .unwrap_or(Error::BadColumnType {
@@ -195,19 +197,23 @@ fn features_of(
                     expected: "number",
                 })
         })?;
-        cols.push(cast.as_materialized_series().f32()?.clone());
+        cols.push(cast.as_materialized_series().f64()?.clone());
     }
     let mut data = Vec::with_capacity(n * N_FEATURES);
     let mut kept = Vec::with_capacity(n);
     let mut errors = Vec::new();
-    let mut row = [0f32; N_FEATURES];
+    let mut row = [0f64; N_FEATURES];
     for i in 0..n {
         for (j, c) in cols.iter().enumerate() {
-            row[j] = c.get(i).unwrap_or(f32::NAN);
+            row[j] = c.get(i).unwrap_or(f64::NAN);
         }
-        match check_feature_row(&row) {
+        match row
+            .iter()
+            .enumerate()
+            .try_for_each(|(j, &v)| check_feature(j, v))
+        {
             Ok(()) => {
-                data.extend_from_slice(&row);
+                data.extend(row.iter().map(|&v| v as f32));
                 kept.push(i as u32);
             }
             Err(e) => errors.push((i as u32, e.to_string())),
@@ -695,6 +701,37 @@ mod tests {
             let message = e.to_string();
             assert_eq!(line_of(e), line, "{bad}: {message}");
         }
+    }
+
+    #[test]
+    fn feature_files_are_checked_as_f64_by_the_service_rules() {
+        // Three rows at every feature's minimum; row 1 has a fraction too small for an f32
+        // to keep in a whole-number feature, row 2 a value out of range.
+        let children = crate::schema::feature_index("Children").unwrap();
+        let columns: Vec<Column> = FEATURES
+            .iter()
+            .enumerate()
+            .map(|(j, f)| {
+                let mut v = vec![f.min; 3];
+                if j == children {
+                    v[1] = 2.000_000_01;
+                }
+                if f.key == "Age" {
+                    v[2] = f.max + 1.0;
+                }
+                Column::new(f.key.into(), v)
+            })
+            .collect();
+        let df = DataFrame::new(3, columns).unwrap();
+        let (x, kept, errors) = features_of("test", &df, 0).unwrap();
+        assert_eq!(kept, vec![0]);
+        assert_eq!(x.rows(), 1);
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(errors[0].0, 1);
+        assert!(errors[0].1.starts_with("Children:"), "{}", errors[0].1);
+        assert!(errors[0].1.contains("whole"), "{}", errors[0].1);
+        assert_eq!(errors[1].0, 2);
+        assert!(errors[1].1.starts_with("Age:"), "{}", errors[1].1);
     }
 
     #[test]

@@ -457,6 +457,33 @@ mod tests {
 pub struct FieldError {
     pub field: &'static str,
     pub message: String,
+    /// Which rule the value broke.
+    pub rule: FieldRule,
+}
+
+/// The rules of [`check_feature`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldRule {
+    Missing,
+    NotFinite,
+    OutOfRange,
+    NotWhole,
+}
+
+impl FieldError {
+    /// The rule broken, without the value: one reason for every row that broke it (training's
+    /// report of set-aside rows groups by it).
+    pub fn reason(&self) -> String {
+        let feat = &FEATURES[feature_index(self.field).expect("a feature's error")];
+        match self.rule {
+            FieldRule::Missing => format!("missing value in {}", feat.key),
+            FieldRule::NotFinite => format!("{} not a finite number", feat.key),
+            FieldRule::OutOfRange => {
+                format!("{} out of range [{}, {}]", feat.key, feat.min, feat.max)
+            }
+            FieldRule::NotWhole => format!("{} not a whole number", feat.key),
+        }
+    }
 }
 
 impl std::fmt::Display for FieldError {
@@ -470,30 +497,34 @@ impl std::fmt::Display for FieldError {
 /// preprocessing imputes.
 pub fn check_feature(j: usize, v: f64) -> Result<(), FieldError> {
     let feat = &FEATURES[j];
-    let err = |message: String| {
+    let err = |rule: FieldRule, message: String| {
         Err(FieldError {
             field: feat.key,
             message,
+            rule,
         })
     };
     if v.is_nan() {
         return if feat.key == "Income" {
             Ok(())
         } else {
-            err("is missing".into())
+            err(FieldRule::Missing, "is missing".into())
         };
     }
     if v.is_infinite() {
-        return err("must be a finite number".into());
+        return err(FieldRule::NotFinite, "must be a finite number".into());
     }
     // Checked as the f64 the client sent: 45.000000001 is not a whole number even though it
     // rounds to 45 as an f32.
     let x = v;
     if x < feat.min || x > feat.max {
-        return err(format!("{v} is outside [{}, {}]", feat.min, feat.max));
+        return err(
+            FieldRule::OutOfRange,
+            format!("{v} is outside [{}, {}]", feat.min, feat.max),
+        );
     }
     if matches!(feat.kind, FeatureKind::Integer | FeatureKind::Coded) && x.fract() != 0.0 {
-        return err(format!("{v} is not a whole number"));
+        return err(FieldRule::NotWhole, format!("{v} is not a whole number"));
     }
     Ok(())
 }
