@@ -26,6 +26,7 @@ pub mod error;
 pub mod features;
 pub mod inference;
 pub mod ingest;
+pub mod json_f64;
 pub mod matrix;
 pub mod model;
 pub mod onnx;

@@ -47,10 +47,16 @@ pub struct ColumnProfile {
     pub kind: ColumnKind,
     pub missing: usize,
     pub unique: usize,
+    #[serde(with = "crate::json_f64")]
     pub mean: f64,
+    #[serde(with = "crate::json_f64")]
     pub std: f64,
     /// Numeric: the sorted values (`exact`) or evenly spaced quantiles.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        with = "crate::json_f64::vec"
+    )]
     pub values: Vec<f64>,
     #[serde(default)]
     pub exact: bool,
@@ -65,6 +71,27 @@ pub struct Profile {
     pub source: String,
     pub rows: usize,
     pub columns: Vec<ColumnProfile>,
+}
+
+/// Quantiles a public profile shows per numeric column: every 5%.
+pub const PUBLIC_QUANTILES: usize = 20;
+
+impl Profile {
+    /// The profile as shown to anyone (`GET /api/v1/model` needs no token): each numeric
+    /// column as [`PUBLIC_QUANTILES`] + 1 evenly spaced quantiles, never the training
+    /// records' own values that an exact profile keeps for the drift tests.
+    pub fn public(&self) -> Profile {
+        let mut p = self.clone();
+        for c in &mut p.columns {
+            if c.kind == ColumnKind::Numeric && !c.values.is_empty() {
+                c.values = (0..=PUBLIC_QUANTILES)
+                    .map(|i| quantile(&c.values, i as f64 / PUBLIC_QUANTILES as f64))
+                    .collect();
+                c.exact = false;
+            }
+        }
+        p
+    }
 }
 
 /// One column's values, read out of a frame of raw records.

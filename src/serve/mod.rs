@@ -843,9 +843,11 @@ async fn readyz(State(s): State<AppState>) -> Response {
     axum::Json(serde_json::json!({"ready": true, "model_version": version})).into_response()
 }
 
+/// The served model's manifest, its data profile as quantiles only (the route is open).
 async fn model_manifest(State(s): State<AppState>) -> Response {
-    let m = s.manifest();
-    axum::Json(&*m).into_response()
+    let mut shown = (*s.manifest()).clone();
+    shown.data_profile = shown.data_profile.map(|p| p.public());
+    axum::Json(shown).into_response()
 }
 
 async fn validation_report(State(s): State<AppState>) -> Response {

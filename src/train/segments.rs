@@ -15,7 +15,9 @@ pub struct SegmentProfile {
     pub name: String,
     pub size: usize,
     pub share: f64,
-    /// Mean raw value of each feature over the segment's training rows.
+    /// Mean raw value of each feature over the segment's training rows (NaN where none of
+    /// them has one: a segment of customers without Income).
+    #[serde(with = "crate::json_f64::map")]
     pub means: BTreeMap<String, f64>,
 }
 
@@ -123,6 +125,21 @@ pub fn profiles(raw: &Matrix, labels: &[u32], k: usize) -> Vec<SegmentProfile> {
 mod tests {
     use super::*;
     use crate::schema::N_FEATURES;
+
+    #[test]
+    fn a_segment_without_any_income_round_trips_through_json() {
+        let p = SegmentProfile {
+            id: 0,
+            name: "High spenders".into(),
+            size: 3,
+            share: 1.0,
+            means: BTreeMap::from([("Income".to_string(), f64::NAN), ("Age".to_string(), 40.0)]),
+        };
+        let text = serde_json::to_string(&p).unwrap();
+        let back: SegmentProfile = serde_json::from_str(&text).expect(&text);
+        assert!(back.means["Income"].is_nan());
+        assert_eq!(back.means["Age"], 40.0);
+    }
 
     #[test]
     fn ids_are_ordered_by_spending_highest_first() {

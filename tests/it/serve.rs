@@ -399,6 +399,27 @@ async fn a_training_job_runs_publishes_and_its_promoted_model_is_served() {
     assert!(store.join(version).join("model.onnx").is_file());
     let after: Value = get_json(&client, format!("{url}/api/v1/model")).await;
     assert_eq!(after["version"], version);
+    // The open route shows the training data as quantiles only; the stored manifest keeps
+    // what the drift tests need.
+    let stored: Value =
+        serde_json::from_slice(&std::fs::read(store.join(version).join("manifest.json")).unwrap())
+            .unwrap();
+    let numeric = |m: &Value| -> Vec<Value> {
+        m["data_profile"]["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["kind"] == "numeric")
+            .cloned()
+            .collect()
+    };
+    let (shown, kept) = (numeric(&after), numeric(&stored));
+    assert!(!shown.is_empty() && shown.len() == kept.len());
+    for (s, k) in shown.iter().zip(&kept) {
+        assert_eq!(s["exact"], false, "{}", s["name"]);
+        assert_eq!(s["values"].as_array().unwrap().len(), 21, "{}", s["name"]);
+        assert!(k["values"].as_array().unwrap().len() > 21, "{}", k["name"]);
+    }
     let r = client
         .post(format!("{url}/api/v1/predict"))
         .header("content-type", "application/json")
