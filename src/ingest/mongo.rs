@@ -99,12 +99,18 @@ impl MongoSource {
         let mut options = ClientOptions::parse(&self.uri)
             .await
             .map_err(|e| self.fail("connection string", e))?;
-        options
-            .connect_timeout
-            .get_or_insert(Duration::from_secs(3));
-        options
-            .server_selection_timeout
-            .get_or_insert(Duration::from_secs(5));
+        // The project's timeouts cap any a connection string sets: a source must not hold
+        // the one training thread for days.
+        options.connect_timeout = Some(
+            options
+                .connect_timeout
+                .map_or(CONNECT_TIMEOUT, |t| t.min(CONNECT_TIMEOUT)),
+        );
+        options.server_selection_timeout = Some(
+            options
+                .server_selection_timeout
+                .map_or(SELECTION_TIMEOUT, |t| t.min(SELECTION_TIMEOUT)),
+        );
         options.app_name = Some("customer-categorizer".into());
         let client = Client::with_options(options).map_err(|e| self.fail("client", e))?;
         client
@@ -228,6 +234,14 @@ fn push(
     }
 }
 
+/// Longest wait for a TCP connection, and for a server to answer at all.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const SELECTION_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a read that waits on the server checks whether it was cancelled.
+const WAIT_TICK: Duration = Duration::from_millis(200);
+/// Longest silence of the server in the middle of a read.
+const STALL_LIMIT: Duration = Duration::from_secs(60);
+
 /// Reads the collection into a frame of the 29 schema columns (the types the file readers
 /// give), with the per-field report. `progress(done, estimated_total)` is called after each
 /// batch; its error stops the read.
@@ -299,8 +313,30 @@ pub fn load(
     let mut report = SourceReport::new();
     let mut done = 0usize;
     let mut total = 0u64;
-    for batch in rx {
-        let batch = batch?;
+    let mut waited = Duration::ZERO;
+    loop {
+        // While the server is silent, `progress` is still called every WAIT_TICK, so a
+        // cancelled job stops within it, and a server that sends nothing for STALL_LIMIT is
+        // an error rather than a training thread held for as long as its socket stays open.
+        let batch = match rx.recv_timeout(WAIT_TICK) {
+            Ok(batch) => {
+                waited = Duration::ZERO;
+                batch?
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                progress(done as u64, total.max(done as u64))?;
+                waited += WAIT_TICK;
+                if waited >= STALL_LIMIT {
+                    return Err(Error::Source(format!(
+                        "{}: the server sent nothing for {} s",
+                        src.name(),
+                        STALL_LIMIT.as_secs()
+                    )));
+                }
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         if total == 0 {
             total = total_rx.try_recv().unwrap_or(0);
         }

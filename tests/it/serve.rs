@@ -445,6 +445,55 @@ async fn a_training_job_runs_publishes_and_its_promoted_model_is_served() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_waiting_on_a_silent_mongodb_server_is_cancelled_not_failed() {
+    // A server that accepts connections and never answers: the driver waits for its
+    // handshake until the server selection timeout, and the job would then fail. Cancelled
+    // while it waits, the job must end as cancelled, which it can only do by noticing the
+    // cancellation during the wait.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in silent.incoming() {
+            held.push(conn);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let mut setup = training(&store, None);
+    setup.settings.jobs.mongodb_hosts = vec!["127.0.0.1".into()];
+    let (url, _) = start_with(&stored_model(dir.path(), 1), crate::settings(), Some(setup)).await;
+    let client = reqwest::Client::new();
+    // The connection string asks for a day of patience: the project's caps apply.
+    let source = format!(
+        "mongodb://127.0.0.1:{port}/shop?collection=customers&serverSelectionTimeoutMS=86400000&connectTimeoutMS=86400000"
+    );
+    let r = client
+        .post(format!("{url}/api/v1/train"))
+        .header("content-type", "application/json")
+        .body(json!({"source": source, "device": "cpu"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = json_body(r).await["id"].as_str().unwrap().to_string();
+    for _ in 0..500 {
+        if job(&client, &url, &id).await["state"] == "running" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let r = client
+        .delete(format!("{url}/api/v1/jobs/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let (done, _) = wait_until_ended(&client, &url, &id).await;
+    assert_eq!(done["state"], "cancelled", "{done}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn training_jobs_can_be_cancelled_queued_or_running() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
