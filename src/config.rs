@@ -55,6 +55,9 @@ pub struct ServerSettings {
     /// A connection that moves no byte either way for this long is closed: a half-sent request
     /// head, an idle keep-alive. Longer than `request_timeout_ms`.
     pub idle_timeout_ms: u64,
+    /// A request head must be complete within this many milliseconds of its first byte (a
+    /// client trickling it a byte at a time is closed).
+    pub header_read_timeout_ms: u64,
     /// Open connections at most; more wait to be accepted.
     pub max_connections: usize,
     /// On SIGTERM / Ctrl-C, requests in flight get this long to finish before the process
@@ -272,6 +275,11 @@ impl Settings {
             sv.idle_timeout_ms > sv.request_timeout_ms,
             "server.idle_timeout_ms",
             "must be longer than server.request_timeout_ms",
+        )?;
+        check(
+            sv.header_read_timeout_ms >= 1,
+            "server.header_read_timeout_ms",
+            "must be at least 1",
         )?;
         check(
             sv.max_connections >= 1,

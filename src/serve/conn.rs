@@ -1,7 +1,9 @@
 //! Connections as the server accepts them: at most `server.max_connections` open at once (more
-//! wait in the listen backlog), and each closed once no byte has moved either way for
+//! wait in the listen backlog), each closed once no byte has moved either way for
 //! `server.idle_timeout_ms` (a half-sent request head, an idle keep-alive, a client that
-//! stopped reading).
+//! stopped reading), and closed when a request head is not complete within
+//! `server.header_read_timeout_ms` of its first byte (a client that trickles a head a byte at
+//! a time keeps the idle clock from running out, but not this one).
 
 use std::io;
 use std::net::SocketAddr;
@@ -19,15 +21,24 @@ use tokio::time::{Instant, Sleep};
 pub struct GuardedListener {
     inner: TcpListener,
     slots: Arc<Semaphore>,
-    idle: Duration,
+    limits: Limits,
+}
+
+/// The time limits of one connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// No byte either way for this long closes the connection.
+    pub idle: Duration,
+    /// A request head (up to its blank line) must arrive within this of its first byte.
+    pub head: Duration,
 }
 
 impl GuardedListener {
-    pub fn new(inner: TcpListener, max_connections: usize, idle: Duration) -> Self {
+    pub fn new(inner: TcpListener, max_connections: usize, limits: Limits) -> Self {
         Self {
             inner,
             slots: Arc::new(Semaphore::new(max_connections)),
-            idle,
+            limits,
         }
     }
 }
@@ -48,7 +59,7 @@ impl axum::serve::Listener for GuardedListener {
             match self.inner.accept().await {
                 Ok((stream, addr)) => {
                     let _ = stream.set_nodelay(true);
-                    return (GuardedStream::new(stream, permit, self.idle), addr);
+                    return (GuardedStream::new(stream, permit, self.limits), addr);
                 }
                 // Out of descriptors and the like: wait a little, as axum's own listener does.
                 Err(e) => {
@@ -69,34 +80,92 @@ impl axum::serve::Listener for GuardedListener {
 pub struct GuardedStream {
     inner: TcpStream,
     _slot: OwnedSemaphorePermit,
-    idle: Duration,
+    limits: Limits,
+    head: Head,
+    /// The earlier of the idle deadline and the head's.
     deadline: Pin<Box<Sleep>>,
 }
 
+/// Where the connection is in the request / response exchange, as far as the head limit goes.
+#[derive(Debug, Clone, Copy)]
+enum Head {
+    /// Between requests (before the first, or after a response started): only the idle limit.
+    Between,
+    /// A request head has started and must be complete by `by`; `seen` counts the bytes of
+    /// "\r\n\r\n" matched so far.
+    Reading { by: Instant, seen: u8 },
+    /// The head is complete: the body and the handler run under the idle limit.
+    Complete,
+}
+
 impl GuardedStream {
-    fn new(inner: TcpStream, slot: OwnedSemaphorePermit, idle: Duration) -> Self {
+    fn new(inner: TcpStream, slot: OwnedSemaphorePermit, limits: Limits) -> Self {
         Self {
             inner,
             _slot: slot,
-            idle,
-            deadline: Box::pin(tokio::time::sleep(idle)),
+            limits,
+            head: Head::Between,
+            deadline: Box::pin(tokio::time::sleep(limits.idle)),
         }
     }
 
     fn moved(&mut self) {
-        let at = Instant::now() + self.idle;
+        let mut at = Instant::now() + self.limits.idle;
+        if let Head::Reading { by, .. } = self.head {
+            at = at.min(by);
+        }
         self.deadline.as_mut().reset(at);
+    }
+
+    /// Follows the request head through bytes just read.
+    fn read_bytes(&mut self, bytes: &[u8]) {
+        let mut state = self.head;
+        if let Head::Between = state {
+            state = Head::Reading {
+                by: Instant::now() + self.limits.head,
+                seen: 0,
+            };
+        }
+        if let Head::Reading { by, mut seen } = state {
+            const END: &[u8; 4] = b"\r\n\r\n";
+            state = Head::Reading { by, seen };
+            for &b in bytes {
+                seen = if b == END[seen as usize] {
+                    seen + 1
+                } else if b == b'\r' {
+                    1
+                } else {
+                    0
+                };
+                if seen == 4 {
+                    state = Head::Complete;
+                    break;
+                }
+                state = Head::Reading { by, seen };
+            }
+        }
+        self.head = state;
+    }
+
+    /// Follows the exchange through bytes just written: a response (other than an interim
+    /// "100 Continue", after which the body still comes) ends the request.
+    fn wrote_bytes(&mut self, bytes: &[u8]) {
+        if !bytes.starts_with(b"HTTP/1.1 100 ") {
+            self.head = Head::Between;
+        }
     }
 
     /// A write's outcome: bytes written restart the idle clock; `Pending` may time out.
     fn after_write(
         &mut self,
         written: Poll<io::Result<usize>>,
+        first: &[u8],
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<usize>> {
         match written {
             Poll::Ready(r) => {
                 if matches!(r, Ok(n) if n > 0) {
+                    self.wrote_bytes(first);
                     self.moved();
                 }
                 Poll::Ready(r)
@@ -110,7 +179,10 @@ impl GuardedStream {
         match self.deadline.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                "connection idle for too long",
+                match self.head {
+                    Head::Reading { .. } => "request head not complete in time",
+                    _ => "connection idle for too long",
+                },
             ))),
             Poll::Pending => Poll::Pending,
         }
@@ -127,7 +199,19 @@ impl AsyncRead for GuardedStream {
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(r) => {
                 if buf.filled().len() > before {
-                    self.moved();
+                    let this = &mut *self;
+                    this.read_bytes(&buf.filled()[before..]);
+                    // Bytes that trickle in never leave the socket empty for long: the
+                    // head's deadline is checked on every read too.
+                    if let Head::Reading { by, .. } = this.head
+                        && Instant::now() >= by
+                    {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "request head not complete in time",
+                        )));
+                    }
+                    this.moved();
                 }
                 Poll::Ready(r)
             }
@@ -143,7 +227,7 @@ impl AsyncWrite for GuardedStream {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let written = Pin::new(&mut self.inner).poll_write(cx, data);
-        self.after_write(written, cx)
+        self.after_write(written, data, cx)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -160,7 +244,11 @@ impl AsyncWrite for GuardedStream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.after_write(written, cx)
+        let first = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &b[..]);
+        self.after_write(written, first, cx)
     }
 
     fn is_write_vectored(&self) -> bool {

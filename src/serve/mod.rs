@@ -397,7 +397,10 @@ pub async fn serve(
     let listener = conn::GuardedListener::new(
         listener,
         sv.max_connections,
-        Duration::from_millis(sv.idle_timeout_ms),
+        conn::Limits {
+            idle: Duration::from_millis(sv.idle_timeout_ms),
+            head: Duration::from_millis(sv.header_read_timeout_ms),
+        },
     )
     .tap_io(|_| {});
     // On the signal the server stops accepting and lets requests in flight finish; after the

@@ -115,6 +115,48 @@ fn an_oversized_customer_list_is_refused_at_the_limit_with_bounded_memory() {
 }
 
 #[test]
+fn a_request_head_trickled_a_byte_at_a_time_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    // Bytes every 100 ms keep the 5 s idle clock from ever running out: only the head's own
+    // limit (1 s) can close the connection before the 200 bytes (20 s) are sent.
+    let (child, port) = serve(
+        dir.path(),
+        &[
+            ("CATEGORIZER__SERVER__REQUEST_TIMEOUT_MS", "1000"),
+            ("CATEGORIZER__SERVER__IDLE_TIMEOUT_MS", "5000"),
+            ("CATEGORIZER__SERVER__HEADER_READ_TIMEOUT_MS", "1000"),
+        ],
+    );
+    let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut head = b"GET /healthz HTTP/1.1\r\nHost: x\r\n".to_vec();
+    head.resize(200, b'a');
+    let mut sent = 0;
+    for b in &head {
+        if slow.write_all(&[*b]).is_err() {
+            break;
+        }
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 64];
+    let closed = sent < head.len() || matches!(slow.read(&mut buf), Ok(0) | Err(_));
+    assert!(
+        sent < head.len(),
+        "all {sent} bytes of the head were taken, closed: {closed}"
+    );
+    // A whole head sent at once is answered as before.
+    let mut quick = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    quick
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    quick.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    stop(child);
+}
+
+#[test]
 fn a_half_sent_request_is_closed_and_does_not_hold_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, port) = serve(
