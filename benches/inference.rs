@@ -85,6 +85,7 @@ fn bench(c: &mut Criterion) {
                 chunk_rows: 65536,
                 progress: false,
                 options: SessionOptions::default(),
+                keep_malformed: false,
             })
             .unwrap()
         })

@@ -158,10 +158,20 @@ enum Command {
         /// Rows per chunk (default: inference.chunk_rows).
         #[arg(long)]
         chunk_rows: Option<usize>,
+        /// A malformed CSV record (stray quote, wrong field count): `fail` the command naming
+        /// its line, or `keep` it as an output row whose `error` says what was wrong.
+        #[arg(long, value_enum, default_value_t = OnError::Fail)]
+        on_error: OnError,
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OnError {
+    Fail,
+    Keep,
 }
 
 fn main() -> ExitCode {
@@ -411,6 +421,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             input,
             output,
             chunk_rows,
+            on_error,
             quiet,
         } => {
             let req = PredictRequest {
@@ -420,13 +431,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 chunk_rows: chunk_rows.unwrap_or(settings.inference.chunk_rows).max(1),
                 progress: !quiet && std::io::stderr().is_terminal(),
                 options: SessionOptions::from_settings(&settings.inference),
+                keep_malformed: on_error == OnError::Keep,
             };
             let s = predict::run(&req)?;
             println!(
-                "scored {} rows ({} predicted, {} set aside, input: {}) with model {} in {:.2} s ({:.0} rows/s) -> {}",
+                "scored {} rows ({} predicted, {} set aside of which {} malformed, input: {}) with model {} in {:.2} s ({:.0} rows/s) -> {}",
                 s.rows,
                 s.predicted,
                 s.set_aside,
+                s.malformed,
                 match s.input_kind {
                     predict::InputKind::RawRecords => "raw records",
                     predict::InputKind::Features => "features",

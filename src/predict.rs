@@ -32,6 +32,9 @@ pub struct PredictRequest {
     pub chunk_rows: usize,
     pub progress: bool,
     pub options: SessionOptions,
+    /// A malformed CSV record (a stray quote, a wrong number of fields) becomes an output row
+    /// with only its `error` set, instead of failing the command (`--on-error keep`).
+    pub keep_malformed: bool,
 }
 
 /// Which columns the input carries.
@@ -50,7 +53,10 @@ pub struct PredictSummary {
     pub input_kind: InputKind,
     pub rows: usize,
     pub predicted: usize,
+    /// Rows not predicted, each with its `error` (the malformed records among them).
     pub set_aside: usize,
+    /// Records that could not be read as CSV, kept as rows with their error.
+    pub malformed: usize,
     pub seconds: f64,
 }
 
@@ -98,7 +104,7 @@ pub fn run(req: &PredictRequest) -> Result<PredictSummary> {
         .map(|s| s.name.clone())
         .collect();
     let source = req.input.display().to_string();
-    let mut reader = ChunkReader::open(&req.input)?;
+    let mut reader = ChunkReader::open(&req.input, req.keep_malformed)?;
     let kind = input_kind(&source, reader.columns())?;
     let bar =
         crate::train::progress::Progress::new(req.progress, None).bar(reader.len(), "Scoring")?;
@@ -109,13 +115,15 @@ pub fn run(req: &PredictRequest) -> Result<PredictSummary> {
         rows: 0,
         predicted: 0,
         set_aside: 0,
+        malformed: 0,
         seconds: 0.0,
     };
     let mut pred = Predictions::default();
     while let Some(chunk) = reader.next(req.chunk_rows)? {
         let offset = summary.rows;
         let n = chunk.height();
-        let (matrix, kept, errors) = match kind {
+        let malformed = reader.take_malformed();
+        let (matrix, kept, mut errors) = match kind {
             InputKind::RawRecords => {
                 let conformed =
                     ingest::conform(&source, chunk.clone()).map_err(|e| shift_row(e, offset))?;
@@ -124,6 +132,13 @@ pub fn run(req: &PredictRequest) -> Result<PredictSummary> {
             }
             InputKind::Features => features_of(&source, &chunk, offset)?,
         };
+        // A malformed record's row (empty fields) was set aside for missing values: its error
+        // is what was wrong with the record.
+        if !malformed.is_empty() {
+            errors.retain(|(i, _)| !malformed.iter().any(|(m, _)| m == i));
+            errors.extend(malformed.iter().cloned());
+            summary.malformed += malformed.len();
+        }
         model
             .onnx
             .predict_into(matrix.as_slice(), matrix.rows(), &mut pred)?;
@@ -286,6 +301,12 @@ enum ChunkReader {
         line: Vec<u8>,
         /// Lines read so far, the header included (line numbers for errors).
         line_no: u64,
+        /// Malformed records become rows of empty fields instead of an error.
+        keep: bool,
+        /// The last chunk's malformed records: row in the chunk, and what was wrong.
+        malformed: Vec<(u32, String)>,
+        /// Lines to read again before the file's next ones (after a stray quote, with `keep`).
+        pending: std::collections::VecDeque<Vec<u8>>,
     },
     Parquet {
         path: PathBuf,
@@ -296,7 +317,7 @@ enum ChunkReader {
 }
 
 impl ChunkReader {
-    fn open(path: &Path) -> Result<Self> {
+    fn open(path: &Path, keep: bool) -> Result<Self> {
         match DataSource::parse(&path.display().to_string())? {
             DataSource::Parquet(_) => {
                 let file = ingest::open_non_empty(path)?;
@@ -345,11 +366,22 @@ impl ChunkReader {
                     position,
                     line: Vec::new(),
                     line_no: 1,
+                    keep,
+                    malformed: Vec::new(),
+                    pending: Default::default(),
                 })
             }
             DataSource::Synthetic { .. } | DataSource::Mongo(_) => {
                 Err(Error::UnsupportedSource(path.display().to_string()))
             }
+        }
+    }
+
+    /// The malformed records of the chunk last read (with `keep`).
+    fn take_malformed(&mut self) -> Vec<(u32, String)> {
+        match self {
+            ChunkReader::Csv { malformed, .. } => std::mem::take(malformed),
+            ChunkReader::Parquet { .. } => Vec::new(),
         }
     }
 
@@ -409,22 +441,79 @@ impl ChunkReader {
                 position,
                 line,
                 line_no,
+                keep,
+                malformed,
+                pending,
                 ..
             } => {
                 let mut buf = header.clone();
                 let mut count = 0;
                 let mut scan = RecordScan::default();
                 let mut record_line = *line_no + 1;
+                let mut record_start = buf.len();
                 let first_line = record_line;
+                malformed.clear();
+                // With `keep`, a malformed record is replaced in the chunk by a record of
+                // empty fields, and its row's error says what was wrong.
+                let mut stand_in = |buf: &mut Vec<u8>, at: usize, count: usize, message: String| {
+                    buf.truncate(at);
+                    buf.extend(std::iter::repeat_n(
+                        *separator,
+                        columns.len().saturating_sub(1),
+                    ));
+                    buf.push(b'\n');
+                    malformed.push((count as u32, message));
+                };
+                let never_closed = "a quoted field opened here is never closed (a stray '\"'?)";
                 while count < rows {
                     line.clear();
-                    let got = reader
-                        .read_until(b'\n', line)
-                        .map_err(|e| Error::io(&*path, e))?;
-                    if got == 0 {
+                    let at_end = match pending.pop_front() {
+                        Some(again) => {
+                            line.extend_from_slice(&again);
+                            false
+                        }
+                        None => {
+                            let got = reader
+                                .read_until(b'\n', line)
+                                .map_err(|e| Error::io(&*path, e))?;
+                            *position += got as u64;
+                            got == 0
+                        }
+                    };
+                    // A quoted field still open at the end of the file, or over
+                    // MAX_RECORD_LINES lines (memory stays bounded): a stray quote.
+                    if scan.in_quotes && (at_end || *line_no + 1 - record_line >= MAX_RECORD_LINES)
+                    {
+                        if !*keep {
+                            return Err(Error::MalformedCsv {
+                                path: path.clone(),
+                                line: record_line,
+                                message: never_closed.into(),
+                            });
+                        }
+                        // Its first line stands in for the record; the lines after it are
+                        // read again as records of their own.
+                        if !at_end {
+                            pending.push_front(line.clone());
+                        }
+                        let rest: Vec<Vec<u8>> = buf[record_start..]
+                            .split_inclusive(|&b| b == b'\n')
+                            .skip(1)
+                            .map(<[u8]>::to_vec)
+                            .collect();
+                        for again in rest.into_iter().rev() {
+                            pending.push_front(again);
+                        }
+                        let message = format!("line {record_line}: {never_closed}");
+                        stand_in(&mut buf, record_start, count, message);
+                        *line_no = record_line;
+                        scan = RecordScan::default();
+                        count += 1;
+                        continue;
+                    }
+                    if at_end {
                         break;
                     }
-                    *position += got as u64;
                     *line_no += 1;
                     let starts_record = !scan.in_quotes;
                     if starts_record {
@@ -437,18 +526,42 @@ impl ChunkReader {
                             continue;
                         }
                         scan = RecordScan::default();
+                        record_start = buf.len();
                     }
-                    scan.line(line, *separator)
-                        .map_err(|message| Error::MalformedCsv {
+                    if let Err(message) = scan.line(line, *separator) {
+                        if *keep {
+                            // The record is taken to end with this line.
+                            stand_in(
+                                &mut buf,
+                                record_start,
+                                count,
+                                format!("line {line_no}: {message}"),
+                            );
+                            scan = RecordScan::default();
+                            count += 1;
+                            continue;
+                        }
+                        return Err(Error::MalformedCsv {
                             path: path.clone(),
                             line: *line_no,
                             message,
-                        })?;
+                        });
+                    }
                     buf.extend_from_slice(line);
                     if !line.ends_with(b"\n") {
                         buf.push(b'\n');
                     }
                     if !scan.in_quotes {
+                        if scan.fields != columns.len() && *keep {
+                            let message = format!(
+                                "line {record_line}: {} fields where the header has {}",
+                                scan.fields,
+                                columns.len()
+                            );
+                            stand_in(&mut buf, record_start, count, message);
+                            count += 1;
+                            continue;
+                        }
                         if scan.fields != columns.len() {
                             return Err(Error::MalformedCsv {
                                 path: path.clone(),
@@ -462,14 +575,6 @@ impl ChunkReader {
                         }
                         count += 1;
                     }
-                }
-                if scan.in_quotes {
-                    return Err(Error::MalformedCsv {
-                        path: path.clone(),
-                        line: record_line,
-                        message: "a quoted field opened here is never closed (a stray '\"'?)"
-                            .into(),
-                    });
                 }
                 if count == 0 {
                     return Ok(None);
@@ -496,6 +601,10 @@ impl ChunkReader {
         }
     }
 }
+
+/// Most lines one CSV record may span (inside a quoted field) before its opening quote is
+/// taken for a stray one: reading stays bounded in memory.
+const MAX_RECORD_LINES: u64 = 1000;
 
 /// A CSV record being read line by line (RFC 4180): the fields so far and where the last
 /// line left off. A quote opens a field only at its start; inside a quoted field `""` is a
@@ -651,7 +760,7 @@ mod tests {
 
     /// Every record of the file, read `rows` at a time, as text cells.
     fn read_all(path: &Path, rows: usize) -> Result<Vec<Vec<Option<String>>>> {
-        let mut reader = ChunkReader::open(path)?;
+        let mut reader = ChunkReader::open(path, false)?;
         let mut out = Vec::new();
         while let Some(df) = reader.next(rows)? {
             let columns: Vec<Vec<Option<String>>> = df
@@ -700,6 +809,26 @@ mod tests {
             let e = read_all(&write(dir.path(), &text), 64).unwrap_err();
             let message = e.to_string();
             assert_eq!(line_of(e), line, "{bad}: {message}");
+            // Kept: every record is a row, the bad one empty, and its error names the line.
+            let mut reader = ChunkReader::open(&write(dir.path(), &text), true).unwrap();
+            let (mut rows, mut malformed) = (0, Vec::new());
+            while let Some(df) = reader.next(64).unwrap() {
+                malformed.extend(
+                    reader
+                        .take_malformed()
+                        .into_iter()
+                        .map(|(i, m)| (i as usize + rows, m)),
+                );
+                rows += df.height();
+            }
+            assert_eq!(rows, 200, "{bad}");
+            assert_eq!(malformed.len(), 1, "{bad}: {malformed:?}");
+            assert_eq!(malformed[0].0, 50, "{bad}");
+            assert!(
+                malformed[0].1.starts_with("line 52:"),
+                "{bad}: {}",
+                malformed[0].1
+            );
         }
     }
 

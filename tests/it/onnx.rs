@@ -435,6 +435,74 @@ fn predict_reads_parquet_and_the_21_features_and_names_a_bad_value_by_row() {
             && !err.contains("panicked"),
         "{err}"
     );
+
+    // A stray quote on line 800 and a missing field on line 1900: the command fails naming
+    // the line, or with --on-error keep writes every record, those two with their error.
+    let input = std::fs::read_to_string(&features).unwrap();
+    let sep = if input.lines().next().unwrap().contains('\t') {
+        '\t'
+    } else {
+        ','
+    };
+    let mut lines: Vec<String> = input.lines().map(str::to_string).collect();
+    lines[799] = lines[799].replacen(sep, &format!("4\"5{sep}"), 1);
+    let cut = lines[1899].rfind(sep).unwrap();
+    lines[1899].truncate(cut);
+    let damaged = d.join("damaged.csv");
+    std::fs::write(&damaged, lines.join("\n") + "\n").unwrap();
+    let run = |extra: &[&str], output: &str| {
+        categorizer()
+            .args(["predict", "--quiet", "--chunk-rows", "700", "--model"])
+            .arg(d.join("models"))
+            .args(extra)
+            .arg("--input")
+            .arg(&damaged)
+            .arg("--output")
+            .arg(d.join(output))
+            .output()
+            .unwrap()
+    };
+    let out = run(&[], "failed.csv");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("line 800"), "{err}");
+    let out = run(&["--on-error", "keep"], "kept.csv");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("scored 3000 rows (2998 predicted, 2 set aside of which 2 malformed"),
+        "{said}"
+    );
+    let kept = std::fs::read_to_string(d.join("kept.csv")).unwrap();
+    let header: Vec<&str> = kept.lines().next().unwrap().split(sep).collect();
+    let (seg, error) = (
+        header.iter().position(|h| *h == "segment").unwrap(),
+        header.iter().position(|h| *h == "error").unwrap(),
+    );
+    let rows: Vec<Vec<&str>> = kept
+        .lines()
+        .skip(1)
+        .map(|l| l.split(sep).collect())
+        .collect();
+    assert_eq!(rows.len(), 3000);
+    for (i, row) in rows.iter().enumerate() {
+        match i {
+            798 | 1898 => {
+                assert_eq!(row[seg], "", "row {i}");
+                let line = if i == 798 { "line 800" } else { "line 1900" };
+                assert!(row[error].contains(line), "row {i}: {}", row[error]);
+            }
+            _ => assert_eq!(
+                row[seg].parse::<i64>().unwrap(),
+                from_features[i],
+                "row {i}"
+            ),
+        }
+    }
 }
 
 #[test]
