@@ -661,7 +661,10 @@ impl IntoResponse for ApiError {
             },
         };
         let mut r = (self.status, axum::Json(body)).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if matches!(
+            self.status,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+        ) {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
@@ -897,8 +900,9 @@ impl From<JobError> for ApiError {
         match e {
             JobError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "job_not_found", message),
             JobError::Ended(_) => ApiError::new(StatusCode::CONFLICT, "job_ended", message),
+            // The client's own doing (jobs submitted faster than they run): 429, not a 5xx.
             JobError::QueueFull => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
+                StatusCode::TOO_MANY_REQUESTS,
                 "training_queue_full",
                 message,
             ),

@@ -94,10 +94,12 @@ pub fn document() -> Value {
         let mut r = serde_json::Map::new();
         r.insert("202".into(), ok_json("the job was queued", job_ref.clone()));
         r.insert(
+            "429".into(),
+            error_response("the job queue is full (code `training_queue_full`); see Retry-After"),
+        );
+        r.insert(
             "503".into(),
-            error_response(
-                "the job queue is full (code `training_queue_full`), or training is disabled",
-            ),
+            error_response("training is disabled on this server (code `training_disabled`)"),
         );
         r
     };
@@ -134,7 +136,7 @@ pub fn document() -> Value {
                         "type": "object",
                         "properties": {
                             "model_version": {"type": "string"},
-                            "predictions": {"type": "array", "items": {"oneOf": [
+                            "predictions": {"type": "array", "items": {"anyOf": [
                                 {"$ref": "#/components/schemas/Prediction"},
                                 {"$ref": "#/components/schemas/RowError"}]}}}})),
                     "400": error_response("the body is not JSON of this shape (code `malformed_json`)"),
@@ -199,9 +201,9 @@ pub fn document() -> Value {
                     "code": {"type": "string"}, "message": {"type": "string"},
                     "field": {"type": "string"}, "row": {"type": "integer"}}}}},
                 "JobOptions": {"type": "object", "additionalProperties": false, "properties": {
-                    "source": {"type": "string", "description": "a CSV/Parquet path on the server, or synthetic:rows=N,seed=S; default: the service's data.source"},
-                    "device": {"enum": ["auto", "gpu", "cpu"]},
-                    "classifier": {"enum": ["gbdt", "mlp", "best"]}}},
+                    "source": {"type": ["string", "null"], "description": "a CSV/Parquet path on the server, or synthetic:rows=N,seed=S; default (null): the service's data.source"},
+                    "device": {"enum": ["auto", "gpu", "cpu", null]},
+                    "classifier": {"enum": ["gbdt", "mlp", "best", null]}}},
                 "Job": {"type": "object", "properties": {
                     "id": {"type": "string"},
                     "state": {"enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
