@@ -416,6 +416,10 @@ impl Block {
         split_feature: &Tensor<1, Int>,
         split_bin: &Tensor<1, Int>,
     ) {
+        if self.kernels {
+            self.node = kernels::route_rows(&self.bins, &self.node, split_feature, split_bin);
+            return;
+        }
         let len = self.len;
         let at = self.slots(k, class_index);
         let feature_of_row = split_feature

@@ -1,12 +1,14 @@
-//! The GBDT's histogram operations as custom burn operations (burn's backend extension), with
-//! a CubeCL kernel each for the cubecl backend (wgpu on a GPU).
+//! The GBDT's per-level operations (the histograms, and routing rows to children) as custom
+//! burn operations (burn's backend extension), with a CubeCL kernel each for the cubecl
+//! backend (wgpu on a GPU).
 //!
 //! The generic tensor code in `Block::root_hist` / `Block::left_hist` builds a level's
 //! histograms from several burn operations: for the children, an `argwhere` of the left-child
 //! rows, a `select` of their bins and (g, h), a product that copies (g, h) once per feature,
 //! then a `scatter` add. On a GPU each of those is a launch and a buffer. Here each histogram
 //! is one launch: one unit per (row, feature) reads the row's node and (g, h) and adds them
-//! into its bin with atomic float adds. The generic code stays the implementation for every
+//! into its bin with atomic float adds. Routing, two gathers and a comparison as tensor code,
+//! is one unit per (row, class tree) reading its split. The generic code stays the implementation for every
 //! other device, for a device without atomic f32 adds, and the reference in the tests.
 //!
 //! The CPU's own implementation of the same operations is the plain-Rust grower of
@@ -83,6 +85,35 @@ mod cube {
             }
         }
     }
+
+    /// Routes each row of each class tree to a child: `node` [n, k]; `split_feature` and
+    /// `split_bin` (offset by feature * B) by slot `node * k + class`; right when the row's
+    /// offset bin of the split feature is above the split's. One unit per (row, class).
+    #[cube(launch)]
+    pub fn route_rows(
+        bins: &Tensor<i32>,
+        node: &Tensor<i32>,
+        split_feature: &Tensor<i32>,
+        split_bin: &Tensor<i32>,
+        out: &mut Tensor<i32>,
+        units: usize,
+        f: usize,
+        k: usize,
+    ) {
+        if ABSOLUTE_POS >= units {
+            terminate!();
+        }
+        let row = ABSOLUTE_POS / k;
+        let c = ABSOLUTE_POS % k;
+        let nd = node[ABSOLUTE_POS];
+        let slot = usize::cast_from(nd) * k + c;
+        let feature = usize::cast_from(split_feature[slot]);
+        let mut child = nd * 2;
+        if bins[row * f + feature] > split_bin[slot] {
+            child += 1;
+        }
+        out[ABSOLUTE_POS] = child;
+    }
 }
 
 fn root_shape(bins: &Shape, gh: &Shape, b: &usize) -> Shape {
@@ -93,7 +124,7 @@ fn left_shape(bins: &Shape, node: &Shape, parents: &usize, b: &usize) -> Shape {
     Shape::new([parents * node[1] * b, 2 * bins[1]])
 }
 
-/// The histogram operations of one boosting level, as a backend extension.
+/// The operations of one boosting level, as a backend extension.
 #[backend_extension(Cube, Fusion)]
 pub trait HistogramOps: Backend {
     /// `bins` [n, f] (offset by feature * B), `gh` [n, 2k] -> [f * B, 2k].
@@ -110,6 +141,16 @@ pub trait HistogramOps: Backend {
         parents: usize,
         b: usize,
     ) -> FloatTensor<Self>;
+
+    /// `bins` [n, f] (offset), `node` [n, k], `split_feature` / `split_bin` by slot
+    /// `node * k + class` -> each row's child node [n, k].
+    #[fusion(dtype = node, shape = node)]
+    fn route_rows(
+        bins: IntTensor<Self>,
+        node: IntTensor<Self>,
+        split_feature: IntTensor<Self>,
+        split_bin: IntTensor<Self>,
+    ) -> IntTensor<Self>;
 }
 
 fn contiguous(t: CubeTensor, dtype: DType) -> CubeTensor {
@@ -189,6 +230,67 @@ impl HistogramOps for CubeBackend {
         }
         hist
     }
+
+    fn route_rows(
+        bins: IntTensor<Self>,
+        node: IntTensor<Self>,
+        split_feature: IntTensor<Self>,
+        split_bin: IntTensor<Self>,
+    ) -> IntTensor<Self> {
+        route_rows_kernel(bins, node, split_feature, split_bin)
+    }
+}
+
+fn route_rows_kernel(
+    bins: CubeTensor,
+    node: CubeTensor,
+    split_feature: CubeTensor,
+    split_bin: CubeTensor,
+) -> CubeTensor {
+    let (bins, node) = (contiguous(bins, DType::I32), contiguous(node, DType::I32));
+    let split_feature = contiguous(split_feature, DType::I32);
+    let split_bin = contiguous(split_bin, DType::I32);
+    let (n, f, k) = (
+        bins.meta.shape()[0],
+        bins.meta.shape()[1],
+        node.meta.shape()[1],
+    );
+    let client = node.client.clone();
+    let out = zeros(node.device.clone(), Shape::new([n, k]), DType::I32);
+    let units = n * k;
+    if units > 0 {
+        let dim = cubecl::CubeDim::new(&client, units);
+        let count = cubecl::calculate_cube_count_elemwise(&client, units, dim);
+        cube::route_rows::launch(
+            &client,
+            count,
+            dim,
+            bins.into_tensor_arg(),
+            node.into_tensor_arg(),
+            split_feature.into_tensor_arg(),
+            split_bin.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            units,
+            f,
+            k,
+        );
+    }
+    out
+}
+
+/// Each row's child node on a device that [`runs_kernels`].
+pub fn route_rows(
+    bins: &Tensor<2, Int>,
+    node: &Tensor<2, Int>,
+    split_feature: &Tensor<1, Int>,
+    split_bin: &Tensor<1, Int>,
+) -> Tensor<2, Int> {
+    Tensor::from_dispatch(<Dispatch as HistogramOps>::route_rows(
+        bins.clone().into_dispatch(),
+        node.clone().into_dispatch(),
+        split_feature.clone().into_dispatch(),
+        split_bin.clone().into_dispatch(),
+    ))
 }
 
 /// Whether `device` runs the kernels: a cubecl device whose runtime adds f32 atomically.
@@ -321,7 +423,7 @@ mod tests {
     }
 
     #[test]
-    fn kernels_match_the_generic_tensor_histograms() {
+    fn kernels_match_the_generic_tensor_histograms_and_routing() {
         let Some(gpu) = gpu_or_skip() else { return };
         let cpu = Device::flex();
         let cases = [
@@ -407,6 +509,47 @@ mod tests {
                 &format!("left, {what}"),
                 crate::train::tensor::download(on_gpu.left_hist(shape, c.parents, &pick(&gpu))),
                 crate::train::tensor::download(reference.left_hist(shape, c.parents, &pick(&cpu))),
+            );
+            // Routing: random splits (and no split: feature 0, the last bin) for every slot
+            // of the level; the same children, exactly.
+            let slots = 2 * c.parents * c.k;
+            let mut rng = ChaCha8Rng::seed_from_u64(c.seed + 100);
+            let feature: Vec<i64> = (0..slots)
+                .map(|_| rng.random_range(0..c.f as i64))
+                .collect();
+            let split: Vec<i64> = feature
+                .iter()
+                .map(|&j| {
+                    let bin = if rng.random_bool(0.2) {
+                        c.b as i64 - 1
+                    } else {
+                        rng.random_range(0..c.b as i64)
+                    };
+                    j * c.b as i64 + bin
+                })
+                .collect();
+            let class_index =
+                |d: &Device| Tensor::<1, Int>::arange(0..c.k as i64, d).reshape([1, c.k]);
+            let ints = |v: &Vec<i64>, d: &Device| {
+                Tensor::<1, Int>::from_data(TensorData::new(v.clone(), [slots]), d)
+            };
+            let (mut on_gpu, mut reference) = (on_gpu, reference);
+            on_gpu.route(
+                c.k,
+                &class_index(&gpu),
+                &ints(&feature, &gpu),
+                &ints(&split, &gpu),
+            );
+            reference.route(
+                c.k,
+                &class_index(&cpu),
+                &ints(&feature, &cpu),
+                &ints(&split, &cpu),
+            );
+            assert_eq!(
+                crate::train::tensor::download_int(on_gpu.node.reshape([c.n * c.k])),
+                crate::train::tensor::download_int(reference.node.reshape([c.n * c.k])),
+                "route, {what}"
             );
         }
     }
