@@ -453,16 +453,30 @@ impl ChunkReader {
                 let mut record_start = buf.len();
                 let first_line = record_line;
                 malformed.clear();
-                // With `keep`, a malformed record is replaced in the chunk by a record of
-                // empty fields, and its row's error says what was wrong.
-                let mut stand_in = |buf: &mut Vec<u8>, at: usize, count: usize, message: String| {
+                // A malformed record fails the read naming its line; with `keep` it is replaced
+                // in the chunk (from `at`) by a record of empty fields, and its row's error
+                // says what was wrong.
+                let mut malformed_record = |buf: &mut Vec<u8>,
+                                            at: usize,
+                                            count: usize,
+                                            line: u64,
+                                            message: String|
+                 -> Result<()> {
+                    if !*keep {
+                        return Err(Error::MalformedCsv {
+                            path: path.clone(),
+                            line,
+                            message,
+                        });
+                    }
                     buf.truncate(at);
                     buf.extend(std::iter::repeat_n(
                         *separator,
                         columns.len().saturating_sub(1),
                     ));
                     buf.push(b'\n');
-                    malformed.push((count as u32, message));
+                    malformed.push((count as u32, format!("line {line}: {message}")));
+                    Ok(())
                 };
                 let never_closed = "a quoted field opened here is never closed (a stray '\"'?)";
                 while count < rows {
@@ -484,28 +498,28 @@ impl ChunkReader {
                     // MAX_RECORD_LINES lines (memory stays bounded): a stray quote.
                     if scan.in_quotes && (at_end || *line_no + 1 - record_line >= MAX_RECORD_LINES)
                     {
-                        if !*keep {
-                            return Err(Error::MalformedCsv {
-                                path: path.clone(),
-                                line: record_line,
-                                message: never_closed.into(),
-                            });
+                        // Kept, its first line stands in for the record; the lines after it
+                        // are read again as records of their own.
+                        if *keep {
+                            if !at_end {
+                                pending.push_front(line.clone());
+                            }
+                            let rest: Vec<Vec<u8>> = buf[record_start..]
+                                .split_inclusive(|&b| b == b'\n')
+                                .skip(1)
+                                .map(<[u8]>::to_vec)
+                                .collect();
+                            for again in rest.into_iter().rev() {
+                                pending.push_front(again);
+                            }
                         }
-                        // Its first line stands in for the record; the lines after it are
-                        // read again as records of their own.
-                        if !at_end {
-                            pending.push_front(line.clone());
-                        }
-                        let rest: Vec<Vec<u8>> = buf[record_start..]
-                            .split_inclusive(|&b| b == b'\n')
-                            .skip(1)
-                            .map(<[u8]>::to_vec)
-                            .collect();
-                        for again in rest.into_iter().rev() {
-                            pending.push_front(again);
-                        }
-                        let message = format!("line {record_line}: {never_closed}");
-                        stand_in(&mut buf, record_start, count, message);
+                        malformed_record(
+                            &mut buf,
+                            record_start,
+                            count,
+                            record_line,
+                            never_closed.into(),
+                        )?;
                         *line_no = record_line;
                         scan = RecordScan::default();
                         count += 1;
@@ -529,49 +543,24 @@ impl ChunkReader {
                         record_start = buf.len();
                     }
                     if let Err(message) = scan.line(line, *separator) {
-                        if *keep {
-                            // The record is taken to end with this line.
-                            stand_in(
-                                &mut buf,
-                                record_start,
-                                count,
-                                format!("line {line_no}: {message}"),
-                            );
-                            scan = RecordScan::default();
-                            count += 1;
-                            continue;
-                        }
-                        return Err(Error::MalformedCsv {
-                            path: path.clone(),
-                            line: *line_no,
-                            message,
-                        });
+                        // Kept, the record is taken to end with this line.
+                        malformed_record(&mut buf, record_start, count, *line_no, message)?;
+                        scan = RecordScan::default();
+                        count += 1;
+                        continue;
                     }
                     buf.extend_from_slice(line);
                     if !line.ends_with(b"\n") {
                         buf.push(b'\n');
                     }
                     if !scan.in_quotes {
-                        if scan.fields != columns.len() && *keep {
+                        if scan.fields != columns.len() {
                             let message = format!(
-                                "line {record_line}: {} fields where the header has {}",
+                                "{} fields where the header has {}",
                                 scan.fields,
                                 columns.len()
                             );
-                            stand_in(&mut buf, record_start, count, message);
-                            count += 1;
-                            continue;
-                        }
-                        if scan.fields != columns.len() {
-                            return Err(Error::MalformedCsv {
-                                path: path.clone(),
-                                line: record_line,
-                                message: format!(
-                                    "{} fields where the header has {}",
-                                    scan.fields,
-                                    columns.len()
-                                ),
-                            });
+                            malformed_record(&mut buf, record_start, count, record_line, message)?;
                         }
                         count += 1;
                     }

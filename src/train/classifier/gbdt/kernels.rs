@@ -126,7 +126,7 @@ fn left_shape(bins: &Shape, node: &Shape, parents: &usize, b: &usize) -> Shape {
 
 /// The operations of one boosting level, as a backend extension.
 #[backend_extension(Cube, Fusion)]
-pub trait HistogramOps: Backend {
+pub trait LevelOps: Backend {
     /// `bins` [n, f] (offset by feature * B), `gh` [n, 2k] -> [f * B, 2k].
     #[fusion(dtype = gh, shape = root_shape(bins, gh, b))]
     fn root_histograms(bins: IntTensor<Self>, gh: FloatTensor<Self>, b: usize)
@@ -157,7 +157,16 @@ fn contiguous(t: CubeTensor, dtype: DType) -> CubeTensor {
     into_contiguous(if t.dtype == dtype { t } else { cast(t, dtype) })
 }
 
-impl HistogramOps for CubeBackend {
+/// The cube size and count for one unit per element of `units`.
+fn grid(client: &cubecl::client::Client, units: usize) -> (cubecl::CubeCount, cubecl::CubeDim) {
+    let dim = cubecl::CubeDim::new(client, units);
+    (
+        cubecl::calculate_cube_count_elemwise(client, units, dim),
+        dim,
+    )
+}
+
+impl LevelOps for CubeBackend {
     fn root_histograms(
         bins: IntTensor<Self>,
         gh: FloatTensor<Self>,
@@ -173,8 +182,7 @@ impl HistogramOps for CubeBackend {
         let hist = zeros(gh.device.clone(), Shape::new([f * b, two_k]), DType::F32);
         let units = n * f;
         if units > 0 {
-            let dim = cubecl::CubeDim::new(&client, units);
-            let count = cubecl::calculate_cube_count_elemwise(&client, units, dim);
+            let (count, dim) = grid(&client, units);
             cube::root_hist::launch(
                 &client,
                 count,
@@ -212,8 +220,7 @@ impl HistogramOps for CubeBackend {
         );
         let units = n * f;
         if units > 0 {
-            let dim = cubecl::CubeDim::new(&client, units);
-            let count = cubecl::calculate_cube_count_elemwise(&client, units, dim);
+            let (count, dim) = grid(&client, units);
             cube::left_hist::launch(
                 &client,
                 count,
@@ -237,45 +244,35 @@ impl HistogramOps for CubeBackend {
         split_feature: IntTensor<Self>,
         split_bin: IntTensor<Self>,
     ) -> IntTensor<Self> {
-        route_rows_kernel(bins, node, split_feature, split_bin)
-    }
-}
-
-fn route_rows_kernel(
-    bins: CubeTensor,
-    node: CubeTensor,
-    split_feature: CubeTensor,
-    split_bin: CubeTensor,
-) -> CubeTensor {
-    let (bins, node) = (contiguous(bins, DType::I32), contiguous(node, DType::I32));
-    let split_feature = contiguous(split_feature, DType::I32);
-    let split_bin = contiguous(split_bin, DType::I32);
-    let (n, f, k) = (
-        bins.meta.shape()[0],
-        bins.meta.shape()[1],
-        node.meta.shape()[1],
-    );
-    let client = node.client.clone();
-    let out = zeros(node.device.clone(), Shape::new([n, k]), DType::I32);
-    let units = n * k;
-    if units > 0 {
-        let dim = cubecl::CubeDim::new(&client, units);
-        let count = cubecl::calculate_cube_count_elemwise(&client, units, dim);
-        cube::route_rows::launch(
-            &client,
-            count,
-            dim,
-            bins.into_tensor_arg(),
-            node.into_tensor_arg(),
-            split_feature.into_tensor_arg(),
-            split_bin.into_tensor_arg(),
-            out.clone().into_tensor_arg(),
-            units,
-            f,
-            k,
+        let (bins, node) = (contiguous(bins, DType::I32), contiguous(node, DType::I32));
+        let split_feature = contiguous(split_feature, DType::I32);
+        let split_bin = contiguous(split_bin, DType::I32);
+        let (n, f, k) = (
+            bins.meta.shape()[0],
+            bins.meta.shape()[1],
+            node.meta.shape()[1],
         );
+        let client = node.client.clone();
+        let out = zeros(node.device.clone(), Shape::new([n, k]), DType::I32);
+        let units = n * k;
+        if units > 0 {
+            let (count, dim) = grid(&client, units);
+            cube::route_rows::launch(
+                &client,
+                count,
+                dim,
+                bins.into_tensor_arg(),
+                node.into_tensor_arg(),
+                split_feature.into_tensor_arg(),
+                split_bin.into_tensor_arg(),
+                out.clone().into_tensor_arg(),
+                units,
+                f,
+                k,
+            );
+        }
+        out
     }
-    out
 }
 
 /// Each row's child node on a device that [`runs_kernels`].
@@ -285,7 +282,7 @@ pub fn route_rows(
     split_feature: &Tensor<1, Int>,
     split_bin: &Tensor<1, Int>,
 ) -> Tensor<2, Int> {
-    Tensor::from_dispatch(<Dispatch as HistogramOps>::route_rows(
+    Tensor::from_dispatch(<Dispatch as LevelOps>::route_rows(
         bins.clone().into_dispatch(),
         node.clone().into_dispatch(),
         split_feature.clone().into_dispatch(),
@@ -311,7 +308,7 @@ pub fn runs_kernels(device: &Device) -> bool {
 
 /// The root histograms on a device that [`runs_kernels`].
 pub fn root_histograms(bins: &Tensor<2, Int>, gh: &Tensor<2>, b: usize) -> Tensor<2> {
-    Tensor::from_dispatch(<Dispatch as HistogramOps>::root_histograms(
+    Tensor::from_dispatch(<Dispatch as LevelOps>::root_histograms(
         bins.clone().into_dispatch(),
         gh.clone().into_dispatch(),
         b,
@@ -326,7 +323,7 @@ pub fn left_histograms(
     parents: usize,
     b: usize,
 ) -> Tensor<2> {
-    Tensor::from_dispatch(<Dispatch as HistogramOps>::left_histograms(
+    Tensor::from_dispatch(<Dispatch as LevelOps>::left_histograms(
         bins.clone().into_dispatch(),
         node.clone().into_dispatch(),
         gh.clone().into_dispatch(),
