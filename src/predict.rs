@@ -202,16 +202,18 @@ fn features_of(
     let mut cols: Vec<Float64Chunked> = Vec::with_capacity(N_FEATURES);
     for f in &FEATURES {
         let c = df.column(f.key)?;
-        let cast = c.strict_cast(&DataType::Float64).map_err(|_| {
-            ingest::bad_number_in(source, df, f.key)
-                .map(|e| shift_row(e, offset))
-                .unwrap_or(Error::BadColumnType {
+        let cast = match c.dtype() {
+            DataType::String => ingest::cast_text_numbers(source, c, &DataType::Float64)
+                .map_err(|e| shift_row(e, offset))?,
+            _ => c
+                .cast(&DataType::Float64)
+                .map_err(|_| Error::BadColumnType {
                     source_name: source.into(),
                     column: f.key.into(),
                     found: c.dtype().to_string(),
                     expected: "number",
-                })
-        })?;
+                })?,
+        };
         cols.push(cast.as_materialized_series().f64()?.clone());
     }
     let mut data = Vec::with_capacity(n * N_FEATURES);

@@ -520,13 +520,25 @@ pub fn check_feature(j: usize, v: f64) -> Result<(), FieldError> {
     if x < feat.min || x > feat.max {
         return err(
             FieldRule::OutOfRange,
-            format!("{v} is outside [{}, {}]", feat.min, feat.max),
+            format!("{} is outside [{}, {}]", shown(v), feat.min, feat.max),
         );
     }
     if matches!(feat.kind, FeatureKind::Integer | FeatureKind::Coded) && x.fract() != 0.0 {
-        return err(FieldRule::NotWhole, format!("{v} is not a whole number"));
+        return err(
+            FieldRule::NotWhole,
+            format!("{} is not a whole number", shown(v)),
+        );
     }
     Ok(())
+}
+
+/// A value in a message: 1e308 is written so, not as 309 digits.
+fn shown(v: f64) -> String {
+    if v != 0.0 && !(1e-6..1e15).contains(&v.abs()) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
 }
 
 /// The first unusable value of a row of 21 features, if any.

@@ -220,24 +220,56 @@ fn first_bad_number(source_name: &str, df: &DataFrame) -> Option<Error> {
         .columns
         .iter()
         .filter(|col| matches!(col.kind, RawType::Integer | RawType::Number))
-        .find_map(|col| bad_number_in(source_name, df, &col.name))
+        .find_map(|col| {
+            let c = df.column(&col.name).ok()?;
+            let whole = col.kind == RawType::Integer;
+            text_numbers(source_name, c, whole).err()
+        })
 }
 
-/// The first value of a text `column` that is not a number, as an error naming column and
-/// row (1-based); None when the column is absent, not text, or all numbers and blanks.
-pub fn bad_number_in(source_name: &str, df: &DataFrame, column: &str) -> Option<Error> {
-    let values = df.column(column).ok()?.str().ok()?.clone();
-    values.iter().enumerate().find_map(|(i, v)| {
-        let v = v?;
-        let t = v.trim();
-        (!t.is_empty() && t.parse::<f64>().is_err()).then(|| Error::BadValue {
-            source_name: source_name.to_string(),
-            column: column.to_string(),
-            row: i + 1,
-            value: v.to_string(),
-            expected: "number",
-        })
-    })
+/// A text column read as numbers by the one rule of every text source: a blank value (empty or
+/// whitespace, quoted or not) is missing, any other is trimmed and must be a number in Rust's
+/// `f64` syntax, and a whole one where `whole`. The first value that breaks it is an error
+/// naming column, row (1-based) and value.
+fn text_numbers(source_name: &str, c: &Column, whole: bool) -> Result<Float64Chunked> {
+    let values = c.str()?;
+    let mut out = Vec::with_capacity(values.len());
+    for (i, v) in values.iter().enumerate() {
+        let t = v.map_or("", str::trim);
+        if t.is_empty() {
+            out.push(None);
+            continue;
+        }
+        match t.parse::<f64>() {
+            Ok(x) if !whole || (x.is_finite() && x.fract() == 0.0 && x.abs() < 9.0e15) => {
+                out.push(Some(x))
+            }
+            _ => {
+                return Err(Error::BadValue {
+                    source_name: source_name.to_string(),
+                    column: c.name().to_string(),
+                    row: i + 1,
+                    value: v.unwrap_or_default().to_string(),
+                    expected: if whole { "whole number" } else { "number" },
+                });
+            }
+        }
+    }
+    Ok(Float64Chunked::from_iter_options(
+        c.name().clone(),
+        out.into_iter(),
+    ))
+}
+
+/// A text column cast to the numeric type `want`: polars' cast, and where that refuses a value
+/// (a blank, spaces around a number, a fraction in a whole-number column, a word), the rule of
+/// [`text_numbers`], which either reads it or names the value at fault.
+pub fn cast_text_numbers(source_name: &str, c: &Column, want: &DataType) -> Result<Column> {
+    if let Ok(cast) = c.strict_cast(want) {
+        return Ok(cast);
+    }
+    let numbers = text_numbers(source_name, c, want.is_integer())?;
+    Ok(numbers.into_series().cast(want)?.into_column())
 }
 
 /// Reads a Parquet file of raw records, casting its columns to the schema's types.
@@ -270,19 +302,9 @@ pub fn conform(source_name: &str, df: DataFrame) -> Result<DataFrame> {
             {
                 c.cast(&want)?
             }
-            (RawType::Integer | RawType::Number, DataType::String) => match c.strict_cast(&want) {
-                Ok(c) => c,
-                Err(_) => {
-                    return Err(bad_number_in(source_name, &df, &col.name).unwrap_or(
-                        Error::BadColumnType {
-                            source_name: source_name.into(),
-                            column: col.name.clone(),
-                            found: "String".into(),
-                            expected: "number",
-                        },
-                    ));
-                }
-            },
+            (RawType::Integer | RawType::Number, DataType::String) => {
+                cast_text_numbers(source_name, c, &want)?
+            }
             // A typed date (Parquet) is written back in the schema's text format, so one
             // parser (and one set of error reports) serves every source.
             (RawType::Date, DataType::Date) => {

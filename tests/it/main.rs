@@ -8,6 +8,7 @@ mod hostile;
 mod mongo;
 mod onnx;
 mod pipeline;
+mod properties;
 mod s3;
 mod serve;
 
