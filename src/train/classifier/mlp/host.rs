@@ -49,26 +49,115 @@ impl HostTrainer {
     }
 }
 
+/// Output columns in a register block: 16 floats (two AVX registers, four SSE ones).
+const COLS: usize = 16;
+/// Rows in a register block.
+const ROWS: usize = 4;
+
+/// `out[r, :] = init + x[r, :] · w` for `rows` rows of `x` (`rows × k`), `w` being `k × n`
+/// row-major. Each output is summed over `k` in order, starting from `init`, with separate
+/// multiplies and adds: the same value whether it falls in a full register block (4 rows × 16
+/// columns held in registers while `k` runs) or in an edge, and whatever the vector width.
+#[inline(always)]
+fn gemm_rows(x: &[f32], rows: usize, k: usize, w: &[f32], n: usize, init: &[f32], out: &mut [f32]) {
+    debug_assert!(x.len() >= rows * k && w.len() == k * n && init.len() == n);
+    let mut r = 0;
+    while r < rows {
+        let rb = ROWS.min(rows - r);
+        let mut c = 0;
+        while c < n {
+            let cb = COLS.min(n - c);
+            if rb == ROWS && cb == COLS {
+                let xs: [&[f32]; ROWS] = std::array::from_fn(|i| &x[(r + i) * k..(r + i + 1) * k]);
+                let mut acc = [[0f32; COLS]; ROWS];
+                for a in acc.iter_mut() {
+                    a.copy_from_slice(&init[c..c + COLS]);
+                }
+                for j in 0..k {
+                    let wj: &[f32; COLS] = w[j * n + c..j * n + c + COLS].try_into().unwrap();
+                    for (a, xr) in acc.iter_mut().zip(&xs) {
+                        let v = xr[j];
+                        for (a, w) in a.iter_mut().zip(wj) {
+                            *a += v * w;
+                        }
+                    }
+                }
+                for (i, a) in acc.iter().enumerate() {
+                    out[(r + i) * n + c..(r + i) * n + c + COLS].copy_from_slice(a);
+                }
+            } else {
+                for i in r..r + rb {
+                    let o = &mut out[i * n + c..i * n + c + cb];
+                    o.copy_from_slice(&init[c..c + cb]);
+                    for j in 0..k {
+                        let v = x[i * k + j];
+                        o.iter_mut()
+                            .zip(&w[j * n + c..j * n + c + cb])
+                            .for_each(|(o, w)| *o += v * w);
+                    }
+                }
+            }
+            c += cb;
+        }
+        r += rb;
+    }
+}
+
+/// `g += a^T · d` for `rows` rows of `a` (`rows × k`) and `d` (`rows × n`), `g` being `k × n`:
+/// each element summed over the rows in order, in register blocks of 4 × 16 as [`gemm_rows`].
+#[inline(always)]
+fn add_outer_products(a: &[f32], d: &[f32], rows: usize, k: usize, n: usize, g: &mut [f32]) {
+    let mut j = 0;
+    while j < k {
+        let jb = ROWS.min(k - j);
+        let mut c = 0;
+        while c < n {
+            let cb = COLS.min(n - c);
+            if jb == ROWS && cb == COLS {
+                let mut acc = [[0f32; COLS]; ROWS];
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    acc.copy_from_slice(&g[(j + i) * n + c..(j + i) * n + c + COLS]);
+                }
+                for r in 0..rows {
+                    let dr: &[f32; COLS] = d[r * n + c..r * n + c + COLS].try_into().unwrap();
+                    let ar: &[f32; ROWS] = a[r * k + j..r * k + j + ROWS].try_into().unwrap();
+                    for (acc, &v) in acc.iter_mut().zip(ar) {
+                        for (s, d) in acc.iter_mut().zip(dr) {
+                            *s += v * d;
+                        }
+                    }
+                }
+                for (i, acc) in acc.iter().enumerate() {
+                    g[(j + i) * n + c..(j + i) * n + c + COLS].copy_from_slice(acc);
+                }
+            } else {
+                for jj in j..j + jb {
+                    let gj = &mut g[jj * n + c..jj * n + c + cb];
+                    for r in 0..rows {
+                        let v = a[r * k + jj];
+                        gj.iter_mut()
+                            .zip(&d[r * n + c..r * n + c + cb])
+                            .for_each(|(s, d)| *s += v * d);
+                    }
+                }
+            }
+            c += cb;
+        }
+        j += jb;
+    }
+}
+
 /// The activations of every layer for `rows` rows of `x`: [input, hidden..., logits].
 #[inline(always)]
 fn forward(layers: &[Dense], x: &[f32], rows: usize) -> Vec<Vec<f32>> {
-    let mut acts = vec![x.to_vec()];
+    let mut acts = vec![x[..rows * layers[0].inputs].to_vec()];
     for (li, l) in layers.iter().enumerate() {
-        let input = &acts[li];
-        let mut out = Vec::with_capacity(rows * l.outputs);
-        for r in 0..rows {
-            let start = out.len();
-            out.extend_from_slice(&l.bias);
-            let z = &mut out[start..];
-            for (i, &a) in input[r * l.inputs..(r + 1) * l.inputs].iter().enumerate() {
-                if a != 0.0 {
-                    let w = &l.weight[i * l.outputs..(i + 1) * l.outputs];
-                    z.iter_mut().zip(w).for_each(|(z, w)| *z += a * w);
-                }
-            }
-            if li + 1 < layers.len() {
-                z.iter_mut().for_each(|v| *v = v.max(0.0));
-            }
+        let mut out = vec![0f32; rows * l.outputs];
+        gemm_rows(
+            &acts[li], rows, l.inputs, &l.weight, l.outputs, &l.bias, &mut out,
+        );
+        if li + 1 < layers.len() {
+            out.iter_mut().for_each(|v| *v = v.max(0.0));
         }
         acts.push(out);
     }
@@ -156,34 +245,36 @@ fn chunk_grads_portable(
     for (li, l) in layers.iter().enumerate().rev() {
         let input = &acts[li];
         let (dw, db) = &mut grads[li];
-        for r in 0..rows {
-            let d = &delta[r * l.outputs..(r + 1) * l.outputs];
+        for d in delta.chunks_exact(l.outputs) {
             db.iter_mut().zip(d).for_each(|(b, d)| *b += d);
-            for (i, &a) in input[r * l.inputs..(r + 1) * l.inputs].iter().enumerate() {
-                if a != 0.0 {
-                    let w = &mut dw[i * l.outputs..(i + 1) * l.outputs];
-                    w.iter_mut().zip(d).for_each(|(w, d)| *w += a * d);
-                }
-            }
         }
+        add_outer_products(input, &delta, rows, l.inputs, l.outputs, dw);
         if li == 0 {
             break;
         }
-        // Back through the weights and the ReLU of the layer below (its output is `input`).
-        let mut below = vec![0f32; rows * l.inputs];
-        for r in 0..rows {
-            let d = &delta[r * l.outputs..(r + 1) * l.outputs];
-            let a = &input[r * l.inputs..(r + 1) * l.inputs];
-            for (i, out) in below[r * l.inputs..(r + 1) * l.inputs]
-                .iter_mut()
-                .enumerate()
-            {
-                if a[i] > 0.0 {
-                    let w = &l.weight[i * l.outputs..(i + 1) * l.outputs];
-                    *out = w.iter().zip(d).map(|(w, d)| w * d).sum();
-                }
+        // Back through the weights (transposed, so the inputs lie side by side) and the ReLU
+        // of the layer below (its output is `input`).
+        let mut transposed = vec![0f32; l.weight.len()];
+        for (i, row) in l.weight.chunks_exact(l.outputs).enumerate() {
+            for (o, &w) in row.iter().enumerate() {
+                transposed[o * l.inputs + i] = w;
             }
         }
+        let mut below = vec![0f32; rows * l.inputs];
+        let zeros = vec![0f32; l.inputs];
+        gemm_rows(
+            &delta,
+            rows,
+            l.outputs,
+            &transposed,
+            l.inputs,
+            &zeros,
+            &mut below,
+        );
+        below
+            .iter_mut()
+            .zip(input)
+            .for_each(|(b, &a)| *b = if a > 0.0 { *b } else { 0.0 });
         delta = below;
     }
     grads
