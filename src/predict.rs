@@ -290,6 +290,48 @@ fn with_predictions(
     Ok(df)
 }
 
+/// The records of an input file as bulk scoring reads them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Records {
+    pub columns: Vec<String>,
+    /// Each record's cells as text (None: an empty field); a malformed record kept with
+    /// `keep_malformed` is a row of empty cells.
+    pub rows: Vec<Vec<Option<String>>>,
+    /// The kept malformed records: row (0-based) and what was wrong.
+    pub malformed: Vec<(usize, String)>,
+}
+
+/// Every record of `path`, read `chunk_rows` at a time exactly as [`run`] reads it (so the
+/// result is the same for any `chunk_rows`; the property and fuzz tests hold it to that).
+pub fn read_records(path: &Path, chunk_rows: usize, keep_malformed: bool) -> Result<Records> {
+    let mut reader = ChunkReader::open(path, keep_malformed)?;
+    let mut out = Records {
+        columns: reader.columns().to_vec(),
+        rows: Vec::new(),
+        malformed: Vec::new(),
+    };
+    while let Some(df) = reader.next(chunk_rows.max(1))? {
+        let offset = out.rows.len();
+        out.malformed.extend(
+            reader
+                .take_malformed()
+                .into_iter()
+                .map(|(row, why)| (offset + row as usize, why)),
+        );
+        let columns = df
+            .columns()
+            .iter()
+            .map(|c| {
+                let c = c.cast(&DataType::String)?;
+                Ok(c.str()?.iter().map(|v| v.map(str::to_string)).collect())
+            })
+            .collect::<Result<Vec<Vec<Option<String>>>>>()?;
+        out.rows
+            .extend((0..df.height()).map(|i| columns.iter().map(|c| c[i].clone()).collect()));
+    }
+    Ok(out)
+}
+
 /// Reads an input file chunk by chunk.
 enum ChunkReader {
     Csv {
@@ -749,27 +791,8 @@ mod tests {
         p
     }
 
-    /// Every record of the file, read `rows` at a time, as text cells.
     fn read_all(path: &Path, rows: usize) -> Result<Vec<Vec<Option<String>>>> {
-        let mut reader = ChunkReader::open(path, false)?;
-        let mut out = Vec::new();
-        while let Some(df) = reader.next(rows)? {
-            let columns: Vec<Vec<Option<String>>> = df
-                .columns()
-                .iter()
-                .map(|c| {
-                    c.str()
-                        .unwrap()
-                        .iter()
-                        .map(|v| v.map(str::to_string))
-                        .collect()
-                })
-                .collect();
-            for i in 0..df.height() {
-                out.push(columns.iter().map(|c| c[i].clone()).collect());
-            }
-        }
-        Ok(out)
+        read_records(path, rows, false).map(|r| r.rows)
     }
 
     fn line_of(e: Error) -> u64 {
