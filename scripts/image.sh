@@ -124,8 +124,8 @@ case "$cmd" in
        && ! docker_cli pull -q debian:bookworm-slim >/dev/null 2>&1; then
       command -v debootstrap >/dev/null || apt_install debootstrap
       # The Debian mirror apt already uses here (plain HTTP works from containers too).
-      mirror="$(grep -hoE '^(URIs:|deb) +http[^ ]*debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null \
-        | grep -oE 'http[^ ]*' | head -n1)"
+      mirror="$( (cat /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null || true) \
+        | grep -oE '^(URIs:|deb) +http[^ ]*debian/?( |$)' | grep -oE 'http[^ ]*' | head -n1 || true)"
       mirror="${mirror:-http://deb.debian.org/debian}"
       root="$(mktemp -d)"
       echo "image: debootstrap bookworm from $mirror" >&2
