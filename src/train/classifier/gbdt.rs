@@ -156,6 +156,122 @@ impl Tree {
     }
 }
 
+/// A [`Tree`] on `u8` bins, for scoring blocks of rows level by level with the host's router
+/// ([`host::leaves_of_block`]): the tree as a complete tree in heap order (a leaf above the
+/// last level fills all the leaves below it, and the nodes below it send every row left),
+/// each threshold as its index among the feature's cut points. A row binned by [`bin_u8`]
+/// with those cuts ends in the leaf [`Tree::predict`] gives it.
+struct BinnedTree {
+    class: usize,
+    /// Per level, per node: split feature and bin (255: every row left).
+    table: Vec<Vec<(usize, u8)>>,
+    /// One value per last-level leaf.
+    leaves: Vec<f32>,
+}
+
+impl BinnedTree {
+    /// `None` when a threshold is not among `cuts` (a tree not grown on them).
+    fn new(tree: &Tree, cuts: &[Vec<f32>]) -> Option<Self> {
+        fn depth_of(t: &Tree, id: usize) -> usize {
+            let n = &t.nodes[id];
+            if n.feature < 0 {
+                0
+            } else {
+                1 + depth_of(t, n.left as usize).max(depth_of(t, n.right as usize))
+            }
+        }
+        fn fill(
+            t: &Tree,
+            cuts: &[Vec<f32>],
+            id: usize,
+            level: usize,
+            j: usize,
+            out: &mut BinnedTree,
+        ) -> Option<()> {
+            let n = &t.nodes[id];
+            if n.feature < 0 {
+                let below = out.table.len() - level;
+                out.leaves[j << below..(j + 1) << below].fill(n.value);
+                return Some(());
+            }
+            let feature = n.feature as usize;
+            let bin = cuts
+                .get(feature)?
+                .binary_search_by(|c| c.total_cmp(&n.threshold))
+                .ok()
+                .filter(|&b| b < 255)?;
+            out.table[level][j] = (feature, bin as u8);
+            fill(t, cuts, n.left as usize, level + 1, 2 * j, out)?;
+            fill(t, cuts, n.right as usize, level + 1, 2 * j + 1, out)
+        }
+        let depth = depth_of(tree, 0);
+        let mut out = BinnedTree {
+            class: tree.class,
+            table: (0..depth).map(|l| vec![(0, u8::MAX); 1 << l]).collect(),
+            leaves: vec![0.0; 1 << depth],
+        };
+        fill(tree, cuts, 0, 0, 0, &mut out)?;
+        Some(out)
+    }
+
+    /// Adds the tree's value to `margin[r * k + class]` of each row r of a block whose bins
+    /// are `columns[feature][r]`.
+    fn add(&self, columns: &[Vec<u8>], k: usize, margin: &mut [f32]) {
+        let node = host::leaves_of_block(&self.table, columns, 0..margin.len() / k);
+        for (m, &j) in margin.chunks_exact_mut(k).zip(&node) {
+            m[self.class] += self.leaves[usize::from(j)];
+        }
+    }
+}
+
+/// A value's bin among sorted `cuts` (at most 255): the number of cuts below it, and 255 for
+/// NaN, which goes right at every split as in [`Tree::predict`].
+fn bin_u8(cuts: &[f32], x: f32) -> u8 {
+    if x.is_nan() {
+        u8::MAX
+    } else {
+        cuts.partition_point(|&c| c < x) as u8
+    }
+}
+
+/// Row-major `rows` (`cuts.len()` values each) binned, feature-major.
+fn bin_block(rows: &[f32], cuts: &[Vec<f32>]) -> Vec<Vec<u8>> {
+    let cols = cuts.len().max(1);
+    cuts.iter()
+        .enumerate()
+        .map(|(j, cuts)| {
+            rows.iter()
+                .skip(j)
+                .step_by(cols)
+                .map(|&x| bin_u8(cuts, x))
+                .collect()
+        })
+        .collect()
+}
+
+/// The trees on `u8` bins of their own thresholds, when no feature has more than 255 distinct
+/// ones (true of every tree grown here: they split on at most 255 cuts per feature).
+fn binned_trees(trees: &[Tree], features: usize) -> Option<(Vec<Vec<f32>>, Vec<BinnedTree>)> {
+    let mut cuts = vec![Vec::new(); features];
+    for node in trees.iter().flat_map(|t| &t.nodes) {
+        if node.feature >= 0 {
+            cuts.get_mut(node.feature as usize)?.push(node.threshold);
+        }
+    }
+    for c in &mut cuts {
+        c.sort_by(f32::total_cmp);
+        c.dedup_by(|a, b| a.total_cmp(b).is_eq());
+        if c.len() > 255 {
+            return None;
+        }
+    }
+    let trees = trees
+        .iter()
+        .map(|t| BinnedTree::new(t, &cuts))
+        .collect::<Option<Vec<_>>>()?;
+    Some((cuts, trees))
+}
+
 /// A fitted boosted ensemble: margins are sums of tree values per class, probabilities their softmax.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GbdtModel {
@@ -186,17 +302,29 @@ impl GbdtModel {
     /// Class probabilities of every row, row-major n x k.
     pub fn predict_proba(&self, x: &Matrix) -> Vec<f32> {
         // Rows are independent: blocks of them on the threads, put back in order. Within a
-        // block each tree takes every row in turn (the rows' walks overlap and the tree stays
-        // in cache); a row still adds its trees' values in tree order.
+        // block each tree takes every row in turn, level by level on the rows' bins (see
+        // [`BinnedTree`]); a row still adds its trees' values in tree order.
         let cols = x.cols().max(1);
+        let binned = binned_trees(&self.trees, x.cols());
         let parts: Vec<Vec<f32>> = x
             .as_slice()
-            .par_chunks(cols * 256)
+            .par_chunks(cols * 1024)
             .map(|rows| {
                 let mut margin = vec![0f32; rows.len() / cols * self.k];
-                for t in &self.trees {
-                    for (m, row) in margin.chunks_exact_mut(self.k).zip(rows.chunks_exact(cols)) {
-                        m[t.class] += t.predict(row);
+                match &binned {
+                    Some((cuts, trees)) => {
+                        let columns = bin_block(rows, cuts);
+                        for t in trees {
+                            t.add(&columns, self.k, &mut margin);
+                        }
+                    }
+                    None => {
+                        for (m, row) in margin.chunks_exact_mut(self.k).zip(rows.chunks_exact(cols))
+                        {
+                            for t in &self.trees {
+                                m[t.class] += t.predict(row);
+                            }
+                        }
                     }
                 }
                 let mut out = Vec::with_capacity(margin.len());
@@ -517,13 +645,13 @@ fn with_early_stopping(
     boost: impl FnOnce(
         &Matrix,
         &[u32],
-        &mut dyn FnMut(usize, &[Tree]) -> Result<bool>,
+        &mut dyn FnMut(usize, &[Tree], &Binner) -> Result<bool>,
     ) -> Result<GbdtModel>,
 ) -> Result<GbdtModel> {
     let n = x.rows();
     let patience = params.early_stopping_rounds;
     if patience == 0 || n < params.early_stopping_min_rows.max(2) {
-        return boost(x, y, &mut |round, _| on_round(round).map(|()| true));
+        return boost(x, y, &mut |round, _, _| on_round(round).map(|()| true));
     }
     let mut order: Vec<usize> = (0..n).collect();
     rand::seq::SliceRandom::shuffle(
@@ -540,27 +668,46 @@ fn with_early_stopping(
     let fit_y: Vec<u32> = fit_rows.iter().map(|&i| y[i]).collect();
     let val_x = x.gather_rows(&val_rows);
     let val_y: Vec<u32> = val_rows.iter().map(|&i| y[i]).collect();
+    // Held-out rows in blocks, binned (feature-major) once the binner is known.
+    const VAL_BLOCK: usize = 4096;
+    let mut val_columns: Vec<Vec<Vec<u8>>> = Vec::new();
     let mut margin = vec![0f32; n_val * k];
     let (mut best_round, mut best_loss, mut best_errors, mut rounds_run) = (0, f64::INFINITY, 0, 0);
-    let mut model = boost(&fit_x, &fit_y, &mut |round, trees| {
+    let mut model = boost(&fit_x, &fit_y, &mut |round, trees, binner| {
         rounds_run = round;
         // The new trees into the held-out margins, then their mean cross-entropy (smooth,
         // where the error count moves in steps of one row and stalls while the margins still
         // improve) and error count; per-chunk sums added in chunk order.
+        let cols = val_x.cols().max(1);
+        if val_columns.is_empty() {
+            val_columns = val_x
+                .as_slice()
+                .par_chunks(cols * VAL_BLOCK)
+                .map(|rows| bin_block(rows, &binner.cuts))
+                .collect();
+        }
+        let binned: Option<Vec<BinnedTree>> = trees
+            .iter()
+            .map(|t| BinnedTree::new(t, &binner.cuts))
+            .collect();
         let parts: Vec<(f64, usize)> = margin
-            .par_chunks_mut(k * 4096)
-            .zip(val_x.as_slice().par_chunks(val_x.cols() * 4096))
-            .zip(val_y.par_chunks(4096))
-            .map(|((margin, rows), ys)| {
-                let (mut loss, mut errors) = (0.0f64, 0usize);
-                for ((m, row), &y) in margin
-                    .chunks_exact_mut(k)
-                    .zip(rows.chunks_exact(val_x.cols()))
-                    .zip(ys)
-                {
-                    for t in trees {
-                        m[t.class] += t.predict(row);
+            .par_chunks_mut(k * VAL_BLOCK)
+            .zip(val_columns.par_iter())
+            .zip(val_x.as_slice().par_chunks(cols * VAL_BLOCK))
+            .zip(val_y.par_chunks(VAL_BLOCK))
+            .map(|(((margin, columns), rows), ys)| {
+                match &binned {
+                    Some(binned) => binned.iter().for_each(|t| t.add(columns, k, margin)),
+                    None => {
+                        for (m, row) in margin.chunks_exact_mut(k).zip(rows.chunks_exact(cols)) {
+                            for t in trees {
+                                m[t.class] += t.predict(row);
+                            }
+                        }
                     }
+                }
+                let (mut loss, mut errors) = (0.0f64, 0usize);
+                for (m, &y) in margin.chunks_exact(k).zip(ys) {
                     let max = m.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                     let sum: f32 = m.iter().map(|v| (v - max).exp()).sum();
                     loss += f64::from(sum.ln() - (m[y as usize] - max));
@@ -602,7 +749,7 @@ fn fit_in_blocks(
     device: &Device,
     block: usize,
     sub_block: usize,
-    mut on_round: impl FnMut(usize, &[Tree]) -> Result<bool>,
+    mut on_round: impl FnMut(usize, &[Tree], &Binner) -> Result<bool>,
 ) -> Result<GbdtModel> {
     let (n, f, b) = (x.rows(), x.cols(), params.max_bins);
     if n == 0 || y.len() != n {
@@ -748,7 +895,7 @@ fn fit_in_blocks(
         for class in 0..k {
             trees.push(build_tree(class, k, &levels, &weights, depth, &binner));
         }
-        if !on_round(round + 1, &trees[trees.len() - k..])? {
+        if !on_round(round + 1, &trees[trees.len() - k..], &binner)? {
             break;
         }
     }
@@ -854,6 +1001,87 @@ mod tests {
         }
     }
 
+    /// Every row's class margins as [`Tree::predict`] walks the trees, in tree order.
+    fn walked_margins(model: &GbdtModel, x: &Matrix) -> Vec<f32> {
+        let mut margin = vec![0f32; x.rows() * model.k];
+        for (i, m) in margin.chunks_exact_mut(model.k).enumerate() {
+            for t in &model.trees {
+                m[t.class] += t.predict(x.row(i));
+            }
+        }
+        let mut out = Vec::new();
+        for m in margin.chunks_exact(model.k) {
+            super::super::softmax_into(m, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn scoring_on_bins_gives_the_probabilities_of_walking_the_trees() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let (n, f) = (3000, 4);
+        let x = Matrix::new(n, f, (0..n * f).map(|_| rng.random::<f32>()).collect());
+        let y: Vec<u32> = (0..n)
+            .map(|i| u32::from(x.get(i, 0) > 0.4) + u32::from(x.get(i, 1) > 0.7))
+            .collect();
+        // Depth 7 with 256 bins: trees with leaves above the last level, levels scored in
+        // whole-block passes and row by row.
+        let mut p = params(4, 7);
+        p.max_bins = 256;
+        let model = fit(&x, &y, 3, &p, 1, &Device::flex(), |_| Ok(())).unwrap();
+        assert!(binned_trees(&model.trees, f).is_some());
+        // Rows on cut points, outside the range, infinite and NaN, and 1025 rows (two blocks).
+        let mut probe: Vec<f32> = (0..1025 * f).map(|_| rng.random_range(-0.2..1.2)).collect();
+        let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, 1.0];
+        for (r, v) in probe.chunks_exact_mut(f).zip(specials.iter().cycle()) {
+            r[(v.to_bits() as usize) % f] = *v;
+        }
+        for t in &model.trees {
+            for (r, node) in probe.chunks_exact_mut(f).zip(t.nodes.iter().cycle()) {
+                if node.feature >= 0 {
+                    r[node.feature as usize] = node.threshold;
+                }
+            }
+        }
+        let probe = Matrix::new(1025, f, probe);
+        let want = walked_margins(&model, &probe);
+        assert_eq!(model.predict_proba(&probe), want);
+        assert_eq!(model.predict_proba(&x), walked_margins(&model, &x));
+
+        // More than 255 distinct thresholds on a feature: scored by walking the trees.
+        let mut many = model.clone();
+        many.trees = (0..300)
+            .map(|i| Tree {
+                class: i % 3,
+                nodes: vec![
+                    TreeNode {
+                        feature: 0,
+                        threshold: i as f32 / 300.0,
+                        left: 1,
+                        right: 2,
+                        value: 0.0,
+                    },
+                    TreeNode {
+                        feature: -1,
+                        threshold: 0.0,
+                        left: 0,
+                        right: 0,
+                        value: -0.01,
+                    },
+                    TreeNode {
+                        feature: -1,
+                        threshold: 0.0,
+                        left: 0,
+                        right: 0,
+                        value: 0.02,
+                    },
+                ],
+            })
+            .collect();
+        assert!(binned_trees(&many.trees, f).is_none());
+        assert_eq!(many.predict_proba(&probe), walked_margins(&many, &probe));
+    }
+
     #[test]
     fn learns_a_single_threshold_as_one_split() {
         // Class 1 exactly when feature 1 > 0.5; feature 0 is noise.
@@ -909,9 +1137,11 @@ mod tests {
             .collect();
         let p = params(4, 3);
         let whole =
-            fit_in_blocks(&x, &y, 3, &p, 1, &Device::flex(), n, n, |_, _| Ok(true)).unwrap();
-        let blocks =
-            fit_in_blocks(&x, &y, 3, &p, 1, &Device::flex(), 96, 40, |_, _| Ok(true)).unwrap();
+            fit_in_blocks(&x, &y, 3, &p, 1, &Device::flex(), n, n, |_, _, _| Ok(true)).unwrap();
+        let blocks = fit_in_blocks(&x, &y, 3, &p, 1, &Device::flex(), 96, 40, |_, _, _| {
+            Ok(true)
+        })
+        .unwrap();
         assert_eq!(whole.trees.len(), blocks.trees.len());
         for (a, b) in whole.trees.iter().zip(&blocks.trees) {
             assert_eq!(a.nodes.len(), b.nodes.len());
@@ -1065,7 +1295,7 @@ mod tests {
             let mut p = params(3, 4);
             p.max_bins = bins;
             let expected = reference_fit(&x, &y, 3, &p);
-            let got = host::fit(&x, &y, 3, &p, 1, |_, _| Ok(true)).unwrap();
+            let got = host::fit(&x, &y, 3, &p, 1, |_, _, _| Ok(true)).unwrap();
             assert_eq!(expected.trees.len(), got.trees.len());
             for (t, (a, b)) in expected.trees.iter().zip(&got.trees).enumerate() {
                 assert_eq!(a.nodes.len(), b.nodes.len(), "{bins} bins, tree {t}");
@@ -1100,8 +1330,10 @@ mod tests {
         let mut p = params(4, 3);
         p.min_child_weight = 0.5;
         let expected = reference_fit(&x, &y, 3, &p);
-        let got =
-            fit_in_blocks(&x, &y, 3, &p, 1, &Device::flex(), 128, 48, |_, _| Ok(true)).unwrap();
+        let got = fit_in_blocks(&x, &y, 3, &p, 1, &Device::flex(), 128, 48, |_, _, _| {
+            Ok(true)
+        })
+        .unwrap();
         assert_eq!(expected.trees.len(), got.trees.len());
         for (t, (a, b)) in expected.trees.iter().zip(&got.trees).enumerate() {
             assert_eq!(a.nodes.len(), b.nodes.len(), "tree {t}");

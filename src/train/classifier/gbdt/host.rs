@@ -11,6 +11,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
+use std::ops::Range;
 
 use super::{Binner, GbdtModel, Level, build_tree};
 use crate::error::{Error, Result};
@@ -207,13 +208,14 @@ pub(super) fn best_split(
 /// Rows per partition task.
 const PARTITION_ROWS: usize = 65_536;
 
-/// Splits the rows of one node in place, stably: rows whose bin (`column`: the split feature's
-/// bin of every row) is at most `bin` first, the rest after. Returns the number that went
-/// left. Big nodes are split in chunks on the threads, then put back together in order.
-pub(super) fn partition(column: &[u8], rows: &mut [u32], bin: u8) -> usize {
+/// Splits the rows of one node in place, stably: rows whose bin (row i's is `column[i *
+/// stride]`: the split feature's column, or a row-major matrix from the feature on) is at
+/// most `bin` first, the rest after. Returns the number that went left. Big nodes are split in
+/// chunks on the threads, then put back together in order.
+pub(super) fn partition(column: &[u8], stride: usize, rows: &mut [u32], bin: u8) -> usize {
     if rows.len() <= PARTITION_ROWS {
         let mut right = vec![0u32; rows.len()];
-        let (left, r) = partition_chunk(column, rows, bin, &mut right);
+        let (left, r) = partition_chunk(column, stride, rows, bin, &mut right);
         rows[left..].copy_from_slice(&right[..r]);
         return left;
     }
@@ -221,7 +223,7 @@ pub(super) fn partition(column: &[u8], rows: &mut [u32], bin: u8) -> usize {
         .par_chunks_mut(PARTITION_ROWS)
         .map(|chunk| {
             let mut right = vec![0u32; chunk.len()];
-            let (left, r) = partition_chunk(column, chunk, bin, &mut right);
+            let (left, r) = partition_chunk(column, stride, chunk, bin, &mut right);
             right.truncate(r);
             (right, left)
         })
@@ -242,11 +244,17 @@ pub(super) fn partition(column: &[u8], rows: &mut [u32], bin: u8) -> usize {
 
 /// Moves the left rows of `rows` to its front (in order) and writes the right ones to `right`;
 /// returns both counts. Branch-free: a row is written to both places and only one cursor moves.
-fn partition_chunk(column: &[u8], rows: &mut [u32], bin: u8, right: &mut [u32]) -> (usize, usize) {
+fn partition_chunk(
+    column: &[u8],
+    stride: usize,
+    rows: &mut [u32],
+    bin: u8,
+    right: &mut [u32],
+) -> (usize, usize) {
     let (mut l, mut r) = (0, 0);
     for read in 0..rows.len() {
         let i = rows[read];
-        let goes_right = usize::from(column[i as usize] > bin);
+        let goes_right = usize::from(column[i as usize * stride] > bin);
         rows[l] = i;
         right[r] = i;
         l += 1 - goes_right;
@@ -327,8 +335,8 @@ fn splitmix64(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The `rows` of a row-major [n, f] `bins`, and their columns.
-fn gather(bins: &[u8], columns: &[Vec<u8>], f: usize, rows: &[u32]) -> (Vec<u8>, Vec<Vec<u8>>) {
+/// The `rows` of a row-major [n, f] `bins`.
+fn gather(bins: &[u8], f: usize, rows: &[u32]) -> Vec<u8> {
     let mut out = vec![0u8; rows.len() * f];
     out.par_chunks_mut(f * 4096)
         .zip(rows.par_chunks(4096))
@@ -337,11 +345,7 @@ fn gather(bins: &[u8], columns: &[Vec<u8>], f: usize, rows: &[u32]) -> (Vec<u8>,
                 o.copy_from_slice(&bins[i as usize * f..(i as usize + 1) * f]);
             }
         });
-    let cols = columns
-        .par_iter()
-        .map(|c| rows.iter().map(|&i| c[i as usize]).collect())
-        .collect();
-    (out, cols)
+    out
 }
 
 /// Fits the ensemble with the host operations; the same trees as the tensor implementation.
@@ -354,7 +358,7 @@ pub(super) fn fit(
     k: usize,
     params: &GbdtParams,
     seed: u64,
-    mut on_round: impl FnMut(usize, &[super::Tree]) -> Result<bool>,
+    mut on_round: impl FnMut(usize, &[super::Tree], &Binner) -> Result<bool>,
 ) -> Result<GbdtModel> {
     let (n, f) = (x.rows(), x.cols());
     if n == 0 || y.len() != n || n > u32::MAX as usize {
@@ -365,11 +369,17 @@ pub(super) fn fit(
     }
     let binner = Binner::fit(x, params.max_bins);
     let bins = binner.bin_matrix_u8(x);
-    // Feature-major copy: a split reads one feature of the node's rows from one column.
-    let columns: Vec<Vec<u8>> = (0..f)
-        .into_par_iter()
-        .map(|j| bins.iter().skip(j).step_by(f).copied().collect())
-        .collect();
+    let sampled = params.max_rows_per_tree > 0 && n > params.max_rows_per_tree;
+    // Feature-major copy when trees grow on samples: routing every row down a round's trees
+    // reads one feature of a block of rows from one column.
+    let columns: Vec<Vec<u8>> = if sampled {
+        (0..f)
+            .into_par_iter()
+            .map(|j| bins.iter().skip(j).step_by(f).copied().collect())
+            .collect()
+    } else {
+        Vec::new()
+    };
     let grower = Grower {
         f,
         k,
@@ -377,7 +387,6 @@ pub(super) fn fit(
         params,
     };
     let depth = params.max_depth;
-    let sampled = params.max_rows_per_tree > 0 && n > params.max_rows_per_tree;
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6bd7_0000);
     let mut margin = vec![vec![0f32; n]; k];
     let mut gh = vec![vec![[0f32; 2]; if sampled { 0 } else { n }]; k];
@@ -391,20 +400,20 @@ pub(super) fn fit(
         });
         let (levels, weights) = if sampled {
             let rows = sample_rows(n, params.max_rows_per_tree, seed, round);
-            let (sbins, scolumns) = gather(&bins, &columns, f, &rows);
+            let sbins = gather(&bins, f, &rows);
             let pick = |v: &[f32]| -> Vec<f32> { rows.iter().map(|&i| v[i as usize]).collect() };
             let smargin: Vec<Vec<f32>> = margin.iter().map(|m| pick(m)).collect();
             let smask = mask.as_deref().map(pick);
             let sy: Vec<u32> = rows.iter().map(|&i| y[i as usize]).collect();
             let mut sgh = vec![vec![[0f32; 2]; rows.len()]; k];
             gradients(&smargin, &sy, smask.as_deref(), &mut sgh);
-            let (levels, parts, weights) = grower.grow(&sbins, &scolumns, &sgh);
+            let (levels, parts, weights) = grower.grow(&sbins, &sgh);
             drop(parts);
             route_and_add(&columns, &levels, k, &weights, &mut margin);
             (levels, weights)
         } else {
             gradients(&margin, y, mask.as_deref(), &mut gh);
-            let (levels, parts, weights) = grower.grow(&bins, &columns, &gh);
+            let (levels, parts, weights) = grower.grow(&bins, &gh);
             margin
                 .par_iter_mut()
                 .zip(parts.par_iter())
@@ -428,7 +437,7 @@ pub(super) fn fit(
         for class in 0..k {
             trees.push(build_tree(class, k, &levels, &flat, depth, &binner));
         }
-        if !on_round(round + 1, &trees[trees.len() - k..])? {
+        if !on_round(round + 1, &trees[trees.len() - k..], &binner)? {
             break;
         }
     }
@@ -473,23 +482,57 @@ fn route_and_add(
             .enumerate()
             .for_each(|(t, chunk)| {
                 let rows = t * ROWS..t * ROWS + chunk.len();
-                let mut node = vec![0u16; chunk.len()];
-                for level in &table {
-                    // Each node's split column over this block's rows.
-                    let split: Vec<(&[u8], u8)> = level
-                        .iter()
-                        .map(|&(feature, bin)| (&columns[feature][rows.clone()], bin))
-                        .collect();
-                    for (r, j) in node.iter_mut().enumerate() {
-                        let (column, bin) = split[usize::from(*j)];
-                        *j = 2 * *j + u16::from(column[r] > bin);
-                    }
-                }
+                let node = leaves_of_block(&table, columns, rows);
                 for (m, &j) in chunk.iter_mut().zip(&node) {
                     *m += w[usize::from(j)];
                 }
             });
     }
+}
+
+/// Levels whose nodes [`leaves_of_block`] takes in whole-block passes: at most 16 nodes, so a
+/// node index fits a `u8` lane.
+const MASKED_LEVELS: usize = 5;
+
+/// The leaf (node index at the last level) each row of `rows` ends in, down the levels of one
+/// class tree (`table[level][node]`: split feature and bin; bin 255 sends every row left).
+/// The top levels go node by node over the whole block, comparing `u8` lanes the compiler
+/// vectorises (a row's node is a mask, not an index); deeper levels look their node up row
+/// by row.
+pub(super) fn leaves_of_block(
+    table: &[Vec<(usize, u8)>],
+    columns: &[Vec<u8>],
+    rows: Range<usize>,
+) -> Vec<u16> {
+    let len = rows.len();
+    let mut node = vec![0u8; len];
+    let mut right = vec![0u8; len];
+    for level in table.iter().take(MASKED_LEVELS) {
+        for (j, &(feature, bin)) in level.iter().enumerate() {
+            let column = &columns[feature][rows.clone()];
+            let j = j as u8;
+            for ((r, &n), &c) in right.iter_mut().zip(&node).zip(column) {
+                *r |= u8::from(n == j) & u8::from(c > bin);
+            }
+        }
+        for (n, r) in node.iter_mut().zip(right.iter_mut()) {
+            *n = 2 * *n + *r;
+            *r = 0;
+        }
+    }
+    let mut node: Vec<u16> = node.into_iter().map(u16::from).collect();
+    for level in table.iter().skip(MASKED_LEVELS) {
+        // Each node's split column over this block's rows.
+        let split: Vec<(&[u8], u8)> = level
+            .iter()
+            .map(|&(feature, bin)| (&columns[feature][rows.clone()], bin))
+            .collect();
+        for (r, j) in node.iter_mut().enumerate() {
+            let (column, bin) = split[usize::from(*j)];
+            *j = 2 * *j + u16::from(column[r] > bin);
+        }
+    }
+    node
 }
 
 /// Grows one round's class trees on a set of rows.
@@ -501,13 +544,12 @@ struct Grower<'a> {
 }
 
 impl Grower<'_> {
-    /// The class trees of one round on the rows of `bins` (row-major) and `columns`, with
+    /// The class trees of one round on the rows of `bins` (row-major), with
     /// `gh[c][i]` row i's (g, h) for class c: every level's splits, the rows of each leaf, and
     /// each class's leaf weights (learning rate applied).
     fn grow(
         &self,
         bins: &[u8],
-        columns: &[Vec<u8>],
         gh: &[Vec<[f32; 2]>],
     ) -> (Vec<Level>, Vec<Partition>, Vec<Vec<f32>>) {
         let (f, k) = (self.f, self.k);
@@ -535,7 +577,6 @@ impl Grower<'_> {
         for level in 0..depth {
             let nodes = 1usize << level;
             let kl = k * nodes;
-            // Best split of every (node, class), all on the threads.
             let splits: Vec<Option<(usize, usize)>> = (0..kl)
                 .into_par_iter()
                 .map(|s| best_split(&hists[s % k][s / k], &bins_used, lambda, mcw))
@@ -552,14 +593,13 @@ impl Grower<'_> {
                     lv.bin[s] = bin as i64;
                 }
             }
-            // Each class tree's rows to the children: 2j (left) and 2j + 1 (right).
             parts.par_iter_mut().enumerate().for_each(|(c, part)| {
                 let mut start = Vec::with_capacity(2 * nodes + 1);
                 for j in 0..nodes {
                     let (lo, hi) = (part.start[j], part.start[j + 1]);
                     let left = match splits[j * k + c] {
                         Some((feature, bin)) => {
-                            partition(&columns[feature], &mut part.rows[lo..hi], bin as u8)
+                            partition(&bins[feature..], f, &mut part.rows[lo..hi], bin as u8)
                         }
                         // No split: every row goes left.
                         None => hi - lo,
@@ -574,32 +614,42 @@ impl Grower<'_> {
                 break;
             }
             // The children's histograms: the smaller child from its rows, the larger as the
-            // parent minus it.
-            hists = hists
+            // parent minus it; every (class, node) on the threads (deep nodes are smaller than
+            // one histogram chunk, so one node alone would keep one thread busy).
+            let parents: Vec<(usize, usize, Hist)> = hists
                 .into_iter()
                 .enumerate()
-                .map(|(c, parents)| {
-                    let part = &parts[c];
-                    let mut children = Vec::with_capacity(2 * nodes);
-                    for (j, mut parent) in parents.into_iter().enumerate() {
-                        let range = |node: usize| part.start[node]..part.start[node + 1];
-                        let (left, right) = (range(2 * j), range(2 * j + 1));
-                        let left_smaller = left.len() <= right.len();
-                        let small_rows = if left_smaller { left } else { right };
-                        let small = if small_rows.is_empty() {
-                            empty_hist(f)
-                        } else {
-                            node_histogram(&bins, &gh[c], f, &part.rows[small_rows])
-                        };
-                        subtract(&mut parent, &small);
-                        if left_smaller {
-                            children.extend([small, parent]);
-                        } else {
-                            children.extend([parent, small]);
-                        }
-                    }
-                    children
+                .flat_map(|(c, parents)| {
+                    parents
+                        .into_iter()
+                        .enumerate()
+                        .map(move |(j, parent)| (c, j, parent))
                 })
+                .collect();
+            let children: Vec<[Hist; 2]> = parents
+                .into_par_iter()
+                .map(|(c, j, mut parent)| {
+                    let part = &parts[c];
+                    let range = |node: usize| part.start[node]..part.start[node + 1];
+                    let (left, right) = (range(2 * j), range(2 * j + 1));
+                    let left_smaller = left.len() <= right.len();
+                    let small_rows = if left_smaller { left } else { right };
+                    let small = if small_rows.is_empty() {
+                        empty_hist(f)
+                    } else {
+                        node_histogram(bins, &gh[c], f, &part.rows[small_rows])
+                    };
+                    subtract(&mut parent, &small);
+                    if left_smaller {
+                        [small, parent]
+                    } else {
+                        [parent, small]
+                    }
+                })
+                .collect();
+            let mut children = children.into_iter();
+            hists = (0..k)
+                .map(|_| children.by_ref().take(nodes).flatten().collect())
                 .collect();
         }
 
@@ -824,7 +874,12 @@ mod tests {
             let before = rows.clone();
             let (feature, bin) = (1, (b / 2) as u8);
             let column: Vec<u8> = (0..n).map(|i| bins[i * f + feature]).collect();
-            let left = partition(&column, &mut rows, bin);
+            let left = partition(&column, 1, &mut rows, bin);
+            if n > 0 {
+                let mut strided = before.clone();
+                assert_eq!(partition(&bins[feature..], f, &mut strided, bin), left);
+                assert_eq!(strided, rows, "row-major bins partition as their column");
+            }
             // The tensor routing: a row goes right when its gathered bin is above the split bin.
             let device = Device::flex();
             let right: Vec<bool> = if before.is_empty() {
@@ -921,7 +976,7 @@ mod tests {
         let (x, y) = data(40_000, 4, 3);
         let mut p = params(3, 3, 64);
         p.subsample = 0.8;
-        let host = fit(&x, &y, 3, &p, 5, |_, _| Ok(true)).unwrap();
+        let host = fit(&x, &y, 3, &p, 5, |_, _, _| Ok(true)).unwrap();
         let tensor =
             super::super::fit_tensor(&x, &y, 3, &p, 5, &Device::flex(), |_| Ok(())).unwrap();
         same_trees(&host, &tensor, 1e-4);
@@ -936,7 +991,7 @@ mod tests {
                 .num_threads(threads)
                 .build()
                 .unwrap()
-                .install(|| fit(&x, &y, 3, &p, 1, |_, _| Ok(true)).unwrap())
+                .install(|| fit(&x, &y, 3, &p, 1, |_, _, _| Ok(true)).unwrap())
         };
         let one = on(1);
         assert_eq!(one, on(2), "bit for bit");
@@ -945,8 +1000,15 @@ mod tests {
 
     #[test]
     fn routing_rows_down_the_levels_lands_them_where_the_partition_put_them() {
+        // Depth 4 routes every level in whole-block passes, depth 7 also row by row.
+        for depth in [4, 7] {
+            routing_lands_rows_where_the_partition_put_them(depth);
+        }
+    }
+
+    fn routing_lands_rows_where_the_partition_put_them(depth: usize) {
         let (x, y) = data(30_000, 6, 11);
-        let p = params(1, 4, 64);
+        let p = params(1, depth, 64);
         let binner = Binner::fit(&x, p.max_bins);
         let bins = binner.bin_matrix_u8(&x);
         let f = x.cols();
@@ -962,7 +1024,7 @@ mod tests {
         let margin = vec![vec![0f32; x.rows()]; 3];
         let mut gh = vec![vec![[0f32; 2]; x.rows()]; 3];
         gradients(&margin, &y, None, &mut gh);
-        let (levels, parts, weights) = grower.grow(&bins, &columns, &gh);
+        let (levels, parts, weights) = grower.grow(&bins, &gh);
         let mut routed = margin.clone();
         route_and_add(&columns, &levels, 3, &weights, &mut routed);
         for (c, part) in parts.iter().enumerate() {
@@ -985,7 +1047,7 @@ mod tests {
                 .num_threads(threads)
                 .build()
                 .unwrap()
-                .install(|| fit(&x, &y, 3, p, 1, |_, _| Ok(true)).unwrap())
+                .install(|| fit(&x, &y, 3, p, 1, |_, _, _| Ok(true)).unwrap())
         };
         let one = on(1, &sampled);
         assert_eq!(one, on(2, &sampled), "bit for bit");
