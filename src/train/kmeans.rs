@@ -338,10 +338,86 @@ fn sum_chunks(
     total
 }
 
+/// From this many rows up, [`fit_points`] runs its restarts on an evenly spaced sample of this
+/// many rows and refines the winner on all of them.
+pub const RESTART_SAMPLE_ROWS: usize = 131_072;
+
 /// KMeans on the host: the same algorithm as [`fit_tensor`] (greedy k-means++ with the same
 /// draws, Lloyd iterations to the same tolerance, restarts leaving when they converge, the
 /// lowest inertia winning), with exact squared distances and sums in f64 over fixed chunks.
+///
+/// Above [`RESTART_SAMPLE_ROWS`] rows with more than one restart, the restarts (seeding and
+/// Lloyd) run on an evenly spaced sample of that many rows, and Lloyd iterations on all rows
+/// start from the winner's centres (the tolerance from all rows): the restarts only choose a
+/// basin, which a sample of that size shows as well as all rows, and the final centres are
+/// those of all rows. `n_iter` counts the iterations on all rows.
 pub fn fit_points(
+    points: &[f32],
+    d: usize,
+    params: &KMeansParams,
+    mut on_iter: impl FnMut(usize) -> Result<()>,
+) -> Result<(KMeansModel, Assignment)> {
+    let n = points.len() / d.max(1);
+    if n <= RESTART_SAMPLE_ROWS || params.n_init <= 1 {
+        return restarts(points, d, params, on_iter);
+    }
+    let sample: Vec<f32> = (0..RESTART_SAMPLE_ROWS)
+        .flat_map(|q| {
+            let i = q * n / RESTART_SAMPLE_ROWS;
+            points[i * d..(i + 1) * d].iter().copied()
+        })
+        .collect();
+    let (chosen, _) = restarts(&sample, d, params, |_| Ok(()))?;
+    let tol = params.tolerance * mean_variance(points, d);
+    let (centres, iterations) = lloyd(
+        points,
+        d,
+        params.k,
+        chosen.centres,
+        1,
+        tol,
+        params.max_iter,
+        &mut on_iter,
+    )?;
+    let mut model = KMeansModel {
+        centres,
+        k: params.k,
+        dims: d,
+        inertia: 0.0,
+        n_iter: iterations[0],
+        best_restart: chosen.best_restart,
+    };
+    let assignment = model.assign_points(points);
+    model.inertia = assignment.inertia();
+    Ok((model, assignment))
+}
+
+/// Mean per-column variance of row-major `points` (unbiased, as burn's `var`): what the
+/// tolerance is scaled by.
+fn mean_variance(points: &[f32], d: usize) -> f64 {
+    let n = points.len() / d.max(1);
+    let point = |i: usize| &points[i * d..(i + 1) * d];
+    let sums = sum_chunks(n, 2 * d, |rows| {
+        let mut s = vec![0f64; 2 * d];
+        for i in rows {
+            for (t, &v) in point(i).iter().enumerate() {
+                s[t] += f64::from(v);
+                s[d + t] += f64::from(v) * f64::from(v);
+            }
+        }
+        s
+    });
+    (0..d)
+        .map(|t| {
+            let mean = sums[t] / n as f64;
+            (sums[d + t] - n as f64 * mean * mean) / (n as f64 - 1.0).max(1.0)
+        })
+        .sum::<f64>()
+        / d as f64
+}
+
+/// Every restart on all of `points`: seeding, Lloyd, the lowest inertia.
+fn restarts(
     points: &[f32],
     d: usize,
     params: &KMeansParams,
@@ -356,24 +432,7 @@ pub fn fit_points(
     }
     let point = |i: usize| &points[i * d..(i + 1) * d];
     let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
-    // Mean per-column variance (unbiased, as burn's `var`) scales the tolerance.
-    let sums = sum_chunks(n, 2 * d, |rows| {
-        let mut s = vec![0f64; 2 * d];
-        for i in rows {
-            for (t, &v) in point(i).iter().enumerate() {
-                s[t] += f64::from(v);
-                s[d + t] += f64::from(v) * f64::from(v);
-            }
-        }
-        s
-    });
-    let mean_var = (0..d)
-        .map(|t| {
-            let mean = sums[t] / n as f64;
-            (sums[d + t] - n as f64 * mean * mean) / (n as f64 - 1.0).max(1.0)
-        })
-        .sum::<f64>()
-        / d as f64;
+    let mean_var = mean_variance(points, d);
     let tol = params.tolerance * mean_var;
 
     // Greedy k-means++ for every restart, with the tensor version's draws.
@@ -426,14 +485,48 @@ pub fn fit_points(
     }
     drop(closest);
 
-    let mut all: Vec<f32> = chosen
+    let all: Vec<f32> = chosen
         .iter()
         .flatten()
         .flat_map(|&i| point(i).to_vec())
         .collect();
+    let (all, iterations) = lloyd(points, d, k, all, r, tol, params.max_iter, &mut on_iter)?;
+
+    // Every restart's inertia; the lowest wins (ties: first).
+    let inertia = sum_chunks(n, r, |rows| {
+        let mut s = vec![0f64; r];
+        for i in rows {
+            for (ri, v) in s.iter_mut().enumerate() {
+                *v += f64::from(nearest(point(i), &all[ri * k * d..(ri + 1) * k * d], k).1);
+            }
+        }
+        s
+    });
+    let mut model = KMeansModel::lowest_inertia(&all, &inertia, &iterations, k, d);
+    let assignment = model.assign_points(points);
+    model.inertia = assignment.inertia();
+    Ok((model, assignment))
+}
+
+/// Lloyd iterations of `r` restarts from their centres (`all`, restart-major, k x d each) to
+/// the tolerance `tol` (squared centre shift), each restart leaving when it converges:
+/// the centres and each restart's iteration count.
+#[allow(clippy::too_many_arguments)]
+fn lloyd(
+    points: &[f32],
+    d: usize,
+    k: usize,
+    mut all: Vec<f32>,
+    r: usize,
+    tol: f64,
+    max_iter: usize,
+    on_iter: &mut impl FnMut(usize) -> Result<()>,
+) -> Result<(Vec<f32>, Vec<usize>)> {
+    let n = points.len() / d.max(1);
+    let point = |i: usize| &points[i * d..(i + 1) * d];
     let mut active: Vec<usize> = (0..r).collect();
     let mut iterations = vec![0usize; r];
-    for it in 0..params.max_iter {
+    for it in 0..max_iter {
         let a = active.len();
         let block: Vec<f32> = active
             .iter()
@@ -486,20 +579,7 @@ pub fn fit_points(
         }
     }
 
-    // Every restart's inertia; the lowest wins (ties: first).
-    let inertia = sum_chunks(n, r, |rows| {
-        let mut s = vec![0f64; r];
-        for i in rows {
-            for (ri, v) in s.iter_mut().enumerate() {
-                *v += f64::from(nearest(point(i), &all[ri * k * d..(ri + 1) * k * d], k).1);
-            }
-        }
-        s
-    });
-    let mut model = KMeansModel::lowest_inertia(&all, &inertia, &iterations, k, d);
-    let assignment = model.assign_points(points);
-    model.inertia = assignment.inertia();
-    Ok((model, assignment))
+    Ok((all, iterations))
 }
 
 #[cfg(test)]
@@ -601,6 +681,43 @@ mod tests {
         }
         let (again, _) = fit(&x, &params, |_| Ok(())).unwrap();
         assert_eq!(model, again, "same seed, same model");
+    }
+
+    #[test]
+    fn restarts_on_a_sample_end_where_restarts_on_all_rows_do() {
+        // Four overlapping blobs, more rows than the restart sample.
+        let truth = [[0.0f32, 0.0], [6.0, 0.0], [0.0, 6.0], [6.0, 6.0]];
+        let per = RESTART_SAMPLE_ROWS / 3;
+        let points = blobs(&truth, per, 2.0, 3);
+        let params = KMeansParams {
+            k: 4,
+            n_init: 4,
+            max_iter: 300,
+            tolerance: 1e-6,
+            seed: 5,
+        };
+        let (sampled, a) = fit_points(&points, 2, &params, |_| Ok(())).unwrap();
+        let (all, b) = restarts(&points, 2, &params, |_| Ok(())).unwrap();
+        // The same centres, in the order their seeding gave them.
+        let perm: Vec<usize> = sampled
+            .centres
+            .chunks(2)
+            .map(|c| {
+                let (j, dist) = nearest(c, &all.centres, 4);
+                assert!(dist < 1e-4, "{:?} vs {:?}", sampled.centres, all.centres);
+                j
+            })
+            .collect();
+        assert!((sampled.inertia - all.inertia).abs() <= 1e-4 * all.inertia);
+        let same = a
+            .labels
+            .iter()
+            .zip(&b.labels)
+            .filter(|&(&x, &y)| perm[x as usize] == y as usize)
+            .count();
+        assert!(same as f64 >= 0.999 * a.labels.len() as f64, "{same}");
+        let (again, _) = fit_points(&points, 2, &params, |_| Ok(())).unwrap();
+        assert_eq!(sampled, again, "same seed, same model");
     }
 
     #[test]
