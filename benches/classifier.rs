@@ -5,7 +5,8 @@
 use burn::prelude::Device;
 use criterion::{Criterion, criterion_group, criterion_main};
 
-use categorizer::features::{ReferenceDate, engineer};
+use categorizer::dates::ReferenceDate;
+use categorizer::features::engineer;
 use categorizer::ingest::synthetic;
 use categorizer::preprocess::Preprocessor;
 use categorizer::train::classifier::{ModelConfig, gbdt, mlp};

@@ -3,7 +3,8 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
-use categorizer::features::{ReferenceDate, engineer};
+use categorizer::dates::ReferenceDate;
+use categorizer::features::engineer;
 use categorizer::ingest::synthetic;
 use categorizer::preprocess::Preprocessor;
 

@@ -8,7 +8,8 @@ use burn::prelude::Device;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 use categorizer::config::Settings;
-use categorizer::features::{ReferenceDate, engineer};
+use categorizer::dates::ReferenceDate;
+use categorizer::features::engineer;
 use categorizer::ingest::synthetic;
 use categorizer::preprocess::Preprocessor;
 use categorizer::train::classifier::{ModelConfig, gbdt, mlp};

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
+use crate::dates::ReferenceDate;
 use crate::error::{Error, Result};
-use crate::features::ReferenceDate;
 
 pub const DEFAULT_YAML: &str = include_str!("../config/default.yaml");
 const ENV_PREFIX: &str = "CATEGORIZER__";

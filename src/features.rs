@@ -10,59 +10,10 @@ use std::collections::BTreeMap;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::dates::{self, ReferenceDate};
 use crate::error::{Error, Result};
 use crate::matrix::Matrix;
 use crate::schema::{self, FEATURES, N_FEATURES};
-
-/// The date that Age and Days_as_Customer are measured against. Configured, never today's clock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReferenceDate {
-    pub year: i32,
-    pub month: u32,
-    pub day: u32,
-}
-
-impl ReferenceDate {
-    /// Parses `YYYY-MM-DD`.
-    pub fn parse(text: &str) -> std::result::Result<Self, String> {
-        let bad = || format!("'{text}' is not a date in YYYY-MM-DD form");
-        let mut parts = text.trim().splitn(3, '-');
-        let year: i32 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-        let month: u32 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-        let day: u32 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-        if !(1..=12).contains(&month) || !(1..=31).contains(&day) || !(1000..=9999).contains(&year)
-        {
-            return Err(bad());
-        }
-        Ok(Self { year, month, day })
-    }
-
-    /// Days since 1970-01-01.
-    pub fn days_since_epoch(&self) -> i64 {
-        days_from_civil(self.year, self.month, self.day)
-    }
-}
-
-impl Default for ReferenceDate {
-    fn default() -> Self {
-        Self {
-            year: 2014,
-            month: 12,
-            day: 31,
-        }
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-pub fn days_from_civil(y: i32, m: u32, d: u32) -> i64 {
-    let y = i64::from(y) - i64::from(m <= 2);
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (i64::from(m) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
 
 /// Why a row was set aside, with how many and which.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -211,16 +162,8 @@ pub fn feature_exprs(reference: ReferenceDate) -> Vec<Expr> {
     let date_format = raw
         .column("Dt_Customer")
         .and_then(|c| c.format.clone())
-        .unwrap_or("%d-%m-%Y".into());
-    let date = col("Dt_Customer")
-        .str()
-        .to_date(StrptimeOptions {
-            format: Some(date_format.into()),
-            strict: false,
-            exact: true,
-            cache: true,
-        })
-        .cast(DataType::Int32);
+        .unwrap_or(dates::DEFAULT_FORMAT.into());
+    let date = dates::parse_expr(col("Dt_Customer"), &date_format).cast(DataType::Int32);
     let children = col("Kidhome") + col("Teenhome");
     let edu = coded("Education", &education);
     let mar = coded("Marital_Status", &marital);
@@ -395,19 +338,4 @@ pub fn to_frame(table: &FeatureTable) -> Result<DataFrame> {
         columns.push(Column::new(feat.key.into(), m.column(j)));
     }
     Ok(DataFrame::new_infer_height(columns)?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reference_dates_parse_and_count_days() {
-        let d = ReferenceDate::parse("2014-12-31").unwrap();
-        assert_eq!(d.days_since_epoch(), 16_435);
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2012, 9, 4), 15_587);
-        assert!(ReferenceDate::parse("31-12-2014").is_err());
-        assert!(ReferenceDate::parse("2014-13-01").is_err());
-    }
 }

@@ -22,6 +22,7 @@
 #![recursion_limit = "256"]
 
 pub mod config;
+pub mod dates;
 pub mod error;
 pub mod features;
 pub mod inference;

@@ -536,7 +536,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f64 {
 }
 
 fn parts(secs: u64) -> (i32, u32, u32, u64, u64, u64) {
-    let (d, m, y) = crate::ingest::synthetic::civil_from_days((secs / 86_400) as i64);
+    let (d, m, y) = crate::dates::civil_from_days((secs / 86_400) as i64);
     let s = secs % 86_400;
     (y, m, d, s / 3600, s / 60 % 60, s % 60)
 }

@@ -15,8 +15,9 @@ use std::time::Instant;
 
 use polars::prelude::*;
 
+use crate::dates::ReferenceDate;
 use crate::error::{Error, Result};
-use crate::features::{self, ReferenceDate};
+use crate::features;
 use crate::inference::{Predictions, SessionOptions};
 use crate::ingest::{self, DataSource};
 use crate::matrix::Matrix;

@@ -23,6 +23,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ValidationSettings;
+use crate::dates;
 use crate::error::Result;
 use crate::schema::{RawSchema, RawType};
 
@@ -106,22 +107,16 @@ fn drift_columns() -> impl Iterator<Item = &'static crate::schema::RawColumn> {
     RawSchema::get().columns.iter().filter(|c| c.name != "ID")
 }
 
-/// Days since 1970-01-01 of a `dd-mm-yyyy` or `yyyy-mm-dd` date.
-fn date_days(text: &str) -> Option<f64> {
-    let mut parts = text.trim().split(['-', '/']);
-    let (a, b, c) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
-        return None;
-    }
-    let (y, m, d) = if a.len() == 4 { (a, b, c) } else { (c, b, a) };
-    let (y, m, d): (i32, u32, u32) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
-    ((1..=12).contains(&m) && (1..=31).contains(&d))
-        .then(|| crate::features::days_from_civil(y, m, d) as f64)
+/// A date column's format: the schema's, or the default.
+fn date_format(column: &crate::schema::RawColumn) -> &str {
+    column.format.as_deref().unwrap_or(dates::DEFAULT_FORMAT)
 }
 
-/// Reads a column as numbers (dates as day numbers) or as category counts; also returns the
-/// number of missing values. Numbers come back sorted.
-fn read_column(df: &DataFrame, name: &str, kind: RawType) -> Result<(Values, usize)> {
+/// Reads a column as numbers (dates, in the schema's format, as day numbers: a text that is
+/// not a date counts as missing) or as category counts; also returns the number of missing
+/// values. Numbers come back sorted.
+fn read_column(df: &DataFrame, column: &crate::schema::RawColumn) -> Result<(Values, usize)> {
+    let (name, kind) = (column.name.as_str(), column.kind);
     let col = df.column(name)?;
     let mut missing = 0;
     let mut values: Vec<f64> = Vec::with_capacity(col.len());
@@ -145,7 +140,9 @@ fn read_column(df: &DataFrame, name: &str, kind: RawType) -> Result<(Values, usi
                 .collect();
             return Ok((Values::Categories(counts), missing));
         }
-        RawType::Date => col.str()?.iter().for_each(|v| keep(v.and_then(date_days))),
+        RawType::Date => dates::parse_column(col, date_format(column))?
+            .into_iter()
+            .for_each(|v| keep(v.map(f64::from))),
         RawType::Integer | RawType::Number => col
             .cast(&DataType::Float64)?
             .f64()?
@@ -404,7 +401,7 @@ fn profile_and_drift(
     let per_column = columns
         .par_iter()
         .map(|col| {
-            let (values, missing) = read_column(df, &col.name, col.kind)?;
+            let (values, missing) = read_column(df, col)?;
             let drift = reference
                 .and_then(|r| r.columns.iter().find(|p| p.name == col.name))
                 .map(|r| column_drift(r, &values, small, settings));
@@ -514,12 +511,14 @@ fn column_findings(
             );
         }
         RawType::Date => {
+            // Read as feature engineering reads them: a date it would set aside is not a date.
+            let days = dates::parse_column(c, date_format(col))?;
             let mut missing = 0;
             let mut bad = 0;
-            for v in c.str()?.iter() {
+            for (v, day) in c.str()?.iter().zip(days) {
                 match v.map(str::trim).filter(|v| !v.is_empty()) {
                     None => missing += 1,
-                    Some(v) if date_days(v).is_none() => bad += 1,
+                    Some(_) if day.is_none() => bad += 1,
                     Some(_) => {}
                 }
             }
@@ -1135,5 +1134,50 @@ mod tests {
         assert_eq!(fails, [("Income", "missing"), ("Recency", "range")]);
         assert!(r.summary().contains("Income") && r.summary().contains("Recency"));
         assert!(r.drift.is_none());
+    }
+
+    #[test]
+    fn validation_passes_exactly_the_dates_feature_engineering_reads() {
+        // Before: validation read dd-mm-yyyy or yyyy-mm-dd whatever the schema said, and any
+        // day up to 31 in any month, so it passed rows that feature engineering set aside.
+        let s = settings();
+        let mut df = crate::ingest::synthetic::generate(50, 4);
+        let n = df.height();
+        let bad = [
+            "2012-09-04",
+            "31-02-2014",
+            "29-02-2013",
+            "04-09-2012 00:00",
+            "4/9/2012",
+        ];
+        let dates: Vec<String> = df
+            .column("Dt_Customer")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .map(|(i, v)| bad.get(i).map_or(v.unwrap().to_string(), |b| b.to_string()))
+            .collect();
+        df.with_column(Column::new("Dt_Customer".into(), dates))
+            .unwrap();
+        let r = validate("dates", &df, None, &s).unwrap();
+        let not_dates: Vec<usize> = r
+            .schema
+            .issues
+            .iter()
+            .filter(|i| i.column == "Dt_Customer" && i.check == "type")
+            .map(|i| (i.share * n as f64).round() as usize)
+            .collect();
+        assert_eq!(not_dates, [bad.len()]);
+        let table = crate::features::engineer(&df, crate::dates::ReferenceDate::default()).unwrap();
+        assert_eq!(table.report.rows_kept, n - bad.len());
+        let profile = Profile::of("dates", &df, &s).unwrap();
+        let column = profile
+            .columns
+            .iter()
+            .find(|c| c.name == "Dt_Customer")
+            .unwrap();
+        assert_eq!(column.missing, bad.len());
     }
 }

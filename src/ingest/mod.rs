@@ -308,7 +308,10 @@ pub fn conform(source_name: &str, df: DataFrame) -> Result<DataFrame> {
             // A typed date (Parquet) is written back in the schema's text format, so one
             // parser (and one set of error reports) serves every source.
             (RawType::Date, DataType::Date) => {
-                let format = col.format.as_deref().unwrap_or("%d-%m-%Y");
+                let format = col
+                    .format
+                    .as_deref()
+                    .unwrap_or(crate::dates::DEFAULT_FORMAT);
                 c.as_materialized_series()
                     .date()?
                     .to_string(format)?

@@ -219,7 +219,7 @@ fn push(
                 // A BSON date in a date column is written in the schema's text format.
                 Some(RawBsonRef::DateTime(t)) if kind == RawType::Date => {
                     let days = t.timestamp_millis().div_euclid(86_400_000);
-                    let (d, m, y) = crate::ingest::synthetic::civil_from_days(days);
+                    let (d, m, y) = crate::dates::civil_from_days(days);
                     let text = match format {
                         Some("%Y-%m-%d") => format!("{y:04}-{m:02}-{d:02}"),
                         _ => format!("{d:02}-{m:02}-{y:04}"),

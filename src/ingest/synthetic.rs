@@ -78,20 +78,6 @@ fn count(x: f64, max: i64) -> i64 {
     (x.round() as i64).clamp(0, max)
 }
 
-/// Days since 1970-01-01 to (day, month, year), proleptic Gregorian.
-pub fn civil_from_days(z: i64) -> (u32, u32, i32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = (yoe + era * 400 + i64::from(m <= 2)) as i32;
-    (d, m, y)
-}
-
 fn generate_chunk(start: usize, len: usize, seed: u64, chunk_index: u64) -> Columns {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(chunk_index);
@@ -130,7 +116,7 @@ fn generate_chunk(start: usize, len: usize, seed: u64, chunk_index: u64) -> Colu
             i64::from(rng.random::<f64>() < p_teen) + i64::from(rng.random::<f64>() < 0.03);
         let children = (kidhome + teenhome) as f64;
         let day = rng.random_range(FIRST_DAY..=LAST_DAY);
-        let (d, m, y) = civil_from_days(day);
+        let (d, m, y) = crate::dates::civil_from_days(day);
         let tenure = (LAST_DAY - day) as f64 / (LAST_DAY - FIRST_DAY) as f64;
 
         // Total spend: strongly skewed, driven by affluence, damped by children, grows with tenure.
@@ -255,9 +241,9 @@ mod tests {
 
     #[test]
     fn civil_dates_match_known_days() {
-        assert_eq!(civil_from_days(0), (1, 1, 1970));
-        assert_eq!(civil_from_days(FIRST_DAY), (30, 7, 2012));
-        assert_eq!(civil_from_days(LAST_DAY), (29, 6, 2014));
+        assert_eq!(crate::dates::civil_from_days(0), (1, 1, 1970));
+        assert_eq!(crate::dates::civil_from_days(FIRST_DAY), (30, 7, 2012));
+        assert_eq!(crate::dates::civil_from_days(LAST_DAY), (29, 6, 2014));
     }
 
     #[test]

@@ -23,8 +23,9 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{DeviceChoice, Settings};
+use crate::dates::ReferenceDate;
 use crate::error::{Error, Result};
-use crate::features::{self, ReferenceDate, RowReport};
+use crate::features::{self, RowReport};
 use crate::ingest::DataSource;
 use crate::matrix::Matrix;
 use crate::preprocess::Preprocessor;

@@ -2,7 +2,8 @@
 
 use std::io::Write;
 
-use categorizer::features::{ReferenceDate, engineer};
+use categorizer::dates::ReferenceDate;
+use categorizer::features::engineer;
 use categorizer::ingest::{self, DataSource};
 
 const HEADER: &str = "ID\tYear_Birth\tEducation\tMarital_Status\tIncome\tKidhome\tTeenhome\tDt_Customer\tRecency\tMntWines\tMntFruits\tMntMeatProducts\tMntFishProducts\tMntSweetProducts\tMntGoldProds\tNumDealsPurchases\tNumWebPurchases\tNumCatalogPurchases\tNumStorePurchases\tNumWebVisitsMonth\tAcceptedCmp3\tAcceptedCmp4\tAcceptedCmp5\tAcceptedCmp1\tAcceptedCmp2\tComplain\tZ_CostContact\tZ_Revenue\tResponse";
