@@ -101,6 +101,29 @@ pub struct Feature {
     pub derivation: &'static str,
 }
 
+impl Feature {
+    /// A missing value is allowed (the preprocessing imputes it): true of the features read
+    /// straight from a raw column that `config/schema.yaml` marks `nullable`. The one place
+    /// that says which features may be missing.
+    pub fn nullable(&self) -> bool {
+        static NULLABLE: OnceLock<Vec<&'static str>> = OnceLock::new();
+        NULLABLE
+            .get_or_init(|| {
+                FEATURES
+                    .iter()
+                    .filter(|f| {
+                        RawSchema::get()
+                            .columns
+                            .iter()
+                            .any(|c| c.nullable && c.name == f.derivation)
+                    })
+                    .map(|f| f.key)
+                    .collect()
+            })
+            .contains(&self.key)
+    }
+}
+
 const fn feature(
     key: &'static str,
     label: &'static str,
@@ -402,6 +425,16 @@ mod tests {
     }
 
     #[test]
+    fn only_income_may_be_missing_as_the_raw_schema_says() {
+        let nullable: Vec<&str> = FEATURES
+            .iter()
+            .filter(|f| f.nullable())
+            .map(|f| f.key)
+            .collect();
+        assert_eq!(nullable, ["Income"]);
+    }
+
+    #[test]
     fn features_are_the_21_form_keys_in_order() {
         let keys: Vec<&str> = feature_keys().collect();
         assert_eq!(
@@ -505,7 +538,7 @@ pub fn check_feature(j: usize, v: f64) -> Result<(), FieldError> {
         })
     };
     if v.is_nan() {
-        return if feat.key == "Income" {
+        return if feat.nullable() {
             Ok(())
         } else {
             err(FieldRule::Missing, "is missing".into())

@@ -40,7 +40,7 @@ fn customer_schema() -> Value {
             FeatureKind::Real => json!("number"),
             _ => json!("integer"),
         };
-        let ty = if f.key == "Income" {
+        let ty = if f.nullable() {
             desc.push_str("; null when unknown (imputed with the training median)");
             json!([ty, "null"])
         } else {

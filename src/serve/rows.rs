@@ -279,7 +279,7 @@ impl<'de> Visitor<'de> for RowVisitor {
             return Ok(Row(Err(e)));
         }
         for (j, v) in values.iter().enumerate() {
-            if !seen[j] && FEATURES[j].key != "Income" {
+            if !seen[j] && !FEATURES[j].nullable() {
                 return Ok(Row(Err(RowError {
                     field: Some(FEATURES[j].key.into()),
                     message: format!("{}: is missing", FEATURES[j].key),

@@ -68,7 +68,7 @@ fn fields(values: &[String; N_FEATURES], errors: &[Option<String>; N_FEATURES]) 
                 FeatureKind::Real => "any",
                 _ => "1",
             },
-            required: f.key != "Income",
+            required: !f.nullable(),
         })
         .collect()
 }
@@ -277,7 +277,7 @@ pub fn parse_form(
     for j in 0..N_FEATURES {
         let t = &typed[j];
         if !seen[j] || t.is_empty() {
-            if FEATURES[j].key != "Income" {
+            if !FEATURES[j].nullable() {
                 errors[j] = Some("is required".into());
             }
             continue;
