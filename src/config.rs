@@ -303,8 +303,7 @@ impl Settings {
             "timeouts must be at least 1 ms",
         )?;
         if let Some(uri) = m.s3.uri.as_deref().filter(|u| !u.is_empty()) {
-            crate::store::s3::parse_uri(uri)
-                .map_err(|e| Error::config("models.s3.uri", e.to_string()))?;
+            parse_s3_uri(uri).map_err(|e| Error::config("models.s3.uri", e.to_string()))?;
         }
         let v = &self.validation;
         for (key, share) in [
@@ -412,6 +411,30 @@ fn error_key(e: &serde_yaml::Error) -> String {
         Some((key, _)) if !key.contains(' ') => key.to_string(),
         _ => "<settings>".to_string(),
     }
+}
+
+/// Splits `s3://bucket/some/prefix` into the bucket and `"some/prefix/"`.
+pub fn parse_s3_uri(uri: &str) -> Result<(String, String)> {
+    let rest = uri
+        .strip_prefix("s3://")
+        .ok_or_else(|| Error::Store(format!("{uri}: not an s3://bucket/prefix URI")))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let valid_bucket = (3..=63).contains(&bucket.len())
+        && bucket
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.'));
+    if !valid_bucket {
+        return Err(Error::Store(format!(
+            "{uri}: '{bucket}' is not a valid bucket name"
+        )));
+    }
+    let prefix = prefix.trim_matches('/');
+    let prefix = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}/")
+    };
+    Ok((bucket.to_string(), prefix))
 }
 
 #[cfg(test)]

@@ -82,8 +82,14 @@ pub enum Error {
     #[error("data source: {0}")]
     Source(String),
 
-    #[error("data validation failed: {}", .0.summary())]
-    Validation(Box<crate::validate::Report>),
+    /// A stage refused its input and says why in its own report (for example validation's
+    /// [`crate::validate::Report`]); [`Error::report`] gets it back. The crate error does not
+    /// know the stages' types.
+    #[error("{stage} failed: {report}")]
+    Rejected {
+        stage: &'static str,
+        report: Box<dyn std::error::Error + Send + Sync>,
+    },
 
     #[error("model store: {0}")]
     Store(String),
@@ -107,6 +113,25 @@ impl Error {
         Error::Config {
             key: key.into(),
             message: message.into(),
+        }
+    }
+
+    /// `stage` refused its input; `report` says why.
+    pub fn rejected(
+        stage: &'static str,
+        report: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Rejected {
+            stage,
+            report: Box::new(report),
+        }
+    }
+
+    /// The report of type `T` a stage refused its input with, when this is that error.
+    pub fn report<T: std::error::Error + 'static>(&self) -> Option<&T> {
+        match self {
+            Error::Rejected { report, .. } => report.downcast_ref::<T>(),
+            _ => None,
         }
     }
 }

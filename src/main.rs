@@ -250,8 +250,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 reference: store.as_deref().and_then(model::current_profile),
             };
             let outcome = match train::run(&req) {
-                Err(categorizer::Error::Validation(report)) => {
-                    print_validation(&report);
+                Err(e) if e.report::<categorizer::validate::Report>().is_some() => {
+                    if let Some(report) = e.report::<categorizer::validate::Report>() {
+                        print_validation(report);
+                    }
                     anyhow::bail!(
                         "data validation failed, training stopped (report: {})",
                         req.out_dir.join("validation.json").display()

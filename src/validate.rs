@@ -301,7 +301,7 @@ pub struct DriftReport {
 }
 
 /// The validation report: JSON in the run directory and `GET /api/v1/validation`, HTML at
-/// `GET /validation`.
+/// `GET /validation`. Training stops with it as its error when the schema check fails.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub reference: Option<String>,
@@ -390,6 +390,14 @@ pub fn validate_and_profile(
 
 /// The profile of `df` and, against a reference, its drift: one column at a time on the
 /// threads, each read and sorted once for both and dropped before the next.
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.summary())
+    }
+}
+
+impl std::error::Error for Report {}
+
 fn profile_and_drift(
     source: &str,
     df: &DataFrame,
@@ -940,52 +948,6 @@ fn upper_gamma_regularized(a: f64, x: f64) -> f64 {
         }
         (ln_front.exp() * h).clamp(0.0, 1.0)
     }
-}
-
-// ---- the HTML report's charts -------------------------------------------------------------
-
-/// A small SVG bar chart of a column's reference (grey) and current (blue) shares.
-pub fn chart_svg(c: &ColumnDrift) -> String {
-    let (w, h, pad) = (360.0, 120.0, 18.0);
-    let n = c.labels.len().max(1) as f64;
-    let top = c
-        .reference_shares
-        .iter()
-        .chain(&c.current_shares)
-        .cloned()
-        .fold(0.0, f64::max)
-        .max(1e-9);
-    let slot = (w - 2.0 * pad) / n;
-    let bar = (slot / 2.0 - 1.0).max(1.0);
-    let mut out = format!(
-        r#"<svg class="chart" viewBox="0 0 {w} {h}" role="img" aria-label="{} reference vs current">"#,
-        crate::serve::svg::escape(&c.column)
-    );
-    for (i, (r, cur)) in c.reference_shares.iter().zip(&c.current_shares).enumerate() {
-        let x = pad + slot * i as f64;
-        for (k, (v, class)) in [(r, "ref"), (cur, "cur")].into_iter().enumerate() {
-            let bh = (h - 2.0 * pad) * v / top;
-            out.push_str(&format!(
-                r#"<rect class="{class}" x="{:.1}" y="{:.1}" width="{bar:.1}" height="{bh:.1}"><title>{}: {} {:.1}%</title></rect>"#,
-                x + k as f64 * (bar + 1.0),
-                h - pad - bh,
-                crate::serve::svg::escape(&c.labels[i]),
-                if k == 0 { "reference" } else { "current" },
-                100.0 * v
-            ));
-        }
-    }
-    let first = c.labels.first().map(String::as_str).unwrap_or("");
-    let last = c.labels.last().map(String::as_str).unwrap_or("");
-    out.push_str(&format!(
-        r#"<text x="{pad}" y="{}" class="axis">{}</text><text x="{}" y="{}" class="axis" text-anchor="end">{}</text></svg>"#,
-        h - 4.0,
-        crate::serve::svg::escape(first),
-        w - pad,
-        h - 4.0,
-        crate::serve::svg::escape(last)
-    ));
-    out
 }
 
 #[cfg(test)]

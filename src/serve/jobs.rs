@@ -475,11 +475,12 @@ fn train_and_publish(
             keep(&o.validation);
             o
         }
-        Err(Error::Validation(report)) => {
-            keep(&report);
-            return Err(Error::Validation(report));
+        Err(e) => {
+            if let Some(report) = e.report::<crate::validate::Report>() {
+                keep(report);
+            }
+            return Err(e);
         }
-        Err(e) => return Err(e),
     };
     monitor.check()?;
     monitor.set_stage("Publishing the model");

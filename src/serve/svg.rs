@@ -1,9 +1,11 @@
-//! The segments in the model's 2-D embedding as an inline SVG, drawn on the server: held-out
-//! customers coloured by segment, each segment's centre, and optionally one customer.
+//! The pages' inline SVG, drawn on the server: the segments in the model's 2-D embedding
+//! (held-out customers coloured by segment, each segment's centre, and optionally one
+//! customer), and the validation report's drift charts.
 
 use std::fmt::Write;
 
 use crate::model::Manifest;
+use crate::validate::ColumnDrift;
 
 const WIDTH: f32 = 560.0;
 const HEIGHT: f32 = 400.0;
@@ -210,6 +212,50 @@ impl Plot {
         s.push_str(&self.tail);
         s
     }
+}
+
+/// A small SVG bar chart of a column's reference (grey) and current (blue) shares.
+pub fn drift_chart(c: &ColumnDrift) -> String {
+    let (w, h, pad) = (360.0, 120.0, 18.0);
+    let n = c.labels.len().max(1) as f64;
+    let top = c
+        .reference_shares
+        .iter()
+        .chain(&c.current_shares)
+        .cloned()
+        .fold(0.0, f64::max)
+        .max(1e-9);
+    let slot = (w - 2.0 * pad) / n;
+    let bar = (slot / 2.0 - 1.0).max(1.0);
+    let mut out = format!(
+        r#"<svg class="chart" viewBox="0 0 {w} {h}" role="img" aria-label="{} reference vs current">"#,
+        escape(&c.column)
+    );
+    for (i, (r, cur)) in c.reference_shares.iter().zip(&c.current_shares).enumerate() {
+        let x = pad + slot * i as f64;
+        for (k, (v, class)) in [(r, "ref"), (cur, "cur")].into_iter().enumerate() {
+            let bh = (h - 2.0 * pad) * v / top;
+            out.push_str(&format!(
+                r#"<rect class="{class}" x="{:.1}" y="{:.1}" width="{bar:.1}" height="{bh:.1}"><title>{}: {} {:.1}%</title></rect>"#,
+                x + k as f64 * (bar + 1.0),
+                h - pad - bh,
+                escape(&c.labels[i]),
+                if k == 0 { "reference" } else { "current" },
+                100.0 * v
+            ));
+        }
+    }
+    let first = c.labels.first().map(String::as_str).unwrap_or("");
+    let last = c.labels.last().map(String::as_str).unwrap_or("");
+    out.push_str(&format!(
+        r#"<text x="{pad}" y="{}" class="axis">{}</text><text x="{}" y="{}" class="axis" text-anchor="end">{}</text></svg>"#,
+        h - 4.0,
+        escape(first),
+        w - pad,
+        h - 4.0,
+        escape(last)
+    ));
+    out
 }
 
 #[cfg(test)]

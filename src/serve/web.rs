@@ -195,7 +195,7 @@ fn validation_view(r: &crate::validate::Report) -> ValidationPage<'_> {
                     (
                         c.column.clone(),
                         format!("{} {:.4} (threshold {})", c.test, c.score, c.threshold),
-                        crate::validate::chart_svg(c),
+                        super::svg::drift_chart(c),
                     )
                 })
                 .collect(),

@@ -19,7 +19,7 @@ use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
 
 use super::{ModelStore, check_version};
-use crate::config::S3Settings;
+use crate::config::{S3Settings, parse_s3_uri};
 use crate::error::{Error, Result};
 
 const MARKER: &str = "COMPLETE";
@@ -38,35 +38,11 @@ impl std::fmt::Debug for S3Store {
     }
 }
 
-/// Splits `s3://bucket/some/prefix` into the bucket and `"some/prefix/"`.
-pub fn parse_uri(uri: &str) -> Result<(String, String)> {
-    let rest = uri
-        .strip_prefix("s3://")
-        .ok_or_else(|| Error::Store(format!("{uri}: not an s3://bucket/prefix URI")))?;
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    let valid_bucket = (3..=63).contains(&bucket.len())
-        && bucket
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.'));
-    if !valid_bucket {
-        return Err(Error::Store(format!(
-            "{uri}: '{bucket}' is not a valid bucket name"
-        )));
-    }
-    let prefix = prefix.trim_matches('/');
-    let prefix = if prefix.is_empty() {
-        String::new()
-    } else {
-        format!("{prefix}/")
-    };
-    Ok((bucket.to_string(), prefix))
-}
-
 impl S3Store {
     /// A client for `uri` with the endpoint, region and path style of `settings`. Makes no
     /// request: an unreachable store shows at the first call.
     pub fn connect(uri: &str, settings: &S3Settings) -> Result<Self> {
-        let (bucket, prefix) = parse_uri(uri)?;
+        let (bucket, prefix) = parse_s3_uri(uri)?;
         let s = settings.clone();
         let client = crate::rt::block_on(async move {
             let timeouts = aws_config::timeout::TimeoutConfig::builder()
@@ -262,15 +238,15 @@ mod tests {
     #[test]
     fn uris_split_into_bucket_and_prefix() {
         assert_eq!(
-            parse_uri("s3://models-bucket").unwrap(),
+            parse_s3_uri("s3://models-bucket").unwrap(),
             ("models-bucket".into(), String::new())
         );
         assert_eq!(
-            parse_uri("s3://models-bucket/team/cc/").unwrap(),
+            parse_s3_uri("s3://models-bucket/team/cc/").unwrap(),
             ("models-bucket".into(), "team/cc/".into())
         );
         for bad in ["models", "s3://", "s3://A_B/x", "s3://ab"] {
-            assert!(parse_uri(bad).is_err(), "{bad}");
+            assert!(parse_s3_uri(bad).is_err(), "{bad}");
         }
     }
 }

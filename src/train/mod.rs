@@ -234,7 +234,7 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
     std::fs::create_dir_all(&req.out_dir).map_err(|e| Error::io(&req.out_dir, e))?;
     write_json(&req.out_dir.join("validation.json"), &report)?;
     if !report.schema.passed {
-        return Err(Error::Validation(Box::new(report)));
+        return Err(Error::rejected("data validation", report));
     }
     let drift_blocks_promotion = s.validation.on_drift == crate::config::DriftAction::Block
         && report.drift.as_ref().is_some_and(|d| d.dataset_drift);
