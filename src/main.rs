@@ -187,7 +187,7 @@ fn main() -> ExitCode {
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -195,7 +195,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs one subcommand; a check that fails without an error (validation that does not pass,
+/// an unhealthy server) returns a failure code, so destructors still run.
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut settings = Settings::load(cli.config.as_deref())?;
     match cli.command {
         Command::Generate { rows, seed, out } => {
@@ -408,14 +410,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let drifted = report.drift.as_ref().is_some_and(|d| d.dataset_drift);
             if !report.schema.passed || (fail_on_drift && drifted) {
-                std::process::exit(1);
+                return Ok(ExitCode::FAILURE);
             }
         }
         Command::Healthcheck { url } => {
             let status = healthcheck(&url)?;
             println!("{url}: {status}");
             if status != 200 {
-                std::process::exit(1);
+                return Ok(ExitCode::FAILURE);
             }
         }
         Command::Predict {
@@ -453,7 +455,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_validation(r: &categorizer::validate::Report) {

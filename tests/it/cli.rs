@@ -76,3 +76,52 @@ fn a_bad_file_fails_with_a_message_not_a_panic() {
         "{err}"
     );
 }
+
+#[test]
+fn validate_exits_1_when_the_data_fails_and_0_when_it_passes_with_its_report_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.csv");
+    succeed(
+        categorizer()
+            .args(["generate", "--rows", "500", "--seed", "2", "--out"])
+            .arg(&good),
+    );
+    // Every Recency out of range: the schema check fails.
+    let text = std::fs::read_to_string(&good).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let sep = if header.contains('\t') { '\t' } else { ',' };
+    let recency = header.split(sep).position(|h| h == "Recency").unwrap();
+    let mut bad_text = format!("{header}\n");
+    for line in lines {
+        let mut cells: Vec<&str> = line.split(sep).collect();
+        cells[recency] = "-5";
+        bad_text.push_str(&cells.join(&sep.to_string()));
+        bad_text.push('\n');
+    }
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, bad_text).unwrap();
+
+    let run = |current: &std::path::Path, json: &str| {
+        let out = dir.path().join(json);
+        let status = categorizer()
+            .args(["validate", "--reference"])
+            .arg(&good)
+            .arg("--current")
+            .arg(current)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        (status.status.code(), report)
+    };
+    let (code, report) = run(&good, "good.json");
+    assert_eq!(code, Some(0));
+    assert_eq!(report["schema"]["passed"], true);
+    let (code, report) = run(&bad, "bad.json");
+    assert_eq!(code, Some(1), "a failing check is exit code 1");
+    assert_eq!(report["schema"]["passed"], false);
+    assert!(report["schema"]["issues"].to_string().contains("Recency"));
+}
