@@ -20,20 +20,13 @@ fn publish(kind: ClassifierChoice, dir: &std::path::Path) -> std::path::PathBuf 
     let mut model_config = ModelConfig::load_with_env(None, Vec::new()).unwrap();
     model_config.classifier = kind;
     let settings = Settings::load_with_env(None, Vec::new()).unwrap();
-    let outcome = train::run(&TrainRequest {
-        source: DataSource::Synthetic {
-            rows: 20_000,
-            seed: 42,
-        },
-        device: DeviceChoice::Cpu,
-        settings,
-        model_config,
-        out_dir: dir.join("run"),
-        progress: false,
-        monitor: None,
-        reference: None,
-    })
-    .unwrap();
+    let source = DataSource::Synthetic {
+        rows: 20_000,
+        seed: 42,
+    };
+    let req = TrainRequest::new(source, settings, model_config, dir.join("run"))
+        .with_device(DeviceChoice::Cpu);
+    let outcome = train::run(&req).unwrap();
     let store = LocalStore::new(dir.join("models"));
     let p = model::publish(&outcome, &store, &SessionOptions::default()).unwrap();
     store.version_dir(&p.version)

@@ -241,16 +241,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let spec = models.unwrap_or_else(|| store::default_spec(&settings.models));
                 Some(store::open(&spec, &settings.models)?)
             };
-            let req = TrainRequest {
-                source,
-                device: device.unwrap_or(settings.device),
-                settings,
-                model_config,
-                out_dir,
-                progress: !quiet && std::io::stderr().is_terminal(),
-                monitor: None,
-                reference: store.as_deref().and_then(model::current_profile),
-            };
+            let device = device.unwrap_or(settings.device);
+            let req = TrainRequest::new(source, settings, model_config, out_dir)
+                .with_device(device)
+                .with_progress(!quiet && std::io::stderr().is_terminal())
+                .with_reference(store.as_deref().and_then(model::current_profile));
             let outcome = match train::run(&req) {
                 Err(e) if e.report::<categorizer::validate::Report>().is_some() => {
                     if let Some(report) = e.report::<categorizer::validate::Report>() {

@@ -452,16 +452,11 @@ fn train_and_publish(
         model_config.classifier = c;
     }
     let run_dir = std::env::temp_dir().join(format!("categorizer-job-{}-{id}", std::process::id()));
-    let req = crate::train::TrainRequest {
-        source,
-        device: options.device.unwrap_or(settings.device),
-        settings,
-        model_config,
-        out_dir: run_dir.clone(),
-        progress: false,
-        monitor: Some(monitor.clone()),
-        reference: crate::model::current_profile(setup.store.as_ref()),
-    };
+    let device = options.device.unwrap_or(settings.device);
+    let req = crate::train::TrainRequest::new(source, settings, model_config, &run_dir)
+        .with_device(device)
+        .with_monitor(monitor.clone())
+        .with_reference(crate::model::current_profile(setup.store.as_ref()));
     let outcome = crate::train::run(&req);
     // The run directory's content is in the manifest; only the store keeps the model.
     let _ = std::fs::remove_dir_all(&run_dir);

@@ -580,16 +580,9 @@ fn train_default(
     model_config: crate::train::classifier::ModelConfig,
 ) -> Result<String> {
     let source = crate::ingest::DataSource::parse(&settings.data.source)?;
-    let req = crate::train::TrainRequest {
-        source,
-        device: settings.device,
-        model_config,
-        out_dir: std::env::temp_dir().join(format!("categorizer-first-run-{}", std::process::id())),
-        settings,
-        progress: false,
-        monitor: None,
-        reference: None,
-    };
+    let out_dir =
+        std::env::temp_dir().join(format!("categorizer-first-run-{}", std::process::id()));
+    let req = crate::train::TrainRequest::new(source, settings, model_config, out_dir);
     let outcome = crate::train::run(&req)?;
     let _ = std::fs::remove_dir_all(&req.out_dir);
     let p = crate::model::publish(&outcome, store, &options)?;

@@ -82,6 +82,50 @@ pub struct TrainRequest {
     pub reference: Option<crate::validate::Profile>,
 }
 
+impl TrainRequest {
+    /// A quiet run on `source` into `out_dir`: on the device the settings choose, without
+    /// progress bars, monitor or drift reference (the `with_*` methods add them).
+    pub fn new(
+        source: DataSource,
+        settings: Settings,
+        model_config: ModelConfig,
+        out_dir: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            source,
+            device: settings.device,
+            settings,
+            model_config,
+            out_dir: out_dir.into(),
+            progress: false,
+            monitor: None,
+            reference: None,
+        }
+    }
+
+    pub fn with_device(mut self, device: DeviceChoice) -> Self {
+        self.device = device;
+        self
+    }
+
+    /// Progress bars on standard error.
+    pub fn with_progress(mut self, progress: bool) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    pub fn with_monitor(mut self, monitor: std::sync::Arc<progress::Monitor>) -> Self {
+        self.monitor = Some(monitor);
+        self
+    }
+
+    /// Checks the data for drift against this profile (the current model's training data).
+    pub fn with_reference(mut self, reference: Option<crate::validate::Profile>) -> Self {
+        self.reference = reference;
+        self
+    }
+}
+
 /// Rows at each step.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DataSummary {

@@ -79,19 +79,12 @@ fn the_pipeline_gives_the_same_segments_on_cpu_and_wgpu() {
         let dir = tempfile::tempdir().unwrap();
         let mut settings = crate::settings();
         settings.segmentation.n_init = 2;
-        let req = TrainRequest {
-            source: DataSource::Synthetic {
-                rows: 400,
-                seed: 21,
-            },
-            device,
-            settings,
-            model_config: crate::tiny_model_config(),
-            out_dir: dir.path().to_path_buf(),
-            progress: false,
-            monitor: None,
-            reference: None,
+        let source = DataSource::Synthetic {
+            rows: 400,
+            seed: 21,
         };
+        let req = TrainRequest::new(source, settings, crate::tiny_model_config(), dir.path())
+            .with_device(device);
         train::run(&req).unwrap()
     };
     let cpu = run(DeviceChoice::Cpu);

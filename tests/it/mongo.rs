@@ -28,16 +28,10 @@ fn train_from(source: &str, out: &std::path::Path) -> TrainOutcome {
     settings.segmentation.n_init = 2;
     let mut model_config = crate::model_config();
     model_config.classifier = ClassifierChoice::Mlp;
-    train::run(&TrainRequest {
-        source: DataSource::parse(source).unwrap(),
-        device: DeviceChoice::Cpu,
-        settings,
-        model_config,
-        out_dir: out.to_path_buf(),
-        progress: false,
-        monitor: None,
-        reference: None,
-    })
+    let source = DataSource::parse(source).unwrap();
+    train::run(
+        &TrainRequest::new(source, settings, model_config, out).with_device(DeviceChoice::Cpu),
+    )
     .unwrap()
 }
 

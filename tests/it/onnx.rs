@@ -21,19 +21,14 @@ fn trained(kind: ClassifierChoice, dir: &Path) -> TrainOutcome {
     config.classifier = kind;
     let mut settings = crate::settings();
     settings.segmentation.n_init = 2;
-    train::run(&TrainRequest {
-        source: DataSource::Synthetic {
-            rows: 1500,
-            seed: 3,
-        },
-        device: DeviceChoice::Cpu,
-        settings,
-        model_config: config,
-        out_dir: dir.join("run"),
-        progress: false,
-        monitor: None,
-        reference: None,
-    })
+    let source = DataSource::Synthetic {
+        rows: 1500,
+        seed: 3,
+    };
+    train::run(
+        &TrainRequest::new(source, settings, config, dir.join("run"))
+            .with_device(DeviceChoice::Cpu),
+    )
     .unwrap()
 }
 

@@ -6,16 +6,8 @@ use categorizer::schema::feature_index;
 use categorizer::train::{self, TrainRequest};
 
 fn request(source: DataSource, out: &std::path::Path) -> TrainRequest {
-    TrainRequest {
-        source,
-        device: DeviceChoice::Cpu,
-        settings: crate::settings(),
-        model_config: crate::model_config(),
-        out_dir: out.to_path_buf(),
-        progress: false,
-        monitor: None,
-        reference: None,
-    }
+    TrainRequest::new(source, crate::settings(), crate::model_config(), out)
+        .with_device(DeviceChoice::Cpu)
 }
 
 #[test]

@@ -20,16 +20,11 @@ pub fn stored_model(dir: &Path, seed: u64) -> PathBuf {
     let mut settings = crate::settings();
     settings.segmentation.n_init = 2;
     settings.split.seed = seed;
-    let outcome = train::run(&TrainRequest {
-        source: DataSource::Synthetic { rows: 1200, seed },
-        device: DeviceChoice::Cpu,
-        settings,
-        model_config: config,
-        out_dir: dir.join(format!("run{seed}")),
-        progress: false,
-        monitor: None,
-        reference: None,
-    })
+    let source = DataSource::Synthetic { rows: 1200, seed };
+    let run_dir = dir.join(format!("run{seed}"));
+    let outcome = train::run(
+        &TrainRequest::new(source, settings, config, run_dir).with_device(DeviceChoice::Cpu),
+    )
     .unwrap();
     let store = LocalStore::new(dir.join(format!("models{seed}")));
     let p = model::publish(&outcome, &store, &SessionOptions::default()).unwrap();
