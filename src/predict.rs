@@ -107,8 +107,8 @@ pub fn run(req: &PredictRequest) -> Result<PredictSummary> {
     let source = req.input.display().to_string();
     let mut reader = ChunkReader::open(&req.input, req.keep_malformed)?;
     let kind = input_kind(&source, reader.columns())?;
-    let bar =
-        crate::train::progress::Progress::new(req.progress, None).bar(reader.len(), "Scoring")?;
+    let bar = crate::train::progress::Progress::new(req.progress, None)
+        .plain_bar(reader.len(), "Scoring");
     let mut writer: Option<ChunkWriter> = None;
     let mut summary = PredictSummary {
         model_version: model.manifest.version.clone(),

@@ -18,6 +18,7 @@ use crate::inference::SessionOptions;
 use crate::ingest::DataSource;
 use crate::model::ServedModel;
 use crate::store::ModelStore;
+use crate::train::Stage;
 use crate::train::classifier::{ClassifierChoice, ModelConfig};
 use crate::train::progress::Monitor;
 
@@ -100,35 +101,6 @@ struct Record {
     /// What the job runs with: the source as confined, the password kept.
     options: JobOptions,
     monitor: Arc<Monitor>,
-}
-
-/// The stages of a job in order, as the training run names them (a prefix match), for the
-/// coarse progress figure.
-const STAGES: [&str; 12] = [
-    "Reading",
-    "Validating",
-    "Engineering",
-    "Fitting preprocessing",
-    "Starting the compute",
-    "PCA",
-    "KMeans",
-    "Evaluating",
-    "Classifier",
-    "GBDT",
-    "MLP",
-    "Publishing",
-];
-
-fn stage_progress(stage: &str, done: u64, total: u64) -> f64 {
-    let Some(i) = STAGES.iter().position(|s| stage.starts_with(s)) else {
-        return 0.0;
-    };
-    let within = if total > 0 {
-        (done as f64 / total as f64).min(1.0)
-    } else {
-        0.0
-    };
-    (i as f64 + within) / STAGES.len() as f64
 }
 
 /// What a job needs from the service.
@@ -285,7 +257,7 @@ fn live_view(r: &Record) -> JobView {
     let mut v = r.view.clone();
     if v.state == JobState::Running {
         take_stage(&mut v, &r.monitor);
-        v.progress = stage_progress(&v.stage, v.stage_done, v.stage_total);
+        v.progress = r.monitor.progress();
     }
     v
 }
@@ -318,7 +290,7 @@ fn run_one(
             return; // cancelled while it waited
         }
         // Running and its first stage together: a poll never sees a running job without one.
-        r.monitor.set_stage("Reading the data");
+        r.monitor.set_stage(Stage::Ingest, "Reading the data");
         r.view.state = JobState::Running;
         r.view.started_at = Some(now());
         take_stage(&mut r.view, &r.monitor);
@@ -478,7 +450,7 @@ fn train_and_publish(
         }
     };
     monitor.check()?;
-    monitor.set_stage("Publishing the model");
+    monitor.set_stage(Stage::Publish, "Publishing the model");
     let store = setup.store.as_ref();
     let published = crate::model::publish(&outcome, store, &setup.options)?;
     let m = &published.manifest;
@@ -514,10 +486,14 @@ mod tests {
 
     #[test]
     fn progress_grows_with_the_stages() {
-        assert_eq!(stage_progress("", 0, 0), 0.0);
-        let a = stage_progress("PCA", 0, 0);
-        let b = stage_progress("KMeans", 50, 100);
-        let c = stage_progress("Publishing the model", 0, 0);
+        let m = Monitor::default();
+        assert_eq!(m.progress(), 0.0);
+        m.set_stage(Stage::Pca, "PCA");
+        let a = m.progress();
+        m.set_stage(Stage::KMeans, "KMeans");
+        let b = m.progress();
+        m.set_stage(Stage::Publish, "Publishing the model");
+        let c = m.progress();
         assert!(0.0 < a && a < b && b < c && c < 1.0, "{a} {b} {c}");
     }
 

@@ -35,6 +35,7 @@ use kmeans::{Assignment, KMeansModel, KMeansParams};
 use metrics::ClusterMetrics;
 use pca::Pca;
 use progress::Progress;
+pub use progress::Stage;
 use segments::SegmentProfile;
 pub use split::split_indices;
 
@@ -231,11 +232,11 @@ impl Stopwatch {
             stages: Default::default(),
         }
     }
-    fn lap(&mut self, stage: &str) -> f64 {
+    fn lap(&mut self, stage: Stage) -> f64 {
         let now = Instant::now();
         let secs = (now - self.last).as_secs_f64();
         self.last = now;
-        self.stages.insert(stage.into(), round6(secs).into());
+        self.stages.insert(stage.key().into(), round6(secs).into());
         secs
     }
     fn finish(mut self) -> serde_json::Map<String, serde_json::Value> {
@@ -257,7 +258,7 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
     let progress = Progress::new(req.progress, req.monitor.clone());
     let mut watch = Stopwatch::new();
 
-    let bar = progress.bar(0, format!("Reading {}", req.source.name()))?;
+    let bar = progress.bar(Stage::Ingest, 0, format!("Reading {}", req.source.name()))?;
     let (raw, source_issues) = req.source.load_reported(&mut |done, total| {
         bar.set_length(total);
         bar.set_position(done)
@@ -266,9 +267,9 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
     for line in crate::ingest::mongo::report_lines(&source_issues) {
         tracing::warn!("{}: {line}", req.source.name());
     }
-    watch.lap("ingest");
+    watch.lap(Stage::Ingest);
 
-    let step = progress.step("Validating")?;
+    let step = progress.step(Stage::Validate, "Validating")?;
     let (report, profile) = crate::validate::validate_and_profile(
         &req.source.name(),
         &raw,
@@ -286,9 +287,9 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
     if report.drift.as_ref().is_some_and(|d| d.drifted_columns > 0) {
         tracing::warn!("{}", report.summary());
     }
-    watch.lap("validate");
+    watch.lap(Stage::Validate);
 
-    let step = progress.step("Engineering features")?;
+    let step = progress.step(Stage::Features, "Engineering features")?;
     let table = features::engineer(&raw, s.reference_date())?;
     drop(raw);
     step.finish(format!(
@@ -299,7 +300,7 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
     for line in table.report.summary_lines() {
         tracing::warn!("set aside: {line}");
     }
-    watch.lap("features");
+    watch.lap(Stage::Features);
     let k = s.segmentation.k;
     if table.matrix.rows() < 2 * k + 2 {
         return Err(Error::NoUsableRows(describe(&table.report)));
@@ -309,28 +310,28 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
         split_indices(table.matrix.rows(), s.split.test_fraction, s.split.seed);
     let train_raw = table.matrix.gather_rows(&train_idx);
     let test_raw = table.matrix.gather_rows(&test_idx);
-    watch.lap("split");
+    watch.lap(Stage::Split);
 
-    let step = progress.step("Fitting preprocessing")?;
+    let step = progress.step(Stage::Preprocess, "Fitting preprocessing")?;
     let preprocessor = Preprocessor::fit(&train_raw);
     let train_x = preprocessor.transform(&train_raw);
     step.finish("Preprocessing fitted on the training split");
-    watch.lap("preprocess");
+    watch.lap(Stage::Preprocess);
 
-    let step = progress.step("Starting the compute device")?;
+    let step = progress.step(Stage::Device, "Starting the compute device")?;
     let compute = device::select(req.device)?;
     let dev = compute.device.clone();
     step.finish(format!("Device: {compute}"));
-    watch.lap("device");
+    watch.lap(Stage::Device);
 
-    let step = progress.step("PCA")?;
+    let step = progress.step(Stage::Pca, "PCA")?;
     let x = tensor::upload(&train_x, &dev);
     let pca = Pca::fit(&x, s.segmentation.pca_components);
     let emb_train_t = pca.transform(&x);
     drop(x);
     let emb_train = tensor::download(emb_train_t.clone());
     step.finish(format!("PCA: {} components", pca.components.len()));
-    watch.lap("pca");
+    watch.lap(Stage::Pca);
 
     let params = KMeansParams {
         k,
@@ -339,7 +340,7 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
         tolerance: s.segmentation.tolerance,
         seed: s.split.seed,
     };
-    let bar = progress.bar(params.max_iter as u64, "KMeans")?;
+    let bar = progress.bar(Stage::KMeans, params.max_iter as u64, "KMeans")?;
     let (mut km, mut train_assign) =
         kmeans::fit(&emb_train_t, &params, |i| bar.set_position(i as u64))?;
     bar.finish(format!(
@@ -349,9 +350,9 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
     let order = segments::canonical_order(&train_raw, &train_assign.labels, k);
     km.reorder(&order);
     segments::relabel(&mut train_assign.labels, &order);
-    watch.lap("kmeans");
+    watch.lap(Stage::KMeans);
 
-    let step = progress.step("Evaluating")?;
+    let step = progress.step(Stage::Metrics, "Evaluating")?;
     let dims = pca.components.len();
     let test_x = preprocessor.transform(&test_raw);
     let (emb_test, test_assign) = {
@@ -383,9 +384,9 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
     );
     let segment_profiles = segments::profiles(&train_raw, &train_assign.labels, k);
     step.finish("Evaluated");
-    watch.lap("metrics");
+    watch.lap(Stage::Metrics);
 
-    let bar = progress.bar(1, "Classifier")?;
+    let bar = progress.bar(Stage::Classifier, 1, "Classifier")?;
     let (classifier, classifier_report) = classifier::train(
         &req.model_config,
         &train_x,
@@ -402,7 +403,7 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
         },
     )?;
     bar.finish(format!("Classifier: {} chosen", classifier_report.chosen));
-    watch.lap("classifier");
+    watch.lap(Stage::Classifier);
     let model = SegmentationModel {
         reference_date: s.reference_date(),
         preprocessor,
@@ -453,7 +454,7 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
         (&train_idx, &train_assign.labels),
         (&test_idx, &test_assign.labels),
     )?;
-    watch.lap("write");
+    watch.lap(Stage::Write);
     metrics.seconds = watch.finish();
     write_json(&req.out_dir.join("metrics.json"), &metrics)?;
 

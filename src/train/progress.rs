@@ -11,10 +11,71 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::error::{Error, Result};
 
+/// The stages of a training run and its publication, in order. Progress bars, the seconds
+/// in `metrics.json`, cancellation points and a job's progress figure all name a stage from
+/// here (the messages shown with it are free text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Ingest,
+    Validate,
+    Features,
+    Split,
+    Preprocess,
+    Device,
+    Pca,
+    KMeans,
+    Metrics,
+    Classifier,
+    Write,
+    Publish,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 12] = [
+        Stage::Ingest,
+        Stage::Validate,
+        Stage::Features,
+        Stage::Split,
+        Stage::Preprocess,
+        Stage::Device,
+        Stage::Pca,
+        Stage::KMeans,
+        Stage::Metrics,
+        Stage::Classifier,
+        Stage::Write,
+        Stage::Publish,
+    ];
+
+    /// Its key in `metrics.json`'s `seconds`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Stage::Ingest => "ingest",
+            Stage::Validate => "validate",
+            Stage::Features => "features",
+            Stage::Split => "split",
+            Stage::Preprocess => "preprocess",
+            Stage::Device => "device",
+            Stage::Pca => "pca",
+            Stage::KMeans => "kmeans",
+            Stage::Metrics => "metrics",
+            Stage::Classifier => "classifier",
+            Stage::Write => "write",
+            Stage::Publish => "publish",
+        }
+    }
+
+    /// The share of the whole run done when this stage is `within` (0..=1) done: stages
+    /// count equally.
+    pub fn progress(self, within: f64) -> f64 {
+        (self as usize as f64 + within.clamp(0.0, 1.0)) / Self::ALL.len() as f64
+    }
+}
+
 /// A run's stage and progress as seen from outside, and its cancel switch.
 #[derive(Debug, Default)]
 pub struct Monitor {
-    stage: Mutex<String>,
+    /// The stage and the message shown with it.
+    stage: Mutex<(Option<Stage>, String)>,
     done: AtomicU64,
     total: AtomicU64,
     cancelled: AtomicBool,
@@ -39,20 +100,41 @@ impl Monitor {
         }
     }
 
-    /// The current stage, and its iterations done / total (0 / 0 for a one-shot step).
+    /// The current stage's message, and its iterations done / total (0 / 0 for a one-shot
+    /// step).
     pub fn snapshot(&self) -> (String, u64, u64) {
-        let stage = self.stage.lock().map(|s| s.clone()).unwrap_or_default();
+        let message = self.stage.lock().map(|s| s.1.clone()).unwrap_or_default();
         (
-            stage,
+            message,
             self.done.load(Ordering::Relaxed),
             self.total.load(Ordering::Relaxed),
         )
     }
 
-    pub fn set_stage(&self, stage: &str) {
+    /// The current stage, if one has started.
+    pub fn stage(&self) -> Option<Stage> {
+        self.stage.lock().ok().and_then(|s| s.0)
+    }
+
+    /// The share of the run done: the stage's place, and its iterations within it.
+    pub fn progress(&self) -> f64 {
+        let (done, total) = (
+            self.done.load(Ordering::Relaxed),
+            self.total.load(Ordering::Relaxed),
+        );
+        let within = if total > 0 {
+            done as f64 / total as f64
+        } else {
+            0.0
+        };
+        self.stage().map_or(0.0, |s| s.progress(within))
+    }
+
+    pub fn set_stage(&self, stage: Stage, message: &str) {
         if let Ok(mut s) = self.stage.lock() {
-            s.clear();
-            s.push_str(stage);
+            s.0 = Some(stage);
+            s.1.clear();
+            s.1.push_str(message);
         }
         self.done.store(0, Ordering::Relaxed);
         self.total.store(0, Ordering::Relaxed);
@@ -100,8 +182,8 @@ impl Step {
         if let Some(m) = &self.monitor
             && let Ok(mut s) = m.stage.lock()
         {
-            s.clear();
-            s.push_str(&message);
+            s.1.clear();
+            s.1.push_str(&message);
         }
         self.bar.set_message(message);
     }
@@ -125,18 +207,18 @@ impl Progress {
         self.monitor.as_ref().map_or(Ok(()), |m| m.check())
     }
 
-    fn enter(&self, stage: &str) -> Result<Option<Arc<Monitor>>> {
+    fn enter(&self, stage: Stage, message: &str) -> Result<Option<Arc<Monitor>>> {
         self.check()?;
         if let Some(m) = &self.monitor {
-            m.set_stage(stage);
+            m.set_stage(stage, message);
         }
         Ok(self.monitor.clone())
     }
 
-    /// Starts a one-shot step (after checking that the run was not cancelled).
-    pub fn step(&self, message: impl Into<Cow<'static, str>>) -> Result<Step> {
+    /// Starts a one-shot step of `stage` (after checking that the run was not cancelled).
+    pub fn step(&self, stage: Stage, message: impl Into<Cow<'static, str>>) -> Result<Step> {
         let message = message.into();
-        let monitor = self.enter(&message)?;
+        let monitor = self.enter(stage, &message)?;
         let bar = self.multi.add(ProgressBar::new_spinner());
         bar.set_style(
             ProgressStyle::with_template("{spinner:.cyan} {msg} {elapsed:.dim}")
@@ -147,13 +229,27 @@ impl Progress {
         Ok(Step { bar, monitor })
     }
 
-    /// Starts an iterative step of `len` iterations.
-    pub fn bar(&self, len: u64, message: impl Into<Cow<'static, str>>) -> Result<Step> {
+    /// Starts an iterative step of `stage`, of `len` iterations.
+    pub fn bar(
+        &self,
+        stage: Stage,
+        len: u64,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Result<Step> {
         let message = message.into();
-        let monitor = self.enter(&message)?;
+        let monitor = self.enter(stage, &message)?;
         if let Some(m) = &monitor {
             m.total.store(len, Ordering::Relaxed);
         }
+        Ok(self.new_bar(len, message, monitor))
+    }
+
+    /// A bar of `len` iterations outside the training stages (bulk scoring).
+    pub fn plain_bar(&self, len: u64, message: impl Into<Cow<'static, str>>) -> Step {
+        self.new_bar(len, message.into(), None)
+    }
+
+    fn new_bar(&self, len: u64, message: Cow<'static, str>, monitor: Option<Arc<Monitor>>) -> Step {
         let bar = self.multi.add(ProgressBar::new(len));
         bar.set_style(
             ProgressStyle::with_template(
@@ -163,7 +259,7 @@ impl Progress {
             .progress_chars("=> "),
         );
         bar.set_message(message);
-        Ok(Step { bar, monitor })
+        Step { bar, monitor }
     }
 }
 
@@ -175,11 +271,30 @@ mod tests {
     fn a_cancelled_monitor_stops_the_next_step_and_the_next_iteration() {
         let m = Arc::new(Monitor::default());
         let p = Progress::new(false, Some(m.clone()));
-        let bar = p.bar(10, "KMeans").unwrap();
+        let bar = p.bar(Stage::KMeans, 10, "KMeans").unwrap();
         bar.set_position(3).unwrap();
         assert_eq!(m.snapshot(), ("KMeans".to_string(), 3, 10));
         m.cancel();
         assert!(matches!(bar.set_position(4), Err(Error::Cancelled)));
-        assert!(matches!(p.step("next"), Err(Error::Cancelled)));
+        assert!(matches!(
+            p.step(Stage::Metrics, "next"),
+            Err(Error::Cancelled)
+        ));
+    }
+
+    #[test]
+    fn progress_grows_with_the_stages_and_their_iterations() {
+        let m = Monitor::default();
+        assert_eq!(m.progress(), 0.0);
+        let mut last = -1.0;
+        for stage in Stage::ALL {
+            m.set_stage(stage, "");
+            let start = m.progress();
+            m.total.store(100, Ordering::Relaxed);
+            m.done.store(50, Ordering::Relaxed);
+            assert!(last < start && start < m.progress() && m.progress() < 1.0);
+            last = m.progress();
+        }
+        assert_eq!(Stage::ALL.map(|s| s as usize), std::array::from_fn(|i| i));
     }
 }
