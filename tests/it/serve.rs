@@ -1,6 +1,8 @@
 //! The HTTP service on a real socket, through a real HTTP client.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use categorizer::config::{DeviceChoice, Settings};
 use categorizer::inference::SessionOptions;
@@ -10,25 +12,43 @@ use categorizer::serve::jobs::TrainingSetup;
 use categorizer::serve::{AppState, router};
 use categorizer::store::LocalStore;
 use categorizer::train::classifier::ClassifierChoice;
-use categorizer::train::{self, TrainRequest};
+use categorizer::train::{self, TrainOutcome, TrainRequest};
 use serde_json::{Value, json};
 
-/// Trains a small model with `seed` and stores it; returns the model's directory.
+/// Trains a small model with `seed` and stores it; returns the model's directory. Each seed
+/// trains once for the whole test binary (training is the slow part; twenty tests store
+/// one of a handful of models), and every call publishes into its own store under `dir`.
 pub fn stored_model(dir: &Path, seed: u64) -> PathBuf {
-    let mut config = crate::model_config();
-    config.classifier = ClassifierChoice::Mlp;
-    let mut settings = crate::settings();
-    settings.segmentation.n_init = 2;
-    settings.split.seed = seed;
-    let source = DataSource::Synthetic { rows: 1200, seed };
-    let run_dir = dir.join(format!("run{seed}"));
-    let outcome = train::run(
-        &TrainRequest::new(source, settings, config, run_dir).with_device(DeviceChoice::Cpu),
-    )
-    .unwrap();
+    let outcome = trained_outcome(seed);
     let store = LocalStore::new(dir.join(format!("models{seed}")));
     let p = model::publish(&outcome, &store, &SessionOptions::default()).unwrap();
     store.version_dir(&p.version)
+}
+
+/// The small model of `seed`, trained on first use; a second caller waits for the first.
+fn trained_outcome(seed: u64) -> Arc<TrainOutcome> {
+    static BY_SEED: Mutex<BTreeMap<u64, Arc<OnceLock<Arc<TrainOutcome>>>>> =
+        Mutex::new(BTreeMap::new());
+    let cell = BY_SEED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(seed)
+        .or_default()
+        .clone();
+    cell.get_or_init(|| {
+        let mut config = crate::model_config();
+        config.classifier = ClassifierChoice::Mlp;
+        let mut settings = crate::settings();
+        settings.segmentation.n_init = 2;
+        settings.split.seed = seed;
+        let source = DataSource::Synthetic { rows: 1200, seed };
+        // Publishing needs only the outcome: the run directory goes with this scope.
+        let run_dir = tempfile::tempdir().unwrap();
+        let req = TrainRequest::new(source, settings, config, run_dir.path())
+            .with_device(DeviceChoice::Cpu);
+        Arc::new(train::run(&req).unwrap())
+    })
+    .clone()
 }
 
 /// Starts the service on a free loopback port; returns its base URL and state.
