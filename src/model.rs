@@ -15,7 +15,7 @@ use crate::schema::{FEATURES, FeatureKind};
 use crate::store::{MANIFEST_FILE, MODEL_FILE, ModelStore};
 use crate::train::classifier::evaluate;
 use crate::train::segments::SegmentProfile;
-use crate::train::{TrainMetrics, TrainOutcome};
+use crate::train::{DataFingerprint, TrainMetrics, TrainOutcome};
 
 /// Largest allowed |p_onnx - p_in_process| at export.
 pub const PARITY_TOLERANCE: f64 = 1e-5;
@@ -56,28 +56,6 @@ pub fn feature_specs() -> Vec<FeatureSpec> {
             max: f.max,
         })
         .collect()
-}
-
-/// What the model learned from: usable rows and a SHA-256 of their 21 feature values.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DataFingerprint {
-    pub source: String,
-    pub rows: usize,
-    pub sha256: String,
-}
-
-impl DataFingerprint {
-    pub fn of(source: &str, features: &Matrix) -> Self {
-        let mut h = Sha256::new();
-        for v in features.as_slice() {
-            h.update(v.to_le_bytes());
-        }
-        Self {
-            source: source.into(),
-            rows: features.rows(),
-            sha256: hex::encode(h.finalize()),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

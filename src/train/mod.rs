@@ -21,6 +21,7 @@ use std::time::Instant;
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::config::{DeviceChoice, Settings};
 use crate::dates::ReferenceDate;
@@ -127,6 +128,33 @@ impl TrainRequest {
     }
 }
 
+/// What the model learned from: usable rows and a SHA-256 of their 21 feature values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataFingerprint {
+    pub source: String,
+    pub rows: usize,
+    pub sha256: String,
+}
+
+impl DataFingerprint {
+    pub fn of(source: &str, features: &Matrix) -> Self {
+        // The values' little-endian bytes, fed in blocks (one update per value cost more
+        // than the hash itself).
+        let mut h = Sha256::new();
+        let mut bytes = Vec::with_capacity(16_384 * 4);
+        for block in features.as_slice().chunks(16_384) {
+            bytes.clear();
+            bytes.extend(block.iter().flat_map(|v| v.to_le_bytes()));
+            h.update(&bytes);
+        }
+        Self {
+            source: source.into(),
+            rows: features.rows(),
+            sha256: hex::encode(h.finalize()),
+        }
+    }
+}
+
 /// Rows at each step.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DataSummary {
@@ -207,7 +235,7 @@ pub struct TrainOutcome {
     /// The held-out rows' raw features (for the export's parity check and promotion gate).
     pub test_raw: Matrix,
     /// The usable rows the model learned from.
-    pub data: crate::model::DataFingerprint,
+    pub data: DataFingerprint,
     /// The validation stage's report, and the profile of this run's records (the next
     /// run's drift reference).
     pub validation: crate::validate::Report,
@@ -465,7 +493,7 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
         train_labels: train_assign.labels,
         test_labels: test_assign.labels,
         test_raw,
-        data: crate::model::DataFingerprint::of(&req.source.name(), &table.matrix),
+        data: DataFingerprint::of(&req.source.name(), &table.matrix),
         validation: report,
         profile,
         drift_blocks_promotion,
@@ -513,4 +541,29 @@ fn write_assignments(
         writeln!(w, "{row},{split},{seg}").map_err(io)?;
     }
     w.flush().map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fingerprint_hashes_every_value_s_bytes_in_order() {
+        // 40,000 values: more than one block.
+        let values: Vec<f32> = (0..40_000).map(|i| i as f32 * 0.37 - 5.0).collect();
+        let x = Matrix::new(2_000, 20, values.clone());
+        let mut h = Sha256::new();
+        for v in &values {
+            h.update(v.to_le_bytes());
+        }
+        let fp = DataFingerprint::of("s", &x);
+        assert_eq!(fp.sha256, hex::encode(h.finalize()));
+        assert_eq!((fp.source.as_str(), fp.rows), ("s", 2_000));
+        let mut other = values;
+        other.swap(0, 39_999);
+        assert_ne!(
+            DataFingerprint::of("s", &Matrix::new(2_000, 20, other)).sha256,
+            fp.sha256
+        );
+    }
 }
