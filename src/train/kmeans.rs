@@ -358,34 +358,32 @@ pub fn fit_points(
     mut on_iter: impl FnMut(usize) -> Result<()>,
 ) -> Result<(KMeansModel, Assignment)> {
     let n = points.len() / d.max(1);
-    if n <= RESTART_SAMPLE_ROWS || params.n_init <= 1 {
-        return restarts(points, d, params, on_iter);
-    }
-    let sample: Vec<f32> = (0..RESTART_SAMPLE_ROWS)
-        .flat_map(|q| {
-            let i = q * n / RESTART_SAMPLE_ROWS;
-            points[i * d..(i + 1) * d].iter().copied()
-        })
-        .collect();
-    let (chosen, _) = restarts(&sample, d, params, |_| Ok(()))?;
-    let tol = params.tolerance * mean_variance(points, d);
-    let (centres, iterations) = lloyd(
-        points,
-        d,
-        params.k,
-        chosen.centres,
-        1,
-        tol,
-        params.max_iter,
-        &mut on_iter,
-    )?;
-    let mut model = KMeansModel {
-        centres,
-        k: params.k,
-        dims: d,
-        inertia: 0.0,
-        n_iter: iterations[0],
-        best_restart: chosen.best_restart,
+    let mut model = if n <= RESTART_SAMPLE_ROWS || params.n_init <= 1 {
+        restarts(points, d, params, on_iter)?
+    } else {
+        let sample: Vec<f32> = (0..RESTART_SAMPLE_ROWS)
+            .flat_map(|q| {
+                let i = q * n / RESTART_SAMPLE_ROWS;
+                points[i * d..(i + 1) * d].iter().copied()
+            })
+            .collect();
+        let chosen = restarts(&sample, d, params, |_| Ok(()))?;
+        let tol = params.tolerance * mean_variance(points, d);
+        let (centres, iterations) = lloyd(
+            points,
+            d,
+            params.k,
+            chosen.centres,
+            1,
+            tol,
+            params.max_iter,
+            &mut on_iter,
+        )?;
+        KMeansModel {
+            centres,
+            n_iter: iterations[0],
+            ..chosen
+        }
     };
     let assignment = model.assign_points(points);
     model.inertia = assignment.inertia();
@@ -416,13 +414,14 @@ fn mean_variance(points: &[f32], d: usize) -> f64 {
         / d as f64
 }
 
-/// Every restart on all of `points`: seeding, Lloyd, the lowest inertia.
+/// Every restart on all of `points`: seeding, Lloyd, the lowest inertia (the model's own
+/// inertia is left to the caller's final assignment).
 fn restarts(
     points: &[f32],
     d: usize,
     params: &KMeansParams,
     mut on_iter: impl FnMut(usize) -> Result<()>,
-) -> Result<(KMeansModel, Assignment)> {
+) -> Result<KMeansModel> {
     let n = points.len() / d.max(1);
     let (k, r) = (params.k, params.n_init);
     if n < k {
@@ -502,10 +501,13 @@ fn restarts(
         }
         s
     });
-    let mut model = KMeansModel::lowest_inertia(&all, &inertia, &iterations, k, d);
-    let assignment = model.assign_points(points);
-    model.inertia = assignment.inertia();
-    Ok((model, assignment))
+    Ok(KMeansModel::lowest_inertia(
+        &all,
+        &inertia,
+        &iterations,
+        k,
+        d,
+    ))
 }
 
 /// Lloyd iterations of `r` restarts from their centres (`all`, restart-major, k x d each) to
@@ -697,7 +699,9 @@ mod tests {
             seed: 5,
         };
         let (sampled, a) = fit_points(&points, 2, &params, |_| Ok(())).unwrap();
-        let (all, b) = restarts(&points, 2, &params, |_| Ok(())).unwrap();
+        let mut all = restarts(&points, 2, &params, |_| Ok(())).unwrap();
+        let b = all.assign_points(&points);
+        all.inertia = b.inertia();
         // The same centres, in the order their seeding gave them.
         let perm: Vec<usize> = sampled
             .centres

@@ -224,6 +224,16 @@ impl BinnedTree {
     }
 }
 
+/// Adds every tree's value to `margin[r * k + class]` of each row-major row of `rows` (`cols`
+/// values each) by walking the trees: where [`BinnedTree`] cannot score them.
+fn walk_trees(trees: &[Tree], rows: &[f32], cols: usize, k: usize, margin: &mut [f32]) {
+    for (m, row) in margin.chunks_exact_mut(k).zip(rows.chunks_exact(cols)) {
+        for t in trees {
+            m[t.class] += t.predict(row);
+        }
+    }
+}
+
 /// A value's bin among sorted `cuts` (at most 255): the number of cuts below it, and 255 for
 /// NaN, which goes right at every split as in [`Tree::predict`].
 fn bin_u8(cuts: &[f32], x: f32) -> u8 {
@@ -318,14 +328,7 @@ impl GbdtModel {
                             t.add(&columns, self.k, &mut margin);
                         }
                     }
-                    None => {
-                        for (m, row) in margin.chunks_exact_mut(self.k).zip(rows.chunks_exact(cols))
-                        {
-                            for t in &self.trees {
-                                m[t.class] += t.predict(row);
-                            }
-                        }
-                    }
+                    None => walk_trees(&self.trees, rows, cols, self.k, &mut margin),
                 }
                 let mut out = Vec::with_capacity(margin.len());
                 for m in margin.chunks_exact(self.k) {
@@ -698,13 +701,7 @@ fn with_early_stopping(
             .map(|(((margin, columns), rows), ys)| {
                 match &binned {
                     Some(binned) => binned.iter().for_each(|t| t.add(columns, k, margin)),
-                    None => {
-                        for (m, row) in margin.chunks_exact_mut(k).zip(rows.chunks_exact(cols)) {
-                            for t in trees {
-                                m[t.class] += t.predict(row);
-                            }
-                        }
-                    }
+                    None => walk_trees(trees, rows, cols, k, margin),
                 }
                 let (mut loss, mut errors) = (0.0f64, 0usize);
                 for (m, &y) in margin.chunks_exact(k).zip(ys) {
