@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::dates::{self, ReferenceDate};
 use crate::error::{Error, Result};
 use crate::matrix::Matrix;
-use crate::schema::{self, FEATURES, N_FEATURES};
+use crate::schema::{self, Derivation, FEATURES, N_FEATURES};
 
 /// Why a row was set aside, with how many and which.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -82,46 +82,37 @@ pub struct FeatureTable {
 }
 
 const SAMPLE_ROWS: usize = 5;
-
-// Bits of the per-row problem mask computed by the query.
-const EDUCATION_MISSING: i32 = 1;
-const EDUCATION_UNKNOWN: i32 = 2;
-const MARITAL_MISSING: i32 = 4;
-const MARITAL_UNKNOWN: i32 = 8;
-const DATE_MISSING: i32 = 16;
-const DATE_BAD: i32 = 32;
-const PROBLEMS: [(i32, &str, Option<&str>); 6] = [
-    (EDUCATION_MISSING, "missing value in Education", None),
-    (
-        EDUCATION_UNKNOWN,
-        "unknown category in Education",
-        Some("Education"),
-    ),
-    (MARITAL_MISSING, "missing value in Marital_Status", None),
-    (
-        MARITAL_UNKNOWN,
-        "unknown category in Marital_Status",
-        Some("Marital_Status"),
-    ),
-    (DATE_MISSING, "missing value in Dt_Customer", None),
-    (
-        DATE_BAD,
-        "unparseable date in Dt_Customer",
-        Some("Dt_Customer"),
-    ),
-];
 const MASK: &str = "__problems";
 
-/// Maps a category column through `table` (value → code); anything else becomes null.
-fn coded(column: &str, table: &[(&str, f32)]) -> Expr {
-    table.iter().rev().fold(
-        lit(NULL).cast(DataType::Float32),
-        |otherwise, (value, code)| {
-            when(col(column).eq(lit(*value)))
-                .then(lit(*code))
-                .otherwise(otherwise)
+/// A reason to set a row aside that only the raw text shows (a category or a date), found by
+/// the query; the range rules run afterwards on the feature values.
+struct Problem {
+    /// True where the row has this problem.
+    test: Expr,
+    reason: String,
+    /// The raw column whose text is shown as the offending value.
+    shows: Option<&'static str>,
+}
+
+/// The problems of a derivation's raw text, in the order they are reported.
+fn problems(d: &Derivation, value: &Expr) -> Vec<Problem> {
+    let (column, unusable) = match d {
+        Derivation::Code(c, _) => (*c, "unknown category"),
+        Derivation::DaysSince(c) => (*c, "unparseable date"),
+        _ => return Vec::new(),
+    };
+    vec![
+        Problem {
+            test: col(column).is_null(),
+            reason: format!("missing value in {column}"),
+            shows: None,
         },
-    )
+        Problem {
+            test: col(column).is_not_null().and(value.clone().is_null()),
+            reason: format!("{unusable} in {column}"),
+            shows: Some(column),
+        },
+    ]
 }
 
 fn sum_of(columns: &[&str]) -> Expr {
@@ -131,99 +122,66 @@ fn sum_of(columns: &[&str]) -> Expr {
         .fold(col(columns[0]), |acc, c| acc + col(*c))
 }
 
-fn f(e: Expr) -> Expr {
-    e.cast(DataType::Float32)
+/// The polars expression of one derivation (before the cast to f32).
+fn derive(d: &Derivation, reference: ReferenceDate) -> Expr {
+    match *d {
+        Derivation::Column(c) => col(c),
+        Derivation::Sum(cs) => sum_of(cs),
+        Derivation::Flag(cs) => sum_of(cs).gt(lit(0.0)),
+        Derivation::YearsSince(c) => lit(reference.year as f64) - col(c),
+        Derivation::DaysSince(c) => {
+            let format = schema::RawSchema::get()
+                .column(c)
+                .and_then(|c| c.format.clone())
+                .unwrap_or(dates::DEFAULT_FORMAT.into());
+            let days = dates::parse_expr(col(c), &format).cast(DataType::Int32);
+            lit(reference.days_since_epoch() as f64) - days.cast(DataType::Float64)
+        }
+        // value → code; anything else is null.
+        Derivation::Code(c, groups) => groups.iter().enumerate().rev().fold(
+            lit(NULL).cast(DataType::Float32),
+            |otherwise, (code, values)| {
+                let is_one = values
+                    .iter()
+                    .map(|v| col(c).eq(lit(*v)))
+                    .reduce(|a, b| a.or(b))
+                    .expect("a code has values");
+                when(is_one).then(lit(code as f32)).otherwise(otherwise)
+            },
+        ),
+    }
 }
 
-/// The polars expressions for the 21 features (in order) and the problem mask.
-pub fn feature_exprs(reference: ReferenceDate) -> Vec<Expr> {
-    let raw = schema::RawSchema::get();
-    let education: Vec<(&str, f32)> = schema::EDUCATION_LEVELS
+/// The polars expressions for the 21 features (each named by its key) and the problem mask,
+/// with the reasons its bits stand for, all generated from [`FEATURES`].
+fn feature_query(reference: ReferenceDate) -> (Vec<Expr>, Vec<Problem>) {
+    let mut exprs = Vec::with_capacity(N_FEATURES + 1);
+    let mut found = Vec::new();
+    for feat in &FEATURES {
+        let value = derive(&feat.derivation, reference);
+        found.extend(problems(&feat.derivation, &value));
+        exprs.push(
+            value
+                .cast(DataType::Float32)
+                .fill_null(lit(f32::NAN))
+                .alias(feat.key),
+        );
+    }
+    assert!(found.len() < 31, "the problem mask is an i32");
+    let mask = found
         .iter()
         .enumerate()
-        .map(|(i, v)| (*v, i as f32))
-        .collect();
-    let marital: Vec<(&str, f32)> = raw
-        .column("Marital_Status")
-        .expect("schema has Marital_Status")
-        .values
-        .iter()
-        .map(|v| {
-            (
-                v.as_str(),
-                if schema::PARTNERED.contains(&v.as_str()) {
-                    1.0
-                } else {
-                    0.0
-                },
-            )
-        })
-        .collect();
-    let date_format = raw
-        .column("Dt_Customer")
-        .and_then(|c| c.format.clone())
-        .unwrap_or(dates::DEFAULT_FORMAT.into());
-    let date = dates::parse_expr(col("Dt_Customer"), &date_format).cast(DataType::Int32);
-    let children = col("Kidhome") + col("Teenhome");
-    let edu = coded("Education", &education);
-    let mar = coded("Marital_Status", &marital);
-
-    let features: [Expr; N_FEATURES] = [
-        f(lit(reference.year as f64) - col("Year_Birth")),
-        edu.clone(),
-        mar.clone(),
-        f(children.clone().gt(lit(0.0))),
-        f(children),
-        f(col("Income")),
-        f(sum_of(&schema::SPEND_COLUMNS)),
-        f(lit(reference.days_since_epoch() as f64) - date.clone().cast(DataType::Float64)),
-        f(col("Recency")),
-        f(col("MntWines")),
-        f(col("MntFruits")),
-        f(col("MntMeatProducts")),
-        f(col("MntFishProducts")),
-        f(col("MntSweetProducts")),
-        f(col("MntGoldProds")),
-        f(col("NumWebPurchases")),
-        f(col("NumCatalogPurchases")),
-        f(col("NumStorePurchases")),
-        f(col("NumDealsPurchases")),
-        f(sum_of(&schema::CAMPAIGN_COLUMNS)),
-        f(col("NumWebVisitsMonth")),
-    ];
-    let flag = |cond: Expr, bit: i32| cond.cast(DataType::Int32) * lit(bit);
-    let mask = flag(col("Education").is_null(), EDUCATION_MISSING)
-        + flag(
-            col("Education").is_not_null().and(edu.is_null()),
-            EDUCATION_UNKNOWN,
-        )
-        + flag(col("Marital_Status").is_null(), MARITAL_MISSING)
-        + flag(
-            col("Marital_Status").is_not_null().and(mar.is_null()),
-            MARITAL_UNKNOWN,
-        )
-        + flag(col("Dt_Customer").is_null(), DATE_MISSING)
-        + flag(
-            col("Dt_Customer").is_not_null().and(date.is_null()),
-            DATE_BAD,
-        );
-
-    let mut exprs: Vec<Expr> = features
-        .into_iter()
-        .zip(FEATURES.iter())
-        .map(|(e, feat)| e.fill_null(lit(f32::NAN)).alias(feat.key))
-        .collect();
+        .map(|(bit, p)| p.test.clone().cast(DataType::Int32) * lit(1i32 << bit))
+        .reduce(|a, b| a + b)
+        .unwrap_or(lit(0i32));
     exprs.push(mask.alias(MASK));
-    exprs
+    (exprs, found)
 }
 
 /// Computes the 21 features of every usable row of `raw` (a frame with the schema's columns).
 pub fn engineer(raw: &DataFrame, reference: ReferenceDate) -> Result<FeatureTable> {
-    let computed = raw
-        .clone()
-        .lazy()
-        .select(feature_exprs(reference))
-        .collect()?;
+    let (exprs, problems) = feature_query(reference);
+    let computed = raw.clone().lazy().select(exprs).collect()?;
     let columns: Vec<Float32Chunked> = FEATURES
         .iter()
         .map(|feat| Ok(computed.column(feat.key)?.f32()?.rechunk().into_owned()))
@@ -262,11 +220,9 @@ pub fn engineer(raw: &DataFrame, reference: ReferenceDate) -> Result<FeatureTabl
     let mut row_values = [0f32; N_FEATURES];
     for i in 0..n {
         if mask[i] != 0 {
-            let (_, reason, column) = PROBLEMS
-                .iter()
-                .find(|(bit, _, _)| mask[i] & bit != 0)
-                .expect("a bit is set");
-            reject(&mut report, reason.to_string(), i, *column);
+            let first = mask[i].trailing_zeros() as usize;
+            let problem = &problems[first];
+            reject(&mut report, problem.reason.clone(), i, problem.shows);
             continue;
         }
         // The same rules as a customer sent to the service (`schema::check_feature`).

@@ -30,10 +30,16 @@ pub struct FeatureSpec {
     pub key: String,
     pub label: String,
     pub unit: String,
-    pub kind: String,
+    pub kind: FeatureKind,
     pub choices: Vec<String>,
     pub min: f64,
     pub max: f64,
+    /// May be missing (imputed); absent from manifests before it was recorded.
+    #[serde(default)]
+    pub nullable: bool,
+    /// How the feature is made from the raw record, in words.
+    #[serde(default)]
+    pub derivation: String,
 }
 
 pub fn feature_specs() -> Vec<FeatureSpec> {
@@ -45,15 +51,12 @@ pub fn feature_specs() -> Vec<FeatureSpec> {
             key: f.key.into(),
             label: f.label.into(),
             unit: f.unit.into(),
-            kind: match f.kind {
-                FeatureKind::Integer => "integer",
-                FeatureKind::Real => "real",
-                FeatureKind::Coded => "coded",
-            }
-            .into(),
+            kind: f.kind,
             choices: f.choices.iter().map(|c| c.to_string()).collect(),
             min: f.min,
             max: f.max,
+            nullable: f.nullable(),
+            derivation: f.derivation.describe(),
         })
         .collect()
 }

@@ -69,7 +69,7 @@ impl RawSchema {
 }
 
 /// How a feature's value is typed in and interpreted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FeatureKind {
     /// A whole number (counts, years, days).
@@ -78,6 +78,58 @@ pub enum FeatureKind {
     Real,
     /// A coded choice: the value is the index into `choices`.
     Coded,
+}
+
+/// How a feature is made from the raw record: the polars expressions, the row checks of
+/// feature engineering, nullability and the manifest's description all come from this value.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Derivation {
+    /// The raw column's value as it is.
+    Column(&'static str),
+    /// The sum of raw columns.
+    Sum(&'static [&'static str]),
+    /// 1 when the sum of the raw columns is above 0, else 0.
+    Flag(&'static [&'static str]),
+    /// The reference date's year minus the raw (year) column.
+    YearsSince(&'static str),
+    /// Days from the raw date column (in the raw schema's format) to the reference date.
+    DaysSince(&'static str),
+    /// The index of the group that holds the raw category; a value in no group is an unknown
+    /// category, and the row is set aside.
+    Code(&'static str, &'static [&'static [&'static str]]),
+}
+
+impl Derivation {
+    /// The raw columns read.
+    pub fn columns(&self) -> &[&'static str] {
+        match self {
+            Derivation::Column(c)
+            | Derivation::YearsSince(c)
+            | Derivation::DaysSince(c)
+            | Derivation::Code(c, _) => std::slice::from_ref(c),
+            Derivation::Sum(cs) | Derivation::Flag(cs) => cs,
+        }
+    }
+
+    /// In words, for the manifest and the docs.
+    pub fn describe(&self) -> String {
+        match self {
+            Derivation::Column(c) => (*c).to_string(),
+            Derivation::Sum(cs) => cs.join(" + "),
+            Derivation::Flag(cs) => format!("1 when {} > 0, else 0", cs.join(" + ")),
+            Derivation::YearsSince(c) => format!("reference year - {c}"),
+            Derivation::DaysSince(c) => format!("days from {c} to the reference date"),
+            Derivation::Code(c, groups) => {
+                let groups: Vec<String> = groups
+                    .iter()
+                    .enumerate()
+                    .map(|(i, g)| format!("{i}: {}", g.join("/")))
+                    .collect();
+                format!("code of {c} ({})", groups.join(", "))
+            }
+        }
+    }
 }
 
 /// One of the 21 model features.
@@ -98,7 +150,7 @@ pub struct Feature {
     /// Heavily skewed: Yeo-Johnson transformed before scaling.
     pub skewed: bool,
     /// How the feature is made from the raw record.
-    pub derivation: &'static str,
+    pub derivation: Derivation,
 }
 
 impl Feature {
@@ -106,33 +158,27 @@ impl Feature {
     /// straight from a raw column that `config/schema.yaml` marks `nullable`. The one place
     /// that says which features may be missing.
     pub fn nullable(&self) -> bool {
-        static NULLABLE: OnceLock<Vec<&'static str>> = OnceLock::new();
-        NULLABLE
-            .get_or_init(|| {
-                FEATURES
-                    .iter()
-                    .filter(|f| {
-                        RawSchema::get()
-                            .columns
-                            .iter()
-                            .any(|c| c.nullable && c.name == f.derivation)
-                    })
-                    .map(|f| f.key)
-                    .collect()
-            })
-            .contains(&self.key)
+        match self.derivation {
+            Derivation::Column(c) => RawSchema::get().column(c).is_some_and(|c| c.nullable),
+            _ => false,
+        }
+    }
+
+    const fn skewed(self) -> Self {
+        Feature {
+            skewed: true,
+            ..self
+        }
     }
 }
 
-const fn feature(
+const fn number(
     key: &'static str,
     label: &'static str,
     unit: &'static str,
     kind: FeatureKind,
-    min: f64,
     max: f64,
-    skewed: bool,
-    derivation: &'static str,
+    derivation: Derivation,
 ) -> Feature {
     Feature {
         key,
@@ -140,18 +186,41 @@ const fn feature(
         unit,
         kind,
         choices: &[],
-        min,
+        min: 0.0,
         max,
-        skewed,
+        skewed: false,
         derivation,
     }
 }
 
+/// A whole-number feature in [0, max].
+const fn int(
+    key: &'static str,
+    label: &'static str,
+    unit: &'static str,
+    max: f64,
+    derivation: Derivation,
+) -> Feature {
+    number(key, label, unit, FeatureKind::Integer, max, derivation)
+}
+
+/// A real-valued feature in [0, max].
+const fn real(
+    key: &'static str,
+    label: &'static str,
+    unit: &'static str,
+    max: f64,
+    derivation: Derivation,
+) -> Feature {
+    number(key, label, unit, FeatureKind::Real, max, derivation)
+}
+
+/// A coded feature: 0 ..= choices.len() - 1.
 const fn coded(
     key: &'static str,
     label: &'static str,
     choices: &'static [&'static str],
-    derivation: &'static str,
+    derivation: Derivation,
 ) -> Feature {
     Feature {
         key,
@@ -166,12 +235,24 @@ const fn coded(
     }
 }
 
-use FeatureKind::{Integer, Real};
+use Derivation::{Code, Column, DaysSince, Flag, Sum, YearsSince};
 
 /// Education levels in ordinal order: the code is the index.
 pub const EDUCATION_LEVELS: &[&str] = &["Basic", "2n Cycle", "Graduation", "Master", "PhD"];
+const EDUCATION_CODES: &[&[&str]] = &[
+    &["Basic"],
+    &["2n Cycle"],
+    &["Graduation"],
+    &["Master"],
+    &["PhD"],
+];
 /// Marital statuses that count as living with a partner (Marital_Status = 1).
 pub const PARTNERED: &[&str] = &["Married", "Together"];
+const MARITAL_CODES: &[&[&str]] = &[
+    &["Single", "Divorced", "Widow", "Alone", "Absurd", "YOLO"],
+    PARTNERED,
+];
+const NO_YES: &[&str] = &["No", "Yes"];
 /// The six spending columns summed into Total_Spending.
 pub const SPEND_COLUMNS: [&str; 6] = [
     "MntWines",
@@ -189,209 +270,133 @@ pub const CAMPAIGN_COLUMNS: [&str; 5] = [
     "AcceptedCmp4",
     "AcceptedCmp5",
 ];
+const CHILDREN: &[&str] = &["Kidhome", "Teenhome"];
+const MONEY: f64 = 1_000_000.0;
+const COUNT: f64 = 10_000.0;
+const DAYS: f64 = 36_500.0;
 
 /// Number of model features.
 pub const N_FEATURES: usize = 21;
 
-/// The 21 model features, in model input order.
+/// The 21 model features, in model input order: the one place a feature is defined.
 pub const FEATURES: [Feature; N_FEATURES] = [
-    feature(
-        "Age",
-        "Age",
-        "years",
-        Integer,
-        0.0,
-        130.0,
-        true,
-        "reference year - Year_Birth",
-    ),
+    int("Age", "Age", "years", 130.0, YearsSince("Year_Birth")).skewed(),
     coded(
         "Education",
         "Education",
         EDUCATION_LEVELS,
-        "ordinal code of Education",
+        Code("Education", EDUCATION_CODES),
     ),
     coded(
         "Marital_Status",
         "Lives with a partner",
-        &["No", "Yes"],
-        "1 for Married/Together, else 0",
+        NO_YES,
+        Code("Marital_Status", MARITAL_CODES),
     ),
     coded(
         "Parental_Status",
         "Has children at home",
-        &["No", "Yes"],
-        "1 when Children > 0",
+        NO_YES,
+        Flag(CHILDREN),
     ),
-    feature(
-        "Children",
-        "Children at home",
-        "",
-        Integer,
-        0.0,
-        20.0,
-        false,
-        "Kidhome + Teenhome",
-    ),
-    feature(
+    int("Children", "Children at home", "", 20.0, Sum(CHILDREN)),
+    real(
         "Income",
         "Yearly household income",
         "$",
-        Real,
-        0.0,
         10_000_000.0,
-        false,
-        "Income",
+        Column("Income"),
     ),
-    feature(
+    real(
         "Total_Spending",
         "Total spending (2 years)",
         "$",
-        Real,
-        0.0,
-        1_000_000.0,
-        true,
-        "sum of the six Mnt columns",
-    ),
-    feature(
+        MONEY,
+        Sum(&SPEND_COLUMNS),
+    )
+    .skewed(),
+    int(
         "Days_as_Customer",
         "Days as customer",
         "days",
-        Integer,
-        0.0,
-        36_500.0,
-        false,
-        "reference date - Dt_Customer",
+        DAYS,
+        DaysSince("Dt_Customer"),
     ),
-    feature(
+    int(
         "Recency",
         "Days since last purchase",
         "days",
-        Integer,
-        0.0,
-        36_500.0,
-        false,
-        "Recency",
+        DAYS,
+        Column("Recency"),
     ),
-    feature(
-        "Wines",
-        "Spent on wine",
-        "$",
-        Real,
-        0.0,
-        1_000_000.0,
-        true,
-        "MntWines",
-    ),
-    feature(
-        "Fruits",
-        "Spent on fruits",
-        "$",
-        Real,
-        0.0,
-        1_000_000.0,
-        true,
-        "MntFruits",
-    ),
-    feature(
+    real("Wines", "Spent on wine", "$", MONEY, Column("MntWines")).skewed(),
+    real("Fruits", "Spent on fruits", "$", MONEY, Column("MntFruits")).skewed(),
+    real(
         "Meat",
         "Spent on meat",
         "$",
-        Real,
-        0.0,
-        1_000_000.0,
-        true,
-        "MntMeatProducts",
-    ),
-    feature(
+        MONEY,
+        Column("MntMeatProducts"),
+    )
+    .skewed(),
+    real(
         "Fish",
         "Spent on fish",
         "$",
-        Real,
-        0.0,
-        1_000_000.0,
-        true,
-        "MntFishProducts",
-    ),
-    feature(
+        MONEY,
+        Column("MntFishProducts"),
+    )
+    .skewed(),
+    real(
         "Sweets",
         "Spent on sweets",
         "$",
-        Real,
-        0.0,
-        1_000_000.0,
-        true,
-        "MntSweetProducts",
-    ),
-    feature(
-        "Gold",
-        "Spent on gold",
-        "$",
-        Real,
-        0.0,
-        1_000_000.0,
-        true,
-        "MntGoldProds",
-    ),
-    feature(
+        MONEY,
+        Column("MntSweetProducts"),
+    )
+    .skewed(),
+    real("Gold", "Spent on gold", "$", MONEY, Column("MntGoldProds")).skewed(),
+    int(
         "Web",
         "Web purchases",
         "purchases",
-        Integer,
-        0.0,
-        10_000.0,
-        false,
-        "NumWebPurchases",
+        COUNT,
+        Column("NumWebPurchases"),
     ),
-    feature(
+    int(
         "Catalog",
         "Catalog purchases",
         "purchases",
-        Integer,
-        0.0,
-        10_000.0,
-        false,
-        "NumCatalogPurchases",
+        COUNT,
+        Column("NumCatalogPurchases"),
     ),
-    feature(
+    int(
         "Store",
         "Store purchases",
         "purchases",
-        Integer,
-        0.0,
-        10_000.0,
-        false,
-        "NumStorePurchases",
+        COUNT,
+        Column("NumStorePurchases"),
     ),
-    feature(
+    int(
         "Discount_Purchases",
         "Purchases with a discount",
         "purchases",
-        Integer,
-        0.0,
-        10_000.0,
-        false,
-        "NumDealsPurchases",
+        COUNT,
+        Column("NumDealsPurchases"),
     ),
-    feature(
+    int(
         "Total_Promo",
         "Campaign offers accepted",
         "of 5",
-        Integer,
-        0.0,
         5.0,
-        false,
-        "AcceptedCmp1 + ... + AcceptedCmp5",
+        Sum(&CAMPAIGN_COLUMNS),
     ),
-    feature(
+    int(
         "NumWebVisitsMonth",
         "Web visits last month",
         "visits",
-        Integer,
-        0.0,
-        10_000.0,
-        false,
-        "NumWebVisitsMonth",
+        COUNT,
+        Column("NumWebVisitsMonth"),
     ),
 ];
 
@@ -482,6 +487,47 @@ mod tests {
             ]
         );
         assert_eq!(FEATURES[1].max, 4.0);
+    }
+
+    #[test]
+    fn every_derivation_reads_raw_columns_of_the_right_type() {
+        let raw = RawSchema::get();
+        for f in &FEATURES {
+            for c in f.derivation.columns() {
+                let col = raw
+                    .column(c)
+                    .unwrap_or_else(|| panic!("{}: no raw column {c}", f.key));
+                let want: &[RawType] = match f.derivation {
+                    Derivation::Code(..) => &[RawType::Category],
+                    Derivation::DaysSince(_) => &[RawType::Date],
+                    _ => &[RawType::Integer, RawType::Number],
+                };
+                assert!(want.contains(&col.kind), "{}: {c} is {:?}", f.key, col.kind);
+            }
+        }
+    }
+
+    #[test]
+    fn every_category_of_the_raw_schema_has_exactly_one_code() {
+        let raw = RawSchema::get();
+        for f in &FEATURES {
+            let Derivation::Code(c, groups) = f.derivation else {
+                continue;
+            };
+            assert_eq!(groups.len(), f.choices.len(), "{}: a label per code", f.key);
+            let values = &raw.column(c).unwrap().values;
+            for v in values {
+                let n = groups.iter().filter(|g| g.contains(&v.as_str())).count();
+                assert_eq!(n, 1, "{}: {v:?} is in {n} groups", f.key);
+            }
+            for g in groups.iter().flat_map(|g| g.iter()) {
+                assert!(
+                    values.iter().any(|v| v == g),
+                    "{}: {g:?} not in schema.yaml",
+                    f.key
+                );
+            }
+        }
     }
 }
 
