@@ -400,7 +400,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("JSON report: {}", path.display());
             }
             if let Some(path) = html {
-                std::fs::write(&path, categorizer::serve::web::validation_html(&report)?)?;
+                std::fs::write(
+                    &path,
+                    categorizer::serve::routes::web::validation_html(&report)?,
+                )?;
                 println!("HTML report: {}", path.display());
             }
             let drifted = report.drift.as_ref().is_some_and(|d| d.dataset_drift);

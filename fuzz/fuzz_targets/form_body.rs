@@ -3,7 +3,7 @@
 #![no_main]
 
 use categorizer::schema::{FEATURES, N_FEATURES, check_feature};
-use categorizer::serve::web::parse_form;
+use categorizer::serve::routes::web::parse_form;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

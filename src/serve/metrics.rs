@@ -1,50 +1,21 @@
-//! Prometheus metrics without locks on the request path: every route has a fixed slot of
-//! atomic counters and histogram buckets, so recording a request is a handful of relaxed
+//! Prometheus metrics: every route has a slot of atomic counters and histogram buckets,
+//! labelled by the route template axum matched (`MatchedPath`), so a new route is counted
+//! under its own name with nothing to list. Recording a request takes a shared read lock on
+//! the slot table (a write lock only the first time a route is seen) and a handful of relaxed
 //! atomic adds.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
-/// Route templates, as the router declares them; anything else is counted as `other`.
-pub const ROUTES: [&str; 16] = [
-    "/",
-    "/model",
-    "/validation",
-    "/train",
-    "/static/{file}",
-    "/healthz",
-    "/readyz",
-    "/metrics",
-    "/api/openapi.json",
-    "/api/v1/model",
-    "/api/v1/validation",
-    "/api/v1/predict",
-    "/api/v1/train",
-    "/api/v1/jobs",
-    "/api/v1/jobs/{id}",
-    "other",
-];
-
-/// The route template a path belongs to.
-pub fn route_of(path: &str) -> usize {
-    let other = ROUTES.len() - 1;
-    if let Some(i) = ROUTES[..other].iter().position(|r| *r == path) {
-        return i;
-    }
-    let prefixed = |prefix: &str, template: &str| {
-        path.strip_prefix(prefix)
-            .filter(|rest| !rest.is_empty() && !rest.contains('/'))
-            .and_then(|_| ROUTES.iter().position(|r| *r == template))
-    };
-    prefixed("/api/v1/jobs/", "/api/v1/jobs/{id}")
-        .or_else(|| prefixed("/static/", "/static/{file}"))
-        .unwrap_or(other)
-}
+/// The label of requests that matched no route (the fallback's 404s).
+pub const OTHER: &str = "other";
 
 /// Upper bounds of the latency buckets, in seconds.
 const LATENCY_BOUNDS: [f64; 14] = [
@@ -126,10 +97,20 @@ struct RouteMetrics {
     latency: Histogram,
 }
 
+impl Default for RouteMetrics {
+    fn default() -> Self {
+        Self {
+            by_class: Default::default(),
+            latency: Histogram::new(&LATENCY_BOUNDS),
+        }
+    }
+}
+
 /// Everything `/metrics` reports that is counted as it happens.
 #[derive(Debug)]
 pub struct Metrics {
-    routes: Vec<RouteMetrics>,
+    /// Route template → its counters. Bounded: the router's templates and [`OTHER`].
+    routes: RwLock<BTreeMap<String, RouteMetrics>>,
     /// Rows per batch the inference worker ran.
     pub batch_rows: Histogram,
     /// Requests the batcher refused because its queue was full.
@@ -147,13 +128,7 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self {
-            routes: ROUTES
-                .iter()
-                .map(|_| RouteMetrics {
-                    by_class: Default::default(),
-                    latency: Histogram::new(&LATENCY_BOUNDS),
-                })
-                .collect(),
+            routes: Default::default(),
             batch_rows: Histogram::new(&BATCH_BOUNDS),
             rejected_busy: AtomicU64::new(0),
             expired: AtomicU64::new(0),
@@ -174,18 +149,29 @@ pub struct Gauges<'a> {
 }
 
 impl Metrics {
-    pub fn record(&self, route: usize, status: u16, seconds: f64) {
-        let r = &self.routes[route];
+    /// Counts a request answered on `route` (a route template, or [`OTHER`]).
+    pub fn record(&self, route: &str, status: u16, seconds: f64) {
         let class = (status / 100).clamp(1, 5) as usize - 1;
-        r.by_class[class].fetch_add(1, Ordering::Relaxed);
-        r.latency.observe(seconds);
+        let add = |r: &RouteMetrics| {
+            r.by_class[class].fetch_add(1, Ordering::Relaxed);
+            r.latency.observe(seconds);
+        };
+        if let Some(r) = self.read_routes().get(route) {
+            return add(r);
+        }
+        let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
+        add(routes.entry(route.to_string()).or_default());
+    }
+
+    fn read_routes(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, RouteMetrics>> {
+        self.routes.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Requests answered on `route` with a status of `class` (1..=5).
     pub fn requests(&self, route: &str, class: usize) -> u64 {
-        ROUTES.iter().position(|r| *r == route).map_or(0, |i| {
-            self.routes[i].by_class[class - 1].load(Ordering::Relaxed)
-        })
+        self.read_routes()
+            .get(route)
+            .map_or(0, |r| r.by_class[class - 1].load(Ordering::Relaxed))
     }
 
     /// The Prometheus text exposition format.
@@ -195,7 +181,8 @@ impl Metrics {
             "# HELP categorizer_http_requests_total HTTP requests answered, by route and status class.\n\
              # TYPE categorizer_http_requests_total counter\n",
         );
-        for (route, m) in ROUTES.iter().zip(&self.routes) {
+        let routes = self.read_routes();
+        for (route, m) in routes.iter() {
             for (class, c) in CLASSES.iter().zip(&m.by_class) {
                 let c = c.load(Ordering::Relaxed);
                 if c > 0 {
@@ -210,7 +197,7 @@ impl Metrics {
             "# HELP categorizer_http_request_duration_seconds Time from request to response head, by route.\n\
              # TYPE categorizer_http_request_duration_seconds histogram\n",
         );
-        for (route, m) in ROUTES.iter().zip(&self.routes) {
+        for (route, m) in routes.iter() {
             if m.latency.count() > 0 {
                 m.latency.write(
                     &mut out,
@@ -278,10 +265,10 @@ pub async fn track(
     next: Next,
 ) -> Response {
     let start = Instant::now();
-    let route = route_of(req.uri().path());
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let response = next.run(req).await;
     metrics.record(
-        route,
+        route.as_ref().map_or(OTHER, MatchedPath::as_str),
         response.status().as_u16(),
         start.elapsed().as_secs_f64(),
     );
@@ -292,13 +279,35 @@ pub async fn track(
 mod tests {
     use super::*;
 
-    #[test]
-    fn paths_map_to_their_route_templates() {
-        assert_eq!(ROUTES[route_of("/api/v1/predict")], "/api/v1/predict");
-        assert_eq!(ROUTES[route_of("/api/v1/jobs/17")], "/api/v1/jobs/{id}");
-        assert_eq!(ROUTES[route_of("/api/v1/jobs/17/x")], "other");
-        assert_eq!(ROUTES[route_of("/static/style.css")], "/static/{file}");
-        assert_eq!(ROUTES[route_of("/nope")], "other");
+    #[tokio::test]
+    async fn requests_are_counted_under_the_route_template_axum_matched() {
+        use axum::routing::get;
+        let metrics = std::sync::Arc::new(Metrics::default());
+        let app = axum::Router::new()
+            .route("/api/v1/predict", get(|| async { "p" }))
+            .route("/api/v1/jobs/{id}", get(|| async { "j" }))
+            .route("/static/{file}", get(|| async { "s" }))
+            .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
+            .layer(axum::middleware::from_fn_with_state(metrics.clone(), track));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = reqwest::Client::new();
+        for path in [
+            "/api/v1/predict",
+            "/api/v1/jobs/17",
+            "/api/v1/jobs/17/x",
+            "/static/style.css",
+            "/nope",
+        ] {
+            let r = client.get(format!("http://{addr}{path}")).send().await;
+            r.unwrap().bytes().await.unwrap();
+        }
+        assert_eq!(metrics.requests("/api/v1/predict", 2), 1);
+        assert_eq!(metrics.requests("/api/v1/jobs/{id}", 2), 1);
+        assert_eq!(metrics.requests("/static/{file}", 2), 1);
+        assert_eq!(metrics.requests(OTHER, 4), 2);
+        assert_eq!(metrics.requests("/nope", 4), 0);
     }
 
     #[test]

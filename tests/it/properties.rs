@@ -13,8 +13,8 @@
 use std::path::{Path, PathBuf};
 
 use categorizer::schema::{FEATURES, FeatureKind, N_FEATURES};
+use categorizer::serve::routes::web::parse_form;
 use categorizer::serve::rows::{BodyError, parse_predict_body};
-use categorizer::serve::web::parse_form;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 

@@ -3,17 +3,33 @@
 //! ([`crate::schema::FEATURES`]): its key, label, unit, kind and range.
 
 use askama::Template;
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
 
-use super::AppState;
 use crate::model::Manifest;
 use crate::schema::{FEATURES, FeatureKind, N_FEATURES, check_feature};
+use crate::serve::{AppState, SMALL_BODY_BYTES, svg};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/",
+            get(form).post(submit).layer(
+                // The form's 21 short fields fit in far less.
+                tower_http::limit::RequestBodyLimitLayer::new(SMALL_BODY_BYTES),
+            ),
+        )
+        .route("/model", get(model_page))
+        .route("/validation", get(validation_page))
+        .route("/static/{file}", get(static_file))
+}
 
 /// The stylesheet, compiled in: the service needs no files beside its binary.
-const STYLE_CSS: &str = include_str!("../../static/style.css");
+const STYLE_CSS: &str = include_str!("../../../static/style.css");
 
 /// One `<option>` of a coded field.
 pub struct Choice {
@@ -164,7 +180,10 @@ pub fn validation_html(r: &crate::validate::Report) -> crate::Result<String> {
     // A file has no server beside it: carry the style sheet inside.
     Ok(page.replace(
         r#"<link rel="stylesheet" href="/static/style.css">"#,
-        &format!("<style>{}</style>", include_str!("../../static/style.css")),
+        &format!(
+            "<style>{}</style>",
+            include_str!("../../../static/style.css")
+        ),
     ))
 }
 
@@ -195,7 +214,7 @@ fn validation_view(r: &crate::validate::Report) -> ValidationPage<'_> {
                     (
                         c.column.clone(),
                         format!("{} {:.4} (threshold {})", c.test, c.score, c.threshold),
-                        super::svg::drift_chart(c),
+                        svg::drift_chart(c),
                     )
                 })
                 .collect(),
@@ -266,7 +285,9 @@ pub fn parse_form(
 ) {
     let mut typed: [String; N_FEATURES] = Default::default();
     let mut seen = [false; N_FEATURES];
-    for (k, v) in form_urlencoded(body) {
+    // A percent sign that does not start an escape is kept as typed: the value then fails as
+    // "not a number" and is shown to the user, rather than vanishing.
+    for (k, v) in form_urlencoded::parse(body) {
         if let Some(j) = crate::schema::feature_index(&k) {
             typed[j] = v.trim().to_string();
             seen[j] = true;
@@ -292,40 +313,6 @@ pub fn parse_form(
         }
     }
     (typed, values, errors)
-}
-
-/// `key=value` pairs of an urlencoded body; a part that does not decode is kept as it came (a
-/// value then fails as "not a number" and is shown to the user, rather than vanishing).
-fn form_urlencoded(body: &[u8]) -> Vec<(String, String)> {
-    let text = |s: &[u8]| decode(s).unwrap_or_else(|| String::from_utf8_lossy(s).into_owned());
-    body.split(|&b| b == b'&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let mut it = pair.splitn(2, |&b| b == b'=');
-            let k = text(it.next().unwrap_or(b""));
-            let v = text(it.next().unwrap_or(b""));
-            (k, v)
-        })
-        .collect()
-}
-
-fn decode(s: &[u8]) -> Option<String> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        match s[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = |c: u8| (c as char).to_digit(16);
-                let (hi, lo) = (hex(*s.get(i + 1)?)?, hex(*s.get(i + 2)?)?);
-                out.push((hi * 16 + lo) as u8);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
 }
 
 /// `POST /`: predicts one customer, or re-renders the form with the errors (422).
@@ -526,8 +513,11 @@ mod tests {
 
     #[test]
     fn urlencoded_values_decode() {
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(b"a=1&b=x+y%2Fz&c=&d")
+            .into_owned()
+            .collect();
         assert_eq!(
-            form_urlencoded(b"a=1&b=x+y%2Fz&c=&d"),
+            pairs,
             vec![
                 ("a".into(), "1".into()),
                 ("b".into(), "x y/z".into()),
@@ -535,9 +525,16 @@ mod tests {
                 ("d".into(), "".into())
             ]
         );
-        assert!(decode(b"%zz").is_none());
-        assert!(decode(b"%4").is_none());
-        assert!(decode(b"50%").is_none());
+        // Escapes decode before the number is read; a broken one is an error on its field.
+        let mut body: Vec<String> = FEATURES.iter().map(|f| format!("{}=1", f.key)).collect();
+        body[0] = "Age=4%35".into();
+        body[4] = "Children=50%".into();
+        let (typed, values, errors) = parse_form(body.join("&").as_bytes());
+        assert_eq!(
+            (typed[0].as_str(), values[0], &errors[0]),
+            ("45", 45.0, &None)
+        );
+        assert_eq!(errors[4].as_deref(), Some("'50%' is not a number"));
     }
 
     #[test]

@@ -1,0 +1,177 @@
+//! `POST /api/v1/predict`: JSON batches of customers through the dynamic batcher.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::Serialize;
+
+use crate::schema::N_FEATURES;
+use crate::serve::AppState;
+use crate::serve::batcher::Answer;
+use crate::serve::error::{ApiError, Code};
+use crate::serve::rows::{self, BodyError};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/predict", post(predict))
+}
+
+#[derive(Serialize)]
+struct PredictResponse<'a> {
+    model_version: &'a str,
+    predictions: Vec<PredictionOut<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum PredictionOut<'a> {
+    Ok {
+        segment: i64,
+        segment_name: &'a str,
+        probabilities: &'a [f32],
+    },
+    Err {
+        error: RowErrorOut<'a>,
+    },
+}
+
+#[derive(Serialize)]
+struct RowErrorOut<'a> {
+    code: &'static str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+    row: usize,
+}
+
+/// `POST /api/v1/predict`: `{"customers": [{...21 fields...}, ...]}` → predictions in input
+/// order; a row with a bad value gets `{"error": {...}}` in its slot and the others are
+/// predicted.
+async fn predict(
+    State(s): State<AppState>,
+    body: std::result::Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|r| {
+        let status = r.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                Code::BodyTooLarge,
+                "the request body is over the size limit",
+            )
+        } else {
+            ApiError::new(Code::BadBody, r.body_text()).with_status(status)
+        }
+    })?;
+    // A big body is parsed (and its answer encoded) on the blocking pool: the async workers
+    // stay free for the small requests that arrive meanwhile.
+    let big = body.len() > OFF_WORKER_BYTES;
+    let max_customers = s.max_customers();
+    let (parsed, rows, valid) =
+        off_worker(big, move || read_predict_body(&body, max_customers)).await?;
+    let answer = if valid > 0 {
+        Some(s.predict_rows(rows, valid).await?)
+    } else {
+        None
+    };
+    let version = match &answer {
+        Some(a) => a.model_version.to_string(),
+        None => s.manifest().version.clone(),
+    };
+    let body = off_worker(big, move || {
+        encode_predictions(&parsed, answer.as_ref(), &version)
+    })
+    .await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
+}
+
+/// Bodies over this size are parsed and answered on the blocking pool.
+const OFF_WORKER_BYTES: usize = 64 * 1024;
+
+/// Runs `f` on the blocking pool when `big`, inline otherwise.
+async fn off_worker<T: Send + 'static>(
+    big: bool,
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    if !big {
+        return f();
+    }
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::new(Code::Internal, format!("reading the request failed: {e}")))?
+}
+
+/// The customers of a prediction body, and the feature rows of the valid ones.
+fn read_predict_body(
+    body: &[u8],
+    max_customers: usize,
+) -> Result<(rows::PredictBody, Vec<f32>, usize), ApiError> {
+    let parsed = rows::parse_predict_body(body, max_customers).map_err(|e| match e {
+        BodyError::TooManyCustomers { limit } => ApiError::new(
+            Code::TooManyCustomers,
+            format!("more than {limit} customers in one request; the limit is {limit}"),
+        ),
+        BodyError::Malformed(e) => ApiError::new(
+            Code::MalformedJson,
+            format!("the body is not a valid prediction request: {e}"),
+        ),
+    })?;
+    let mut rows = Vec::with_capacity(parsed.customers.len() * N_FEATURES);
+    let mut valid = 0usize;
+    for r in &parsed.customers {
+        if let Ok(v) = &r.0 {
+            rows.extend_from_slice(v);
+            valid += 1;
+        }
+    }
+    Ok((parsed, rows, valid))
+}
+
+/// The JSON answer: each customer's prediction or error, in input order.
+fn encode_predictions(
+    parsed: &rows::PredictBody,
+    answer: Option<&Answer>,
+    version: &str,
+) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::with_capacity(parsed.customers.len());
+    let mut at = 0usize;
+    for (i, r) in parsed.customers.iter().enumerate() {
+        match (&r.0, answer) {
+            (Ok(_), Some(a)) => {
+                let seg = a.segment[at];
+                out.push(PredictionOut::Ok {
+                    segment: seg,
+                    segment_name: a
+                        .segment_names
+                        .get(seg as usize)
+                        .map(String::as_str)
+                        .unwrap_or(""),
+                    probabilities: &a.probabilities[at * a.k..(at + 1) * a.k],
+                });
+                at += 1;
+            }
+            (Err(e), _) => out.push(PredictionOut::Err {
+                error: RowErrorOut {
+                    code: Code::InvalidValue.name(),
+                    message: &e.message,
+                    field: e.field.as_deref(),
+                    row: i,
+                },
+            }),
+            (Ok(_), None) => unreachable!("a valid row always has an answer"),
+        }
+    }
+    serde_json::to_vec(&PredictResponse {
+        model_version: version,
+        predictions: out,
+    })
+    .map_err(|e| ApiError::new(Code::Encoding, e.to_string()))
+}
