@@ -1,0 +1,209 @@
+//! `categorizer train`: learn the segments: features, preprocessing, PCA + KMeans; writes a run directory.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use categorizer::config::DeviceChoice;
+use categorizer::inference::SessionOptions;
+use categorizer::ingest::DataSource;
+use categorizer::registry as model;
+use categorizer::registry::store;
+use categorizer::train::classifier::{ClassifierChoice, ModelConfig};
+use categorizer::train::{TrainOutcome, TrainRequest};
+
+use super::Context;
+use super::validate::print_validation;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// CSV/Parquet file or synthetic:rows=N,seed=S (default: the configured source).
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Compute device for training.
+    #[arg(long, value_enum)]
+    pub device: Option<DeviceChoice>,
+    /// Seed for the split and KMeans (default: split.seed from the settings).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Classifier to train: gbdt, mlp, or best of both (default: config/model.yaml).
+    #[arg(long, value_enum)]
+    pub classifier: Option<ClassifierChoice>,
+    /// Run directory to write (default: runs/run-<unix time>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Model store to export into: a directory or s3://bucket/prefix (default: models.s3.uri, else models.dir).
+    #[arg(long)]
+    pub models: Option<String>,
+    /// Train and write the run directory only; no ONNX export.
+    #[arg(long)]
+    pub no_export: bool,
+}
+
+pub fn run(args: Args, ctx: Context) -> anyhow::Result<ExitCode> {
+    let Args {
+        data,
+        device,
+        seed,
+        classifier,
+        out,
+        quiet,
+        models,
+        no_export,
+    } = args;
+    let Context {
+        mut settings,
+        model_config,
+    } = ctx;
+    let mut model_config = ModelConfig::load(model_config.as_deref())?;
+    if let Some(c) = classifier {
+        model_config.classifier = c;
+    }
+    if let Some(seed) = seed {
+        settings.split.seed = seed;
+    }
+    let source = DataSource::parse(data.as_deref().unwrap_or(&settings.data.source))?;
+    let out_dir = out.unwrap_or_else(|| {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        PathBuf::from(format!("runs/run-{secs}"))
+    });
+    let store = if no_export {
+        None
+    } else {
+        let spec = models.unwrap_or_else(|| store::default_spec(&settings.models));
+        Some(store::open(&spec, &settings.models)?)
+    };
+    let device = device.unwrap_or(settings.device);
+    let options = SessionOptions::from_settings(&settings.inference);
+    let report_path = out_dir.join("validation.json");
+    let req = TrainRequest::new(source, settings, model_config, out_dir)
+        .with_device(device)
+        .with_progress(!quiet && std::io::stderr().is_terminal());
+    let trained = match model::train_and_publish(req, store.as_deref(), &options) {
+        Err(e) if e.report::<categorizer::validate::Report>().is_some() => {
+            if let Some(report) = e.report::<categorizer::validate::Report>() {
+                print_validation(report);
+            }
+            anyhow::bail!(
+                "data validation failed, training stopped (report: {})",
+                report_path.display()
+            );
+        }
+        other => other?,
+    };
+    print_summary(&trained.outcome);
+    if let Some(p) = &trained.published {
+        let m = &p.manifest;
+        println!(
+            "Model {} ({}, {} bytes) -> {}",
+            p.version, m.classifier, m.onnx.bytes, p.location
+        );
+        println!(
+            "  parity with ONNX Runtime {}: {}/{} segments agree, max |dp| {:.2e}",
+            m.onnxruntime_version,
+            m.parity.segments_agree,
+            m.parity.rows,
+            m.parity.max_probability_diff
+        );
+        println!(
+            "  {}: {}",
+            if m.promotion.promoted {
+                "promoted to current"
+            } else {
+                "not promoted"
+            },
+            m.promotion.note
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_summary(o: &TrainOutcome) {
+    let m = &o.metrics;
+    println!();
+    println!(
+        "Segmentation of {} ({} rows usable of {} read; {} train / {} test)",
+        m.data.source, m.rows, m.data.rows_read, m.data.train_rows, m.data.test_rows
+    );
+    if !m.data.rejected.is_empty() {
+        println!("Set aside:");
+        for (reason, r) in &m.data.rejected {
+            let rows: Vec<String> = r.rows.iter().map(|r| r.to_string()).collect();
+            println!("  {reason}: {} (rows {})", r.count, rows.join(", "));
+        }
+    }
+    println!(
+        "Device: {} ({}{})",
+        m.device.kind,
+        m.device.backend,
+        m.device
+            .adapter
+            .as_deref()
+            .map(|a| format!(", {a}"))
+            .unwrap_or_default()
+    );
+    println!();
+    println!("               silhouette  davies-bouldin          wcss");
+    println!(
+        "  train split  {:>10.4}  {:>14.4}  {:>12.2}",
+        m.train.silhouette, m.train.davies_bouldin, m.train.wcss
+    );
+    println!(
+        "  test split   {:>10.4}  {:>14.4}  {:>12.2}",
+        m.test.silhouette, m.test.davies_bouldin, m.test.wcss
+    );
+    println!();
+    println!("  id  size    share  income   spending  age  children  name");
+    for s in &m.segments {
+        println!(
+            "  {:>2}  {:>6}  {:>5.1}%  {:>7.0}  {:>8.0}  {:>3.0}  {:>8.2}  {}",
+            s.id,
+            s.size,
+            100.0 * s.share,
+            s.means["Income"],
+            s.means["Total_Spending"],
+            s.means["Age"],
+            s.means["Children"],
+            s.name
+        );
+    }
+    println!();
+    println!("  classifier   weighted F1  precision  recall  accuracy  seconds");
+    for c in &m.classifier.candidates {
+        let mark = if c.kind == m.classifier.chosen {
+            "*"
+        } else {
+            " "
+        };
+        println!(
+            "{mark} {:<10}  {:>11.4}  {:>9.4}  {:>6.4}  {:>8.4}  {:>7.2}",
+            c.kind, c.test.f1, c.test.precision, c.test.recall, c.test.accuracy, c.seconds
+        );
+    }
+    println!(
+        "  (* chosen: {}; scores on the test split)",
+        m.classifier.rule
+    );
+    println!();
+    let stages: Vec<String> = m
+        .seconds
+        .iter()
+        .filter(|(k, _)| *k != "total")
+        .map(|(k, v)| format!("{k} {:.3}", v.as_f64().unwrap_or(0.0)))
+        .collect();
+    println!(
+        "Seconds: {} | total {:.3}",
+        stages.join(", "),
+        m.seconds
+            .get("total")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.0)
+    );
+    println!("Run directory: {}", o.run_dir.display());
+}
