@@ -9,11 +9,11 @@ use categorizer::config::{DeviceChoice, Settings};
 use categorizer::features::engineer;
 use categorizer::inference::{OnnxModel, Predictions, SessionOptions};
 use categorizer::ingest::{self, DataSource, synthetic};
-use categorizer::model;
 use categorizer::predict::{self, PredictRequest};
-use categorizer::store::LocalStore;
+use categorizer::registry as model;
+use categorizer::registry::store::LocalStore;
+use categorizer::train::TrainRequest;
 use categorizer::train::classifier::{ClassifierChoice, ModelConfig};
-use categorizer::train::{self, TrainRequest};
 
 /// Trains one model of `kind` on 20k synthetic rows and publishes it into `dir`.
 fn publish(kind: ClassifierChoice, dir: &std::path::Path) -> std::path::PathBuf {
@@ -26,10 +26,9 @@ fn publish(kind: ClassifierChoice, dir: &std::path::Path) -> std::path::PathBuf 
     };
     let req = TrainRequest::new(source, settings, model_config, dir.join("run"))
         .with_device(DeviceChoice::Cpu);
-    let outcome = train::run(&req).unwrap();
     let store = LocalStore::new(dir.join("models"));
-    let p = model::publish(&outcome, &store, &SessionOptions::default()).unwrap();
-    store.version_dir(&p.version)
+    let trained = model::train_and_publish(req, Some(&store), &SessionOptions::default()).unwrap();
+    store.version_dir(&trained.published.unwrap().version)
 }
 
 fn bench(c: &mut Criterion) {

@@ -99,6 +99,24 @@ impl Default for ReferenceDate {
     }
 }
 
+fn parts(secs: u64) -> (i32, u32, u32, u64, u64, u64) {
+    let (d, m, y) = civil_from_days((secs / 86_400) as i64);
+    let s = secs % 86_400;
+    (y, m, d, s / 3600, s / 60 % 60, s % 60)
+}
+
+/// `2026-11-24T10:15:00Z`.
+pub fn rfc3339(secs: u64) -> String {
+    let (y, m, d, h, mi, s) = parts(secs);
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+/// `20261124T101500Z`: sortable, and safe in a path or an S3 key.
+pub fn compact(secs: u64) -> String {
+    let (y, m, d, h, mi, s) = parts(secs);
+    format!("{y:04}{m:02}{d:02}T{h:02}{mi:02}{s:02}Z")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +138,14 @@ mod tests {
             assert!(ReferenceDate::parse(bad).is_err(), "{bad}");
         }
         assert!(ReferenceDate::parse("2016-02-29").is_ok(), "a leap day");
+    }
+
+    #[test]
+    fn timestamps_are_utc_calendar_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_515_300), "2026-11-24T10:15:00Z");
+        assert_eq!(compact(1_795_515_300), "20261124T101500Z");
     }
 
     #[test]

@@ -29,15 +29,14 @@ pub mod inference;
 pub mod ingest;
 pub mod json_f64;
 pub mod matrix;
-pub mod model;
 pub mod onnx;
 pub mod predict;
 pub mod preprocess;
+pub mod registry;
 pub mod rt;
 pub mod schema;
 pub mod serve;
 pub mod sort;
-pub mod store;
 pub mod train;
 pub mod validate;
 

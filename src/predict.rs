@@ -21,7 +21,7 @@ use crate::features;
 use crate::inference::{Predictions, SessionOptions};
 use crate::ingest::{self, DataSource};
 use crate::matrix::Matrix;
-use crate::model::ServedModel;
+use crate::registry::ServedModel;
 use crate::schema::RawSchema;
 use crate::schema::{FEATURES, N_FEATURES, check_feature};
 

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::metrics::Metrics;
 use crate::error::Error;
 use crate::inference::Predictions;
-use crate::model::ServedModel;
+use crate::registry::ServedModel;
 use crate::schema::N_FEATURES;
 
 #[derive(Debug, Clone)]

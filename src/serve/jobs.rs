@@ -16,8 +16,8 @@ use crate::config::{DeviceChoice, Settings};
 use crate::error::{Error, Result};
 use crate::inference::SessionOptions;
 use crate::ingest::DataSource;
-use crate::model::ServedModel;
-use crate::store::ModelStore;
+use crate::registry::ServedModel;
+use crate::registry::store::ModelStore;
 use crate::train::Stage;
 use crate::train::classifier::{ClassifierChoice, ModelConfig};
 use crate::train::progress::Monitor;
@@ -272,7 +272,7 @@ fn now() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    crate::model::rfc3339(secs)
+    crate::dates::rfc3339(secs)
 }
 
 fn run_one(
@@ -427,32 +427,18 @@ fn train_and_publish(
     let device = options.device.unwrap_or(settings.device);
     let req = crate::train::TrainRequest::new(source, settings, model_config, &run_dir)
         .with_device(device)
-        .with_monitor(monitor.clone())
-        .with_reference(crate::model::current_profile(setup.store.as_ref()));
-    let outcome = crate::train::run(&req);
+        .with_monitor(monitor.clone());
+    let store = setup.store.as_ref();
+    let trained = crate::registry::train_and_publish(req, Some(store), &setup.options);
     // The run directory's content is in the manifest; only the store keeps the model.
     let _ = std::fs::remove_dir_all(&run_dir);
-    let keep = |report: &crate::validate::Report| {
-        if let Ok(mut latest) = setup.validation.write() {
-            *latest = Some(Arc::new(report.clone()));
-        }
-    };
-    let outcome = match outcome {
-        Ok(o) => {
-            keep(&o.validation);
-            o
-        }
-        Err(e) => {
-            if let Some(report) = e.report::<crate::validate::Report>() {
-                keep(report);
-            }
-            return Err(e);
-        }
-    };
-    monitor.check()?;
-    monitor.set_stage(Stage::Publish, "Publishing the model");
-    let store = setup.store.as_ref();
-    let published = crate::model::publish(&outcome, store, &setup.options)?;
+    // The latest validation report, whether the run went on to publish or not.
+    if let (Some(report), Ok(mut latest)) = (monitor.validation(), setup.validation.write()) {
+        *latest = Some(report);
+    }
+    let trained = trained?;
+    let outcome = &trained.outcome;
+    let published = trained.published.as_ref().expect("a store was given");
     let m = &published.manifest;
     let mut serving = false;
     if m.promotion.promoted {

@@ -32,8 +32,8 @@ use axum::serve::ListenerExt;
 
 use crate::config::Settings;
 use crate::error::{Error, Result};
-use crate::model::{Manifest, ServedModel};
-use crate::store::{LocalStore, ModelStore};
+use crate::registry::follow::{self, Follower, blocking};
+use crate::registry::{Manifest, ServedModel};
 use batcher::{Answer, BatchError, Batcher, BatcherConfig};
 use error::ApiError;
 use jobs::{Jobs, TrainingSetup};
@@ -230,6 +230,28 @@ impl AppState {
     }
 }
 
+impl Follower for AppState {
+    fn served(&self) -> Arc<Manifest> {
+        self.manifest()
+    }
+
+    async fn install(&self, model: ServedModel) -> Result<()> {
+        self.swap(model).await
+    }
+
+    fn switched(&self) {
+        self.metrics()
+            .model_switches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn refused(&self) {
+        self.metrics()
+            .model_refusals
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Body limit of the routes that take a few fields (the form, training jobs): a request of
 /// the prediction body's size is refused before it is read.
 pub(crate) const SMALL_BODY_BYTES: usize = 16 * 1024;
@@ -272,68 +294,18 @@ pub async fn serve(
 ) -> Result<()> {
     let start = Instant::now();
     let options = crate::inference::SessionOptions::from_settings(&settings.inference);
-    let store = {
-        let (m, s) = (models.clone(), settings.models.clone());
-        blocking(move || crate::store::open(&m, &s)).await?
-    };
-    // A remote store's served model is cached locally, for a start while it is unreachable.
-    let cache = models
-        .starts_with("s3://")
-        .then(|| LocalStore::new(&settings.models.s3.cache_dir));
-    let current = {
-        let s = store.clone();
-        blocking(move || s.current()).await
-    };
-    let model = match current {
-        Ok(Some(version)) => {
-            let (s, c, o) = (store.clone(), cache.clone(), options.clone());
-            blocking(move || fetch_model(s.as_ref(), &version, c.as_ref(), &o)).await?
-        }
-        Ok(None) => {
-            tracing::warn!(
-                "no model in {}: training one on the built-in data ({}) first",
-                store.describe(),
-                settings.data.source
-            );
-            let (st, s, o, c) = (
-                store.clone(),
-                settings.clone(),
-                options.clone(),
-                model_config.clone(),
-            );
-            let version = blocking(move || train_default(st.as_ref(), s, o, c)).await?;
-            let (s, c, o) = (store.clone(), cache.clone(), options.clone());
-            blocking(move || fetch_model(s.as_ref(), &version, c.as_ref(), &o)).await?
-        }
-        Err(e) => {
-            let Some(cache) = cache.clone() else {
-                return Err(e);
-            };
-            let o = options.clone();
-            let d = cache.dir().display().to_string();
-            let cached = blocking(move || match cache.current()? {
-                Some(v) => ServedModel::from_store(&cache, &v, &o).map(Some),
-                None => Ok(None),
-            })
-            .await?;
-            match cached {
-                Some(m) => {
-                    tracing::warn!(
-                        "the model store {} cannot be reached ({e}): serving the cached model {} from {d}; \
-                         the store is polled and its current model taken when it answers",
-                        store.describe(),
-                        m.manifest.version
-                    );
-                    m
-                }
-                None => {
-                    return Err(Error::Store(format!(
-                        "{} cannot be reached ({e}) and no model is cached in {d}: nothing to serve",
-                        store.describe()
-                    )));
-                }
-            }
-        }
+    let follow::Start {
+        model,
+        store,
+        cache,
+    } = {
+        let (m, s, o, c) = (
+            models.clone(),
+            settings.clone(),
+            options.clone(),
+            model_config.clone(),
+        );
+        blocking(move || follow::start(&m, &s, &o, &c)).await?
     };
     tracing::info!(
         "model {} ({}) loaded from {}",
@@ -359,7 +331,7 @@ pub async fn serve(
     };
     let state = AppState::new(model, &settings, Some(training));
     if settings.models.poll_interval_ms > 0 {
-        watch_store(
+        follow::watch_store(
             state.clone(),
             store,
             cache,
@@ -415,164 +387,6 @@ pub async fn serve(
             Ok(())
         }
     }
-}
-
-/// Runs blocking store or training work off the async workers.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Model(format!("a background task failed: {e}")))?
-}
-
-/// Loads `version` from the store and, given a cache, keeps a copy there as its current model.
-pub fn fetch_model(
-    store: &dyn ModelStore,
-    version: &str,
-    cache: Option<&LocalStore>,
-    options: &crate::inference::SessionOptions,
-) -> Result<ServedModel> {
-    let manifest = store.get(version, crate::store::MANIFEST_FILE)?;
-    let onnx = store.get(version, crate::store::MODEL_FILE)?;
-    let model = ServedModel::from_files(
-        &manifest,
-        &onnx,
-        &format!("{}/{version}", store.describe()),
-        options,
-    )?;
-    if let Some(cache) = cache {
-        let cached = if cache.versions()?.iter().any(|v| v == version) {
-            Ok(())
-        } else {
-            cache.put(
-                version,
-                &[
-                    (crate::store::MODEL_FILE, &onnx),
-                    (crate::store::MANIFEST_FILE, &manifest),
-                ],
-            )
-        };
-        if let Err(e) = cached.and_then(|()| cache.set_current(version)) {
-            tracing::warn!(
-                "model {version} could not be cached in {}: {e}",
-                cache.describe()
-            );
-        }
-    }
-    Ok(model)
-}
-
-/// Follows the store's current pointer: every `interval` it is read and, when it names
-/// another version than the served one, that version is loaded, checked (it must load in
-/// ONNX Runtime with the right signature and this service's feature schema) and switched to
-/// through the batcher, between two batches, so no request is dropped. A model that fails
-/// the checks is refused and logged once; the served one stays.
-pub fn watch_store(
-    state: AppState,
-    store: Arc<dyn ModelStore>,
-    cache: Option<LocalStore>,
-    options: crate::inference::SessionOptions,
-    interval: Duration,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut refused: Option<String> = None;
-        // The store version last loaded: a version directory copied under another name holds
-        // a manifest with the old name, and must not be reloaded on every poll.
-        let mut loaded_from: Option<String> = None;
-        let mut unreachable = false;
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            let s = store.clone();
-            let current = match blocking(move || s.current()).await {
-                Ok(c) => {
-                    if unreachable {
-                        tracing::info!("the model store {} answers again", store.describe());
-                        unreachable = false;
-                    }
-                    c
-                }
-                Err(e) => {
-                    if !unreachable {
-                        tracing::warn!("the model store's current pointer cannot be read: {e}");
-                        unreachable = true;
-                    }
-                    continue;
-                }
-            };
-            let served = state.manifest().version.clone();
-            let Some(version) = current.filter(|v| *v != served) else {
-                continue;
-            };
-            if refused.as_deref() == Some(version.as_str())
-                || loaded_from.as_deref() == Some(version.as_str())
-            {
-                continue;
-            }
-            let (s, c, o, v) = (
-                store.clone(),
-                cache.clone(),
-                options.clone(),
-                version.clone(),
-            );
-            let loaded = blocking(move || fetch_model(s.as_ref(), &v, c.as_ref(), &o)).await;
-            let outcome = match loaded {
-                // The same model (by its checksum) under another name: nothing to switch.
-                Ok(model) if model.manifest.onnx.sha256 == state.manifest().onnx.sha256 => {
-                    tracing::info!(
-                        "the store's current version {version} is the model already served \
-                         ({served}, the same SHA-256)"
-                    );
-                    loaded_from = Some(version);
-                    continue;
-                }
-                Ok(model) => state.swap(model).await,
-                Err(e) => Err(e),
-            };
-            match outcome {
-                Ok(()) => {
-                    state
-                        .metrics()
-                        .model_switches
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::info!(
-                        "switched from model {served} to {version}, the store's new current model"
-                    );
-                    refused = None;
-                    loaded_from = Some(version);
-                }
-                Err(e) => {
-                    state
-                        .metrics()
-                        .model_refusals
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::error!(
-                        "refused model {version} of {}: {e}; still serving {served}",
-                        store.describe()
-                    );
-                    refused = Some(version);
-                }
-            }
-        }
-    })
-}
-
-fn train_default(
-    store: &dyn ModelStore,
-    settings: Settings,
-    options: crate::inference::SessionOptions,
-    model_config: crate::train::classifier::ModelConfig,
-) -> Result<String> {
-    let source = crate::ingest::DataSource::parse(&settings.data.source)?;
-    let out_dir =
-        std::env::temp_dir().join(format!("categorizer-first-run-{}", std::process::id()));
-    let req = crate::train::TrainRequest::new(source, settings, model_config, out_dir);
-    let outcome = crate::train::run(&req)?;
-    let _ = std::fs::remove_dir_all(&req.out_dir);
-    let p = crate::model::publish(&outcome, store, &options)?;
-    tracing::info!("trained and stored model {}", p.version);
-    Ok(p.version)
 }
 
 async fn shutdown() {

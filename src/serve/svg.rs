@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::model::Manifest;
+use crate::registry::Manifest;
 use crate::validate::ColumnDrift;
 
 const WIDTH: f32 = 560.0;
@@ -78,7 +78,7 @@ impl Plot {
     }
 
     /// The picture of segments named `names` (in id order) and their embedding `map`.
-    fn draw(names: &[&str], map: &crate::model::EmbeddingMap) -> Self {
+    fn draw(names: &[&str], map: &crate::registry::EmbeddingMap) -> Self {
         let (mut x0, mut x1, mut y0, mut y1) = (f32::MAX, f32::MIN, f32::MAX, f32::MIN);
         let mut any = false;
         let points = map.sample.iter().map(|p| [p[0], p[1]]);
@@ -261,7 +261,7 @@ pub fn drift_chart(c: &ColumnDrift) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::EmbeddingMap;
+    use crate::registry::EmbeddingMap;
 
     #[test]
     fn every_k_the_settings_allow_is_drawn_with_a_customer_anywhere() {

@@ -306,6 +306,9 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
     )?;
     std::fs::create_dir_all(&req.out_dir).map_err(|e| Error::io(&req.out_dir, e))?;
     write_json(&req.out_dir.join("validation.json"), &report)?;
+    if let Some(m) = &req.monitor {
+        m.validated(&report);
+    }
     if !report.schema.passed {
         return Err(Error::rejected("data validation", report));
     }

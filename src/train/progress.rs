@@ -79,9 +79,25 @@ pub struct Monitor {
     done: AtomicU64,
     total: AtomicU64,
     cancelled: AtomicBool,
+    /// The run's validation report, once validation ran (passed or not).
+    validation: Mutex<Option<std::sync::Arc<crate::validate::Report>>>,
 }
 
 impl Monitor {
+    /// Keeps the run's validation report for whoever watches the run.
+    pub fn validated(&self, report: &crate::validate::Report) {
+        *self.validation.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(std::sync::Arc::new(report.clone()));
+    }
+
+    /// The run's validation report, once validation ran.
+    pub fn validation(&self) -> Option<std::sync::Arc<crate::validate::Report>> {
+        self.validation
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Asks the run to stop at its next check (between stages, or between two iterations).
     pub fn cancel(&self) {
         self.cancelled.store(true, Ordering::Relaxed);

@@ -77,14 +77,19 @@ fn the_pipeline_gives_the_same_segments_on_cpu_and_wgpu() {
     }
     let run = |device: DeviceChoice| {
         let dir = tempfile::tempdir().unwrap();
-        let mut settings = crate::settings();
+        let mut settings = crate::support::settings();
         settings.segmentation.n_init = 2;
         let source = DataSource::Synthetic {
             rows: 400,
             seed: 21,
         };
-        let req = TrainRequest::new(source, settings, crate::tiny_model_config(), dir.path())
-            .with_device(device);
+        let req = TrainRequest::new(
+            source,
+            settings,
+            crate::support::tiny_model_config(),
+            dir.path(),
+        )
+        .with_device(device);
         train::run(&req).unwrap()
     };
     let cpu = run(DeviceChoice::Cpu);
@@ -132,7 +137,7 @@ fn classifiers_predict_the_same_on_cpu_and_wgpu() {
         y.push((i % 3) as u32);
     }
     let x = Matrix::new(n, 4, data);
-    let config = crate::tiny_model_config();
+    let config = crate::support::tiny_model_config();
     let g_cpu = gbdt::fit(&x, &y, 3, &config.gbdt, 1, &cpu, |_| Ok(())).unwrap();
     let g_gpu = gbdt::fit(&x, &y, 3, &config.gbdt, 1, &gpu, |_| Ok(())).unwrap();
     let labels = |p: Vec<f32>| {

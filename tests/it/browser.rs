@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::serve::{customer, start, stored_model};
+use crate::support::{customer, start, stored_model};
 
 fn chromedriver() -> Option<PathBuf> {
     let candidates = [
@@ -144,7 +144,7 @@ async fn a_person_fills_the_form_in_chromium_and_reads_the_segment() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let (url, _) = start(&stored_model(dir.path(), 1), crate::settings()).await;
+    let (url, _) = start(&stored_model(dir.path(), 1), crate::support::settings()).await;
 
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -1,6 +1,6 @@
 //! The `categorizer` binary, as a user runs it.
 
-use crate::{categorizer, succeed};
+use crate::support::{categorizer, succeed};
 
 #[test]
 fn generate_then_train_writes_a_reproducible_run_directory() {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::serve::stored_model;
+use crate::support::stored_model;
 
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -18,7 +18,7 @@ fn free_port() -> u16 {
 fn serve(dir: &Path, env: &[(&str, &str)]) -> (Child, u16) {
     stored_model(dir, 3);
     let port = free_port();
-    let mut c = crate::categorizer();
+    let mut c = crate::support::categorizer();
     c.args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
         .arg("--models")
         .arg(dir.join("models3"))
@@ -29,7 +29,7 @@ fn serve(dir: &Path, env: &[(&str, &str)]) -> (Child, u16) {
     }
     let mut child = c.spawn().unwrap();
     assert!(
-        crate::wait_ready(&mut child, port),
+        crate::support::wait_ready(&mut child, port),
         "the server did not start"
     );
     (child, port)
@@ -217,11 +217,11 @@ fn a_half_sent_request_is_closed_and_does_not_hold_shutdown() {
 #[test]
 fn a_model_file_that_is_not_its_manifests_is_refused() {
     use categorizer::inference::SessionOptions;
-    use categorizer::model::ServedModel;
+    use categorizer::registry::ServedModel;
     let dir = tempfile::tempdir().unwrap();
     let version = stored_model(dir.path(), 4);
     ServedModel::open(&version, &SessionOptions::default()).unwrap();
-    let model = version.join(categorizer::store::MODEL_FILE);
+    let model = version.join(categorizer::registry::store::MODEL_FILE);
     let mut bytes = std::fs::read(&model).unwrap();
     bytes.push(0);
     std::fs::write(&model, &bytes).unwrap();
@@ -237,8 +237,8 @@ async fn a_version_copied_under_another_name_is_not_reloaded_on_every_poll() {
     use std::sync::atomic::Ordering;
 
     use categorizer::inference::SessionOptions;
-    use categorizer::model::ServedModel;
-    use categorizer::store::{LocalStore, ModelStore};
+    use categorizer::registry::ServedModel;
+    use categorizer::registry::store::{LocalStore, ModelStore};
 
     let dir = tempfile::tempdir().unwrap();
     let version = stored_model(dir.path(), 6);
@@ -262,8 +262,8 @@ async fn a_version_copied_under_another_name_is_not_reloaded_on_every_poll() {
     store.put(copy, &refs).unwrap();
     store.set_current(copy).unwrap();
     let model = ServedModel::open(&version, &SessionOptions::default()).unwrap();
-    let (_, state) = crate::serve::start_model(model, crate::settings(), None).await;
-    categorizer::serve::watch_store(
+    let (_, state) = crate::support::start_model(model, crate::support::settings(), None).await;
+    categorizer::registry::follow::watch_store(
         state.clone(),
         std::sync::Arc::new(store),
         None,
@@ -283,20 +283,20 @@ async fn a_version_copied_under_another_name_is_not_reloaded_on_every_poll() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_over_max_batch_rows_runs_in_pieces_with_the_same_answers() {
     use categorizer::inference::SessionOptions;
-    use categorizer::model::ServedModel;
+    use categorizer::registry::ServedModel;
 
     let dir = tempfile::tempdir().unwrap();
     let version = stored_model(dir.path(), 7);
     let customers: Vec<serde_json::Value> = (0..2500)
-        .map(|i| crate::serve::customer(20 + (i % 60)))
+        .map(|i| crate::support::customer(20 + (i % 60)))
         .collect();
     let body = serde_json::json!({ "customers": customers }).to_string();
     let mut answers = Vec::new();
     for max_batch_rows in [100_000, 300] {
-        let mut settings = crate::settings();
+        let mut settings = crate::support::settings();
         settings.server.batcher.max_batch_rows = max_batch_rows;
         let model = ServedModel::open(&version, &SessionOptions::default()).unwrap();
-        let (url, _) = crate::serve::start_model(model, settings, None).await;
+        let (url, _) = crate::support::start_model(model, settings, None).await;
         let r = reqwest::Client::new()
             .post(format!("{url}/api/v1/predict"))
             .header("content-type", "application/json")
@@ -305,7 +305,7 @@ async fn a_request_over_max_batch_rows_runs_in_pieces_with_the_same_answers() {
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
-        let v: serde_json::Value = crate::serve::json_body(r).await;
+        let v: serde_json::Value = crate::support::json_body(r).await;
         assert_eq!(v["predictions"].as_array().unwrap().len(), 2500);
         answers.push(v["predictions"].clone());
     }

@@ -9,12 +9,15 @@ use categorizer::train::{self, TrainOutcome, TrainRequest};
 use mongodb::bson::{Bson, Document, doc};
 
 fn collection(base: &str, name: &str) -> String {
-    format!("{base}/categorizer_test?collection={}", crate::unique(name))
+    format!(
+        "{base}/categorizer_test?collection={}",
+        crate::support::unique(name)
+    )
 }
 
 /// The real data when present, else a generated file of the same schema.
 fn records(dir: &std::path::Path, rows: usize) -> String {
-    if let Some(p) = crate::real_data() {
+    if let Some(p) = crate::support::real_data() {
         return p.display().to_string();
     }
     let path = dir.join("records.csv");
@@ -24,9 +27,9 @@ fn records(dir: &std::path::Path, rows: usize) -> String {
 }
 
 fn train_from(source: &str, out: &std::path::Path) -> TrainOutcome {
-    let mut settings = crate::settings();
+    let mut settings = crate::support::settings();
     settings.segmentation.n_init = 2;
-    let mut model_config = crate::model_config();
+    let mut model_config = crate::support::model_config();
     model_config.classifier = ClassifierChoice::Mlp;
     let source = DataSource::parse(source).unwrap();
     train::run(
@@ -37,7 +40,7 @@ fn train_from(source: &str, out: &std::path::Path) -> TrainOutcome {
 
 #[test]
 fn import_is_idempotent_and_training_from_mongodb_matches_the_file() {
-    let Some(base) = crate::service("CATEGORIZER_TEST_MONGODB") else {
+    let Some(base) = crate::support::service("CATEGORIZER_TEST_MONGODB") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -84,7 +87,7 @@ fn import_is_idempotent_and_training_from_mongodb_matches_the_file() {
 
 #[test]
 fn documents_with_missing_or_mistyped_fields_are_counted_per_field() {
-    let Some(base) = crate::service("CATEGORIZER_TEST_MONGODB") else {
+    let Some(base) = crate::support::service("CATEGORIZER_TEST_MONGODB") else {
         return;
     };
     let uri = collection(&base, "partial");
@@ -138,7 +141,8 @@ fn documents_with_missing_or_mistyped_fields_are_counted_per_field() {
     // From here the file source's rules apply: the missing income is imputed, the row
     // without a usable Recency is set aside with its reason.
     let table =
-        categorizer::features::engineer(&frame, crate::settings().reference_date()).unwrap();
+        categorizer::features::engineer(&frame, crate::support::settings().reference_date())
+            .unwrap();
     assert_eq!(table.matrix.rows(), 61);
     assert!(
         table.report.rejected.keys().any(|k| k.contains("Recency")),

@@ -8,28 +8,28 @@ use categorizer::Error;
 use categorizer::config::DeviceChoice;
 use categorizer::inference::{OnnxModel, SessionOptions};
 use categorizer::ingest::DataSource;
-use categorizer::model::{self, ServedModel};
 use categorizer::onnx::proto::{DataType, Dim, Encode, Graph, Model, Node, ValueInfo};
-use categorizer::store::{LocalStore, MODEL_FILE, ModelStore};
+use categorizer::registry::store::{LocalStore, MODEL_FILE, ModelStore};
+use categorizer::registry::{self as model, ServedModel};
 use categorizer::train::classifier::ClassifierChoice;
-use categorizer::train::{self, TrainOutcome, TrainRequest};
+use categorizer::train::{TrainOutcome, TrainRequest};
 
-use crate::{categorizer, succeed};
+use crate::support::{categorizer, succeed};
 
 fn trained(kind: ClassifierChoice, dir: &Path) -> TrainOutcome {
-    let mut config = crate::model_config();
+    let mut config = crate::support::model_config();
     config.classifier = kind;
-    let mut settings = crate::settings();
+    let mut settings = crate::support::settings();
     settings.segmentation.n_init = 2;
     let source = DataSource::Synthetic {
         rows: 1500,
         seed: 3,
     };
-    train::run(
-        &TrainRequest::new(source, settings, config, dir.join("run"))
-            .with_device(DeviceChoice::Cpu),
-    )
-    .unwrap()
+    let req =
+        TrainRequest::new(source, settings, config, dir.join("run")).with_device(DeviceChoice::Cpu);
+    model::train_and_publish(req, None, &SessionOptions::default())
+        .unwrap()
+        .outcome
 }
 
 #[test]
@@ -56,7 +56,7 @@ fn export_load_predict_round_trip_for_each_classifier_kind() {
         assert_eq!(served.manifest.version, published.version);
         let fresh = categorizer::features::engineer(
             &categorizer::ingest::synthetic::generate(400, 77),
-            crate::settings().reference_date(),
+            crate::support::settings().reference_date(),
         )
         .unwrap()
         .matrix;
@@ -197,7 +197,7 @@ fn a_missing_runtime_library_is_an_install_message_not_a_panic() {
 
 /// Trains on the real data (or generated records where this checkout has none) and scores it.
 fn train_and_score(dir: &Path, classifier: &str) -> (PathBuf, PathBuf, PathBuf) {
-    let data = crate::real_data().unwrap_or_else(|| {
+    let data = crate::support::real_data().unwrap_or_else(|| {
         let p = dir.join("customers.csv");
         succeed(
             categorizer()
@@ -276,7 +276,7 @@ fn predict_keeps_every_input_row_and_column_in_order() {
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split('\t').collect()).collect();
     assert_eq!(rows.len(), 2240);
     let input = std::fs::read_to_string(
-        crate::real_data().unwrap_or_else(|| dir.path().join("customers.csv")),
+        crate::support::real_data().unwrap_or_else(|| dir.path().join("customers.csv")),
     )
     .unwrap();
     for (line, row) in input.lines().skip(1).zip(&rows) {

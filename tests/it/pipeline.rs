@@ -6,8 +6,13 @@ use categorizer::schema::feature_index;
 use categorizer::train::{self, TrainRequest};
 
 fn request(source: DataSource, out: &std::path::Path) -> TrainRequest {
-    TrainRequest::new(source, crate::settings(), crate::model_config(), out)
-        .with_device(DeviceChoice::Cpu)
+    TrainRequest::new(
+        source,
+        crate::support::settings(),
+        crate::support::model_config(),
+        out,
+    )
+    .with_device(DeviceChoice::Cpu)
 }
 
 #[test]
@@ -142,7 +147,7 @@ fn the_test_split_is_assigned_by_the_fitted_model() {
 
 #[test]
 fn real_data_reaches_the_scikit_learn_quality() {
-    let Some(path) = crate::real_data() else {
+    let Some(path) = crate::support::real_data() else {
         eprintln!("skipped: ../shared/data/marketing_campaign.csv is not present");
         return;
     };

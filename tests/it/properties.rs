@@ -597,14 +597,14 @@ impl CsvFile {
 /// The model every CSV case scores with, trained once on generated customers.
 fn trained_model(dir: &Path) -> PathBuf {
     let data = dir.join("customers.csv");
-    crate::succeed(
-        crate::categorizer()
+    crate::support::succeed(
+        crate::support::categorizer()
             .args(["generate", "--rows", "800", "--out"])
             .arg(&data),
     );
     let models = dir.join("models");
-    crate::succeed(
-        crate::categorizer()
+    crate::support::succeed(
+        crate::support::categorizer()
             .args([
                 "train",
                 "--quiet",

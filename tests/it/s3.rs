@@ -8,17 +8,17 @@ use std::time::{Duration, Instant};
 
 use categorizer::config::S3Settings;
 use categorizer::inference::SessionOptions;
-use categorizer::serve::{fetch_model, watch_store};
-use categorizer::store::s3::S3Store;
-use categorizer::store::{LocalStore, MANIFEST_FILE, MODEL_FILE, ModelStore};
+use categorizer::registry::follow::{fetch_model, watch_store};
+use categorizer::registry::store::s3::S3Store;
+use categorizer::registry::store::{LocalStore, MANIFEST_FILE, MODEL_FILE, ModelStore};
 use serde_json::json;
 
-use crate::serve::{customer, get_json, get_text, json_body, start_model, stored_model};
+use crate::support::{customer, get_json, get_text, json_body, start_model, stored_model};
 
 const BUCKET: &str = "categorizer-test";
 
 fn s3_settings(endpoint: &str) -> S3Settings {
-    let mut s = crate::settings().models.s3;
+    let mut s = crate::support::settings().models.s3;
     s.endpoint = Some(endpoint.to_string());
     s.force_path_style = true;
     s
@@ -26,7 +26,7 @@ fn s3_settings(endpoint: &str) -> S3Settings {
 
 /// A store under a fresh prefix of the test bucket.
 fn s3_store(endpoint: &str, name: &str) -> (String, S3Store) {
-    let uri = format!("s3://{BUCKET}/{}", crate::unique(name));
+    let uri = format!("s3://{BUCKET}/{}", crate::support::unique(name));
     let store = S3Store::connect(&uri, &s3_settings(endpoint)).unwrap();
     store.ensure_bucket().unwrap();
     (uri, store)
@@ -77,7 +77,7 @@ fn put_raw(endpoint: &str, key: String, bytes: &[u8]) {
 
 #[test]
 fn push_list_promote_and_roll_back_on_s3() {
-    let Some(endpoint) = crate::service("CATEGORIZER_TEST_S3") else {
+    let Some(endpoint) = crate::support::service("CATEGORIZER_TEST_S3") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -124,12 +124,12 @@ fn push_list_promote_and_roll_back_on_s3() {
 
     // The command line on the same bucket.
     let cli = |args: &[&str]| {
-        let mut c = crate::categorizer();
+        let mut c = crate::support::categorizer();
         c.args(args)
             .args(["--models", &uri])
             .env("CATEGORIZER__MODELS__S3__ENDPOINT", &endpoint)
             .env("CATEGORIZER__MODELS__S3__FORCE_PATH_STYLE", "true");
-        crate::succeed(&mut c)
+        crate::support::succeed(&mut c)
     };
     let listed = cli(&["models", "list"]);
     assert!(listed.contains(&format!("* {a}")), "{listed}");
@@ -143,7 +143,7 @@ fn push_list_promote_and_roll_back_on_s3() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_server_switches_to_the_new_current_model_while_answering() {
-    let Some(endpoint) = crate::service("CATEGORIZER_TEST_S3") else {
+    let Some(endpoint) = crate::support::service("CATEGORIZER_TEST_S3") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -173,7 +173,7 @@ async fn the_server_switches_to_the_new_current_model_while_answering() {
         Some(a.as_str()),
         "the served model is cached"
     );
-    let (url, state) = start_model(model, crate::settings(), None).await;
+    let (url, state) = start_model(model, crate::support::settings(), None).await;
     watch_store(
         state,
         store.clone(),
@@ -315,7 +315,7 @@ fn with_s3_unreachable_the_server_serves_its_cached_model_or_fails_clearly() {
         l.local_addr().unwrap().port()
     };
     let serve = |cache: &Path, port: u16| {
-        let mut c = crate::categorizer();
+        let mut c = crate::support::categorizer();
         c.args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--models", "s3://categorizer-offline/models"])
             .env(
@@ -352,7 +352,7 @@ fn with_s3_unreachable_the_server_serves_its_cached_model_or_fails_clearly() {
         l.local_addr().unwrap().port()
     };
     let mut child = serve(cache.dir(), port).spawn().unwrap();
-    let ready = crate::wait_ready(&mut child, port);
+    let ready = crate::support::wait_ready(&mut child, port);
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

@@ -1,124 +1,17 @@
 //! The HTTP service on a real socket, through a real HTTP client.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
-
-use categorizer::config::{DeviceChoice, Settings};
 use categorizer::inference::SessionOptions;
-use categorizer::ingest::DataSource;
-use categorizer::model::{self, ServedModel};
-use categorizer::serve::jobs::TrainingSetup;
+use categorizer::registry::ServedModel;
 use categorizer::serve::{AppState, router};
-use categorizer::store::LocalStore;
 use categorizer::train::classifier::ClassifierChoice;
-use categorizer::train::{self, TrainOutcome, TrainRequest};
 use serde_json::{Value, json};
 
-/// Trains a small model with `seed` and stores it; returns the model's directory. Each seed
-/// trains once for the whole test binary (training is the slow part; twenty tests store
-/// one of a handful of models), and every call publishes into its own store under `dir`.
-pub fn stored_model(dir: &Path, seed: u64) -> PathBuf {
-    let outcome = trained_outcome(seed);
-    let store = LocalStore::new(dir.join(format!("models{seed}")));
-    let p = model::publish(&outcome, &store, &SessionOptions::default()).unwrap();
-    store.version_dir(&p.version)
-}
-
-/// The small model of `seed`, trained on first use; a second caller waits for the first.
-fn trained_outcome(seed: u64) -> Arc<TrainOutcome> {
-    static BY_SEED: Mutex<BTreeMap<u64, Arc<OnceLock<Arc<TrainOutcome>>>>> =
-        Mutex::new(BTreeMap::new());
-    let cell = BY_SEED
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .entry(seed)
-        .or_default()
-        .clone();
-    cell.get_or_init(|| {
-        let mut config = crate::model_config();
-        config.classifier = ClassifierChoice::Mlp;
-        let mut settings = crate::settings();
-        settings.segmentation.n_init = 2;
-        settings.split.seed = seed;
-        let source = DataSource::Synthetic { rows: 1200, seed };
-        // Publishing needs only the outcome: the run directory goes with this scope.
-        let run_dir = tempfile::tempdir().unwrap();
-        let req = TrainRequest::new(source, settings, config, run_dir.path())
-            .with_device(DeviceChoice::Cpu);
-        Arc::new(train::run(&req).unwrap())
-    })
-    .clone()
-}
-
-/// Starts the service on a free loopback port; returns its base URL and state.
-pub async fn start(model_dir: &Path, settings: Settings) -> (String, AppState) {
-    start_with(model_dir, settings, None).await
-}
-
-/// Starts the service with training jobs publishing to `training`'s store.
-pub async fn start_with(
-    model_dir: &Path,
-    settings: Settings,
-    training: Option<TrainingSetup>,
-) -> (String, AppState) {
-    let model = ServedModel::open(model_dir, &SessionOptions::default()).unwrap();
-    start_model(model, settings, training).await
-}
-
-/// Starts the service with `model` on a free loopback port.
-pub async fn start_model(
-    model: ServedModel,
-    settings: Settings,
-    training: Option<TrainingSetup>,
-) -> (String, AppState) {
-    let state = AppState::new(model, &settings, training);
-    let app = router(state.clone(), &settings);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-        .unwrap()
-    });
-    (format!("http://{addr}"), state)
-}
-
-/// What training jobs need: small, quick runs that publish to `store`.
-pub fn training(store: &Path, token: Option<&str>) -> TrainingSetup {
-    let mut settings = crate::settings();
-    settings.segmentation.n_init = 2;
-    settings.data.source = "synthetic:rows=1500,seed=7".into();
-    settings.device = DeviceChoice::Cpu;
-    let mut model_config = crate::model_config();
-    model_config.classifier = ClassifierChoice::Mlp;
-    TrainingSetup {
-        settings,
-        model_config,
-        store: std::sync::Arc::new(LocalStore::new(store)),
-        options: SessionOptions::default(),
-        admin_token: token.map(str::to_string),
-        validation: Default::default(),
-    }
-}
-
-pub fn customer(age: i64) -> Value {
-    json!({
-        "Age": age, "Education": 2, "Marital_Status": 1, "Parental_Status": 1, "Children": 1,
-        "Income": 52000.0, "Total_Spending": 600.0, "Days_as_Customer": 500, "Recency": 30,
-        "Wines": 300.0, "Fruits": 20.0, "Meat": 150.0, "Fish": 30.0, "Sweets": 20.0,
-        "Gold": 80.0, "Web": 4, "Catalog": 2, "Store": 6, "Discount_Purchases": 2,
-        "Total_Promo": 0, "NumWebVisitsMonth": 5
-    })
-}
+use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_with_one_bad_row_predicts_the_others_and_names_the_field() {
     let dir = tempfile::tempdir().unwrap();
-    let (url, _) = start(&stored_model(dir.path(), 1), crate::settings()).await;
+    let (url, _) = start(&stored_model(dir.path(), 1), crate::support::settings()).await;
     let mut bad = customer(40);
     bad["Income"] = json!("a lot");
     let body = json!({"customers": [customer(30), bad, customer(-5), customer(60)]});
@@ -153,7 +46,7 @@ async fn a_batch_with_one_bad_row_predicts_the_others_and_names_the_field() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_bodies_and_batches_are_413_and_malformed_json_is_400() {
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = crate::settings();
+    let mut settings = crate::support::settings();
     settings.server.max_body_bytes = 64 * 1024;
     settings.server.max_customers = 10;
     let (url, _) = start(&stored_model(dir.path(), 1), settings).await;
@@ -194,7 +87,7 @@ async fn oversized_bodies_and_batches_are_413_and_malformed_json_is_400() {
 async fn a_model_switch_during_a_stream_of_requests_loses_none() {
     let dir = tempfile::tempdir().unwrap();
     let (first, second) = (stored_model(dir.path(), 1), stored_model(dir.path(), 2));
-    let (url, state) = start(&first, crate::settings()).await;
+    let (url, state) = start(&first, crate::support::settings()).await;
     let client = reqwest::Client::new();
     let mut tasks = Vec::new();
     for t in 0..8 {
@@ -241,43 +134,10 @@ async fn a_model_switch_during_a_stream_of_requests_loses_none() {
     assert_eq!(r["model_version"], next_version.as_str());
 }
 
-/// A response's JSON body.
-pub async fn json_body(r: reqwest::Response) -> Value {
-    serde_json::from_str(&r.text().await.unwrap()).unwrap()
-}
-
-/// `GET url` → its JSON body.
-pub async fn get_json(client: &reqwest::Client, url: String) -> Value {
-    json_body(client.get(url).send().await.unwrap()).await
-}
-
-/// The body of a GET as text (the Prometheus page).
-pub async fn get_text(client: &reqwest::Client, url: String) -> String {
-    client.get(url).send().await.unwrap().text().await.unwrap()
-}
-
-/// The 21 form keys as a browser posts them.
-pub fn form_body(age: &str) -> String {
-    let c = customer(30);
-    c.as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| {
-            let v = if k == "Age" {
-                age.to_string()
-            } else {
-                v.to_string()
-            };
-            format!("{k}={}", v.replace('-', "%2D"))
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_form_answers_a_cluster_and_keeps_the_input_of_a_bad_value() {
     let dir = tempfile::tempdir().unwrap();
-    let (url, _) = start(&stored_model(dir.path(), 1), crate::settings()).await;
+    let (url, _) = start(&stored_model(dir.path(), 1), crate::support::settings()).await;
     let client = reqwest::Client::new();
     let page = client.get(format!("{url}/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
@@ -368,7 +228,7 @@ async fn a_training_job_runs_publishes_and_its_promoted_model_is_served() {
     let store = dir.path().join("store");
     let (url, _) = start_with(
         &stored_model(dir.path(), 1),
-        crate::settings(),
+        crate::support::settings(),
         Some(training(&store, None)),
     )
     .await;
@@ -477,7 +337,12 @@ async fn a_job_waiting_on_a_silent_mongodb_server_is_cancelled_not_failed() {
     let store = dir.path().join("store");
     let mut setup = training(&store, None);
     setup.settings.jobs.mongodb_hosts = vec!["127.0.0.1".into()];
-    let (url, _) = start_with(&stored_model(dir.path(), 1), crate::settings(), Some(setup)).await;
+    let (url, _) = start_with(
+        &stored_model(dir.path(), 1),
+        crate::support::settings(),
+        Some(setup),
+    )
+    .await;
     let client = reqwest::Client::new();
     // The connection string asks for a day of patience: the project's caps apply.
     let source = format!(
@@ -515,7 +380,12 @@ async fn training_jobs_can_be_cancelled_queued_or_running() {
     let mut setup = training(&store, None);
     setup.model_config.classifier = ClassifierChoice::Gbdt;
     setup.model_config.gbdt.rounds = 100_000;
-    let (url, _) = start_with(&stored_model(dir.path(), 1), crate::settings(), Some(setup)).await;
+    let (url, _) = start_with(
+        &stored_model(dir.path(), 1),
+        crate::support::settings(),
+        Some(setup),
+    )
+    .await;
     let client = reqwest::Client::new();
     let submit = || async {
         let r = client.get(format!("{url}/train")).send().await.unwrap();
@@ -617,7 +487,7 @@ async fn training_endpoints_refuse_other_hosts_without_the_token() {
     use axum::extract::connect_info::MockConnectInfo;
     let dir = tempfile::tempdir().unwrap();
     let model_dir = stored_model(dir.path(), 1);
-    let settings = crate::settings();
+    let settings = crate::support::settings();
     // A real socket on loopback, with the peer address the router sees set to another host
     // (no traffic leaves this machine).
     let serve_as = |token: Option<&str>, peer: [u8; 4]| {
@@ -688,7 +558,7 @@ async fn training_endpoints_refuse_other_hosts_without_the_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ops_endpoints_metrics_openapi_and_json_errors_from_the_layers() {
     let dir = tempfile::tempdir().unwrap();
-    let (url, _) = start(&stored_model(dir.path(), 1), crate::settings()).await;
+    let (url, _) = start(&stored_model(dir.path(), 1), crate::support::settings()).await;
     let client = reqwest::Client::new();
     for _ in 0..3 {
         let r = client

@@ -10,7 +10,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
-use crate::model::Manifest;
+use crate::registry::Manifest;
 use crate::schema::{FEATURES, FeatureKind, N_FEATURES, check_feature};
 use crate::serve::{AppState, SMALL_BODY_BYTES, svg};
 
