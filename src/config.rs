@@ -185,7 +185,9 @@ pub struct SegmentationSettings {
 }
 
 /// Which compute device numeric training runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceChoice {
     /// A GPU through wgpu when one is found, else the CPU backend.

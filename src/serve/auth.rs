@@ -3,35 +3,39 @@
 
 use std::net::SocketAddr;
 
+use axum::extract::FromRequestParts;
 use axum::extract::connect_info::ConnectInfo;
-use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::{ApiError, Code};
 
-/// Guards the training endpoints: with an admin token configured, `Authorization: Bearer
-/// <token>`; without one, loopback clients only.
-pub async fn require_admin(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    // As axum's ConnectInfo extractor does: the socket's peer, else a MockConnectInfo layer's.
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0)
-        .or_else(|| {
-            req.extensions()
-                .get::<axum::extract::connect_info::MockConnectInfo<SocketAddr>>()
-                .map(|c| c.0)
-        });
-    match authorize(req.headers(), peer, s.admin_token()) {
-        Ok(()) => next.run(req).await,
-        Err(e) => e.into_response(),
+/// Taken by the training handlers: with an admin token configured, the request carries
+/// `Authorization: Bearer <token>`; without one, it comes from a loopback client. Extracted
+/// before anything else the handler takes, so a refused request is refused first.
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
+        // As axum's ConnectInfo extractor does: the socket's peer, else a MockConnectInfo layer's.
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0)
+            .or_else(|| {
+                parts
+                    .extensions
+                    .get::<axum::extract::connect_info::MockConnectInfo<SocketAddr>>()
+                    .map(|c| c.0)
+            });
+        authorize(&parts.headers, peer, s.admin_token()).map(|()| Admin)
     }
 }
 
-/// The training endpoints' access rule (see [`require_admin`]).
+/// The training endpoints' access rule (see [`Admin`]).
 pub fn authorize(
     headers: &HeaderMap,
     peer: Option<SocketAddr>,

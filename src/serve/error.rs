@@ -127,6 +127,32 @@ codes! {
 }
 
 impl Code {
+    /// The OpenAPI error responses of an operation that may answer `codes`: one response per
+    /// status, described from the table.
+    pub fn responses(
+        codes: &[Code],
+    ) -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
+        let mut by_status: std::collections::BTreeMap<u16, Vec<String>> = Default::default();
+        for c in codes {
+            by_status
+                .entry(c.status().as_u16())
+                .or_default()
+                .push(format!("`{}`: {}", c.name(), c.description()));
+        }
+        by_status
+            .into_iter()
+            .map(|(status, lines)| {
+                let response = serde_json::json!({
+                    "description": lines.join("; "),
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+                });
+                let response: utoipa::openapi::Response =
+                    serde_json::from_value(response).expect("a well-formed response object");
+                (status.to_string(), response.into())
+            })
+            .collect()
+    }
+
     /// The README's table of codes (a test checks the README holds exactly this).
     pub fn markdown_table() -> String {
         let mut out = String::from("| code | status | type | when |\n| --- | --- | --- | --- |\n");
@@ -140,6 +166,49 @@ impl Code {
             ));
         }
         out
+    }
+}
+
+/// Declares a set of error codes as an OpenAPI responses type for `#[utoipa::path]`:
+/// `errors!(PredictErrors: MalformedJson, BadBody)`.
+#[macro_export]
+macro_rules! errors {
+    ($(#[$doc:meta])* $name:ident: $($code:ident),+ $(,)?) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        impl utoipa::IntoResponses for $name {
+            fn responses() -> std::collections::BTreeMap<
+                String,
+                utoipa::openapi::RefOr<utoipa::openapi::Response>,
+            > {
+                $crate::serve::error::Code::responses(&[$($crate::serve::error::Code::$code),+])
+            }
+        }
+    };
+}
+
+/// The JSON error shape, for the OpenAPI document.
+pub struct ErrorSchema;
+
+impl utoipa::PartialSchema for ErrorSchema {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let codes: Vec<&str> = Code::ALL.iter().map(|c| c.name()).collect();
+        let schema = serde_json::json!({
+            "type": "object", "required": ["error"],
+            "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+                "code": {"type": "string", "enum": codes},
+                "message": {"type": "string"},
+                "field": {"type": "string", "description": "the field at fault"},
+                "row": {"type": "integer", "description": "0-based index of the customer at fault"}}}}
+        });
+        utoipa::openapi::RefOr::T(serde_json::from_value(schema).expect("a well-formed schema"))
+    }
+}
+
+impl utoipa::ToSchema for ErrorSchema {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Error".into()
     }
 }
 

@@ -28,7 +28,7 @@ const KEEP_ENDED: usize = 100;
 const QUEUE_CAPACITY: usize = 8;
 
 /// What a job may choose; anything left out comes from the service's settings.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobOptions {
     /// A data source as `categorizer train --data` takes it: a CSV/Parquet path on the server,
@@ -38,7 +38,7 @@ pub struct JobOptions {
     pub classifier: Option<ClassifierChoice>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     Queued,
@@ -58,7 +58,7 @@ impl JobState {
 }
 
 /// What a finished job produced.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct JobResult {
     pub model_version: String,
     pub promoted: bool,
@@ -75,7 +75,7 @@ pub struct JobResult {
 }
 
 /// A job as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct JobView {
     pub id: String,
     pub state: JobState,

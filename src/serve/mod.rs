@@ -259,7 +259,8 @@ pub(crate) const SMALL_BODY_BYTES: usize = 16 * 1024;
 /// The router with every route and layer.
 pub fn router(state: AppState, settings: &Settings) -> Router {
     let sv = &settings.server;
-    routes::all(state.clone())
+    let (routes, _document) = routes::all().split_for_parts();
+    routes
         .fallback(error::not_found)
         .with_state(state.clone())
         // Inner to outer: a handler's panic as a 500; the body limit (a Content-Length over it is refused before reading,

@@ -1,29 +1,48 @@
-//! The training routes: queue a job, list, follow and cancel jobs. Behind [`require_admin`].
+//! The training routes: queue a job, list, follow and cancel jobs. Each handler takes
+//! [`Admin`] first.
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::serve::auth::require_admin;
+use crate::serve::auth::Admin;
 use crate::serve::error::{ApiError, Code};
 use crate::serve::jobs::{self, JobOptions, Jobs};
 use crate::serve::{AppState, SMALL_BODY_BYTES};
 
-pub fn router(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/train", post(start_job))
-        .route("/train", get(start_default_job))
-        .route("/api/v1/jobs", get(list_jobs))
-        .route("/api/v1/jobs/{id}", get(get_job).delete(cancel_job))
+crate::errors!(
+    /// The errors every training route may answer.
+    JobErrors: Unauthorized, Forbidden, TrainingDisabled
+);
+crate::errors!(StartErrors: Unauthorized, Forbidden, TrainingDisabled, TrainingQueueFull);
+crate::errors!(
+    StartWithOptionsErrors: Unauthorized, Forbidden, TrainingDisabled, TrainingQueueFull,
+    MalformedJson, InvalidOption, BodyTooLarge
+);
+crate::errors!(OneJobErrors: Unauthorized, Forbidden, TrainingDisabled, JobNotFound);
+crate::errors!(CancelErrors: Unauthorized, Forbidden, TrainingDisabled, JobNotFound, JobEnded);
+
+/// Every job the service remembers, newest first.
+#[derive(Serialize, ToSchema)]
+struct JobList {
+    jobs: Vec<jobs::JobView>,
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(start_job))
+        .routes(routes!(start_default_job))
+        .routes(routes!(list_jobs))
+        .routes(routes!(get_job, cancel_job))
         // A training request is a few settings: kilobytes, not the prediction body's limit.
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             SMALL_BODY_BYTES,
         ))
-        .route_layer(middleware::from_fn_with_state(state, require_admin))
 }
 
 fn jobs(s: &AppState) -> Result<&Jobs, ApiError> {
@@ -44,8 +63,16 @@ fn accepted(view: jobs::JobView) -> Response {
     r
 }
 
-/// `POST /api/v1/train`: `{"source"?, "device"?, "classifier"?}` (an empty body: defaults).
-async fn start_job(State(s): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+/// Queue a training job; one job runs at a time.
+///
+/// `{"source"?, "device"?, "classifier"?}`; an empty body takes the defaults.
+#[utoipa::path(
+    post, path = "/api/v1/train", tag = "training",
+    request_body(content = Option<JobOptions>, content_type = "application/json"),
+    security(("bearer" = []), ()),
+    responses((status = 202, description = "the job was queued", body = jobs::JobView), StartWithOptionsErrors)
+)]
+async fn start_job(_: Admin, State(s): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let options: JobOptions = if body.iter().all(u8::is_ascii_whitespace) {
         JobOptions::default()
     } else {
@@ -59,20 +86,54 @@ async fn start_job(State(s): State<AppState>, body: Bytes) -> Result<Response, A
     Ok(accepted(jobs(&s)?.submit(options)?))
 }
 
-/// `GET /train`: the original app's route; queues a job with the default options.
-async fn start_default_job(State(s): State<AppState>) -> Result<Response, ApiError> {
+/// Queue a training job with the default options (the original app's route).
+#[utoipa::path(
+    get, path = "/train", tag = "training",
+    security(("bearer" = []), ()),
+    responses((status = 202, description = "the job was queued", body = jobs::JobView), StartErrors)
+)]
+async fn start_default_job(_: Admin, State(s): State<AppState>) -> Result<Response, ApiError> {
     Ok(accepted(jobs(&s)?.submit(JobOptions::default())?))
 }
 
-async fn list_jobs(State(s): State<AppState>) -> Result<Response, ApiError> {
-    Ok(axum::Json(serde_json::json!({"jobs": jobs(&s)?.list()})).into_response())
+/// Every job the service remembers, newest first.
+#[utoipa::path(
+    get, path = "/api/v1/jobs", tag = "training",
+    security(("bearer" = []), ()),
+    responses((status = 200, description = "the jobs", body = JobList), JobErrors)
+)]
+async fn list_jobs(_: Admin, State(s): State<AppState>) -> Result<Response, ApiError> {
+    let jobs = jobs(&s)?.list();
+    Ok(axum::Json(JobList { jobs }).into_response())
 }
 
-async fn get_job(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+/// A job's state, stage and progress, and its result when it succeeded.
+#[utoipa::path(
+    get, path = "/api/v1/jobs/{id}", tag = "training",
+    params(("id" = String, Path, description = "the job's id")),
+    security(("bearer" = []), ()),
+    responses((status = 200, description = "the job", body = jobs::JobView), OneJobErrors)
+)]
+async fn get_job(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     Ok(axum::Json(jobs(&s)?.get(&id)?).into_response())
 }
 
+/// Cancel a job: at once when queued, at its next stage or iteration when running.
+#[utoipa::path(
+    delete, path = "/api/v1/jobs/{id}", tag = "training",
+    params(("id" = String, Path, description = "the job's id")),
+    security(("bearer" = []), ()),
+    responses(
+        (status = 202, description = "cancelled, or cancellation requested", body = jobs::JobView),
+        CancelErrors
+    )
+)]
 async fn cancel_job(
+    _: Admin,
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {

@@ -6,16 +6,18 @@ pub mod ops;
 pub mod predict;
 pub mod web;
 
-use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 use super::AppState;
+use super::openapi::ApiDoc;
 
-/// Every route of the service.
-pub fn all(state: AppState) -> Router<AppState> {
-    Router::new()
+/// Every route of the service, with the OpenAPI document of those that are JSON API routes.
+pub fn all() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(web::router())
         .merge(predict::router())
         .merge(model::router())
         .merge(ops::router())
-        .merge(jobs::router(state))
+        .merge(jobs::router())
 }

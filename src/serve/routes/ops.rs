@@ -1,34 +1,56 @@
 //! Operations: liveness, readiness and the Prometheus metrics.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::serve::AppState;
 use crate::serve::error::{ApiError, Code};
 use crate::serve::jobs::JobState;
 use crate::serve::metrics;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+crate::errors!(ReadyErrors: NotReady);
+
+/// `/readyz`'s answer.
+#[derive(Serialize, ToSchema)]
+struct Ready {
+    ready: bool,
+    model_version: String,
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        // The Prometheus text format: not part of the JSON API's document.
         .route("/metrics", get(prometheus))
 }
 
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", tag = "ops",
+    responses((status = 200, description = "the process is up", body = String, content_type = "text/plain")))]
 async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready while the inference worker takes requests; 503 once it has stopped.
+/// Readiness: ready while the inference worker takes requests; 503 once it has stopped.
+#[utoipa::path(get, path = "/readyz", tag = "ops",
+    responses((status = 200, description = "ready", body = Ready), ReadyErrors))]
 async fn readyz(State(s): State<AppState>) -> Response {
-    let version = s.manifest().version.clone();
+    let model_version = s.manifest().version.clone();
     if !s.batcher().is_running() {
         return ApiError::new(Code::NotReady, "the inference worker has stopped").into_response();
     }
-    axum::Json(serde_json::json!({"ready": true, "model_version": version})).into_response()
+    axum::Json(Ready {
+        ready: true,
+        model_version,
+    })
+    .into_response()
 }
 
 async fn prometheus(State(s): State<AppState>) -> Response {

@@ -1,12 +1,13 @@
 //! `POST /api/v1/predict`: JSON batches of customers through the dynamic batcher.
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::schema::N_FEATURES;
 use crate::serve::AppState;
@@ -14,17 +15,31 @@ use crate::serve::batcher::Answer;
 use crate::serve::error::{ApiError, Code};
 use crate::serve::rows::{self, BodyError};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/predict", post(predict))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(predict))
 }
 
-#[derive(Serialize)]
+crate::errors!(
+    PredictErrors: MalformedJson, BadBody, BodyTooLarge, TooManyCustomers, Overloaded,
+    DeadlineExceeded
+);
+
+/// A prediction request (documentation only: the body is read by [`rows::parse_predict_body`]).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct PredictRequest {
+    /// Up to `server.max_customers` customers.
+    customers: Vec<crate::serve::openapi::Customer>,
+}
+
+#[derive(Serialize, ToSchema)]
 struct PredictResponse<'a> {
     model_version: &'a str,
     predictions: Vec<PredictionOut<'a>>,
 }
 
-#[derive(Serialize)]
+/// A customer's segment, or the error of a customer with a bad value.
+#[derive(Serialize, ToSchema)]
 #[serde(untagged)]
 enum PredictionOut<'a> {
     Ok {
@@ -37,7 +52,7 @@ enum PredictionOut<'a> {
     },
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct RowErrorOut<'a> {
     code: &'static str,
     message: &'a str,
@@ -46,9 +61,18 @@ struct RowErrorOut<'a> {
     row: usize,
 }
 
-/// `POST /api/v1/predict`: `{"customers": [{...21 fields...}, ...]}` → predictions in input
-/// order; a row with a bad value gets `{"error": {...}}` in its slot and the others are
-/// predicted.
+/// Segments of up to `server.max_customers` customers, in input order.
+///
+/// Concurrent requests are merged by the dynamic batcher. A customer with a bad value
+/// (missing or unknown field, a string for a number, NaN, out of range) does not fail the
+/// request: its slot in `predictions` holds `{"error": {"code": "invalid_value", "message",
+/// "field", "row"}}` and every other customer is predicted.
+#[utoipa::path(post, path = "/api/v1/predict", tag = "prediction",
+    request_body = PredictRequest,
+    responses(
+        (status = 200, description = "one prediction or row error per customer", body = PredictResponse),
+        PredictErrors
+    ))]
 async fn predict(
     State(s): State<AppState>,
     body: std::result::Result<Bytes, axum::extract::rejection::BytesRejection>,

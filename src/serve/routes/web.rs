@@ -3,19 +3,20 @@
 //! ([`crate::schema::FEATURES`]): its key, label, unit, kind and range.
 
 use askama::Template;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::registry::Manifest;
 use crate::schema::{FEATURES, FeatureKind, N_FEATURES, check_feature};
 use crate::serve::{AppState, SMALL_BODY_BYTES, svg};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+/// The HTML pages: served, not part of the JSON API's document.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .route(
             "/",
             get(form).post(submit).layer(

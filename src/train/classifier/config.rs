@@ -10,7 +10,9 @@ use crate::error::Result;
 pub const MODEL_YAML: &str = include_str!("../../../config/model.yaml");
 const ENV_PREFIX: &str = "CATEGORIZER_MODEL__";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ClassifierChoice {
     Gbdt,
