@@ -771,126 +771,26 @@ fn fit_in_blocks(
             .map(|(bins, y)| Block::new(bins, y, shape, device, use_kernels))
             .collect()
     };
-    let class_index = Tensor::<1, Int>::arange(0..k as i64, device).reshape([1, k]);
-    let pick: Vec<f32> = (0..2)
-        .flat_map(|r| (0..2 * f).map(move |col| f32::from(u8::from(col % 2 == r))))
-        .collect();
-    let pick = Tensor::<2>::from_data(TensorData::new(pick, [2, 2 * f]), device);
-    let (lambda, mcw, eta) = (
-        params.l2 as f32,
-        params.min_child_weight as f32,
-        params.learning_rate as f32,
-    );
-    let depth = params.max_depth;
+    let grower = TensorGrower::new(k, shape, params, device);
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6bd7_0000);
     let mut trees = Vec::with_capacity(params.rounds * k);
-
     for round in 0..params.rounds {
-        let mask: Option<Vec<f32>> = (params.subsample < 1.0).then(|| {
-            (0..n)
-                .map(|_| f32::from(u8::from(rng.random::<f64>() < params.subsample)))
-                .collect()
-        });
+        let mask = subsample_mask(&mut rng, n, params.subsample);
         blocks.par_iter_mut().enumerate().for_each(|(i, blk)| {
             let mask = mask.as_ref().map(|m| &m[i * block..i * block + blk.len]);
             blk.start_round(k, mask);
         });
-        let mut levels: Vec<Level> = Vec::with_capacity(depth);
-        let mut parent: Option<Tensor<4>> = None;
-
-        for level in 0..depth {
-            let kl = k << level;
-            let hist = match parent.take() {
-                // [f * B, k, 2] -> [k, f, B, 2]
-                None => sum_in_order(blocks.par_iter().map(|blk| blk.root_hist(shape)).collect())
-                    .reshape([f * b, k, 2])
-                    .swap_dims(0, 1)
-                    .reshape([k, f, b, 2]),
-                Some(parent) => {
-                    let parents = 1usize << (level - 1);
-                    let left = sum_in_order(
-                        blocks
-                            .par_iter()
-                            .map(|blk| blk.left_hist(shape, parents, &pick))
-                            .collect(),
-                    )
-                    // [parents * k * B, f * 2] -> [parents, 1, k * f * B * 2]
-                    .reshape([parents * k, b, f, 2])
-                    .swap_dims(1, 2)
-                    .reshape([parents, 1, k * f * b * 2]);
-                    let right = parent.reshape([parents, 1, k * f * b * 2]) - left.clone();
-                    // Children 2p and 2p + 1 of parent p: node * k + class order.
-                    Tensor::cat(vec![left, right], 1).reshape([kl, f, b, 2])
-                }
-            };
-            let cum = hist.clone().cumsum(2);
-            let total = cum.clone().narrow(2, b - 1, 1);
-            let (gl, hl) = (cum.clone().narrow(3, 0, 1), cum.narrow(3, 1, 1));
-            let (gt, ht) = (total.clone().narrow(3, 0, 1), total.narrow(3, 1, 1));
-            let (gr, hr) = (gt.clone() - gl.clone(), ht.clone() - hl.clone());
-            let score =
-                |g: Tensor<4>, h: Tensor<4>| g.square() / h.add_scalar(lambda).clamp_min(1e-12);
-            let gain = score(gl, hl.clone()) + score(gr, hr.clone()) - score(gt, ht);
-            let floor = mcw.max(1e-12);
-            let invalid = hl.lower_elem(floor).bool_or(hr.lower_elem(floor));
-            let gain = gain
-                .mask_fill(invalid, f32::NEG_INFINITY)
-                .reshape([kl, f * b]);
-            let (best, arg) = gain.max_dim_with_indices(1);
-            let best = download(best);
-            let arg = crate::train::tensor::download_int(arg);
-            let mut lv = Level {
-                split: vec![false; kl],
-                feature: vec![0; kl],
-                bin: vec![b as i64 - 1; kl],
-            };
-            for s in 0..kl {
-                if best[s].is_finite() && best[s] > 1e-6 {
-                    lv.split[s] = true;
-                    lv.feature[s] = arg[s] / b as i64;
-                    lv.bin[s] = arg[s] % b as i64;
-                }
-            }
-            let split_feature =
-                Tensor::<1, Int>::from_data(TensorData::new(lv.feature.clone(), [kl]), device);
-            let split_bin: Vec<i64> = (0..kl)
-                .map(|s| lv.feature[s] * b as i64 + lv.bin[s])
-                .collect();
-            let split_bin = Tensor::<1, Int>::from_data(TensorData::new(split_bin, [kl]), device);
-            blocks
-                .par_iter_mut()
-                .for_each(|blk| blk.route(k, &class_index, &split_feature, &split_bin));
-            levels.push(lv);
-            if level + 1 < depth {
-                parent = Some(hist);
-            }
-        }
-
-        // Leaf weights from the (G, H) sums of the rows in each leaf.
-        let leaves = 1usize << depth;
-        let sums = sum_in_order(
-            blocks
-                .par_iter()
-                .map(|blk| blk.leaf_sums(k, leaves, &class_index))
-                .collect(),
-        );
-        let sums = download(sums);
-        let weights: Vec<f32> = sums
-            .chunks_exact(2)
-            .map(|gh| {
-                if gh[1] > 0.0 {
-                    -eta * gh[0] / (gh[1] + lambda)
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        let w = Tensor::<1>::from_data(TensorData::new(weights.clone(), [k * leaves]), device);
-        blocks
-            .par_iter_mut()
-            .for_each(|blk| blk.add_leaves(k, &class_index, &w));
+        let levels = grower.grow_levels(&mut blocks);
+        let weights = grower.leaf_weights(&mut blocks);
         for class in 0..k {
-            trees.push(build_tree(class, k, &levels, &weights, depth, &binner));
+            trees.push(build_tree(
+                class,
+                k,
+                &levels,
+                &weights,
+                params.max_depth,
+                &binner,
+            ));
         }
         if !on_round(round + 1, &trees[trees.len() - k..], &binner)? {
             break;
@@ -902,6 +802,179 @@ fn fit_in_blocks(
         trees,
         early_stopping: None,
     })
+}
+
+/// A round's row sample: 1 for the rows the trees of this round grow on, 0 for the others;
+/// None when every row takes part.
+fn subsample_mask(rng: &mut ChaCha8Rng, n: usize, subsample: f64) -> Option<Vec<f32>> {
+    (subsample < 1.0).then(|| {
+        (0..n)
+            .map(|_| f32::from(u8::from(rng.random::<f64>() < subsample)))
+            .collect()
+    })
+}
+
+/// What one round of tensor growth needs besides the blocks: the histogram shape, the class
+/// index and column picker tensors, and the regularisation.
+struct TensorGrower {
+    k: usize,
+    shape: HistShape,
+    depth: usize,
+    class_index: Tensor<2, Int>,
+    /// [2, 2f]: row r picks the gradient (r = 0) or hessian (r = 1) columns.
+    pick: Tensor<2>,
+    lambda: f32,
+    min_child_weight: f32,
+    eta: f32,
+    device: Device,
+}
+
+impl TensorGrower {
+    fn new(k: usize, shape: HistShape, params: &GbdtParams, device: &Device) -> Self {
+        let f = shape.f;
+        let pick: Vec<f32> = (0..2)
+            .flat_map(|r| (0..2 * f).map(move |col| f32::from(u8::from(col % 2 == r))))
+            .collect();
+        Self {
+            k,
+            shape,
+            depth: params.max_depth,
+            class_index: Tensor::<1, Int>::arange(0..k as i64, device).reshape([1, k]),
+            pick: Tensor::<2>::from_data(TensorData::new(pick, [2, 2 * f]), device),
+            lambda: params.l2 as f32,
+            min_child_weight: params.min_child_weight as f32,
+            eta: params.learning_rate as f32,
+            device: device.clone(),
+        }
+    }
+
+    /// Grows every class's tree of this round level by level: histograms, best splits, and
+    /// the rows routed to the children. The level arrays of the round's trees.
+    fn grow_levels(&self, blocks: &mut [Block]) -> Vec<Level> {
+        let mut levels: Vec<Level> = Vec::with_capacity(self.depth);
+        let mut parent: Option<Tensor<4>> = None;
+        for level in 0..self.depth {
+            let hist = self.histograms(blocks, level, parent.take());
+            let lv = self.best_splits(hist.clone(), level);
+            self.route(blocks, &lv, level);
+            levels.push(lv);
+            if level + 1 < self.depth {
+                parent = Some(hist);
+            }
+        }
+        levels
+    }
+
+    /// The (G, H) histograms of a level's nodes, [k << level, f, B, 2]: summed over the rows
+    /// at the root; below it, the left children summed and the right ones as parent - left.
+    fn histograms(&self, blocks: &[Block], level: usize, parent: Option<Tensor<4>>) -> Tensor<4> {
+        let HistShape { k, f, b, .. } = self.shape;
+        match parent {
+            // [f * B, k, 2] -> [k, f, B, 2]
+            None => sum_in_order(
+                blocks
+                    .par_iter()
+                    .map(|blk| blk.root_hist(self.shape))
+                    .collect(),
+            )
+            .reshape([f * b, k, 2])
+            .swap_dims(0, 1)
+            .reshape([k, f, b, 2]),
+            Some(parent) => {
+                let parents = 1usize << (level - 1);
+                let left = sum_in_order(
+                    blocks
+                        .par_iter()
+                        .map(|blk| blk.left_hist(self.shape, parents, &self.pick))
+                        .collect(),
+                )
+                // [parents * k * B, f * 2] -> [parents, 1, k * f * B * 2]
+                .reshape([parents * k, b, f, 2])
+                .swap_dims(1, 2)
+                .reshape([parents, 1, k * f * b * 2]);
+                let right = parent.reshape([parents, 1, k * f * b * 2]) - left.clone();
+                // Children 2p and 2p + 1 of parent p: node * k + class order.
+                Tensor::cat(vec![left, right], 1).reshape([k << level, f, b, 2])
+            }
+        }
+    }
+
+    /// The best split of each node of a level from its histogram: the largest gain over
+    /// every (feature, bin), where both children keep `min_child_weight`; none below 1e-6.
+    fn best_splits(&self, hist: Tensor<4>, level: usize) -> Level {
+        let HistShape { f, b, .. } = self.shape;
+        let kl = self.k << level;
+        let lambda = self.lambda;
+        let cum = hist.cumsum(2);
+        let total = cum.clone().narrow(2, b - 1, 1);
+        let (gl, hl) = (cum.clone().narrow(3, 0, 1), cum.narrow(3, 1, 1));
+        let (gt, ht) = (total.clone().narrow(3, 0, 1), total.narrow(3, 1, 1));
+        let (gr, hr) = (gt.clone() - gl.clone(), ht.clone() - hl.clone());
+        let score = |g: Tensor<4>, h: Tensor<4>| g.square() / h.add_scalar(lambda).clamp_min(1e-12);
+        let gain = score(gl, hl.clone()) + score(gr, hr.clone()) - score(gt, ht);
+        let floor = self.min_child_weight.max(1e-12);
+        let invalid = hl.lower_elem(floor).bool_or(hr.lower_elem(floor));
+        let gain = gain
+            .mask_fill(invalid, f32::NEG_INFINITY)
+            .reshape([kl, f * b]);
+        let (best, arg) = gain.max_dim_with_indices(1);
+        let best = download(best);
+        let arg = crate::train::tensor::download_int(arg);
+        let mut lv = Level {
+            split: vec![false; kl],
+            feature: vec![0; kl],
+            bin: vec![b as i64 - 1; kl],
+        };
+        for s in 0..kl {
+            if best[s].is_finite() && best[s] > 1e-6 {
+                lv.split[s] = true;
+                lv.feature[s] = arg[s] / b as i64;
+                lv.bin[s] = arg[s] % b as i64;
+            }
+        }
+        lv
+    }
+
+    /// Sends every row of every block to its child under the level's splits.
+    fn route(&self, blocks: &mut [Block], lv: &Level, level: usize) {
+        let b = self.shape.b as i64;
+        let kl = self.k << level;
+        let split_feature =
+            Tensor::<1, Int>::from_data(TensorData::new(lv.feature.clone(), [kl]), &self.device);
+        let split_bin: Vec<i64> = (0..kl).map(|s| lv.feature[s] * b + lv.bin[s]).collect();
+        let split_bin = Tensor::<1, Int>::from_data(TensorData::new(split_bin, [kl]), &self.device);
+        blocks
+            .par_iter_mut()
+            .for_each(|blk| blk.route(self.k, &self.class_index, &split_feature, &split_bin));
+    }
+
+    /// Leaf weights from the (G, H) sums of the rows in each leaf, [k * leaves] in node * k +
+    /// class order, added to every row's score.
+    fn leaf_weights(&self, blocks: &mut [Block]) -> Vec<f32> {
+        let (k, leaves) = (self.k, 1usize << self.depth);
+        let sums = sum_in_order(
+            blocks
+                .par_iter()
+                .map(|blk| blk.leaf_sums(k, leaves, &self.class_index))
+                .collect(),
+        );
+        let weights: Vec<f32> = download(sums)
+            .chunks_exact(2)
+            .map(|gh| {
+                if gh[1] > 0.0 {
+                    -self.eta * gh[0] / (gh[1] + self.lambda)
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let w =
+            Tensor::<1>::from_data(TensorData::new(weights.clone(), [k * leaves]), &self.device);
+        blocks
+            .par_iter_mut()
+            .for_each(|blk| blk.add_leaves(k, &self.class_index, &w));
+        weights
+    }
 }
 
 /// Turns the level arrays of one class into an explicit tree. A node without a split sends all
