@@ -59,53 +59,12 @@ pub fn publish(
     ];
     let bytes = export::export(model, metadata);
     let sha = hex::encode(Sha256::digest(&bytes));
-    // The same model trained twice within a second would get the same id: number the repeats.
-    let base = format!("{}-{}", compact(created), &sha[..8]);
-    let existing = store.versions()?;
-    let version = (0..)
-        .map(|i| {
-            if i == 0 {
-                base.clone()
-            } else {
-                format!("{base}-{i}")
-            }
-        })
-        .find(|v| !existing.contains(v))
-        .expect("an unused version id");
+    let version = new_version(store, created, &sha)?;
 
     // Parity: ONNX Runtime vs the in-process pipeline on the held-out rows.
-    let mut onnx = OnnxModel::from_bytes(&bytes, options)?;
+    let (got, parity) = check_parity(outcome, &bytes, options)?;
     let test = &outcome.test_raw;
-    let got = onnx.predict(test.as_slice(), test.rows())?;
-    let x = model.preprocessor.transform(test);
-    let want = model.classifier.predict_proba(&x);
     let k = model.kmeans.k;
-    let agree = got
-        .segment
-        .iter()
-        .zip(want.chunks_exact(k))
-        .filter(|(a, p)| **a == crate::train::classifier::argmax(p) as i64)
-        .count();
-    let max_p = max_abs_diff(&got.probabilities, &want);
-    let emb = crate::train::tensor::download(model.pca.transform(&crate::train::tensor::upload(
-        &x,
-        &burn::prelude::Device::flex(),
-    )));
-    let parity = Parity {
-        rows: test.rows(),
-        segments_agree: agree,
-        max_probability_diff: max_p,
-        max_embedding_diff: max_abs_diff(&got.embedding, &emb),
-        tolerance: PARITY_TOLERANCE,
-    };
-    if agree != test.rows() || max_p > PARITY_TOLERANCE || got.probabilities.len() != want.len() {
-        return Err(Error::Export(format!(
-            "the exported model disagrees with the trained one on the held-out rows: \
-             {agree}/{} segments agree, max probability difference {max_p:.3e} (allowed {:.0e})",
-            test.rows(),
-            PARITY_TOLERANCE
-        )));
-    }
 
     // The evaluation gate.
     let f1 = evaluate(
@@ -187,6 +146,68 @@ pub fn publish(
         version,
         manifest,
     })
+}
+
+/// A new version id: the creation time and the model's checksum; the same model trained twice
+/// within a second would get the same id, so repeats are numbered.
+fn new_version(store: &dyn ModelStore, created: u64, sha: &str) -> Result<String> {
+    let base = format!("{}-{}", compact(created), &sha[..8]);
+    let existing = store.versions()?;
+    Ok((0..)
+        .map(|i| {
+            if i == 0 {
+                base.clone()
+            } else {
+                format!("{base}-{i}")
+            }
+        })
+        .find(|v| !existing.contains(v))
+        .expect("an unused version id"))
+}
+
+/// Runs the exported model through ONNX Runtime on the held-out rows and compares it with the
+/// in-process pipeline: every segment the same, probabilities within [`PARITY_TOLERANCE`].
+/// ONNX Runtime's answer and the comparison; an error when they disagree.
+fn check_parity(
+    outcome: &TrainOutcome,
+    bytes: &[u8],
+    options: &SessionOptions,
+) -> Result<(crate::inference::Predictions, Parity)> {
+    let model = &outcome.model;
+    let mut onnx = OnnxModel::from_bytes(bytes, options)?;
+    let test = &outcome.test_raw;
+    let got = onnx.predict(test.as_slice(), test.rows())?;
+    let x = model.preprocessor.transform(test);
+    let want = model.classifier.predict_proba(&x);
+    let k = model.kmeans.k;
+    let agree = got
+        .segment
+        .iter()
+        .zip(want.chunks_exact(k))
+        .filter(|(a, p)| **a == crate::train::classifier::argmax(p) as i64)
+        .count();
+    let max_p = max_abs_diff(&got.probabilities, &want);
+    let emb = crate::train::tensor::download(model.pca.transform(&crate::train::tensor::upload(
+        &x,
+        &burn::prelude::Device::flex(),
+    )));
+    let parity = Parity {
+        rows: test.rows(),
+        segments_agree: agree,
+        max_probability_diff: max_p,
+        max_embedding_diff: max_abs_diff(&got.embedding, &emb),
+        tolerance: PARITY_TOLERANCE,
+    };
+    if agree != test.rows() || max_p > PARITY_TOLERANCE || got.probabilities.len() != want.len() {
+        return Err(Error::Export(format!(
+            "the exported model disagrees with the trained one on the held-out rows: \
+             {agree}/{} segments agree, max probability difference {max_p:.3e} (allowed {:.0e})",
+            test.rows(),
+            PARITY_TOLERANCE
+        )));
+    }
+
+    Ok((got, parity))
 }
 
 fn gate(

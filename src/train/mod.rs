@@ -286,56 +286,12 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
     let progress = Progress::new(req.progress, req.monitor.clone());
     let mut watch = Stopwatch::new();
 
-    let bar = progress.bar(Stage::Ingest, 0, format!("Reading {}", req.source.name()))?;
-    let (raw, source_issues) = req.source.load_reported(&mut |done, total| {
-        bar.set_length(total);
-        bar.set_position(done)
-    })?;
-    bar.finish(format!("Read {} records", raw.height()));
-    for line in crate::ingest::mongo::report_lines(&source_issues) {
-        tracing::warn!("{}: {line}", req.source.name());
-    }
+    let (raw, source_issues) = read(req, &progress)?;
     watch.lap(Stage::Ingest);
-
-    let step = progress.step(Stage::Validate, "Validating")?;
-    let (report, profile) = crate::validate::validate_and_profile(
-        &req.source.name(),
-        &raw,
-        req.reference.as_ref(),
-        &s.validation,
-    )?;
-    std::fs::create_dir_all(&req.out_dir).map_err(|e| Error::io(&req.out_dir, e))?;
-    write_json(&req.out_dir.join("validation.json"), &report)?;
-    if let Some(m) = &req.monitor {
-        m.validated(&report);
-    }
-    if !report.schema.passed {
-        return Err(Error::rejected("data validation", report));
-    }
-    let drift_blocks_promotion = s.validation.on_drift == crate::config::DriftAction::Block
-        && report.drift.as_ref().is_some_and(|d| d.dataset_drift);
-    step.finish(format!("Validation: {}", report.summary()));
-    if report.drift.as_ref().is_some_and(|d| d.drifted_columns > 0) {
-        tracing::warn!("{}", report.summary());
-    }
+    let checked = validate(req, &progress, &raw)?;
     watch.lap(Stage::Validate);
-
-    let step = progress.step(Stage::Features, "Engineering features")?;
-    let table = features::engineer(&raw, s.reference_date())?;
-    drop(raw);
-    step.finish(format!(
-        "{} rows usable, {} set aside",
-        table.report.rows_kept,
-        table.report.rows_rejected()
-    ));
-    for line in table.report.summary_lines() {
-        tracing::warn!("set aside: {line}");
-    }
+    let table = engineer(req, &progress, raw)?;
     watch.lap(Stage::Features);
-    let k = s.segmentation.k;
-    if table.matrix.rows() < 2 * k + 2 {
-        return Err(Error::NoUsableRows(describe(&table.report)));
-    }
 
     let (train_idx, test_idx) =
         split_indices(table.matrix.rows(), s.split.test_fraction, s.split.seed);
@@ -346,6 +302,7 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
     let step = progress.step(Stage::Preprocess, "Fitting preprocessing")?;
     let preprocessor = Preprocessor::fit(&train_raw);
     let train_x = preprocessor.transform(&train_raw);
+    let test_x = preprocessor.transform(&test_raw);
     step.finish("Preprocessing fitted on the training split");
     watch.lap(Stage::Preprocess);
 
@@ -355,65 +312,27 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
     step.finish(format!("Device: {compute}"));
     watch.lap(Stage::Device);
 
-    let step = progress.step(Stage::Pca, "PCA")?;
-    let x = tensor::upload(&train_x, &dev);
-    let pca = Pca::fit(&x, s.segmentation.pca_components);
-    let emb_train_t = pca.transform(&x);
-    drop(x);
-    let emb_train = tensor::download(emb_train_t.clone());
-    step.finish(format!("PCA: {} components", pca.components.len()));
-    watch.lap(Stage::Pca);
-
-    let params = KMeansParams {
-        k,
-        n_init: s.segmentation.n_init,
-        max_iter: s.segmentation.max_iter,
-        tolerance: s.segmentation.tolerance,
-        seed: s.split.seed,
-    };
-    let bar = progress.bar(Stage::KMeans, params.max_iter as u64, "KMeans")?;
-    let (mut km, mut train_assign) =
-        kmeans::fit(&emb_train_t, &params, |i| bar.set_position(i as u64))?;
-    bar.finish(format!(
-        "KMeans: k = {k}, {} restarts, {} iterations",
-        params.n_init, km.n_iter
-    ));
-    let order = segments::canonical_order(&train_raw, &train_assign.labels, k);
-    km.reorder(&order);
-    segments::relabel(&mut train_assign.labels, &order);
-    watch.lap(Stage::KMeans);
-
+    let seg = segment(s, &progress, &mut watch, &train_raw, &train_x, &dev)?;
+    let k = seg.kmeans.k;
     let step = progress.step(Stage::Metrics, "Evaluating")?;
-    let dims = pca.components.len();
-    let test_x = preprocessor.transform(&test_raw);
-    let (emb_test, test_assign) = {
-        let emb = pca.transform(&tensor::upload(&test_x, &dev));
-        let a = km.assign(&emb);
-        (tensor::download(emb), a)
+    let (emb_test, test_assign) = seg.embed_and_assign(&test_x, &dev);
+    let evaluate = |emb: &[f32], a: &Assignment| {
+        metrics::evaluate(
+            emb,
+            seg.pca.components.len(),
+            &a.labels,
+            &a.sq_dist,
+            &seg.kmeans.centres,
+            k,
+            s.segmentation.silhouette_sample,
+            s.split.seed,
+        )
     };
-    let sample = s.segmentation.silhouette_sample;
-    let seed = s.split.seed;
-    let train_m = metrics::evaluate(
-        &emb_train,
-        dims,
-        &train_assign.labels,
-        &train_assign.sq_dist,
-        &km.centres,
-        k,
-        sample,
-        seed,
+    let (train_m, test_m) = (
+        evaluate(&seg.emb_train, &seg.train_assign),
+        evaluate(&emb_test, &test_assign),
     );
-    let test_m = metrics::evaluate(
-        &emb_test,
-        dims,
-        &test_assign.labels,
-        &test_assign.sq_dist,
-        &km.centres,
-        k,
-        sample,
-        seed,
-    );
-    let segment_profiles = segments::profiles(&train_raw, &train_assign.labels, k);
+    let segment_profiles = segments::profiles(&train_raw, &seg.train_assign.labels, k);
     step.finish("Evaluated");
     watch.lap(Stage::Metrics);
 
@@ -421,11 +340,11 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
     let (classifier, classifier_report) = classifier::train(
         &req.model_config,
         &train_x,
-        &train_assign.labels,
+        &seg.train_assign.labels,
         &test_x,
         &test_assign.labels,
         k,
-        seed,
+        s.split.seed,
         &dev,
         |name, i, total| {
             bar.set_length(total as u64);
@@ -435,15 +354,22 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
     )?;
     bar.finish(format!("Classifier: {} chosen", classifier_report.chosen));
     watch.lap(Stage::Classifier);
+
+    let Segmentation {
+        pca,
+        kmeans,
+        train_assign,
+        n_init,
+        ..
+    } = seg;
     let model = SegmentationModel {
         reference_date: s.reference_date(),
         preprocessor,
         pca,
-        kmeans: km,
+        kmeans,
         segments: segment_profiles,
         classifier,
     };
-
     let mut metrics = TrainMetrics {
         silhouette: train_m.silhouette,
         davies_bouldin: train_m.davies_bouldin,
@@ -461,12 +387,12 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
             train_rows: train_idx.len(),
             test_rows: test_idx.len(),
             source_issues,
-            validation: report.summary(),
+            validation: checked.report.summary(),
         },
-        seed,
+        seed: s.split.seed,
         k,
         kmeans: KMeansSummary {
-            n_init: params.n_init,
+            n_init,
             n_iter: model.kmeans.n_iter,
             best_restart: model.kmeans.best_restart,
             inertia: model.kmeans.inertia,
@@ -497,9 +423,161 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
         test_labels: test_assign.labels,
         test_raw,
         data: DataFingerprint::of(&req.source.name(), &table.matrix),
-        validation: report,
+        validation: checked.report,
+        profile: checked.profile,
+        drift_blocks_promotion: checked.drift_blocks_promotion,
+    })
+}
+
+/// The ingest stage: the records of the request's source, and what the source reported.
+fn read(
+    req: &TrainRequest,
+    progress: &Progress,
+) -> Result<(
+    polars::prelude::DataFrame,
+    crate::ingest::mongo::SourceReport,
+)> {
+    let bar = progress.bar(Stage::Ingest, 0, format!("Reading {}", req.source.name()))?;
+    let (raw, source_issues) = req.source.load_reported(&mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done)
+    })?;
+    bar.finish(format!("Read {} records", raw.height()));
+    for line in crate::ingest::mongo::report_lines(&source_issues) {
+        tracing::warn!("{}: {line}", req.source.name());
+    }
+    Ok((raw, source_issues))
+}
+
+/// What the validation stage found.
+struct Checked {
+    report: crate::validate::Report,
+    profile: crate::validate::Profile,
+    /// The data set drifted and `validation.on_drift` is `block`.
+    drift_blocks_promotion: bool,
+}
+
+/// The validation stage: the report is written to the run directory and handed to the
+/// monitor whatever it says; a failed schema check stops the run with it as the error.
+fn validate(
+    req: &TrainRequest,
+    progress: &Progress,
+    raw: &polars::prelude::DataFrame,
+) -> Result<Checked> {
+    let s = &req.settings;
+    let step = progress.step(Stage::Validate, "Validating")?;
+    let (report, profile) = crate::validate::validate_and_profile(
+        &req.source.name(),
+        raw,
+        req.reference.as_ref(),
+        &s.validation,
+    )?;
+    std::fs::create_dir_all(&req.out_dir).map_err(|e| Error::io(&req.out_dir, e))?;
+    write_json(&req.out_dir.join("validation.json"), &report)?;
+    if let Some(m) = &req.monitor {
+        m.validated(&report);
+    }
+    if !report.schema.passed {
+        return Err(Error::rejected("data validation", report));
+    }
+    let drift_blocks_promotion = s.validation.on_drift == crate::config::DriftAction::Block
+        && report.drift.as_ref().is_some_and(|d| d.dataset_drift);
+    step.finish(format!("Validation: {}", report.summary()));
+    if report.drift.as_ref().is_some_and(|d| d.drifted_columns > 0) {
+        tracing::warn!("{}", report.summary());
+    }
+    Ok(Checked {
+        report,
         profile,
         drift_blocks_promotion,
+    })
+}
+
+/// The features stage: the 21 features of the usable rows; too few of them stops the run.
+fn engineer(
+    req: &TrainRequest,
+    progress: &Progress,
+    raw: polars::prelude::DataFrame,
+) -> Result<features::FeatureTable> {
+    let step = progress.step(Stage::Features, "Engineering features")?;
+    let table = features::engineer(&raw, req.settings.reference_date())?;
+    drop(raw);
+    step.finish(format!(
+        "{} rows usable, {} set aside",
+        table.report.rows_kept,
+        table.report.rows_rejected()
+    ));
+    for line in table.report.summary_lines() {
+        tracing::warn!("set aside: {line}");
+    }
+    if table.matrix.rows() < 2 * req.settings.segmentation.k + 2 {
+        return Err(Error::NoUsableRows(describe(&table.report)));
+    }
+    Ok(table)
+}
+
+/// The segments found on the training split: PCA, KMeans with segments in canonical order,
+/// and the training rows' embedding and assignment.
+struct Segmentation {
+    pca: Pca,
+    kmeans: KMeansModel,
+    emb_train: Vec<f32>,
+    train_assign: Assignment,
+    n_init: usize,
+}
+
+impl Segmentation {
+    /// The embedding and the nearest segment of preprocessed rows.
+    fn embed_and_assign(&self, x: &Matrix, dev: &Device) -> (Vec<f32>, Assignment) {
+        let emb = self.pca.transform(&tensor::upload(x, dev));
+        let assignment = self.kmeans.assign(&emb);
+        (tensor::download(emb), assignment)
+    }
+}
+
+/// The PCA and KMeans stages on the preprocessed training rows.
+fn segment(
+    s: &Settings,
+    progress: &Progress,
+    watch: &mut Stopwatch,
+    train_raw: &Matrix,
+    train_x: &Matrix,
+    dev: &Device,
+) -> Result<Segmentation> {
+    let step = progress.step(Stage::Pca, "PCA")?;
+    let x = tensor::upload(train_x, dev);
+    let pca = Pca::fit(&x, s.segmentation.pca_components);
+    let emb_train_t = pca.transform(&x);
+    drop(x);
+    let emb_train = tensor::download(emb_train_t.clone());
+    step.finish(format!("PCA: {} components", pca.components.len()));
+    watch.lap(Stage::Pca);
+
+    let k = s.segmentation.k;
+    let params = KMeansParams {
+        k,
+        n_init: s.segmentation.n_init,
+        max_iter: s.segmentation.max_iter,
+        tolerance: s.segmentation.tolerance,
+        seed: s.split.seed,
+    };
+    let bar = progress.bar(Stage::KMeans, params.max_iter as u64, "KMeans")?;
+    let (mut km, mut train_assign) =
+        kmeans::fit(&emb_train_t, &params, |i| bar.set_position(i as u64))?;
+    bar.finish(format!(
+        "KMeans: k = {k}, {} restarts, {} iterations",
+        params.n_init, km.n_iter
+    ));
+    let order = segments::canonical_order(train_raw, &train_assign.labels, k);
+    km.reorder(&order);
+    segments::relabel(&mut train_assign.labels, &order);
+    watch.lap(Stage::KMeans);
+    Ok(Segmentation {
+        pca,
+        kmeans: km,
+        emb_train,
+        train_assign,
+        n_init: params.n_init,
     })
 }
 
