@@ -360,10 +360,16 @@ pub fn load_layered<T: serde::de::DeserializeOwned>(
         let value: Value = serde_yaml::from_str(&raw).unwrap_or(Value::String(raw));
         set_path(&mut tree, &keys, value);
     }
-    // Through text, so serde_yaml's error names the path of a bad key (from_value does not).
-    let text =
-        serde_yaml::to_string(&tree).map_err(|e| Error::config("<settings>", e.to_string()))?;
-    serde_yaml::from_str(&text).map_err(|e| Error::config(error_key(&e), e.to_string()))
+    // serde_path_to_error names the path of the key at fault.
+    serde_path_to_error::deserialize(tree).map_err(|e| {
+        let key = e.path().to_string();
+        let key = if key == "." {
+            "<settings>".to_string()
+        } else {
+            key
+        };
+        Error::config(key.clone(), format!("{key}: {}", e.into_inner()))
+    })
 }
 
 /// `Ok` when `ok`, else a configuration error naming `key`: the one shape of every range check.
@@ -404,15 +410,6 @@ fn set_path(tree: &mut Value, keys: &[String], value: Value) {
         .entry(Value::String(first.clone()))
         .or_insert(Value::Null);
     set_path(slot, rest, value);
-}
-
-/// serde_yaml reports "section.key: message" for nested errors; pull the key out.
-fn error_key(e: &serde_yaml::Error) -> String {
-    let text = e.to_string();
-    match text.split_once(": ") {
-        Some((key, _)) if !key.contains(' ') => key.to_string(),
-        _ => "<settings>".to_string(),
-    }
 }
 
 /// Splits `s3://bucket/some/prefix` into the bucket and `"some/prefix/"`.
