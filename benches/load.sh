@@ -5,13 +5,19 @@
 # batches of 1000 rows at 16 connections. Prints requests/s, rows/s, p50/p99 and the server's
 # RSS after the load. Server and load generator share this machine; only loopback is used.
 #   benches/load.sh [seconds per run, default 10]
+# CATEGORIZER_BIN=path runs that binary instead of building this checkout's (to compare two
+# builds side by side).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-10}"
 port=5099
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-cargo build --release --locked --quiet --bin categorizer
-bin="${CARGO_TARGET_DIR:-target}/release/categorizer"
+if [ -n "${CATEGORIZER_BIN:-}" ]; then
+  bin="$CATEGORIZER_BIN"
+else
+  cargo build --release --locked --quiet --bin categorizer
+  bin="${CARGO_TARGET_DIR:-target}/release/categorizer"
+fi
 work="$(mktemp -d)"; trap 'pkill -f "categorizer serve --port $port" || true; rm -rf "$work"' EXIT
 "$bin" train --quiet --device cpu --out "$work/run" --models "$work/models" >/dev/null
 
