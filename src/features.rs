@@ -96,9 +96,12 @@ struct Problem {
 
 /// The problems of a derivation's raw text, in the order they are reported.
 fn problems(d: &Derivation, value: &Expr) -> Vec<Problem> {
-    let (column, unusable) = match d {
-        Derivation::Code(c, _) => (*c, "unknown category"),
-        Derivation::DaysSince(c) => (*c, "unparseable date"),
+    // The test reuses the very expression the feature is computed from (the code chain, the
+    // parsed date without the reference's literal), so the query's common-subexpression
+    // elimination evaluates it once.
+    let (column, unusable, parsed) = match d {
+        Derivation::Code(c, _) => (*c, "unknown category", value.clone()),
+        Derivation::DaysSince(c) => (*c, "unparseable date", days(c)),
         _ => return Vec::new(),
     };
     vec![
@@ -108,7 +111,7 @@ fn problems(d: &Derivation, value: &Expr) -> Vec<Problem> {
             shows: None,
         },
         Problem {
-            test: col(column).is_not_null().and(value.clone().is_null()),
+            test: col(column).is_not_null().and(parsed.is_null()),
             reason: format!("{unusable} in {column}"),
             shows: Some(column),
         },
@@ -122,6 +125,16 @@ fn sum_of(columns: &[&str]) -> Expr {
         .fold(col(columns[0]), |acc, c| acc + col(*c))
 }
 
+/// A date column as days since 1970-01-01, read in the raw schema's format; null where the
+/// text is not a date in it.
+fn days(column: &str) -> Expr {
+    let format = schema::RawSchema::get()
+        .column(column)
+        .and_then(|c| c.format.clone())
+        .unwrap_or(dates::DEFAULT_FORMAT.into());
+    dates::parse_expr(col(column), &format).cast(DataType::Int32)
+}
+
 /// The polars expression of one derivation (before the cast to f32).
 fn derive(d: &Derivation, reference: ReferenceDate) -> Expr {
     match *d {
@@ -130,12 +143,7 @@ fn derive(d: &Derivation, reference: ReferenceDate) -> Expr {
         Derivation::Flag(cs) => sum_of(cs).gt(lit(0.0)),
         Derivation::YearsSince(c) => lit(reference.year as f64) - col(c),
         Derivation::DaysSince(c) => {
-            let format = schema::RawSchema::get()
-                .column(c)
-                .and_then(|c| c.format.clone())
-                .unwrap_or(dates::DEFAULT_FORMAT.into());
-            let days = dates::parse_expr(col(c), &format).cast(DataType::Int32);
-            lit(reference.days_since_epoch() as f64) - days.cast(DataType::Float64)
+            lit(reference.days_since_epoch() as f64) - days(c).cast(DataType::Float64)
         }
         // value → code; anything else is null.
         Derivation::Code(c, groups) => groups.iter().enumerate().rev().fold(

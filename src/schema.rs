@@ -204,15 +204,14 @@ const fn int(
     number(key, label, unit, FeatureKind::Integer, max, derivation)
 }
 
-/// A real-valued feature in [0, max].
-const fn real(
+/// An amount of money in [0, max] dollars.
+const fn money(
     key: &'static str,
     label: &'static str,
-    unit: &'static str,
     max: f64,
     derivation: Derivation,
 ) -> Feature {
-    number(key, label, unit, FeatureKind::Real, max, derivation)
+    number(key, label, "$", FeatureKind::Real, max, derivation)
 }
 
 /// A coded feature: 0 ..= choices.len() - 1.
@@ -279,125 +278,29 @@ const DAYS: f64 = 36_500.0;
 pub const N_FEATURES: usize = 21;
 
 /// The 21 model features, in model input order: the one place a feature is defined.
+#[rustfmt::skip]
 pub const FEATURES: [Feature; N_FEATURES] = [
     int("Age", "Age", "years", 130.0, YearsSince("Year_Birth")).skewed(),
-    coded(
-        "Education",
-        "Education",
-        EDUCATION_LEVELS,
-        Code("Education", EDUCATION_CODES),
-    ),
-    coded(
-        "Marital_Status",
-        "Lives with a partner",
-        NO_YES,
-        Code("Marital_Status", MARITAL_CODES),
-    ),
-    coded(
-        "Parental_Status",
-        "Has children at home",
-        NO_YES,
-        Flag(CHILDREN),
-    ),
+    coded("Education", "Education", EDUCATION_LEVELS, Code("Education", EDUCATION_CODES)),
+    coded("Marital_Status", "Lives with a partner", NO_YES, Code("Marital_Status", MARITAL_CODES)),
+    coded("Parental_Status", "Has children at home", NO_YES, Flag(CHILDREN)),
     int("Children", "Children at home", "", 20.0, Sum(CHILDREN)),
-    real(
-        "Income",
-        "Yearly household income",
-        "$",
-        10_000_000.0,
-        Column("Income"),
-    ),
-    real(
-        "Total_Spending",
-        "Total spending (2 years)",
-        "$",
-        MONEY,
-        Sum(&SPEND_COLUMNS),
-    )
-    .skewed(),
-    int(
-        "Days_as_Customer",
-        "Days as customer",
-        "days",
-        DAYS,
-        DaysSince("Dt_Customer"),
-    ),
-    int(
-        "Recency",
-        "Days since last purchase",
-        "days",
-        DAYS,
-        Column("Recency"),
-    ),
-    real("Wines", "Spent on wine", "$", MONEY, Column("MntWines")).skewed(),
-    real("Fruits", "Spent on fruits", "$", MONEY, Column("MntFruits")).skewed(),
-    real(
-        "Meat",
-        "Spent on meat",
-        "$",
-        MONEY,
-        Column("MntMeatProducts"),
-    )
-    .skewed(),
-    real(
-        "Fish",
-        "Spent on fish",
-        "$",
-        MONEY,
-        Column("MntFishProducts"),
-    )
-    .skewed(),
-    real(
-        "Sweets",
-        "Spent on sweets",
-        "$",
-        MONEY,
-        Column("MntSweetProducts"),
-    )
-    .skewed(),
-    real("Gold", "Spent on gold", "$", MONEY, Column("MntGoldProds")).skewed(),
-    int(
-        "Web",
-        "Web purchases",
-        "purchases",
-        COUNT,
-        Column("NumWebPurchases"),
-    ),
-    int(
-        "Catalog",
-        "Catalog purchases",
-        "purchases",
-        COUNT,
-        Column("NumCatalogPurchases"),
-    ),
-    int(
-        "Store",
-        "Store purchases",
-        "purchases",
-        COUNT,
-        Column("NumStorePurchases"),
-    ),
-    int(
-        "Discount_Purchases",
-        "Purchases with a discount",
-        "purchases",
-        COUNT,
-        Column("NumDealsPurchases"),
-    ),
-    int(
-        "Total_Promo",
-        "Campaign offers accepted",
-        "of 5",
-        5.0,
-        Sum(&CAMPAIGN_COLUMNS),
-    ),
-    int(
-        "NumWebVisitsMonth",
-        "Web visits last month",
-        "visits",
-        COUNT,
-        Column("NumWebVisitsMonth"),
-    ),
+    money("Income", "Yearly household income", 10_000_000.0, Column("Income")),
+    money("Total_Spending", "Total spending (2 years)", MONEY, Sum(&SPEND_COLUMNS)).skewed(),
+    int("Days_as_Customer", "Days as customer", "days", DAYS, DaysSince("Dt_Customer")),
+    int("Recency", "Days since last purchase", "days", DAYS, Column("Recency")),
+    money("Wines", "Spent on wine", MONEY, Column("MntWines")).skewed(),
+    money("Fruits", "Spent on fruits", MONEY, Column("MntFruits")).skewed(),
+    money("Meat", "Spent on meat", MONEY, Column("MntMeatProducts")).skewed(),
+    money("Fish", "Spent on fish", MONEY, Column("MntFishProducts")).skewed(),
+    money("Sweets", "Spent on sweets", MONEY, Column("MntSweetProducts")).skewed(),
+    money("Gold", "Spent on gold", MONEY, Column("MntGoldProds")).skewed(),
+    int("Web", "Web purchases", "purchases", COUNT, Column("NumWebPurchases")),
+    int("Catalog", "Catalog purchases", "purchases", COUNT, Column("NumCatalogPurchases")),
+    int("Store", "Store purchases", "purchases", COUNT, Column("NumStorePurchases")),
+    int("Discount_Purchases", "Purchases with a discount", "purchases", COUNT, Column("NumDealsPurchases")),
+    int("Total_Promo", "Campaign offers accepted", "of 5", 5.0, Sum(&CAMPAIGN_COLUMNS)),
+    int("NumWebVisitsMonth", "Web visits last month", "visits", COUNT, Column("NumWebVisitsMonth")),
 ];
 
 /// Position of a feature in model input order.
