@@ -176,12 +176,57 @@ pub struct SplitSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SegmentationSettings {
-    pub k: usize,
+    /// A number of segments, or `auto`: the sweep over `k_range` chooses it.
+    pub k: KSetting,
+    /// The smallest and largest k the `auto` sweep tries.
+    #[serde(default = "default_k_range")]
+    pub k_range: [usize; 2],
+    /// Rows of the seeded sample the `auto` sweep fits and scores every k on.
+    #[serde(default = "default_sweep_sample")]
+    pub sweep_sample: usize,
     pub pca_components: usize,
     pub n_init: usize,
     pub max_iter: usize,
     pub tolerance: f64,
     pub silhouette_sample: usize,
+}
+
+fn default_k_range() -> [usize; 2] {
+    [2, 8]
+}
+
+fn default_sweep_sample() -> usize {
+    4_000
+}
+
+/// `segmentation.k`: a fixed number of segments, or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum KSetting {
+    Fixed(usize),
+    Word(Auto),
+}
+
+/// The word `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Auto {
+    Auto,
+}
+
+impl SegmentationSettings {
+    /// The fixed k, or None for `auto`.
+    pub fn fixed_k(&self) -> Option<usize> {
+        match self.k {
+            KSetting::Fixed(k) => Some(k),
+            KSetting::Word(Auto::Auto) => None,
+        }
+    }
+
+    /// The largest k training may fit.
+    pub fn max_k(&self) -> usize {
+        self.fixed_k().unwrap_or(self.k_range[1])
+    }
 }
 
 /// Which compute device numeric training runs on.
@@ -222,9 +267,19 @@ impl Settings {
             "must be between 0 and 1 (exclusive)",
         )?;
         check(
-            (2..=64).contains(&s.k),
+            s.fixed_k().is_none_or(|k| (2..=64).contains(&k)),
             "segmentation.k",
-            "must be between 2 and 64",
+            "must be `auto` or between 2 and 64",
+        )?;
+        check(
+            s.sweep_sample >= 100,
+            "segmentation.sweep_sample",
+            "must be at least 100",
+        )?;
+        check(
+            2 <= s.k_range[0] && s.k_range[0] <= s.k_range[1] && s.k_range[1] <= 20,
+            "segmentation.k_range",
+            "must be [low, high] with 2 <= low <= high <= 20",
         )?;
         check(
             (1..=crate::schema::N_FEATURES).contains(&s.pca_components),
@@ -450,7 +505,7 @@ mod tests {
     #[test]
     fn defaults_load_and_validate() {
         let s = Settings::load_with_env(None, env(&[])).unwrap();
-        assert_eq!(s.segmentation.k, 3);
+        assert_eq!(s.segmentation.k, KSetting::Fixed(3));
         assert_eq!(s.split.seed, 42);
         assert_eq!(s.device, DeviceChoice::Auto);
     }
@@ -459,8 +514,17 @@ mod tests {
     fn environment_overrides_one_key() {
         let s =
             Settings::load_with_env(None, env(&[("CATEGORIZER__SEGMENTATION__K", "4")])).unwrap();
-        assert_eq!(s.segmentation.k, 4);
+        assert_eq!(s.segmentation.k, KSetting::Fixed(4));
         assert_eq!(s.segmentation.n_init, 4);
+        let s = Settings::load_with_env(None, env(&[("CATEGORIZER__SEGMENTATION__K", "auto")]))
+            .unwrap();
+        assert_eq!(
+            (s.segmentation.fixed_k(), s.segmentation.max_k()),
+            (None, 8)
+        );
+        let err = Settings::load_with_env(None, env(&[("CATEGORIZER__SEGMENTATION__K", "many")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("segmentation.k"), "{err}");
     }
 
     #[test]

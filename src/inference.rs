@@ -20,7 +20,9 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::value::TensorRef;
 
 use crate::error::{Error, Result};
-use crate::onnx::export::{INPUT, OUT_DISTANCES, OUT_EMBEDDING, OUT_PROBABILITIES, OUT_SEGMENT};
+use crate::onnx::export::{
+    INPUT, OUT_DISTANCES, OUT_EMBEDDING, OUT_PREPROCESSED, OUT_PROBABILITIES, OUT_SEGMENT,
+};
 use crate::schema::N_FEATURES;
 
 /// The environment variable naming the ONNX Runtime library.
@@ -190,6 +192,9 @@ pub struct Predictions {
     pub probabilities: Vec<f32>,
     pub embedding: Vec<f32>,
     pub distances: Vec<f32>,
+    /// The preprocessed features [N, 21] (what the explanations are computed from); empty for
+    /// models exported before the output existed.
+    pub preprocessed: Vec<f32>,
 }
 
 impl Predictions {
@@ -199,6 +204,7 @@ impl Predictions {
         self.probabilities.clear();
         self.embedding.clear();
         self.distances.clear();
+        self.preprocessed.clear();
     }
 }
 
@@ -207,6 +213,8 @@ pub struct OnnxModel {
     session: Session,
     k: usize,
     embedding_dims: usize,
+    /// The model has the `preprocessed` output (exported since explanations exist).
+    explains: bool,
 }
 
 impl std::fmt::Debug for OnnxModel {
@@ -278,15 +286,25 @@ impl OnnxModel {
             .commit_from_memory(bytes)
             .map_err(bad)?;
         let (k, embedding_dims) = check_signature(&session)?;
+        let explains = session
+            .outputs()
+            .iter()
+            .any(|o| o.name() == OUT_PREPROCESSED);
         Ok(Self {
             session,
             k,
             embedding_dims,
+            explains,
         })
     }
 
     pub fn k(&self) -> usize {
         self.k
+    }
+
+    /// Whether the model's outputs include the preprocessed features explanations need.
+    pub fn explains(&self) -> bool {
+        self.explains
     }
 
     /// Runs `rows` rows of the 21 raw features (row-major) and returns all four outputs.
@@ -330,6 +348,12 @@ impl OnnxModel {
                 .map_err(|_| ext(name))?;
             dst.extend_from_slice(v);
         }
+        if self.explains {
+            let (_, v) = outputs[OUT_PREPROCESSED]
+                .try_extract_tensor::<f32>()
+                .map_err(|_| ext(OUT_PREPROCESSED))?;
+            out.preprocessed.extend_from_slice(v);
+        }
         out.rows = rows;
         // The session's shapes are checked, not assumed: a model whose outputs do not fit
         // its rows is an error, never a slice out of bounds further on.
@@ -342,6 +366,11 @@ impl OnnxModel {
                 rows * self.embedding_dims,
             ),
             (OUT_DISTANCES, out.distances.len(), rows * self.k),
+            (
+                OUT_PREPROCESSED,
+                out.preprocessed.len(),
+                if self.explains { rows * N_FEATURES } else { 0 },
+            ),
         ] {
             if got != want {
                 out.clear();

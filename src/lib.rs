@@ -11,19 +11,19 @@
 //!   the GPU (wgpu) or the CPU
 //! - [`onnx`]: the fitted pipeline exported as one ONNX model
 //! - [`inference`]: ONNX Runtime sessions over exported models
-//! - [`model`], [`store`]: model + manifest, the parity check and promotion gate, the store
-//!   (a local directory or an S3 bucket)
+//! - [`registry`]: model + manifest, the parity check and promotion gate, segment lineage
+//!   across retrains, the store (a local directory or an S3 bucket)
+//! - [`explain`]: why a customer is in its segment, and whether it is atypical there
 //! - [`predict`]: streaming bulk scoring of CSV and Parquet files
 //! - [`serve`]: the HTTP service (axum) with the dynamic batcher in front of ONNX Runtime
 //!
 //! [`config`] holds the typed, layered settings, [`rt`] the small runtime the network clients run on, and
 //! [`error`] the error type.
-// The OpenAPI document is one large `serde_json::json!` literal.
-#![recursion_limit = "256"]
 
 pub mod config;
 pub mod dates;
 pub mod error;
+pub mod explain;
 pub mod features;
 pub mod inference;
 pub mod ingest;

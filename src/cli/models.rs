@@ -1,7 +1,9 @@
-//! `categorizer models`: list the versions of a model store, make one current, or roll back to the previous one.
+//! `categorizer models`: list the versions of a model store, make one current, roll back to
+//! the previous one, rename a segment, or compare two versions' segments on a data set.
 
 use std::process::ExitCode;
 
+use categorizer::inference::SessionOptions;
 use categorizer::registry as model;
 use categorizer::registry::store;
 
@@ -15,6 +17,21 @@ pub enum ModelsAction {
     Promote { version: String },
     /// Make the version that was current before the current one current again.
     Rollback,
+    /// Name a segment: stores a new version (same model, new manifest), current when VERSION was.
+    Rename {
+        version: String,
+        segment: usize,
+        name: String,
+    },
+    /// Compare two versions on a data set: how their segments match, and where its customers
+    /// go from A's segments to B's.
+    Diff {
+        a: String,
+        b: String,
+        /// CSV/Parquet file or synthetic:rows=N,seed=S (default: the configured source).
+        #[arg(long)]
+        data: Option<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -64,6 +81,25 @@ pub fn run(args: Args, ctx: Context) -> anyhow::Result<ExitCode> {
             let from = store.current()?.unwrap_or_default();
             let to = store.rollback()?;
             println!("rolled back {} from {from} to {to}", store.describe());
+        }
+        ModelsAction::Rename {
+            version,
+            segment,
+            name,
+        } => {
+            let r = model::rename(store.as_ref(), &version, segment, &name)?;
+            println!(
+                "{}: segment {segment} of {version} is now \"{}\"{}",
+                r.version,
+                r.manifest.segments[segment].name,
+                if r.current { " (current)" } else { "" }
+            );
+        }
+        ModelsAction::Diff { a, b, data } => {
+            let source = data.unwrap_or_else(|| settings.data.source.clone());
+            let options = SessionOptions::from_settings(&settings.inference);
+            let d = model::diff(store.as_ref(), &a, &b, &source, &options)?;
+            print!("{d}");
         }
     }
     Ok(ExitCode::SUCCESS)

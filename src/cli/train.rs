@@ -111,6 +111,16 @@ pub fn run(args: Args, ctx: Context) -> anyhow::Result<ExitCode> {
             m.parity.rows,
             m.parity.max_probability_diff
         );
+        if let Some(l) = &m.lineage {
+            let kept = l.matched.values().filter(|o| o.is_some()).count();
+            println!(
+                "  segments matched to {}: {kept} of {} kept their ids and names, adjusted Rand index {}",
+                l.previous_version,
+                m.k,
+                l.adjusted_rand_index
+                    .map_or("not measured".into(), |a| format!("{a:.4}"))
+            );
+        }
         println!(
             "  {}: {}",
             if m.promotion.promoted {
@@ -148,6 +158,25 @@ fn print_summary(o: &TrainOutcome) {
             .map(|a| format!(", {a}"))
             .unwrap_or_default()
     );
+    let seg = &o.segmentation;
+    if !seg.k_sweep.is_empty() {
+        println!();
+        println!(
+            "k sweep on {} rows ({:.3} s): k = {} chosen",
+            seg.sweep_rows, seg.sweep_seconds, m.k
+        );
+        println!("   k  silhouette  davies-bouldin          wcss");
+        for s in &seg.k_sweep {
+            println!(
+                "  {:>2}  {:>10.4}  {:>14.4}  {:>12.2}{}",
+                s.k,
+                s.silhouette,
+                s.davies_bouldin,
+                s.wcss,
+                if s.k == m.k { "  *" } else { "" }
+            );
+        }
+    }
     println!();
     println!("               silhouette  davies-bouldin          wcss");
     println!(

@@ -31,6 +31,8 @@ pub const OUT_SEGMENT: &str = "segment";
 pub const OUT_PROBABILITIES: &str = "probabilities";
 pub const OUT_EMBEDDING: &str = "embedding";
 pub const OUT_DISTANCES: &str = "distances";
+/// The preprocessed features the classifier and the PCA read: explanations start from them.
+pub const OUT_PREPROCESSED: &str = "preprocessed";
 
 #[derive(Default)]
 struct Builder {
@@ -100,6 +102,7 @@ pub fn export(model: &SegmentationModel, metadata: Vec<(String, String)>) -> Vec
     });
 
     let z = preprocessing(&mut b, &model.preprocessor);
+    b.node("Identity", &[&z], OUT_PREPROCESSED, vec![]);
     let probabilities = match &model.classifier {
         Classifier::Mlp(m) => mlp(&mut b, &z, m),
         Classifier::Gbdt(m) => gbdt(&mut b, &z, m),
@@ -167,6 +170,11 @@ pub fn export(model: &SegmentationModel, metadata: Vec<(String, String)>) -> Vec
             OUT_DISTANCES,
             DataType::Float,
             vec![n(), Dim::Fixed(k as i64)],
+        ),
+        (
+            OUT_PREPROCESSED,
+            DataType::Float,
+            vec![n(), Dim::Fixed(N_FEATURES as i64)],
         ),
     ] {
         b.graph.outputs.push(ValueInfo {

@@ -96,9 +96,37 @@ pub struct Manifest {
     /// The validation report of the run that trained this model.
     #[serde(default)]
     pub validation: Option<crate::validate::Report>,
+    /// How k was chosen, and the space explanations and the atypical flag are computed in
+    /// (absent from models published before them).
+    #[serde(default)]
+    pub segmentation: Option<crate::train::SegmentationInfo>,
+    /// How this model's segments relate to the model that was current when it was trained
+    /// (absent for the first model of a store).
+    #[serde(default)]
+    pub lineage: Option<crate::train::lineage::Lineage>,
+    /// The version this one was made from by renaming a segment (same ONNX model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renamed_from: Option<String>,
 }
 
 impl Manifest {
+    /// The segments' names, means and explanation space, as answers are told with them.
+    pub fn explainer(&self) -> crate::explain::Segments {
+        crate::explain::Segments {
+            names: self.segments.iter().map(|s| s.name.clone()).collect(),
+            means: self
+                .segments
+                .iter()
+                .map(|s| crate::train::lineage::means_vector(&s.means))
+                .collect(),
+            space: self
+                .segmentation
+                .as_ref()
+                .map(|s| s.space.clone())
+                .filter(|s| s.k() == self.k),
+        }
+    }
+
     /// Refuses a model the service cannot serve in place of the one it serves: another
     /// feature schema (the form, the API and the ONNX input are all built on it).
     pub fn check_compatible(&self) -> Result<()> {
@@ -121,25 +149,46 @@ impl Manifest {
     }
 }
 
-/// The training-data profile of the store's current model: the drift reference of a new
-/// training run. None (with a warning) when there is no current model or it has none.
-pub fn current_profile(store: &dyn ModelStore) -> Option<crate::validate::Profile> {
-    let read = || -> Result<Option<crate::validate::Profile>> {
+/// What a new training run takes from the store's current model: its training-data profile
+/// (the drift reference) and its segments (the new ones are matched to them). Nones (with a
+/// warning) when there is no current model or it cannot be read.
+pub fn current_reference(
+    store: &dyn ModelStore,
+) -> (
+    Option<crate::validate::Profile>,
+    Option<crate::train::Previous>,
+) {
+    let read = || -> Result<Option<Manifest>> {
         let Some(version) = store.current()? else {
             return Ok(None);
         };
-        let m: Manifest = serde_json::from_slice(&store.get(&version, MANIFEST_FILE)?)?;
-        if m.data_profile.is_none() {
-            tracing::warn!("model {version} has no data profile: drift is not measured");
-        }
-        Ok(m.data_profile)
+        Ok(Some(serde_json::from_slice(
+            &store.get(&version, MANIFEST_FILE)?,
+        )?))
     };
-    read().unwrap_or_else(|e| {
-        tracing::warn!(
-            "the current model's data profile could not be read ({e}): drift is not measured"
-        );
-        None
-    })
+    match read() {
+        Ok(Some(m)) => {
+            if m.data_profile.is_none() {
+                tracing::warn!(
+                    "model {} has no data profile: drift is not measured",
+                    m.version
+                );
+            }
+            let previous = crate::train::Previous {
+                version: m.version,
+                segments: m.segments,
+            };
+            (m.data_profile, Some(previous))
+        }
+        Ok(None) => (None, None),
+        Err(e) => {
+            tracing::warn!(
+                "the current model's manifest could not be read ({e}): drift is not measured \
+                 and segments are not matched to it"
+            );
+            (None, None)
+        }
+    }
 }
 
 /// The segments in the 2-D embedding: the KMeans centres and a sample of held-out customers

@@ -3,15 +3,19 @@
 //! following the store from a running service. The CLI, the training jobs and the server's
 //! start-up all go through [`train_and_publish`] and [`follow`].
 
+pub mod diff;
 pub mod follow;
 pub mod manifest;
 pub mod publish;
+pub mod rename;
 pub mod store;
 
+pub use diff::diff;
 pub use manifest::{
-    EmbeddingMap, FeatureSpec, Manifest, ServedModel, current_profile, feature_specs,
+    EmbeddingMap, FeatureSpec, Manifest, ServedModel, current_reference, feature_specs,
 };
 pub use publish::{PARITY_TOLERANCE, PROMOTION_RULE, Published, publish};
+pub use rename::rename;
 
 use crate::error::Result;
 use crate::inference::SessionOptions;
@@ -37,11 +41,13 @@ pub fn train_and_publish(
     options: &SessionOptions,
 ) -> Result<Trained> {
     let request = match store {
-        Some(store) if request.reference.is_none() => {
-            let reference = current_profile(store);
-            request.with_reference(reference)
+        Some(store) => {
+            let (reference, previous) = current_reference(store);
+            let reference = request.reference.clone().or(reference);
+            let previous = request.previous.clone().or(previous);
+            request.with_reference(reference).with_previous(previous)
         }
-        _ => request,
+        None => request,
     };
     let outcome = crate::train::run(&request)?;
     let Some(store) = store else {

@@ -14,8 +14,8 @@ use crate::inference::{OnnxModel, SessionOptions};
 use crate::matrix::Matrix;
 use crate::onnx::export;
 use crate::schema::FEATURES;
-use crate::train::TrainOutcome;
 use crate::train::classifier::evaluate;
+use crate::train::{TrainOutcome, lineage};
 
 /// Largest allowed |p_onnx - p_in_process| at export.
 pub const PARITY_TOLERANCE: f64 = 1e-5;
@@ -66,6 +66,11 @@ pub fn publish(
     let test = &outcome.test_raw;
     let k = model.kmeans.k;
 
+    let lineage = outcome
+        .matching
+        .as_ref()
+        .map(|(previous, m)| lineage(outcome, store, previous, m, &bytes, options));
+
     // The evaluation gate.
     let f1 = evaluate(
         &outcome.test_labels,
@@ -112,6 +117,11 @@ pub fn publish(
                     model.pca.components.len()
                 ),
                 format!("{}: float32[N, {k}]", export::OUT_DISTANCES),
+                format!(
+                    "{}: float32[N, {}]",
+                    export::OUT_PREPROCESSED,
+                    FEATURES.len()
+                ),
             ],
         },
         data: outcome.data.clone(),
@@ -135,6 +145,9 @@ pub fn publish(
         ),
         data_profile: Some(outcome.profile.clone()),
         validation: Some(outcome.validation.clone()),
+        segmentation: Some(outcome.segmentation.clone()),
+        lineage,
+        renamed_from: None,
     };
     let json = serde_json::to_vec_pretty(&manifest)?;
     store.put(&version, &[(MODEL_FILE, &bytes), (MANIFEST_FILE, &json)])?;
@@ -148,9 +161,66 @@ pub fn publish(
     })
 }
 
+/// The lineage of a model whose segments were matched to `previous`'s: the matching, and the
+/// training customers as both models score them (no table when `previous` cannot be scored).
+fn lineage(
+    outcome: &TrainOutcome,
+    store: &dyn ModelStore,
+    previous: &str,
+    m: &lineage::Matching,
+    bytes: &[u8],
+    options: &SessionOptions,
+) -> lineage::Lineage {
+    let compared = ServedModel::from_store(store, previous, options).and_then(|mut old| {
+        let mut new = OnnxModel::from_bytes(bytes, options)?;
+        migration_between(&mut old.onnx, &mut new, &outcome.train_raw)
+    });
+    let (migration, ari) = match compared {
+        Ok((table, ari)) => (table, Some(ari)),
+        Err(e) => {
+            tracing::warn!("the previous model {previous} could not score the training rows: {e}");
+            (Vec::new(), None)
+        }
+    };
+    lineage::Lineage {
+        previous_version: previous.into(),
+        rule: lineage::MATCH_RULE.into(),
+        matched: lineage::by_id(&m.old),
+        match_distance: lineage::by_id(&m.distance),
+        match_threshold: m.threshold,
+        migration,
+        adjusted_rand_index: ari,
+        rows: outcome.train_raw.rows(),
+    }
+}
+
+/// Rows per inference call when two models score a whole data set.
+const COMPARE_CHUNK_ROWS: usize = 65_536;
+
+/// Scores `raw` with both models: `table[a's segment][b's segment]` and the adjusted Rand index.
+pub fn migration_between(
+    a: &mut OnnxModel,
+    b: &mut OnnxModel,
+    raw: &Matrix,
+) -> Result<(Vec<Vec<usize>>, f64)> {
+    let mut table = vec![vec![0usize; b.k()]; a.k()];
+    let (mut pa, mut pb) = Default::default();
+    for chunk in raw.as_slice().chunks(COMPARE_CHUNK_ROWS * FEATURES.len()) {
+        let rows = chunk.len() / FEATURES.len();
+        a.predict_into(chunk, rows, &mut pa)?;
+        b.predict_into(chunk, rows, &mut pb)?;
+        let t: &crate::inference::Predictions = &pa;
+        for (&x, &y) in t.segment.iter().zip(&pb.segment) {
+            table[x as usize][y as usize] += 1;
+        }
+    }
+    let ari = lineage::adjusted_rand_index(&table);
+    Ok((table, ari))
+}
+
 /// A new version id: the creation time and the model's checksum; the same model trained twice
 /// within a second would get the same id, so repeats are numbered.
-fn new_version(store: &dyn ModelStore, created: u64, sha: &str) -> Result<String> {
+pub(super) fn new_version(store: &dyn ModelStore, created: u64, sha: &str) -> Result<String> {
     let base = format!("{}-{}", compact(created), &sha[..8]);
     let existing = store.versions()?;
     Ok((0..)

@@ -585,7 +585,7 @@ fn lloyd(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]

@@ -8,11 +8,13 @@
 pub mod classifier;
 pub mod device;
 pub mod kmeans;
+pub mod lineage;
 pub mod metrics;
 pub mod pca;
 pub mod progress;
 pub mod segments;
 pub mod split;
+pub mod sweep;
 pub mod tensor;
 
 use std::io::Write;
@@ -82,6 +84,16 @@ pub struct TrainRequest {
     pub monitor: Option<std::sync::Arc<progress::Monitor>>,
     /// The current model's training-data profile: the data is checked for drift against it.
     pub reference: Option<crate::validate::Profile>,
+    /// The current model's segments: the new ones are matched to them and keep their ids
+    /// and names.
+    pub previous: Option<Previous>,
+}
+
+/// The segments a new model's are matched to: the store's current model's.
+#[derive(Debug, Clone)]
+pub struct Previous {
+    pub version: String,
+    pub segments: Vec<SegmentProfile>,
 }
 
 impl TrainRequest {
@@ -102,6 +114,7 @@ impl TrainRequest {
             progress: false,
             monitor: None,
             reference: None,
+            previous: None,
         }
     }
 
@@ -126,6 +139,28 @@ impl TrainRequest {
         self.reference = reference;
         self
     }
+
+    /// Matches the new segments to these (the current model's).
+    pub fn with_previous(mut self, previous: Option<Previous>) -> Self {
+        self.previous = previous;
+        self
+    }
+}
+
+/// How the segments were found: the k sweep (with `segmentation.k: auto`) and the space the
+/// explanations and the atypical flag are computed in. The manifest's `segmentation`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentationInfo {
+    /// How k was chosen: the sweep's rule, or the fixed setting.
+    pub k_rule: String,
+    /// Every k the sweep tried, scored on its sample (empty when k was fixed).
+    pub k_sweep: Vec<sweep::KScore>,
+    /// Rows of the seeded sample the sweep ran on (0 when k was fixed).
+    pub sweep_rows: usize,
+    /// Wall-clock seconds of the sweep (the final fit is in the KMeans stage's time).
+    #[serde(default)]
+    pub sweep_seconds: f64,
+    pub space: crate::explain::SegmentSpace,
 }
 
 /// What the model learned from: usable rows and a SHA-256 of their 21 feature values.
@@ -234,6 +269,11 @@ pub struct TrainOutcome {
     pub test_labels: Vec<u32>,
     /// The held-out rows' raw features (for the export's parity check and promotion gate).
     pub test_raw: Matrix,
+    /// The training rows' raw features (the lineage's migration table scores them).
+    pub train_raw: Matrix,
+    pub segmentation: SegmentationInfo,
+    /// The new segments matched to the request's previous ones, by new id.
+    pub matching: Option<(String, lineage::Matching)>,
     /// The usable rows the model learned from.
     pub data: DataFingerprint,
     /// The validation stage's report, and the profile of this run's records (the next
@@ -312,7 +352,14 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
     step.finish(format!("Device: {compute}"));
     watch.lap(Stage::Device);
 
-    let seg = segment(s, &progress, &mut watch, &train_raw, &train_x, &dev)?;
+    let seg = segment(
+        s,
+        &progress,
+        &mut watch,
+        (&train_raw, &train_x),
+        &dev,
+        req.previous.as_ref(),
+    )?;
     let k = seg.kmeans.k;
     let step = progress.step(Stage::Metrics, "Evaluating")?;
     let (emb_test, test_assign) = seg.embed_and_assign(&test_x, &dev);
@@ -332,7 +379,15 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
         evaluate(&seg.emb_train, &seg.train_assign),
         evaluate(&emb_test, &test_assign),
     );
-    let segment_profiles = segments::profiles(&train_raw, &seg.train_assign.labels, k);
+    let mut segment_profiles = segments::profiles(&train_raw, &seg.train_assign.labels, k);
+    if let (Some(m), Some(p)) = (&seg.matching, &req.previous) {
+        let names: Vec<Option<String>> = m
+            .old
+            .iter()
+            .map(|o| o.and_then(|o| p.segments.get(o)).map(|s| s.name.clone()))
+            .collect();
+        segments::adopt_names(&mut segment_profiles, &names);
+    }
     step.finish("Evaluated");
     watch.lap(Stage::Metrics);
 
@@ -360,8 +415,33 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
         kmeans,
         train_assign,
         n_init,
+        sweep,
+        matching,
         ..
     } = seg;
+    let segmentation = SegmentationInfo {
+        k_rule: match &sweep {
+            Some(_) => sweep::K_RULE.into(),
+            None => format!("fixed: segmentation.k = {k}"),
+        },
+        sweep_rows: sweep.as_ref().map_or(0, |s| s.rows),
+        sweep_seconds: sweep.as_ref().map_or(0.0, |s| round6(s.seconds)),
+        k_sweep: sweep.map(|s| s.scores).unwrap_or_default(),
+        space: crate::explain::SegmentSpace {
+            pca_mean: pca.mean.clone(),
+            components: pca.components.clone(),
+            centres: kmeans
+                .centres
+                .chunks_exact(kmeans.dims)
+                .map(<[f32]>::to_vec)
+                .collect(),
+            distance_p99: crate::explain::distance_p99(
+                &train_assign.labels,
+                train_assign.sq_dist.iter().map(|&d| f64::from(d).sqrt()),
+                k,
+            ),
+        },
+    };
     let model = SegmentationModel {
         reference_date: s.reference_date(),
         preprocessor,
@@ -422,6 +502,11 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
         train_labels: train_assign.labels,
         test_labels: test_assign.labels,
         test_raw,
+        train_raw,
+        segmentation,
+        matching: matching
+            .zip(req.previous.as_ref())
+            .map(|(m, p)| (p.version.clone(), m)),
         data: DataFingerprint::of(&req.source.name(), &table.matrix),
         validation: checked.report,
         profile: checked.profile,
@@ -510,7 +595,7 @@ fn engineer(
     for line in table.report.summary_lines() {
         tracing::warn!("set aside: {line}");
     }
-    if table.matrix.rows() < 2 * req.settings.segmentation.k + 2 {
+    if table.matrix.rows() < 2 * req.settings.segmentation.max_k() + 2 {
         return Err(Error::NoUsableRows(describe(&table.report)));
     }
     Ok(table)
@@ -524,6 +609,9 @@ struct Segmentation {
     emb_train: Vec<f32>,
     train_assign: Assignment,
     n_init: usize,
+    sweep: Option<sweep::Sweep>,
+    /// The segments matched to the previous model's, by (final) id.
+    matching: Option<lineage::Matching>,
 }
 
 impl Segmentation {
@@ -535,14 +623,16 @@ impl Segmentation {
     }
 }
 
-/// The PCA and KMeans stages on the preprocessed training rows.
+/// The PCA and KMeans stages on the preprocessed training rows: k chosen by the sweep when
+/// `segmentation.k` is `auto`, ids in canonical (spending) order, or matched to the previous
+/// model's segments when there is one.
 fn segment(
     s: &Settings,
     progress: &Progress,
     watch: &mut Stopwatch,
-    train_raw: &Matrix,
-    train_x: &Matrix,
+    (train_raw, train_x): (&Matrix, &Matrix),
     dev: &Device,
+    previous: Option<&Previous>,
 ) -> Result<Segmentation> {
     let step = progress.step(Stage::Pca, "PCA")?;
     let x = tensor::upload(train_x, dev);
@@ -553,14 +643,37 @@ fn segment(
     step.finish(format!("PCA: {} components", pca.components.len()));
     watch.lap(Stage::Pca);
 
-    let k = s.segmentation.k;
-    let params = KMeansParams {
-        k,
+    let mut params = KMeansParams {
+        k: s.segmentation.fixed_k().unwrap_or(0),
         n_init: s.segmentation.n_init,
         max_iter: s.segmentation.max_iter,
         tolerance: s.segmentation.tolerance,
         seed: s.split.seed,
     };
+    let sweep = match s.segmentation.fixed_k() {
+        Some(_) => None,
+        None => {
+            let [low, high] = s.segmentation.k_range;
+            let step = progress.step(Stage::KMeans, format!("Choosing k in {low}..={high}"))?;
+            let started = Instant::now();
+            let mut found = sweep::sweep(
+                &emb_train,
+                pca.components.len(),
+                s.segmentation.k_range,
+                &params,
+                s.segmentation.sweep_sample,
+                |_| progress.check(),
+            )?;
+            found.seconds = started.elapsed().as_secs_f64();
+            params.k = found.chosen;
+            step.finish(format!(
+                "k = {} chosen in {low}..={high} on {} rows",
+                found.chosen, found.rows
+            ));
+            Some(found)
+        }
+    };
+    let k = params.k;
     let bar = progress.bar(Stage::KMeans, params.max_iter as u64, "KMeans")?;
     let (mut km, mut train_assign) =
         kmeans::fit(&emb_train_t, &params, |i| bar.set_position(i as u64))?;
@@ -571,6 +684,28 @@ fn segment(
     let order = segments::canonical_order(train_raw, &train_assign.labels, k);
     km.reorder(&order);
     segments::relabel(&mut train_assign.labels, &order);
+    let matching = previous.map(|p| {
+        let old: Vec<Vec<f64>> = p
+            .segments
+            .iter()
+            .map(|s| lineage::means_vector(&s.means))
+            .collect();
+        let new = segments::means(train_raw, &train_assign.labels, k);
+        let m = lineage::match_segments(&old, &new, &lineage::feature_scale(train_raw));
+        // ids[canonical] = final id; order[final id] = canonical.
+        let ids = lineage::plan_ids(&m.old);
+        let mut order = vec![0; k];
+        for (c, &id) in ids.iter().enumerate() {
+            order[id] = c;
+        }
+        km.reorder(&order);
+        segments::relabel(&mut train_assign.labels, &order);
+        lineage::Matching {
+            old: order.iter().map(|&c| m.old[c]).collect(),
+            distance: order.iter().map(|&c| m.distance[c]).collect(),
+            threshold: m.threshold,
+        }
+    });
     watch.lap(Stage::KMeans);
     Ok(Segmentation {
         pca,
@@ -578,6 +713,8 @@ fn segment(
         emb_train,
         train_assign,
         n_init: params.n_init,
+        sweep,
+        matching,
     })
 }
 

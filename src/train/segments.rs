@@ -50,6 +50,27 @@ fn cluster_means(raw: &Matrix, labels: &[u32], k: usize) -> (Vec<Vec<f64>>, Vec<
     (means, sizes)
 }
 
+/// Each cluster's mean raw features (NaN where none of its rows has a value).
+pub fn means(raw: &Matrix, labels: &[u32], k: usize) -> Vec<Vec<f64>> {
+    cluster_means(raw, labels, k).0
+}
+
+/// Gives matched segments their previous names (`names[id]`); a generated name that one of
+/// them now holds is told apart by its id.
+pub fn adopt_names(profiles: &mut [SegmentProfile], names: &[Option<String>]) {
+    for (p, name) in profiles.iter_mut().zip(names) {
+        if let Some(name) = name {
+            p.name = name.clone();
+        }
+    }
+    let kept: std::collections::HashSet<String> = names.iter().flatten().cloned().collect();
+    for (p, name) in profiles.iter_mut().zip(names) {
+        if name.is_none() && kept.contains(&p.name) {
+            p.name = format!("{} ({})", p.name, p.id);
+        }
+    }
+}
+
 /// The order that makes ids canonical: `order[new_id] = old_id`, by mean Total_Spending
 /// descending (ties: lower old id first).
 pub fn canonical_order(raw: &Matrix, labels: &[u32], k: usize) -> Vec<usize> {
@@ -80,9 +101,17 @@ fn tier(rank: usize, k: usize) -> String {
     }
 }
 
-/// Profiles of canonical segments (labels already canonical).
+/// Profiles of the segments; names follow each segment's rank by mean Total_Spending (which
+/// is its id unless ids were kept from a previous model).
 pub fn profiles(raw: &Matrix, labels: &[u32], k: usize) -> Vec<SegmentProfile> {
     let (means, sizes) = cluster_means(raw, labels, k);
+    let spend = feature_index("Total_Spending").expect("Total_Spending is a feature");
+    let mut by_spending: Vec<usize> = (0..k).collect();
+    by_spending.sort_by(|&a, &b| means[b][spend].total_cmp(&means[a][spend]).then(a.cmp(&b)));
+    let mut rank = vec![0; k];
+    for (r, &id) in by_spending.iter().enumerate() {
+        rank[id] = r;
+    }
     let n = labels.len().max(1);
     let parental = feature_index("Parental_Status").expect("feature");
     let deals = feature_index("Discount_Purchases").expect("feature");
@@ -99,7 +128,7 @@ pub fn profiles(raw: &Matrix, labels: &[u32], k: usize) -> Vec<SegmentProfile> {
             } else {
                 "mostly without children"
             };
-            let mut name = format!("{}, {household}", tier(id, k));
+            let mut name = format!("{}, {household}", tier(rank[id], k));
             if k > 2 && m[deals] == max_deals {
                 name.push_str(", deal seekers");
             }
