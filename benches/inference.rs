@@ -78,6 +78,7 @@ fn bench(c: &mut Criterion) {
                 progress: false,
                 options: SessionOptions::default(),
                 keep_malformed: false,
+                explain: false,
             })
             .unwrap()
         })

@@ -5,8 +5,9 @@
 //! polars; Parquet is read slice by slice. A chunk is either raw 29-column records (features
 //! computed by the same code as training, with the model's reference date) or the 21 features
 //! by their keys. Every input row comes out, in order, with its columns kept and `segment`,
-//! `segment_name`, `probability_<id>` added; a row that cannot be scored gets empty predictions
-//! and the reason in `error`, so nothing is dropped silently.
+//! `segment_name`, `probability_<id>`, `atypical` (and with `explain`, `runner_up` and
+//! `top_feature_1..3`) added; a row that cannot be scored gets empty predictions and the
+//! reason in `error`, so nothing is dropped silently.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Cursor};
@@ -36,6 +37,8 @@ pub struct PredictRequest {
     /// A malformed CSV record (a stray quote, a wrong number of fields) becomes an output row
     /// with only its `error` set, instead of failing the command (`--on-error keep`).
     pub keep_malformed: bool,
+    /// Add `runner_up` and `top_feature_1..3`: why each row is in its segment.
+    pub explain: bool,
 }
 
 /// Which columns the input carries.
@@ -98,12 +101,13 @@ pub fn run(req: &PredictRequest) -> Result<PredictSummary> {
     let mut model = ServedModel::open(&req.model, &req.options)?;
     let reference = ReferenceDate::parse(&model.manifest.reference_date)
         .map_err(|m| Error::Model(format!("manifest reference_date: {m}")))?;
-    let names: Vec<String> = model
-        .manifest
-        .segments
-        .iter()
-        .map(|s| s.name.clone())
-        .collect();
+    let segments = model.manifest.explainer();
+    if req.explain && (segments.space.is_none() || !model.onnx.explains()) {
+        return Err(Error::Model(format!(
+            "model {} was published before explanations existed; retrain it to use --explain",
+            model.manifest.version
+        )));
+    }
     let source = req.input.display().to_string();
     let mut reader = ChunkReader::open(&req.input, req.keep_malformed)?;
     let kind = input_kind(&source, reader.columns())?;
@@ -143,7 +147,13 @@ pub fn run(req: &PredictRequest) -> Result<PredictSummary> {
         model
             .onnx
             .predict_into(matrix.as_slice(), matrix.rows(), &mut pred)?;
-        let out = with_predictions(chunk, &pred, &kept, &errors, &names)?;
+        let scored = Scored {
+            pred: &pred,
+            kept: &kept,
+            segments: &segments,
+            explain: req.explain,
+        };
+        let out = with_predictions(chunk, &scored, &errors)?;
         let w = match writer.as_mut() {
             Some(w) => w,
             None => writer.insert(ChunkWriter::create(
@@ -240,23 +250,63 @@ fn features_of(
     Ok((Matrix::new(kept.len(), N_FEATURES, data), kept, errors))
 }
 
-/// Adds `segment`, `segment_name`, `probability_<id>` and `error` to a chunk.
+/// A chunk's predictions: the model's outputs for its `kept` rows.
+struct Scored<'a> {
+    pred: &'a Predictions,
+    kept: &'a [u32],
+    segments: &'a crate::explain::Segments,
+    explain: bool,
+}
+
+/// Adds `segment`, `segment_name`, `probability_<id>`, `atypical`, the explanation columns
+/// when asked, and `error` to a chunk.
 fn with_predictions(
     mut df: DataFrame,
-    pred: &Predictions,
-    kept: &[u32],
+    scored: &Scored,
     errors: &[(u32, String)],
-    names: &[String],
 ) -> Result<DataFrame> {
+    let Scored {
+        pred,
+        kept,
+        segments,
+        explain,
+    } = *scored;
+    let names = &segments.names;
     let n = df.height();
     let k = pred.k.max(names.len());
     let mut segment: Vec<Option<i64>> = vec![None; n];
     let mut probs: Vec<Vec<Option<f32>>> = vec![vec![None; n]; k];
+    let mut atypical: Vec<Option<bool>> = vec![None; n];
+    let mut runner_up: Vec<Option<i64>> = vec![None; if explain { n } else { 0 }];
+    let mut top: Vec<Vec<Option<&str>>> = vec![
+        vec![None; n];
+        if explain {
+            crate::explain::TOP_FEATURES
+        } else {
+            0
+        }
+    ];
     for (r, &i) in kept.iter().enumerate() {
         let i = i as usize;
-        segment[i] = Some(pred.segment[r]);
+        let s = pred.segment[r];
+        segment[i] = Some(s);
         for (j, p) in probs.iter_mut().enumerate() {
             p[i] = Some(pred.probabilities[r * pred.k + j]);
+        }
+        let d = &pred.distances[r * pred.k..(r + 1) * pred.k];
+        atypical[i] = Some(
+            segments
+                .space
+                .as_ref()
+                .is_some_and(|sp| sp.atypical(d, s as usize)),
+        );
+        if let (true, Some(space)) = (explain, &segments.space) {
+            let x = &pred.preprocessed[r * N_FEATURES..(r + 1) * N_FEATURES];
+            let e = space.explain(x, d, s as usize);
+            runner_up[i] = Some(e.runner_up as i64);
+            for (slot, (j, _)) in top.iter_mut().zip(e.top(crate::explain::TOP_FEATURES)) {
+                slot[i] = Some(FEATURES[j].key);
+            }
         }
     }
     let name: Vec<Option<&str>> = segment
@@ -273,6 +323,13 @@ fn with_predictions(
     ];
     for (j, p) in probs.into_iter().enumerate() {
         columns.push(Column::new(format!("probability_{j}").into(), p));
+    }
+    columns.push(Column::new("atypical".into(), atypical));
+    if explain {
+        columns.push(Column::new("runner_up".into(), runner_up));
+        for (j, t) in top.into_iter().enumerate() {
+            columns.push(Column::new(format!("top_feature_{}", j + 1).into(), t));
+        }
     }
     columns.push(Column::new("error".into(), error));
     // An input that already has these columns (a scored file scored again) keeps them as input_*.

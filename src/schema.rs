@@ -154,6 +154,59 @@ pub struct Feature {
 }
 
 impl Feature {
+    /// A customer's value as the pages show it: a category's name, whole dollars.
+    pub fn show_value(&self, v: f64) -> String {
+        if v.is_nan() {
+            return "not given".into();
+        }
+        if !self.choices.is_empty() {
+            return self
+                .choices
+                .get(v as usize)
+                .copied()
+                .unwrap_or("?")
+                .to_string();
+        }
+        match self.kind {
+            FeatureKind::Real => format!("{v:.0}"),
+            _ => format!("{v}"),
+        }
+    }
+
+    /// A segment's average as the pages show it: a yes/no feature as the share of yes, an
+    /// ordinal code with the levels it falls between.
+    pub fn show_mean(&self, m: f64) -> String {
+        if self.choices.len() == 2 {
+            return format!("{:.0}% {}", m * 100.0, self.choices[1].to_lowercase());
+        }
+        if !self.choices.is_empty() && m.is_finite() {
+            let level = |c: f64| self.choices[(c.max(0.0) as usize).min(self.choices.len() - 1)];
+            let (lo, hi) = (level(m.floor()), level(m.ceil()));
+            return if lo == hi {
+                format!("{m:.1} ({lo})")
+            } else {
+                format!("{m:.1} ({lo}–{hi})")
+            };
+        }
+        if m.abs() >= 100.0 {
+            format!("{m:.0}")
+        } else {
+            format!("{m:.1}")
+        }
+    }
+
+    /// The label inside a sentence: lower case, without a trailing "(…)" qualifier.
+    pub fn phrase(&self) -> String {
+        let label = self
+            .label
+            .split_once(" (")
+            .map_or(self.label, |(head, _)| head);
+        let mut c = label.chars();
+        match c.next() {
+            Some(first) => first.to_lowercase().chain(c).collect(),
+            None => String::new(),
+        }
+    }
     /// A missing value is allowed (the preprocessing imputes it): true of the features read
     /// straight from a raw column that `config/schema.yaml` marks `nullable`. The one place
     /// that says which features may be missing.

@@ -36,6 +36,9 @@ pub struct Args {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Add `runner_up` and `top_feature_1..3`: why each row is in its segment.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 pub fn run(args: Args, ctx: Context) -> anyhow::Result<ExitCode> {
@@ -46,6 +49,7 @@ pub fn run(args: Args, ctx: Context) -> anyhow::Result<ExitCode> {
         chunk_rows,
         on_error,
         quiet,
+        explain,
     } = args;
     let Context { settings, .. } = ctx;
     let req = PredictRequest {
@@ -56,6 +60,7 @@ pub fn run(args: Args, ctx: Context) -> anyhow::Result<ExitCode> {
         progress: !quiet && std::io::stderr().is_terminal(),
         options: SessionOptions::from_settings(&settings.inference),
         keep_malformed: on_error == OnError::Keep,
+        explain,
     };
     let s = predict::run(&req)?;
     println!(

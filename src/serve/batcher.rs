@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::metrics::Metrics;
 use crate::error::Error;
+use crate::explain::{Explanation, Segments};
 use crate::inference::Predictions;
 use crate::registry::ServedModel;
 use crate::schema::N_FEATURES;
@@ -32,12 +33,36 @@ pub struct BatcherConfig {
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub model_version: Arc<str>,
-    pub segment_names: Arc<[String]>,
+    /// The answering model's segments: names, means, and the space explanations use.
+    pub segments: Arc<Segments>,
     pub k: usize,
     pub segment: Vec<i64>,
     pub probabilities: Vec<f32>,
     pub embedding: Vec<f32>,
     pub distances: Vec<f32>,
+    /// Each row: beyond its segment's 99th percentile distance on the training data.
+    pub atypical: Vec<bool>,
+    /// The preprocessed features [n, 21], when the request asked for explanations and the
+    /// model can give them.
+    pub preprocessed: Vec<f32>,
+}
+
+impl Answer {
+    /// Row `r`'s explanation, when the request asked for one and the model can give it.
+    pub fn explain(&self, r: usize) -> Option<Explanation> {
+        let space = self.segments.space.as_ref()?;
+        let x = self
+            .preprocessed
+            .get(r * N_FEATURES..(r + 1) * N_FEATURES)?;
+        let d = &self.distances[r * self.k..(r + 1) * self.k];
+        if self.k < 2 {
+            return None;
+        }
+        // A value far outside anything seen can overflow the float32 graph: no explanation
+        // then, rather than NaNs that JSON cannot carry.
+        Some(space.explain(x, d, self.segment[r] as usize))
+            .filter(|e| e.margin.is_finite() && e.contributions.iter().all(|c| c.is_finite()))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +85,7 @@ enum Msg {
 struct Job {
     rows: Vec<f32>,
     n: usize,
+    explain: bool,
     deadline: Instant,
     reply: oneshot::Sender<Result<Answer, BatchError>>,
 }
@@ -94,9 +120,10 @@ impl Batcher {
         rows: Vec<f32>,
         n: usize,
         deadline: Instant,
+        explain: bool,
     ) -> Result<Answer, BatchError> {
         if n <= self.max_rows {
-            return self.predict_piece(rows, n, deadline).await;
+            return self.predict_piece(rows, n, deadline, explain).await;
         }
         if rows.len() != n * N_FEATURES {
             return Err(BatchError::Inference(format!(
@@ -109,7 +136,7 @@ impl Batcher {
             let mut same_model = true;
             for piece in rows.chunks(self.max_rows * N_FEATURES) {
                 let a = self
-                    .predict_piece(piece.to_vec(), piece.len() / N_FEATURES, deadline)
+                    .predict_piece(piece.to_vec(), piece.len() / N_FEATURES, deadline, explain)
                     .await?;
                 match &mut whole {
                     None => whole = Some(a),
@@ -122,6 +149,8 @@ impl Batcher {
                         w.probabilities.extend_from_slice(&a.probabilities);
                         w.embedding.extend_from_slice(&a.embedding);
                         w.distances.extend_from_slice(&a.distances);
+                        w.atypical.extend_from_slice(&a.atypical);
+                        w.preprocessed.extend_from_slice(&a.preprocessed);
                     }
                 }
             }
@@ -140,6 +169,7 @@ impl Batcher {
         rows: Vec<f32>,
         n: usize,
         deadline: Instant,
+        explain: bool,
     ) -> Result<Answer, BatchError> {
         if rows.len() != n * N_FEATURES {
             return Err(BatchError::Inference(format!(
@@ -151,6 +181,7 @@ impl Batcher {
         let job = Job {
             rows,
             n,
+            explain,
             deadline,
             reply,
         };
@@ -191,19 +222,14 @@ impl Batcher {
 struct Loaded {
     model: ServedModel,
     version: Arc<str>,
-    names: Arc<[String]>,
+    segments: Arc<Segments>,
 }
 
 impl Loaded {
     fn new(model: ServedModel) -> Self {
         Self {
             version: model.manifest.version.as_str().into(),
-            names: model
-                .manifest
-                .segments
-                .iter()
-                .map(|s| s.name.clone())
-                .collect(),
+            segments: Arc::new(model.manifest.explainer()),
             model,
         }
     }
@@ -326,19 +352,41 @@ fn run(
     metrics.batch_rows.observe(n as f64);
     let k = out.k;
     let dims = out.embedding.len().checked_div(n).unwrap_or(0);
+    let space = loaded.segments.space.as_ref();
+    // Predicted and atypical customers per segment, added to the metrics once per batch.
+    let mut counts = vec![(0u64, 0u64); k];
     let mut at = 0usize;
     for job in batch.drain(..) {
         let answer = match &result {
             Ok(()) => {
                 let r = at..at + job.n;
+                let segment = out.segment[r.clone()].to_vec();
+                let distances = out.distances[r.start * k..r.end * k].to_vec();
+                let atypical: Vec<bool> = segment
+                    .iter()
+                    .zip(distances.chunks_exact(k))
+                    .map(|(&s, d)| space.is_some_and(|sp| sp.atypical(d, s as usize)))
+                    .collect();
+                for (&s, &a) in segment.iter().zip(&atypical) {
+                    let c = &mut counts[s as usize];
+                    c.0 += 1;
+                    c.1 += u64::from(a);
+                }
+                let preprocessed = if job.explain && !out.preprocessed.is_empty() {
+                    out.preprocessed[r.start * N_FEATURES..r.end * N_FEATURES].to_vec()
+                } else {
+                    Vec::new()
+                };
                 Ok(Answer {
                     model_version: loaded.version.clone(),
-                    segment_names: loaded.names.clone(),
+                    segments: loaded.segments.clone(),
                     k,
-                    segment: out.segment[r.clone()].to_vec(),
+                    segment,
                     probabilities: out.probabilities[r.start * k..r.end * k].to_vec(),
                     embedding: out.embedding[r.start * dims..r.end * dims].to_vec(),
-                    distances: out.distances[r.start * k..r.end * k].to_vec(),
+                    distances,
+                    atypical,
+                    preprocessed,
                 })
             }
             Err(e) => Err(BatchError::Inference(match e {
@@ -348,5 +396,11 @@ fn run(
         };
         at += job.n;
         let _ = job.reply.send(answer);
+    }
+    for (s, &(n, a)) in counts.iter().enumerate() {
+        if n > 0 {
+            metrics.predictions.add(s, n);
+            metrics.atypical.add(s, a);
+        }
     }
 }

@@ -86,6 +86,10 @@ codes! {
         "the body could not be read (the connection failed or the client stopped sending)";
     InvalidOption = "invalid_option", BAD_REQUEST, InvalidRequest,
         "a training option is not allowed (`field` names it)";
+    InvalidQuery = "invalid_query", BAD_REQUEST, InvalidRequest,
+        "a query parameter has a value the route does not take (`field` names it)";
+    InvalidName = "invalid_name", UNPROCESSABLE_ENTITY, InvalidRequest,
+        "a segment name is empty, over 80 characters or holds control characters";
     InvalidValue = "invalid_value", UNPROCESSABLE_ENTITY, InvalidRequest,
         "a customer's value is missing, unknown, not a number or out of range: in the customer's slot of `predictions` (with `field` and `row`), the request itself succeeds";
     Unauthorized = "unauthorized", UNAUTHORIZED, Auth,
@@ -94,6 +98,8 @@ codes! {
         "a training route from a non-loopback client while no admin token is set";
     NotFound = "not_found", NOT_FOUND, InvalidRequest, "no such route";
     JobNotFound = "job_not_found", NOT_FOUND, InvalidRequest, "no job with this id";
+    SegmentNotFound = "segment_not_found", NOT_FOUND, InvalidRequest,
+        "the served model has no segment with this id";
     NoValidation = "no_validation", NOT_FOUND, InvalidRequest,
         "no training run has left a validation report yet";
     MethodNotAllowed = "method_not_allowed", METHOD_NOT_ALLOWED, InvalidRequest,
@@ -101,6 +107,8 @@ codes! {
     RequestTimeout = "request_timeout", REQUEST_TIMEOUT, InvalidRequest,
         "the request took longer than `server.request_timeout_ms` plus one second";
     JobEnded = "job_ended", CONFLICT, InvalidRequest, "the job has already ended and cannot be cancelled";
+    NoExplanations = "no_explanations", CONFLICT, InvalidRequest,
+        "`explain=true` while the served model was published before explanations existed (retrain it)";
     BodyTooLarge = "body_too_large", PAYLOAD_TOO_LARGE, InvalidRequest,
         "the body is over `server.max_body_bytes` (16 KiB on the form and training routes); a larger Content-Length is refused before the body is read";
     TooManyCustomers = "too_many_customers", PAYLOAD_TOO_LARGE, InvalidRequest,
@@ -232,6 +240,12 @@ impl ApiError {
             field: None,
             row: None,
         }
+    }
+
+    /// Names the field (or parameter) the error is about.
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
     }
 
     /// An error whose status is not its code's (the HTTP layer's `http_error`).

@@ -126,6 +126,9 @@ pub struct Jobs {
     next: Arc<AtomicU64>,
     tx: mpsc::SyncSender<u64>,
     limits: Arc<crate::config::JobsSettings>,
+    /// The store the jobs publish to (segment renames write there too).
+    pub store: Arc<dyn ModelStore>,
+    pub options: SessionOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +155,8 @@ impl Jobs {
             next: Arc::new(AtomicU64::new(1)),
             tx,
             limits: Arc::new(setup.settings.jobs.clone()),
+            store: setup.store.clone(),
+            options: setup.options.clone(),
         };
         let records = jobs.records.clone();
         std::thread::Builder::new()

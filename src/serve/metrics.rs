@@ -123,6 +123,35 @@ pub struct Metrics {
     pub model_refusals: AtomicU64,
     /// Batches whose inference panicked (their requests got an error; the worker went on).
     pub inference_panics: AtomicU64,
+    /// Customers predicted, by segment.
+    pub predictions: SegmentCounters,
+    /// Of them, the atypical ones (beyond their segment's 99th percentile distance).
+    pub atypical: SegmentCounters,
+}
+
+/// Segment ids a counter keeps apart (`segmentation.k` is at most 64).
+pub const MAX_SEGMENTS: usize = 64;
+
+/// One counter per segment id.
+#[derive(Debug)]
+pub struct SegmentCounters([AtomicU64; MAX_SEGMENTS]);
+
+impl Default for SegmentCounters {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl SegmentCounters {
+    pub fn add(&self, segment: usize, n: u64) {
+        if let Some(c) = self.0.get(segment) {
+            c.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    pub fn get(&self, segment: usize) -> u64 {
+        self.0.get(segment).map_or(0, |c| c.load(Ordering::Relaxed))
+    }
 }
 
 impl Default for Metrics {
@@ -135,6 +164,8 @@ impl Default for Metrics {
             model_switches: AtomicU64::new(0),
             model_refusals: AtomicU64::new(0),
             inference_panics: AtomicU64::new(0),
+            predictions: SegmentCounters::default(),
+            atypical: SegmentCounters::default(),
         }
     }
 }
@@ -248,6 +279,32 @@ impl Metrics {
             self.model_refusals.load(Ordering::Relaxed),
             self.inference_panics.load(Ordering::Relaxed),
         );
+        out.push_str(
+            "# HELP categorizer_predictions_total Customers predicted, by segment.\n\
+             # TYPE categorizer_predictions_total counter\n",
+        );
+        let seen: Vec<usize> = (0..MAX_SEGMENTS)
+            .filter(|&s| self.predictions.get(s) > 0)
+            .collect();
+        for &s in &seen {
+            let _ = writeln!(
+                out,
+                "categorizer_predictions_total{{segment=\"{s}\"}} {}",
+                self.predictions.get(s)
+            );
+        }
+        out.push_str(
+            "# HELP categorizer_atypical_total Customers predicted whose distance to their segment's \
+             centre is beyond its training 99th percentile, by segment.\n\
+             # TYPE categorizer_atypical_total counter\n",
+        );
+        for &s in &seen {
+            let _ = writeln!(
+                out,
+                "categorizer_atypical_total{{segment=\"{s}\"}} {}",
+                self.atypical.get(s)
+            );
+        }
         out
     }
 }

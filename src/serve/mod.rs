@@ -210,13 +210,19 @@ impl AppState {
             .clone()
     }
 
-    /// Predicts `n` rows of 21 features through the batcher, within the request deadline.
-    pub async fn predict_rows(&self, rows: Vec<f32>, n: usize) -> Result<Answer, ApiError> {
+    /// Predicts `n` rows of 21 features through the batcher, within the request deadline;
+    /// with `explain`, the answer can explain each row.
+    pub async fn predict_rows(
+        &self,
+        rows: Vec<f32>,
+        n: usize,
+        explain: bool,
+    ) -> Result<Answer, ApiError> {
         let deadline = Instant::now() + self.inner.timeout;
         self.inner
             .serving
             .batcher
-            .predict(rows, n, deadline)
+            .predict(rows, n, deadline, explain)
             .await
             .map_err(|e| {
                 if matches!(e, BatchError::Busy) {

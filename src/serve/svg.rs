@@ -258,10 +258,102 @@ pub fn drift_chart(c: &ColumnDrift) -> String {
     out
 }
 
+/// A number in at most four significant digits (a chart's axis label).
+fn short(v: f64) -> String {
+    if v.abs() >= 10_000.0 {
+        format!("{:.0}k", v / 1000.0)
+    } else if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// The k sweep: silhouette (left) and WCSS (right) against k, the chosen k marked.
+pub fn k_sweep(scores: &[crate::train::sweep::KScore], chosen: usize) -> String {
+    let (w, h, pad) = (270.0f64, 170.0f64, 40.0f64);
+    let mut out = format!(
+        r#"<svg class="chart sweep" viewBox="0 0 {} {h}" role="img" aria-label="silhouette and WCSS against k">"#,
+        2.0 * w
+    );
+    let (Some(first), Some(last)) = (scores.first(), scores.last()) else {
+        out.push_str("</svg>");
+        return out;
+    };
+    let span = (last.k - first.k).max(1) as f64;
+    let panels: [(&str, fn(&crate::train::sweep::KScore) -> f64); 2] = [
+        ("silhouette (higher is better)", |s| s.silhouette),
+        ("WCSS (within-segment spread)", |s| s.wcss),
+    ];
+    for (p, (title, value)) in panels.iter().enumerate() {
+        let x0 = p as f64 * w;
+        let values: Vec<f64> = scores.iter().map(value).collect();
+        let lo = values.iter().cloned().fold(f64::INFINITY, f64::min);
+        let hi = values.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let range = (hi - lo).max(1e-12);
+        let px = |k: usize| x0 + pad + (w - 2.0 * pad) * (k - first.k) as f64 / span;
+        let py = |v: f64| h - pad - (h - 2.0 * pad - 14.0) * (v - lo) / range;
+        let _ = write!(
+            out,
+            r#"<text x="{:.1}" y="14" class="axis">{}</text><polyline class="line" points=""#,
+            x0 + pad,
+            escape(title)
+        );
+        for (s, v) in scores.iter().zip(&values) {
+            let _ = write!(out, "{:.1},{:.1} ", px(s.k), py(*v));
+        }
+        out.push_str(r#""/>"#);
+        // The panel's range on its left edge.
+        for v in [lo, hi] {
+            let _ = write!(
+                out,
+                r#"<text x="{:.1}" y="{:.1}" class="axis" text-anchor="end">{}</text>"#,
+                x0 + pad - 6.0,
+                py(v) + 4.0,
+                short(v)
+            );
+        }
+        for (s, v) in scores.iter().zip(&values) {
+            let class = if s.k == chosen { "dot chosen" } else { "dot" };
+            let _ = write!(
+                out,
+                r#"<circle class="{class}" cx="{:.1}" cy="{:.1}" r="{}"><title>k = {}: {:.4}</title></circle><text x="{:.1}" y="{:.1}" class="axis" text-anchor="middle">{}</text>"#,
+                px(s.k),
+                py(*v),
+                if s.k == chosen { 5 } else { 3 },
+                s.k,
+                v,
+                px(s.k),
+                h - pad + 14.0,
+                s.k
+            );
+        }
+    }
+    out.push_str("</svg>");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::registry::EmbeddingMap;
+
+    #[test]
+    fn the_sweep_chart_marks_the_chosen_k() {
+        let scores: Vec<crate::train::sweep::KScore> = (2..=8)
+            .map(|k| crate::train::sweep::KScore {
+                k,
+                silhouette: 1.0 / k as f64,
+                davies_bouldin: 0.5,
+                wcss: 100.0 / k as f64,
+            })
+            .collect();
+        let svg = k_sweep(&scores, 4);
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
+        assert_eq!(svg.matches("dot chosen").count(), 2, "one mark per panel");
+        assert!(svg.contains("k = 4: 0.2500"));
+        assert_eq!(k_sweep(&[], 3), k_sweep(&[], 5));
+    }
 
     #[test]
     fn every_k_the_settings_allow_is_drawn_with_a_customer_anywhere() {

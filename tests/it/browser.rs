@@ -220,6 +220,11 @@ async fn a_person_fills_the_form_in_chromium_and_reads_the_segment() {
     let segment: usize = s.text("#segment").await.parse().unwrap();
     assert!(segment < 3, "{segment}");
     assert!(!s.text("#segment-name").await.is_empty());
+    let why = s.text("#explanation").await;
+    assert!(
+        why.starts_with("Closer to ") || why.starts_with("Placed in "),
+        "{why}"
+    );
     s.screenshot("result.png").await;
 
     // A bad value: the form comes back with the error next to the field and the input kept.

@@ -10,5 +10,6 @@ mod onnx;
 mod pipeline;
 mod properties;
 mod s3;
+mod segments;
 mod serve;
 mod support;

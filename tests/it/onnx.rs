@@ -270,6 +270,7 @@ fn predict_keeps_every_input_row_and_column_in_order() {
             "probability_0",
             "probability_1",
             "probability_2",
+            "atypical",
             "error"
         ]
     );
@@ -285,6 +286,7 @@ fn predict_keeps_every_input_row_and_column_in_order() {
         let p: f32 = (31..34).map(|j| row[j].parse::<f32>().unwrap()).sum();
         assert!((p - 1.0).abs() < 1e-4);
         assert!(row[30].len() > 3, "segment_name is filled");
+        assert!(["true", "false"].contains(&row[34]), "atypical: {}", row[34]);
     }
 }
 
@@ -372,7 +374,7 @@ fn predict_reads_parquet_and_the_21_features_and_names_a_bad_value_by_row() {
         polars::prelude::ParquetReader::new(file).finish().unwrap()
     };
     assert_eq!(scored.height(), 3000);
-    assert_eq!(scored.width(), 29 + 6);
+    assert_eq!(scored.width(), 29 + 7);
 
     // The same customers as their 21 features give the same segments.
     let features = d.join("features.csv");

@@ -648,6 +648,7 @@ fn a_csv_file_scored_in_any_chunks_gives_one_row_per_record_or_fails_naming_wher
                     progress: false,
                     options: Default::default(),
                     keep_malformed: file.keep,
+                    explain: true,
                 });
                 summary.map(|s| (s, std::fs::read(&output).unwrap()))
             };

@@ -595,7 +595,7 @@ async fn ops_endpoints_metrics_openapi_and_json_errors_from_the_layers() {
     // Every documented route is served: it answers, with anything but the router's 404 or
     // 405 (a job id that does not exist is the job's own 404, `job_not_found`).
     let paths = doc["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 10);
+    assert_eq!(paths.len(), 11);
     for (path, methods) in paths {
         for method in methods.as_object().unwrap().keys() {
             let url = format!("{url}{}", path.replace("{id}", "no-such-job"));

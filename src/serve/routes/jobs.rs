@@ -45,7 +45,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         ))
 }
 
-fn jobs(s: &AppState) -> Result<&Jobs, ApiError> {
+pub(super) fn jobs(s: &AppState) -> Result<&Jobs, ApiError> {
     s.jobs().ok_or_else(|| {
         ApiError::new(
             Code::TrainingDisabled,

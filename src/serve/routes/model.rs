@@ -1,17 +1,33 @@
 //! The served model's manifest, the latest validation report and the OpenAPI document.
 
-use axum::extract::State;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::registry::ServedModel;
+use crate::registry::follow::blocking;
+use crate::registry::rename::{check_name, rename};
+use crate::serve::auth::Admin;
 use crate::serve::error::{ApiError, Code};
 use crate::serve::{AppState, openapi};
 
 crate::errors!(ValidationErrors: NoValidation);
+crate::errors!(
+    RenameErrors: MalformedJson, Unauthorized, Forbidden, SegmentNotFound, BodyTooLarge,
+    InvalidName, TrainingDisabled
+);
 
 pub fn router() -> OpenApiRouter<AppState> {
+    // A name is a few bytes: the small body limit, not the prediction body's.
+    let rename = OpenApiRouter::new().routes(routes!(rename_segment)).layer(
+        tower_http::limit::RequestBodyLimitLayer::new(crate::serve::SMALL_BODY_BYTES),
+    );
     OpenApiRouter::new()
+        .merge(rename)
         .routes(routes!(model_manifest))
         .routes(routes!(validation_report))
         .routes(routes!(openapi_document))
@@ -26,6 +42,96 @@ async fn model_manifest(State(s): State<AppState>) -> Response {
     let mut shown = (*s.manifest()).clone();
     shown.data_profile = shown.data_profile.map(|p| p.public());
     axum::Json(shown).into_response()
+}
+
+/// A segment's new name.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RenameRequest {
+    /// 1 to 80 characters, no control characters.
+    name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Renamed {
+    /// The new version: the same ONNX model, the manifest with the new name.
+    version: String,
+    renamed_from: String,
+    segment: usize,
+    name: String,
+    /// The new version is current (the renamed one was) and is served from now on.
+    current: bool,
+}
+
+/// Names a segment of the served model.
+///
+/// Stores a new version (same `model.onnx`, the manifest with the new name), makes it current
+/// when the served version was, and serves it. Later models whose segment is matched to this
+/// one keep the name. Protected like the training endpoints.
+#[utoipa::path(put, path = "/api/v1/model/segments/{id}", tag = "model",
+    params(("id" = usize, Path, description = "the segment id")),
+    request_body = RenameRequest,
+    responses((status = 200, description = "the new version", body = Renamed), RenameErrors))]
+async fn rename_segment(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let jobs = super::jobs::jobs(&s)?;
+    let served = s.manifest();
+    let segment = id
+        .parse::<usize>()
+        .ok()
+        .filter(|&i| i < served.k)
+        .ok_or_else(|| {
+            ApiError::new(
+                Code::SegmentNotFound,
+                format!(
+                    "model {} has segments 0..{}, not '{id}'",
+                    served.version,
+                    served.k - 1
+                ),
+            )
+        })?;
+    let request: RenameRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            Code::MalformedJson,
+            format!("the body must be {{\"name\": \"...\"}}: {e}"),
+        )
+    })?;
+    let name = check_name(&request.name)
+        .map_err(|m| ApiError::new(Code::InvalidName, m).with_field("name"))?;
+    let (store, options) = (jobs.store.clone(), jobs.options.clone());
+    let version = served.version.clone();
+    let (renamed, model) = blocking(move || {
+        let r = rename(store.as_ref(), &version, segment, &name)?;
+        let model = if r.current {
+            Some(ServedModel::from_store(
+                store.as_ref(),
+                &r.version,
+                &options,
+            )?)
+        } else {
+            None
+        };
+        Ok((r, model))
+    })
+    .await
+    .map_err(|e| ApiError::new(Code::Internal, e.to_string()))?;
+    if let Some(model) = model {
+        s.swap(model)
+            .await
+            .map_err(|e| ApiError::new(Code::Internal, e.to_string()))?;
+    }
+    Ok(axum::Json(Renamed {
+        version: renamed.version,
+        renamed_from: served.version.clone(),
+        segment,
+        name: renamed.manifest.segments[segment].name.clone(),
+        current: renamed.current,
+    })
+    .into_response())
 }
 
 /// The latest training run's data validation report.

@@ -9,7 +9,8 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::schema::N_FEATURES;
+use crate::explain::{Explanation, TOP_FEATURES};
+use crate::schema::{FEATURES, N_FEATURES};
 use crate::serve::AppState;
 use crate::serve::batcher::Answer;
 use crate::serve::error::{ApiError, Code};
@@ -20,9 +21,19 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 crate::errors!(
-    PredictErrors: MalformedJson, BadBody, BodyTooLarge, TooManyCustomers, Overloaded,
-    DeadlineExceeded
+    PredictErrors: MalformedJson, BadBody, InvalidQuery, BodyTooLarge, TooManyCustomers,
+    NoExplanations, Overloaded, DeadlineExceeded
 );
+
+/// The query of `POST /api/v1/predict`.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PredictQuery {
+    /// Add an `explanation` to each prediction: the runner-up segment, the margin, and the
+    /// three features that place the customer in its segment rather than the runner-up.
+    #[serde(default)]
+    explain: bool,
+}
 
 /// A prediction request (documentation only: the body is read by [`rows::parse_predict_body`]).
 #[derive(ToSchema)]
@@ -46,10 +57,42 @@ enum PredictionOut<'a> {
         segment: i64,
         segment_name: &'a str,
         probabilities: &'a [f32],
+        /// Farther from the segment's centre than 99% of its training customers.
+        atypical: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        explanation: Option<ExplanationOut<'a>>,
     },
     Err {
         error: RowErrorOut<'a>,
     },
+}
+
+/// Why this segment rather than the runner-up (with `explain=true`).
+#[derive(Serialize, ToSchema)]
+struct ExplanationOut<'a> {
+    /// The nearest segment centre other than the served segment's.
+    runner_up: usize,
+    runner_up_name: &'a str,
+    /// Distance to the runner-up's centre minus distance to the served segment's, in the PCA
+    /// space KMeans used; negative when the classifier's answer is not the nearest centre.
+    margin: f64,
+    /// Whether the served segment's centre is the nearest one.
+    nearest: bool,
+    /// The three features that add most to the margin.
+    top_features: Vec<TopFeature>,
+    /// The explanation in one sentence, as the web page says it.
+    text: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct TopFeature {
+    feature: &'static str,
+    /// The customer's value (null: not given).
+    value: Option<f64>,
+    /// The segment's average over its training customers.
+    segment_mean: Option<f64>,
+    /// This feature's share of the margin (all 21 add up to it).
+    contribution: f64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -69,14 +112,37 @@ struct RowErrorOut<'a> {
 /// "field", "row"}}` and every other customer is predicted.
 #[utoipa::path(post, path = "/api/v1/predict", tag = "prediction",
     request_body = PredictRequest,
+    params(PredictQuery),
     responses(
         (status = 200, description = "one prediction or row error per customer", body = PredictResponse),
         PredictErrors
     ))]
 async fn predict(
     State(s): State<AppState>,
+    query: std::result::Result<
+        axum::extract::Query<PredictQuery>,
+        axum::extract::rejection::QueryRejection,
+    >,
     body: std::result::Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let explain = query
+        .map_err(|r| {
+            ApiError::new(
+                Code::InvalidQuery,
+                format!("{}; `explain` takes true or false", r.body_text()),
+            )
+            .with_field("explain")
+        })?
+        .explain;
+    if explain && s.manifest().segmentation.is_none() {
+        return Err(ApiError::new(
+            Code::NoExplanations,
+            format!(
+                "the served model {} was published before explanations existed; retrain it",
+                s.manifest().version
+            ),
+        ));
+    }
     let body = body.map_err(|r| {
         let status = r.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -95,7 +161,7 @@ async fn predict(
     let (parsed, rows, valid) =
         off_worker(big, move || read_predict_body(&body, max_customers)).await?;
     let answer = if valid > 0 {
-        Some(s.predict_rows(rows, valid).await?)
+        Some(s.predict_rows(rows, valid, explain).await?)
     } else {
         None
     };
@@ -159,6 +225,27 @@ fn read_predict_body(
     Ok((parsed, rows, valid))
 }
 
+fn explanation_out<'a>(a: &'a Answer, e: &Explanation, raw: &[f32]) -> ExplanationOut<'a> {
+    let finite = |v: f64| v.is_finite().then_some(v);
+    ExplanationOut {
+        runner_up: e.runner_up,
+        runner_up_name: a.segments.name(e.runner_up),
+        margin: e.margin,
+        nearest: e.nearest(),
+        top_features: e
+            .top(TOP_FEATURES)
+            .into_iter()
+            .map(|(j, contribution)| TopFeature {
+                feature: FEATURES[j].key,
+                value: finite(f64::from(raw[j])),
+                segment_mean: finite(a.segments.mean(e.segment, j)),
+                contribution,
+            })
+            .collect(),
+        text: a.segments.sentence(e, raw),
+    }
+}
+
 /// The JSON answer: each customer's prediction or error, in input order.
 fn encode_predictions(
     parsed: &rows::PredictBody,
@@ -169,16 +256,14 @@ fn encode_predictions(
     let mut at = 0usize;
     for (i, r) in parsed.customers.iter().enumerate() {
         match (&r.0, answer) {
-            (Ok(_), Some(a)) => {
+            (Ok(raw), Some(a)) => {
                 let seg = a.segment[at];
                 out.push(PredictionOut::Ok {
                     segment: seg,
-                    segment_name: a
-                        .segment_names
-                        .get(seg as usize)
-                        .map(String::as_str)
-                        .unwrap_or(""),
+                    segment_name: a.segments.name(seg as usize),
                     probabilities: &a.probabilities[at * a.k..(at + 1) * a.k],
+                    atypical: a.atypical.get(at).copied().unwrap_or(false),
+                    explanation: a.explain(at).map(|e| explanation_out(a, &e, raw)),
                 });
                 at += 1;
             }

@@ -105,6 +105,8 @@ pub struct ProfileLine {
     pub unit: &'static str,
     pub customer: String,
     pub segment_mean: String,
+    /// One of the features the explanation names.
+    pub why: bool,
 }
 
 pub struct Outcome {
@@ -114,6 +116,9 @@ pub struct Outcome {
     pub probabilities: Vec<Probability>,
     pub profile: Vec<ProfileLine>,
     pub picture: String,
+    /// Why this segment and not the runner-up, in one sentence.
+    pub explanation: Option<String>,
+    pub atypical: bool,
 }
 
 #[derive(Template)]
@@ -133,6 +138,62 @@ pub struct ModelPage<'a> {
     pub segments: Vec<SegmentRow>,
     pub candidates: Vec<CandidateRow>,
     pub columns: Vec<&'static str>,
+    /// The k sweep's chart and rule (None when k was fixed or the model predates it).
+    pub sweep: Option<(String, String)>,
+    pub lineage: Option<LineageView>,
+}
+
+/// The model page's account of how its segments relate to the previous model's.
+pub struct LineageView {
+    pub previous: String,
+    pub ari: String,
+    /// One line per segment: "0 High spenders = 0 in the previous model" or "… is new".
+    pub matched: Vec<String>,
+    /// The migration table: the previous model's segments as rows, this model's as columns;
+    /// a cell is marked when its pair is matched.
+    pub header: Vec<usize>,
+    pub rows: Vec<(usize, Vec<(usize, bool)>)>,
+    pub moves: Vec<String>,
+}
+
+impl LineageView {
+    fn of(m: &Manifest) -> Option<Self> {
+        let l = m.lineage.as_ref()?;
+        let matched_to = |n: usize| l.matched.get(&n.to_string()).copied().flatten();
+        Some(Self {
+            previous: l.previous_version.clone(),
+            ari: l
+                .adjusted_rand_index
+                .map_or("not measured".into(), |a| format!("{a:.3}")),
+            matched: m
+                .segments
+                .iter()
+                .map(|s| match matched_to(s.id) {
+                    Some(o) => format!("{} {} = segment {o} of the previous model", s.id, s.name),
+                    None => format!("{} {} is new", s.id, s.name),
+                })
+                .collect(),
+            header: (0..m.k).collect(),
+            rows: l
+                .migration
+                .iter()
+                .enumerate()
+                .map(|(o, row)| {
+                    (
+                        o,
+                        row.iter()
+                            .enumerate()
+                            .map(|(n, &c)| (c, matched_to(n) == Some(o)))
+                            .collect(),
+                    )
+                })
+                .collect(),
+            moves: crate::train::lineage::moves(&l.migration, &l.matched)
+                .into_iter()
+                .take(8)
+                .collect(),
+        })
+    }
 }
 
 pub struct SegmentRow {
@@ -332,7 +393,7 @@ pub async fn submit(State(s): State<AppState>, body: Bytes) -> Response {
             },
         );
     }
-    let answer = match s.predict_rows(values.to_vec(), 1).await {
+    let answer = match s.predict_rows(values.to_vec(), 1, true).await {
         Ok(a) => a,
         Err(e) => {
             let status = e.status;
@@ -343,20 +404,26 @@ pub async fn submit(State(s): State<AppState>, body: Bytes) -> Response {
     let segment = answer.segment[0].max(0) as usize;
     let k = answer.k;
     let profile = manifest.segments.get(segment);
+    let explanation = answer.explain(0);
+    let why: Vec<usize> = explanation.as_ref().map_or(Vec::new(), |e| {
+        e.top(crate::explain::TOP_FEATURES)
+            .into_iter()
+            .filter(|(_, c)| *c > 0.0)
+            .map(|(j, _)| j)
+            .collect()
+    });
     let outcome = Outcome {
         segment,
-        name: answer
-            .segment_names
-            .get(segment)
-            .cloned()
-            .unwrap_or_default(),
+        name: answer.segments.name(segment).to_string(),
+        explanation: explanation.map(|e| answer.segments.sentence(&e, &values)),
+        atypical: answer.atypical.first().copied().unwrap_or(false),
         share: profile.map_or(String::new(), |p| format!("{:.0}%", p.share * 100.0)),
         probabilities: answer.probabilities[..k]
             .iter()
             .enumerate()
             .map(|(i, &p)| Probability {
                 id: i,
-                name: answer.segment_names.get(i).cloned().unwrap_or_default(),
+                name: answer.segments.name(i).to_string(),
                 percent: format!("{:.1}%", p * 100.0),
                 width: format!("{:.1}", (p * 100.0).clamp(0.0, 100.0)),
                 chosen: i == segment,
@@ -368,10 +435,11 @@ pub async fn submit(State(s): State<AppState>, body: Bytes) -> Response {
             .map(|(j, f)| ProfileLine {
                 label: f.label,
                 unit: f.unit,
-                customer: show_value(j, values[j] as f64),
+                customer: FEATURES[j].show_value(f64::from(values[j])),
                 segment_mean: profile
                     .and_then(|p| p.means.get(f.key))
-                    .map_or("–".into(), |&m| show_mean(j, m)),
+                    .map_or("–".into(), |&m| FEATURES[j].show_mean(m)),
+                why: why.contains(&j),
             })
             .collect(),
         picture: plot.render(
@@ -388,47 +456,6 @@ pub async fn submit(State(s): State<AppState>, body: Bytes) -> Response {
             model_version: answer.model_version.to_string(),
         },
     )
-}
-
-fn show_value(j: usize, v: f64) -> String {
-    let f = &FEATURES[j];
-    if v.is_nan() {
-        return "not given".into();
-    }
-    if !f.choices.is_empty() {
-        return f
-            .choices
-            .get(v as usize)
-            .copied()
-            .unwrap_or("?")
-            .to_string();
-    }
-    match f.kind {
-        FeatureKind::Real => format!("{v:.0}"),
-        _ => format!("{v}"),
-    }
-}
-
-fn show_mean(j: usize, m: f64) -> String {
-    let f = &FEATURES[j];
-    if f.choices.len() == 2 {
-        return format!("{:.0}% {}", m * 100.0, f.choices[1].to_lowercase());
-    }
-    if !f.choices.is_empty() && m.is_finite() {
-        // The mean of an ordinal code, with the levels it falls between.
-        let level = |c: f64| f.choices[(c.max(0.0) as usize).min(f.choices.len() - 1)];
-        let (lo, hi) = (level(m.floor()), level(m.ceil()));
-        return if lo == hi {
-            format!("{m:.1} ({lo})")
-        } else {
-            format!("{m:.1} ({lo}–{hi})")
-        };
-    }
-    if m.abs() >= 100.0 {
-        format!("{m:.0}")
-    } else {
-        format!("{m:.1}")
-    }
 }
 
 /// Columns of the model page's segment table.
@@ -463,7 +490,7 @@ pub async fn model_page(State(s): State<AppState>) -> Response {
                     .map(|&j| {
                         p.means
                             .get(FEATURES[j].key)
-                            .map_or("–".into(), |&v| show_mean(j, v))
+                            .map_or("–".into(), |&v| FEATURES[j].show_mean(v))
                     })
                     .collect(),
             })
@@ -482,6 +509,12 @@ pub async fn model_page(State(s): State<AppState>) -> Response {
             })
             .collect(),
         columns: idx.iter().map(|&j| FEATURES[j].label).collect(),
+        sweep: m
+            .segmentation
+            .as_ref()
+            .filter(|s| !s.k_sweep.is_empty())
+            .map(|s| (svg::k_sweep(&s.k_sweep, m.k), s.k_rule.clone())),
+        lineage: LineageView::of(&m),
         m: &m,
     };
     html(StatusCode::OK, &page)
