@@ -32,9 +32,10 @@ fi
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="$root/.venv"
 python_packages=(onnxruntime==1.31.1)
-[ "$mode" = test ] && python_packages+=(onnx==1.23.2)
+# The tests also run the README's Arrow client snippet (pyarrow + requests).
+[ "$mode" = test ] && python_packages+=(onnx==1.23.2 pyarrow==26.0.1 requests==2.34.2)
 if ! "$venv/bin/python" -c 'import onnxruntime' 2>/dev/null \
-   || { [ "$mode" = test ] && ! "$venv/bin/python" -c 'import onnx' 2>/dev/null; }; then
+   || { [ "$mode" = test ] && ! "$venv/bin/python" -c 'import onnx, pyarrow, requests' 2>/dev/null; }; then
   if ! python3 -m venv --help >/dev/null 2>&1; then
     sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq

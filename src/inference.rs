@@ -192,9 +192,11 @@ pub struct Predictions {
     pub probabilities: Vec<f32>,
     pub embedding: Vec<f32>,
     pub distances: Vec<f32>,
-    /// The preprocessed features [N, 21] (what the explanations are computed from); empty for
-    /// models exported before the output existed.
+    /// The preprocessed features [N, 21] (what the explanations are computed from), filled
+    /// only when `want_preprocessed` is set and the model has the output.
     pub preprocessed: Vec<f32>,
+    /// Copy the preprocessed features out (84 bytes a row, only explanations need them).
+    pub want_preprocessed: bool,
 }
 
 impl Predictions {
@@ -348,7 +350,8 @@ impl OnnxModel {
                 .map_err(|_| ext(name))?;
             dst.extend_from_slice(v);
         }
-        if self.explains {
+        let preprocessed = self.explains && out.want_preprocessed;
+        if preprocessed {
             let (_, v) = outputs[OUT_PREPROCESSED]
                 .try_extract_tensor::<f32>()
                 .map_err(|_| ext(OUT_PREPROCESSED))?;
@@ -369,7 +372,7 @@ impl OnnxModel {
             (
                 OUT_PREPROCESSED,
                 out.preprocessed.len(),
-                if self.explains { rows * N_FEATURES } else { 0 },
+                if preprocessed { rows * N_FEATURES } else { 0 },
             ),
         ] {
             if got != want {

@@ -123,7 +123,10 @@ pub fn run(req: &PredictRequest) -> Result<PredictSummary> {
         malformed: 0,
         seconds: 0.0,
     };
-    let mut pred = Predictions::default();
+    let mut pred = Predictions {
+        want_preprocessed: req.explain,
+        ..Default::default()
+    };
     while let Some(chunk) = reader.next(req.chunk_rows)? {
         let offset = summary.rows;
         let n = chunk.height();

@@ -102,7 +102,6 @@ pub fn export(model: &SegmentationModel, metadata: Vec<(String, String)>) -> Vec
     });
 
     let z = preprocessing(&mut b, &model.preprocessor);
-    b.node("Identity", &[&z], OUT_PREPROCESSED, vec![]);
     let probabilities = match &model.classifier {
         Classifier::Mlp(m) => mlp(&mut b, &z, m),
         Classifier::Gbdt(m) => gbdt(&mut b, &z, m),
@@ -321,10 +320,11 @@ fn preprocessing(b: &mut Builder, p: &Preprocessor) -> String {
     };
     let centred = b.node("Sub", &[&t, &mean], "centred", vec![]);
     let scaled = b.node("Div", &[&centred, &scale], "scaled64", vec![]);
+    // Named as the graph output it also is (no Identity copy): the explanations read it.
     b.node(
         "Cast",
         &[&scaled],
-        "features",
+        OUT_PREPROCESSED,
         vec![("to", Attr::Int(DataType::Float as i64))],
     )
 }

@@ -340,6 +340,7 @@ fn run(
         return;
     }
     let n: usize = batch.iter().map(|j| j.n).sum();
+    out.want_preprocessed = batch.iter().any(|j| j.explain);
     let result = if batch.len() == 1 {
         loaded.model.onnx.predict_into(&batch[0].rows, n, out)
     } else {

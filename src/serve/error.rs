@@ -82,6 +82,8 @@ macro_rules! codes {
 codes! {
     MalformedJson = "malformed_json", BAD_REQUEST, InvalidRequest,
         "the body is not JSON of the route's shape";
+    BadTable = "bad_table", BAD_REQUEST, InvalidRequest,
+        "an Arrow IPC or CSV body is not a readable table, lacks a feature column (named), or has a column that is not numbers";
     BadBody = "bad_body", BAD_REQUEST, InvalidRequest,
         "the body could not be read (the connection failed or the client stopped sending)";
     InvalidOption = "invalid_option", BAD_REQUEST, InvalidRequest,

@@ -44,6 +44,181 @@ pub enum BodyError {
     TooManyCustomers { limit: usize },
     /// Not a prediction request (broken JSON, no `customers`, another key).
     Malformed(String),
+    /// An Arrow or CSV body that is not a table of the feature columns.
+    BadTable(String),
+}
+
+/// The media type of Arrow's IPC stream format.
+pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
+
+/// A body format of the prediction route: what it reads (`Content-Type`) and answers
+/// (`Accept`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    /// Arrow IPC stream: columns named by the feature keys.
+    Arrow,
+    /// CSV with a header row of feature keys.
+    Csv,
+}
+
+impl Format {
+    /// The format a `Content-Type` names; JSON when it names neither table format (as the
+    /// route read every body before the table formats existed).
+    pub fn of_content_type(value: Option<&str>) -> Self {
+        let v = value.unwrap_or("").trim().to_ascii_lowercase();
+        if v.starts_with(ARROW_STREAM) {
+            Format::Arrow
+        } else if v.starts_with("text/csv") {
+            Format::Csv
+        } else {
+            Format::Json
+        }
+    }
+
+    /// The answer format an `Accept` header asks for: Arrow or CSV when it lists one (the
+    /// first listed wins), JSON otherwise.
+    pub fn of_accept(value: Option<&str>) -> Self {
+        for part in value.unwrap_or("").split(',') {
+            let t = part
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            if t == ARROW_STREAM {
+                return Format::Arrow;
+            }
+            if t == "text/csv" {
+                return Format::Csv;
+            }
+        }
+        Format::Json
+    }
+
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Format::Json => "application/json",
+            Format::Arrow => ARROW_STREAM,
+            Format::Csv => "text/csv; charset=utf-8",
+        }
+    }
+}
+
+/// The customers of an Arrow IPC stream or CSV body: one row per record, the 21 feature
+/// columns by key (Income may be absent: all missing; other columns are ignored), each value
+/// checked by the same rules as a JSON customer's, a bad one becoming its row's error.
+pub fn parse_table(
+    body: &[u8],
+    format: Format,
+    max_customers: usize,
+) -> Result<PredictBody, BodyError> {
+    use polars::prelude::{
+        CsvReadOptions, DataFrame, DataType, IpcStreamReader, PolarsResult, SerReader,
+    };
+    let read = || -> PolarsResult<DataFrame> {
+        let cursor = std::io::Cursor::new(body);
+        match format {
+            Format::Arrow => IpcStreamReader::new(cursor).finish(),
+            _ => CsvReadOptions::default()
+                .with_has_header(true)
+                .into_reader_with_file_handle(cursor)
+                .finish(),
+        }
+    };
+    let what = if format == Format::Arrow {
+        "Arrow IPC stream"
+    } else {
+        "CSV"
+    };
+    // A reader of hostile bytes may panic: that is this body's error, not the server's.
+    let df = std::panic::catch_unwind(read)
+        .map_err(|_| BodyError::BadTable(format!("the body is not a readable {what}")))?
+        .map_err(|e| BodyError::BadTable(format!("the body is not a readable {what}: {e}")))?;
+    if df.height() > max_customers {
+        return Err(BodyError::TooManyCustomers {
+            limit: max_customers,
+        });
+    }
+    let n = df.height();
+    // Each feature's column: numbers (any numeric type, read as f64), text (a CSV column with
+    // a value that is not a number: each value parsed on its own, so the bad one is its
+    // row's error), or absent (Income only).
+    enum Col {
+        Absent,
+        /// Read out of the column once (a null as NaN): `ChunkedArray::get` per value cost
+        /// more than the checks.
+        Numbers(Vec<f64>),
+        Text(polars::prelude::StringChunked),
+    }
+    let mut columns: Vec<Col> = Vec::with_capacity(N_FEATURES);
+    for f in &FEATURES {
+        let Ok(c) = df.column(f.key) else {
+            if f.nullable() {
+                columns.push(Col::Absent);
+                continue;
+            }
+            return Err(BodyError::BadTable(format!(
+                "column '{}' is missing (the table has: {})",
+                f.key,
+                df.get_column_names()
+                    .iter()
+                    .map(|c| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        let bad = |e: polars::prelude::PolarsError| {
+            BodyError::BadTable(format!("column '{}' is not a number column: {e}", f.key))
+        };
+        columns.push(match c.dtype() {
+            DataType::String => Col::Text(c.str().map_err(bad)?.clone()),
+            _ => {
+                let cast = c.cast(&DataType::Float64).map_err(bad)?;
+                let ca = cast.as_materialized_series().f64().map_err(bad)?;
+                let mut values = Vec::with_capacity(ca.len());
+                for chunk in ca.downcast_iter() {
+                    values.extend(chunk.iter().map(|v| v.copied().unwrap_or(f64::NAN)));
+                }
+                Col::Numbers(values)
+            }
+        });
+    }
+    let mut customers = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut row = [f32::NAN; N_FEATURES];
+        let mut error = None;
+        for (j, c) in columns.iter().enumerate() {
+            let v = match c {
+                Col::Absent => None,
+                Col::Numbers(c) => Some(c[i]),
+                Col::Text(c) => match c.get(i).map(str::trim) {
+                    None | Some("") => None,
+                    Some(s) => match s.parse::<f64>() {
+                        Ok(v) => Some(v),
+                        Err(_) => {
+                            error = Some(RowError {
+                                field: Some(FEATURES[j].key.into()),
+                                message: format!("{}: '{s}' is not a number", FEATURES[j].key),
+                            });
+                            break;
+                        }
+                    },
+                },
+            };
+            // A missing value is NaN, which only a nullable feature accepts.
+            let v = v.unwrap_or(f64::NAN);
+            match check_feature(j, v) {
+                Ok(()) => row[j] = v as f32,
+                Err(e) => {
+                    error = Some(RowError::from(e));
+                    break;
+                }
+            }
+        }
+        customers.push(Row(error.map_or(Ok(row), Err)));
+    }
+    Ok(PredictBody { customers })
 }
 
 /// Longest unknown key named back to the client.
@@ -600,6 +775,7 @@ mod tests {
                     malformed += 1;
                     assert!(!m.is_empty());
                 }
+                Err(BodyError::BadTable(_)) => unreachable!("a JSON body is not read as a table"),
                 Err(BodyError::TooManyCustomers { .. }) => too_many += 1,
             }
         }
@@ -608,5 +784,51 @@ mod tests {
             whole > 100 && malformed > 100 && too_many > 0,
             "{whole} {malformed} {too_many}"
         );
+    }
+
+    #[test]
+    fn damaged_tables_are_errors_or_rows_never_a_panic() {
+        use polars::prelude::{Column, DataFrame, IpcStreamWriter, SerWriter};
+        use rand::{Rng, SeedableRng};
+        let c = customer();
+        let columns: Vec<Column> = FEATURES
+            .iter()
+            .map(|f| Column::new(f.key.into(), vec![c[f.key].as_f64().unwrap(); 3]))
+            .collect();
+        let mut df = DataFrame::new(3, columns).unwrap();
+        let mut arrow = Vec::new();
+        IpcStreamWriter::new(&mut arrow).finish(&mut df).unwrap();
+        let good = parse_table(&arrow, Format::Arrow, 10).unwrap();
+        assert!(good.customers.iter().all(|r| r.0.is_ok()));
+        assert_eq!(
+            parse_table(&arrow, Format::Arrow, 2).unwrap_err(),
+            BodyError::TooManyCustomers { limit: 2 }
+        );
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(17);
+        let (mut read, mut refused) = (0, 0);
+        for _ in 0..3_000 {
+            let mut b = arrow.clone();
+            for _ in 0..rng.random_range(1..4) {
+                let at = rng.random_range(0..b.len());
+                b[at] = rng.random();
+            }
+            b.truncate(rng.random_range(b.len() / 2..=b.len()));
+            match parse_table(&b, Format::Arrow, 10) {
+                Ok(parsed) => {
+                    read += 1;
+                    for row in &parsed.customers {
+                        if let Ok(values) = &row.0 {
+                            crate::schema::check_feature_row(values).unwrap();
+                        }
+                    }
+                }
+                Err(BodyError::BadTable(m)) => {
+                    refused += 1;
+                    assert!(!m.is_empty());
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert!(refused > 0, "{read} read, {refused} refused");
     }
 }

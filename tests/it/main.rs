@@ -13,3 +13,4 @@ mod s3;
 mod segments;
 mod serve;
 mod support;
+mod tables;

@@ -286,7 +286,11 @@ fn predict_keeps_every_input_row_and_column_in_order() {
         let p: f32 = (31..34).map(|j| row[j].parse::<f32>().unwrap()).sum();
         assert!((p - 1.0).abs() < 1e-4);
         assert!(row[30].len() > 3, "segment_name is filled");
-        assert!(["true", "false"].contains(&row[34]), "atypical: {}", row[34]);
+        assert!(
+            ["true", "false"].contains(&row[34]),
+            "atypical: {}",
+            row[34]
+        );
     }
 }
 

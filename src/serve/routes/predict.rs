@@ -2,7 +2,7 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -14,14 +14,14 @@ use crate::schema::{FEATURES, N_FEATURES};
 use crate::serve::AppState;
 use crate::serve::batcher::Answer;
 use crate::serve::error::{ApiError, Code};
-use crate::serve::rows::{self, BodyError};
+use crate::serve::rows::{self, BodyError, Format};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(predict))
 }
 
 crate::errors!(
-    PredictErrors: MalformedJson, BadBody, InvalidQuery, BodyTooLarge, TooManyCustomers,
+    PredictErrors: MalformedJson, BadTable, BadBody, InvalidQuery, BodyTooLarge, TooManyCustomers,
     NoExplanations, Overloaded, DeadlineExceeded
 );
 
@@ -110,6 +110,22 @@ struct RowErrorOut<'a> {
 /// (missing or unknown field, a string for a number, NaN, out of range) does not fail the
 /// request: its slot in `predictions` holds `{"error": {"code": "invalid_value", "message",
 /// "field", "row"}}` and every other customer is predicted.
+///
+/// Batch clients can send a table instead: `Content-Type: application/vnd.apache.arrow.stream`
+/// (an Arrow IPC stream) or `text/csv` (a header row), the columns named by the feature keys
+/// (Income may be left out; other columns are ignored), and ask for the answer as a table with
+/// `Accept: application/vnd.apache.arrow.stream` or `text/csv` (JSON otherwise): one row per
+/// customer in input order with `segment`, `segment_name`, `probability_<id>`, `atypical`
+/// (`runner_up`, `top_feature_1..3` with `explain=true`) and `error` (a bad row's message, its
+/// other columns empty). The model version is in the `X-Model-Version` header. From Python:
+///
+/// ```python
+/// import pyarrow as pa, pyarrow.csv, requests
+/// customers = pa.csv.read_csv("customers.csv")  # the 21 feature columns, named by key
+/// sink = pa.BufferOutputStream(); w = pa.ipc.new_stream(sink, customers.schema); w.write_table(customers); w.close()
+/// r = requests.post("http://localhost:5000/api/v1/predict", data=sink.getvalue().to_pybytes(), headers={"Content-Type": "application/vnd.apache.arrow.stream", "Accept": "application/vnd.apache.arrow.stream"})
+/// segments = pa.ipc.open_stream(r.content).read_all()  # segment, segment_name, probability_<id>, atypical, error
+/// ```
 #[utoipa::path(post, path = "/api/v1/predict", tag = "prediction",
     request_body = PredictRequest,
     params(PredictQuery),
@@ -123,8 +139,18 @@ async fn predict(
         axum::extract::Query<PredictQuery>,
         axum::extract::rejection::QueryRejection,
     >,
+    headers: HeaderMap,
     body: std::result::Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let (input, output) = (
+        Format::of_content_type(header(header::CONTENT_TYPE)),
+        Format::of_accept(header(header::ACCEPT)),
+    );
     let explain = query
         .map_err(|r| {
             ApiError::new(
@@ -159,7 +185,7 @@ async fn predict(
     let big = body.len() > OFF_WORKER_BYTES;
     let max_customers = s.max_customers();
     let (parsed, rows, valid) =
-        off_worker(big, move || read_predict_body(&body, max_customers)).await?;
+        off_worker(big, move || read_predict_body(&body, max_customers, input)).await?;
     let answer = if valid > 0 {
         Some(s.predict_rows(rows, valid, explain).await?)
     } else {
@@ -169,18 +195,24 @@ async fn predict(
         Some(a) => a.model_version.to_string(),
         None => s.manifest().version.clone(),
     };
-    let body = off_worker(big, move || {
-        encode_predictions(&parsed, answer.as_ref(), &version)
+    let version_header = HeaderValue::from_str(&version).ok();
+    let body = off_worker(big, move || match output {
+        Format::Json => encode_predictions(&parsed, answer.as_ref(), &version),
+        table => encode_table(&parsed, answer.as_ref(), table),
     })
     .await?;
-    Ok((
+    let mut response = (
         [(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
+            HeaderValue::from_static(output.media_type()),
         )],
         body,
     )
-        .into_response())
+        .into_response();
+    if let Some(v) = version_header {
+        response.headers_mut().insert("x-model-version", v);
+    }
+    Ok(response)
 }
 
 /// Bodies over this size are parsed and answered on the blocking pool.
@@ -203,8 +235,13 @@ async fn off_worker<T: Send + 'static>(
 fn read_predict_body(
     body: &[u8],
     max_customers: usize,
+    format: Format,
 ) -> Result<(rows::PredictBody, Vec<f32>, usize), ApiError> {
-    let parsed = rows::parse_predict_body(body, max_customers).map_err(|e| match e {
+    let parsed = match format {
+        Format::Json => rows::parse_predict_body(body, max_customers),
+        table => rows::parse_table(body, table, max_customers),
+    };
+    let parsed = parsed.map_err(|e| match e {
         BodyError::TooManyCustomers { limit } => ApiError::new(
             Code::TooManyCustomers,
             format!("more than {limit} customers in one request; the limit is {limit}"),
@@ -213,6 +250,7 @@ fn read_predict_body(
             Code::MalformedJson,
             format!("the body is not a valid prediction request: {e}"),
         ),
+        BodyError::BadTable(e) => ApiError::new(Code::BadTable, e),
     })?;
     let mut rows = Vec::with_capacity(parsed.customers.len() * N_FEATURES);
     let mut valid = 0usize;
@@ -244,6 +282,77 @@ fn explanation_out<'a>(a: &'a Answer, e: &Explanation, raw: &[f32]) -> Explanati
             .collect(),
         text: a.segments.sentence(e, raw),
     }
+}
+
+/// The answer as a table (Arrow IPC stream or CSV), a row per customer in input order:
+/// `segment`, `segment_name`, `probability_<id>`, `atypical` (with `explain`: `runner_up` and
+/// `top_feature_1..3`) and `error` (the row's problem; the other columns empty then).
+fn encode_table(
+    parsed: &rows::PredictBody,
+    answer: Option<&Answer>,
+    format: Format,
+) -> Result<Vec<u8>, ApiError> {
+    use polars::prelude::{Column, CsvWriter, DataFrame, IpcStreamWriter, SerWriter};
+    let n = parsed.customers.len();
+    let k = answer.map_or(0, |a| a.k);
+    let explain = answer.is_some_and(|a| !a.preprocessed.is_empty());
+    let mut segment: Vec<Option<i64>> = vec![None; n];
+    let mut name: Vec<Option<&str>> = vec![None; n];
+    let mut probs: Vec<Vec<Option<f32>>> = vec![vec![None; n]; k];
+    let mut atypical: Vec<Option<bool>> = vec![None; n];
+    let mut error: Vec<Option<&str>> = vec![None; n];
+    let mut runner_up: Vec<Option<i64>> = vec![None; if explain { n } else { 0 }];
+    let mut top: Vec<Vec<Option<&str>>> =
+        vec![vec![None; n]; if explain { TOP_FEATURES } else { 0 }];
+    let mut at = 0usize;
+    for (i, r) in parsed.customers.iter().enumerate() {
+        match (&r.0, answer) {
+            (Ok(_), Some(a)) => {
+                let s = a.segment[at];
+                segment[i] = Some(s);
+                name[i] = Some(a.segments.name(s as usize));
+                for (j, p) in probs.iter_mut().enumerate() {
+                    p[i] = Some(a.probabilities[at * k + j]);
+                }
+                atypical[i] = a.atypical.get(at).copied();
+                if let Some(e) = a.explain(at) {
+                    runner_up[i] = Some(e.runner_up as i64);
+                    for (slot, (j, _)) in top.iter_mut().zip(e.top(TOP_FEATURES)) {
+                        slot[i] = Some(FEATURES[j].key);
+                    }
+                }
+                at += 1;
+            }
+            (Err(e), _) => error[i] = Some(&e.message),
+            (Ok(_), None) => unreachable!("a valid row always has an answer"),
+        }
+    }
+    let mut columns = vec![
+        Column::new("segment".into(), segment),
+        Column::new("segment_name".into(), name),
+    ];
+    for (j, p) in probs.into_iter().enumerate() {
+        columns.push(Column::new(format!("probability_{j}").into(), p));
+    }
+    columns.push(Column::new("atypical".into(), atypical));
+    if explain {
+        columns.push(Column::new("runner_up".into(), runner_up));
+        for (j, t) in top.into_iter().enumerate() {
+            columns.push(Column::new(format!("top_feature_{}", j + 1).into(), t));
+        }
+    }
+    columns.push(Column::new("error".into(), error));
+    let encoding = |e: polars::prelude::PolarsError| ApiError::new(Code::Encoding, e.to_string());
+    let mut df = DataFrame::new(n, columns).map_err(encoding)?;
+    let mut out = Vec::with_capacity(n * (16 + 8 * k));
+    match format {
+        Format::Arrow => IpcStreamWriter::new(&mut out).finish(&mut df),
+        _ => CsvWriter::new(&mut out)
+            .include_header(true)
+            .finish(&mut df),
+    }
+    .map_err(encoding)?;
+    Ok(out)
 }
 
 /// The JSON answer: each customer's prediction or error, in input order.
