@@ -253,6 +253,42 @@ fn features_of(
     Ok((Matrix::new(kept.len(), N_FEATURES, data), kept, errors))
 }
 
+/// The prediction columns of a scored table, one value per input row (None: the row was not
+/// predicted): what bulk scoring appends to a file and the prediction route answers as a table.
+pub struct OutputColumns<'a> {
+    pub segment: Vec<Option<i64>>,
+    pub name: Vec<Option<&'a str>>,
+    /// One column per segment.
+    pub probabilities: Vec<Vec<Option<f32>>>,
+    pub atypical: Vec<Option<bool>>,
+    /// With explanations: `runner_up` and the `top_feature_<n>` columns.
+    pub explained: Option<(Vec<Option<i64>>, Vec<Vec<Option<&'a str>>>)>,
+    pub error: Vec<Option<&'a str>>,
+}
+
+impl OutputColumns<'_> {
+    /// `segment`, `segment_name`, `probability_<id>`, `atypical`, (`runner_up`,
+    /// `top_feature_1..`), `error`, in that order.
+    pub fn into_columns(self) -> Vec<Column> {
+        let mut columns = vec![
+            Column::new("segment".into(), self.segment),
+            Column::new("segment_name".into(), self.name),
+        ];
+        for (j, p) in self.probabilities.into_iter().enumerate() {
+            columns.push(Column::new(format!("probability_{j}").into(), p));
+        }
+        columns.push(Column::new("atypical".into(), self.atypical));
+        if let Some((runner_up, top)) = self.explained {
+            columns.push(Column::new("runner_up".into(), runner_up));
+            for (j, t) in top.into_iter().enumerate() {
+                columns.push(Column::new(format!("top_feature_{}", j + 1).into(), t));
+            }
+        }
+        columns.push(Column::new("error".into(), self.error));
+        columns
+    }
+}
+
 /// A chunk's predictions: the model's outputs for its `kept` rows.
 struct Scored<'a> {
     pred: &'a Predictions,
@@ -320,21 +356,15 @@ fn with_predictions(
     for (i, reason) in errors {
         error[*i as usize] = Some(reason.as_str());
     }
-    let mut columns = vec![
-        Column::new("segment".into(), segment),
-        Column::new("segment_name".into(), name),
-    ];
-    for (j, p) in probs.into_iter().enumerate() {
-        columns.push(Column::new(format!("probability_{j}").into(), p));
+    let columns = OutputColumns {
+        segment,
+        name,
+        probabilities: probs,
+        atypical,
+        explained: explain.then_some((runner_up, top)),
+        error,
     }
-    columns.push(Column::new("atypical".into(), atypical));
-    if explain {
-        columns.push(Column::new("runner_up".into(), runner_up));
-        for (j, t) in top.into_iter().enumerate() {
-            columns.push(Column::new(format!("top_feature_{}", j + 1).into(), t));
-        }
-    }
-    columns.push(Column::new("error".into(), error));
+    .into_columns();
     // An input that already has these columns (a scored file scored again) keeps them as input_*.
     for c in &columns {
         let mut name = c.name().to_string();

@@ -292,7 +292,7 @@ fn encode_table(
     answer: Option<&Answer>,
     format: Format,
 ) -> Result<Vec<u8>, ApiError> {
-    use polars::prelude::{Column, CsvWriter, DataFrame, IpcStreamWriter, SerWriter};
+    use polars::prelude::{CsvWriter, DataFrame, IpcStreamWriter, SerWriter};
     let n = parsed.customers.len();
     let k = answer.map_or(0, |a| a.k);
     let explain = answer.is_some_and(|a| !a.preprocessed.is_empty());
@@ -327,21 +327,15 @@ fn encode_table(
             (Ok(_), None) => unreachable!("a valid row always has an answer"),
         }
     }
-    let mut columns = vec![
-        Column::new("segment".into(), segment),
-        Column::new("segment_name".into(), name),
-    ];
-    for (j, p) in probs.into_iter().enumerate() {
-        columns.push(Column::new(format!("probability_{j}").into(), p));
+    let columns = crate::predict::OutputColumns {
+        segment,
+        name,
+        probabilities: probs,
+        atypical,
+        explained: explain.then_some((runner_up, top)),
+        error,
     }
-    columns.push(Column::new("atypical".into(), atypical));
-    if explain {
-        columns.push(Column::new("runner_up".into(), runner_up));
-        for (j, t) in top.into_iter().enumerate() {
-            columns.push(Column::new(format!("top_feature_{}", j + 1).into(), t));
-        }
-    }
-    columns.push(Column::new("error".into(), error));
+    .into_columns();
     let encoding = |e: polars::prelude::PolarsError| ApiError::new(Code::Encoding, e.to_string());
     let mut df = DataFrame::new(n, columns).map_err(encoding)?;
     let mut out = Vec::with_capacity(n * (16 + 8 * k));
