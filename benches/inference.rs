@@ -79,6 +79,7 @@ fn bench(c: &mut Criterion) {
                 options: SessionOptions::default(),
                 keep_malformed: false,
                 explain: false,
+                workers: 2,
             })
             .unwrap()
         })

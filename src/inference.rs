@@ -210,6 +210,9 @@ impl Predictions {
     }
 }
 
+/// Most rows one session run takes (larger calls run in pieces of this many).
+pub const RUN_ROWS: usize = 16384;
+
 /// One ONNX Runtime session over an exported model.
 pub struct OnnxModel {
     session: Session,
@@ -329,33 +332,20 @@ impl OnnxModel {
         if rows == 0 {
             return Ok(());
         }
-        let input = TensorRef::from_array_view(([rows, N_FEATURES], x))
-            .map_err(|e| Error::Runtime(e.to_string()))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![INPUT => input])
-            .map_err(|e| Error::Runtime(format!("inference: {e}")))?;
-        let ext = |name: &str| Error::Runtime(format!("output '{name}' could not be read"));
-        let (_, seg) = outputs[OUT_SEGMENT]
-            .try_extract_tensor::<i64>()
-            .map_err(|_| ext(OUT_SEGMENT))?;
-        out.segment.extend_from_slice(seg);
-        for (name, dst) in [
-            (OUT_PROBABILITIES, &mut out.probabilities),
-            (OUT_EMBEDDING, &mut out.embedding),
-            (OUT_DISTANCES, &mut out.distances),
-        ] {
-            let (_, v) = outputs[name]
-                .try_extract_tensor::<f32>()
-                .map_err(|_| ext(name))?;
-            dst.extend_from_slice(v);
-        }
+        // In runs of at most RUN_ROWS rows: ONNX Runtime's arena grows to the largest run's
+        // intermediate tensors, so a million-row call costs no more memory than a small one.
         let preprocessed = self.explains && out.want_preprocessed;
-        if preprocessed {
-            let (_, v) = outputs[OUT_PREPROCESSED]
-                .try_extract_tensor::<f32>()
-                .map_err(|_| ext(OUT_PREPROCESSED))?;
-            out.preprocessed.extend_from_slice(v);
+        for (i, run) in x.chunks(RUN_ROWS * N_FEATURES).enumerate() {
+            let n = run.len() / N_FEATURES;
+            self.run_append(run, n, preprocessed, out)
+                .map_err(|e| match e {
+                    Error::Runtime(m) if rows > RUN_ROWS => Error::Runtime(format!(
+                        "{m} (rows {}-{})",
+                        i * RUN_ROWS + 1,
+                        i * RUN_ROWS + n
+                    )),
+                    other => other,
+                })?;
         }
         out.rows = rows;
         // The session's shapes are checked, not assumed: a model whose outputs do not fit
@@ -388,6 +378,44 @@ impl OnnxModel {
                 "output '{OUT_SEGMENT}' holds segment {s}, outside 0..{}",
                 self.k
             )));
+        }
+        Ok(())
+    }
+
+    /// Runs one batch and appends its outputs to `out`.
+    fn run_append(
+        &mut self,
+        x: &[f32],
+        rows: usize,
+        preprocessed: bool,
+        out: &mut Predictions,
+    ) -> Result<()> {
+        let input = TensorRef::from_array_view(([rows, N_FEATURES], x))
+            .map_err(|e| Error::Runtime(e.to_string()))?;
+        let outputs = self
+            .session
+            .run(ort::inputs![INPUT => input])
+            .map_err(|e| Error::Runtime(format!("inference: {e}")))?;
+        let ext = |name: &str| Error::Runtime(format!("output '{name}' could not be read"));
+        let (_, seg) = outputs[OUT_SEGMENT]
+            .try_extract_tensor::<i64>()
+            .map_err(|_| ext(OUT_SEGMENT))?;
+        out.segment.extend_from_slice(seg);
+        for (name, dst) in [
+            (OUT_PROBABILITIES, &mut out.probabilities),
+            (OUT_EMBEDDING, &mut out.embedding),
+            (OUT_DISTANCES, &mut out.distances),
+        ] {
+            let (_, v) = outputs[name]
+                .try_extract_tensor::<f32>()
+                .map_err(|_| ext(name))?;
+            dst.extend_from_slice(v);
+        }
+        if preprocessed {
+            let (_, v) = outputs[OUT_PREPROCESSED]
+                .try_extract_tensor::<f32>()
+                .map_err(|_| ext(OUT_PREPROCESSED))?;
+            out.preprocessed.extend_from_slice(v);
         }
         Ok(())
     }

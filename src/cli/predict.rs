@@ -1,4 +1,5 @@
-//! `categorizer predict`: score a CSV or Parquet file (raw 29-column records or the 21 features) with a model.
+//! `categorizer predict`: score a CSV, Parquet or Arrow IPC file (raw 29-column records or the
+//! 21 features) with a model, into a file or a MongoDB collection.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -20,10 +21,13 @@ pub struct Args {
     /// A model directory (model.onnx + manifest.json), or a store whose current model is used.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Input file: .csv/.tsv/.txt or .parquet.
+    /// Input file: .csv/.tsv/.txt, .parquet, or an Arrow IPC file (.arrow/.ipc/.feather).
     #[arg(long)]
     pub input: PathBuf,
-    /// Output file: .csv/.tsv or .parquet; the input's columns plus the predictions.
+    /// Output: a .csv/.tsv, .parquet or .arrow file (the input's columns plus the
+    /// predictions), or mongodb://HOST:PORT/DB?collection=NAME (one document per customer
+    /// `ID`, replaced on each run: {ID, segment, segment_name, probabilities, atypical,
+    /// model_version}).
     #[arg(long)]
     pub output: PathBuf,
     /// Rows per chunk (default: inference.chunk_rows).
@@ -39,6 +43,10 @@ pub struct Args {
     /// Add `runner_up` and `top_feature_1..3`: why each row is in its segment.
     #[arg(long)]
     pub explain: bool,
+    /// Threads that parse and score (default: the machine's cores). The output is the same
+    /// for any number.
+    #[arg(long)]
+    pub workers: Option<usize>,
 }
 
 pub fn run(args: Args, ctx: Context) -> anyhow::Result<ExitCode> {
@@ -50,6 +58,7 @@ pub fn run(args: Args, ctx: Context) -> anyhow::Result<ExitCode> {
         on_error,
         quiet,
         explain,
+        workers,
     } = args;
     let Context { settings, .. } = ctx;
     let req = PredictRequest {
@@ -61,6 +70,10 @@ pub fn run(args: Args, ctx: Context) -> anyhow::Result<ExitCode> {
         options: SessionOptions::from_settings(&settings.inference),
         keep_malformed: on_error == OnError::Keep,
         explain,
+        workers: workers
+            .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+            .unwrap_or(1)
+            .clamp(1, 64),
     };
     let s = predict::run(&req)?;
     println!(
@@ -77,6 +90,11 @@ pub fn run(args: Args, ctx: Context) -> anyhow::Result<ExitCode> {
         s.seconds,
         s.rows as f64 / s.seconds.max(1e-9),
         req.output.display()
+    );
+    let p = &s.phases;
+    println!(
+        "time per step, summed over {} worker(s): read {:.2} s, parse {:.2} s, features {:.2} s, inference {:.2} s, format {:.2} s, write {:.2} s",
+        s.workers, p.read, p.parse, p.features, p.inference, p.format, p.write
     );
     Ok(ExitCode::SUCCESS)
 }

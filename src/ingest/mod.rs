@@ -24,8 +24,13 @@ use crate::schema::{RawSchema, RawType};
 pub enum DataSource {
     Csv(PathBuf),
     Parquet(PathBuf),
+    /// An Arrow IPC file (`.arrow`, `.ipc`, `.feather` v2).
+    Arrow(PathBuf),
     Mongo(mongo::MongoSource),
-    Synthetic { rows: usize, seed: u64 },
+    Synthetic {
+        rows: usize,
+        seed: u64,
+    },
 }
 
 impl DataSource {
@@ -63,6 +68,7 @@ impl DataSource {
         {
             Some("csv" | "tsv" | "txt") => Ok(DataSource::Csv(path)),
             Some("parquet" | "pq") => Ok(DataSource::Parquet(path)),
+            Some("arrow" | "ipc" | "feather") => Ok(DataSource::Arrow(path)),
             _ => Err(Error::UnsupportedSource(spec.into())),
         }
     }
@@ -70,7 +76,9 @@ impl DataSource {
     /// A short human name, used in messages and reports.
     pub fn name(&self) -> String {
         match self {
-            DataSource::Csv(p) | DataSource::Parquet(p) => p.display().to_string(),
+            DataSource::Csv(p) | DataSource::Parquet(p) | DataSource::Arrow(p) => {
+                p.display().to_string()
+            }
             DataSource::Mongo(m) => m.name(),
             DataSource::Synthetic { rows, seed } => format!("synthetic:rows={rows},seed={seed}"),
         }
@@ -91,6 +99,7 @@ impl DataSource {
         let df = match self {
             DataSource::Csv(path) => read_csv(path)?,
             DataSource::Parquet(path) => read_parquet(path)?,
+            DataSource::Arrow(path) => read_arrow(path)?,
             DataSource::Mongo(m) => return mongo::load(m, progress),
             DataSource::Synthetic { rows, seed } => synthetic::generate(*rows, *seed),
         };
@@ -270,6 +279,44 @@ pub fn cast_text_numbers(source_name: &str, c: &Column, want: &DataType) -> Resu
     }
     let numbers = text_numbers(source_name, c, want.is_integer())?;
     Ok(numbers.into_series().cast(want)?.into_column())
+}
+
+/// The footer of an Arrow IPC file: its schema and record batches (an error names the file).
+pub fn arrow_metadata(
+    path: &Path,
+    file: &mut (impl std::io::Read + std::io::Seek),
+) -> Result<polars_arrow::io::ipc::read::FileMetadata> {
+    polars_arrow::io::ipc::read::read_file_metadata(file).map_err(|e| {
+        Error::Polars(e.context(format!("{}: not an Arrow IPC file", path.display()).into()))
+    })
+}
+
+/// Reads an Arrow IPC file of raw records, casting its columns to the schema's types.
+pub fn read_arrow(path: &Path) -> Result<DataFrame> {
+    let source_name = path.display().to_string();
+    let mut file = std::io::BufReader::new(open_non_empty(path)?);
+    let metadata = arrow_metadata(path, &mut file)?;
+    let mut frames =
+        polars_arrow::io::ipc::read::FileReader::new(file, metadata, None, None).map(|b| {
+            b.map(DataFrame::from)
+                .map_err(|e| Error::Polars(e.context(source_name.clone().into())))
+        });
+    let mut df = match frames.next() {
+        Some(first) => first?,
+        None => return Err(Error::NoRows { source_name }),
+    };
+    for f in frames {
+        df.vstack_mut_owned(f?)?;
+    }
+    check_columns(
+        &source_name,
+        df.get_column_names().into_iter().map(|s| s.as_str()),
+    )?;
+    let df = conform(&source_name, df)?;
+    if df.height() == 0 {
+        return Err(Error::NoRows { source_name });
+    }
+    Ok(df)
 }
 
 /// Reads a Parquet file of raw records, casting its columns to the schema's types.

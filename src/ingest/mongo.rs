@@ -393,6 +393,88 @@ pub struct ImportSummary {
     pub without_id: usize,
 }
 
+/// A unique index on `ID` (created if missing): one document per customer.
+async fn unique_id_index(target: &MongoSource, coll: &mongodb::Collection<Document>) -> Result<()> {
+    let index = IndexModel::builder()
+        .keys(doc! { "ID": 1 })
+        .options(
+            IndexOptions::builder()
+                .unique(true)
+                .name("ID_unique".to_string())
+                .build(),
+        )
+        .build();
+    coll.create_index(index)
+        .await
+        .map_err(|e| target.fail("create the ID index", e))?;
+    Ok(())
+}
+
+/// Writes scored customers into a collection, one document per `ID`: each run replaces a
+/// customer's document (an upsert by `ID`), so scoring the same file twice leaves one
+/// document per customer, with the newest scores.
+pub struct ScoreWriter {
+    target: MongoSource,
+    client: Client,
+}
+
+impl ScoreWriter {
+    /// Connects, and makes sure the collection has the unique `ID` index.
+    pub fn connect(target: &MongoSource) -> Result<Self> {
+        let target = target.clone();
+        crate::rt::block_on(async move {
+            let client = target.connect().await?;
+            let coll = client
+                .database(&target.db)
+                .collection::<Document>(&target.collection);
+            unique_id_index(&target, &coll).await?;
+            Ok(ScoreWriter { target, client })
+        })
+    }
+
+    /// Upserts `docs` (each with an `ID`) in batches: one `update` command per batch, each
+    /// statement replacing the document whose `ID` matches, or inserting it.
+    pub fn write(&mut self, docs: Vec<Document>) -> Result<()> {
+        let (target, client) = (self.target.clone(), self.client.clone());
+        crate::rt::block_on(async move {
+            let db = client.database(&target.db);
+            for chunk in docs.chunks(BATCH as usize) {
+                let updates: Vec<Document> = chunk
+                    .iter()
+                    .map(|d| {
+                        let id = d.get("ID").cloned().unwrap_or(Bson::Null);
+                        doc! { "q": { "ID": id }, "u": d.clone(), "upsert": true }
+                    })
+                    .collect();
+                let reply = db
+                    .run_command(doc! {
+                        "update": &target.collection,
+                        "updates": updates,
+                        "ordered": false,
+                    })
+                    .await
+                    .map_err(|e| target.fail("upsert", e))?;
+                if let Ok(errors) = reply.get_array("writeErrors") {
+                    if let Some(first) = errors.first() {
+                        return Err(Error::Source(format!(
+                            "{} (upsert): {} of {} documents were refused, the first: {first}",
+                            target.name(),
+                            errors.len(),
+                            chunk.len()
+                        )));
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    pub fn finish(self) -> Result<()> {
+        crate::rt::block_on(async move { self.client.shutdown().await });
+        Ok(())
+    }
+}
+
 /// Loads raw records into the collection, idempotently: records whose `ID` the collection
 /// already holds are skipped, so importing the same file twice stores each record once. A
 /// unique index on `ID` is created if missing.
@@ -460,18 +542,7 @@ pub fn import(df: &DataFrame, target: &MongoSource) -> Result<ImportSummary> {
         let coll = client
             .database(&target.db)
             .collection::<Document>(&target.collection);
-        let index = IndexModel::builder()
-            .keys(doc! { "ID": 1 })
-            .options(
-                IndexOptions::builder()
-                    .unique(true)
-                    .name("ID_unique".to_string())
-                    .build(),
-            )
-            .build();
-        coll.create_index(index)
-            .await
-            .map_err(|e| target.fail("create the ID index", e))?;
+        unique_id_index(&target, &coll).await?;
         let mut existing = std::collections::HashSet::new();
         let mut cursor = coll
             .find(doc! {})

@@ -240,6 +240,8 @@ pub struct OnnxInfo {
 pub struct ServedModel {
     pub manifest: Manifest,
     pub onnx: OnnxModel,
+    /// The model file, for more sessions over it.
+    bytes: std::sync::Arc<[u8]>,
 }
 
 impl ServedModel {
@@ -318,6 +320,15 @@ impl ServedModel {
                 manifest.k
             )));
         }
-        Ok(Self { manifest, onnx })
+        Ok(Self {
+            manifest,
+            onnx,
+            bytes: model.into(),
+        })
+    }
+
+    /// Another session over the same model (one per thread that scores in parallel).
+    pub fn session(&self, options: &SessionOptions) -> Result<OnnxModel> {
+        OnnxModel::from_bytes(&self.bytes, options)
     }
 }

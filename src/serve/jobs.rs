@@ -379,7 +379,7 @@ fn confine(spec: &str, limits: &crate::config::JobsSettings) -> Result<String, S
             }
             Ok(spec.to_string())
         }
-        DataSource::Csv(path) | DataSource::Parquet(path) => {
+        DataSource::Csv(path) | DataSource::Parquet(path) | DataSource::Arrow(path) => {
             let not_found = || {
                 format!(
                     "no such data file under the jobs' data directory ({})",

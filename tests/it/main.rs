@@ -3,6 +3,7 @@
 mod backends;
 mod bad_input;
 mod browser;
+mod bulk;
 mod cli;
 mod hostile;
 mod mongo;

@@ -649,6 +649,8 @@ fn a_csv_file_scored_in_any_chunks_gives_one_row_per_record_or_fails_naming_wher
                     options: Default::default(),
                     keep_malformed: file.keep,
                     explain: true,
+                    // One worker or several: the same file.
+                    workers: 1 + chunk_rows % 3,
                 });
                 summary.map(|s| (s, std::fs::read(&output).unwrap()))
             };

@@ -1,0 +1,208 @@
+//! Bulk scoring (`categorizer predict`): the same rows, in the same order, with the same
+//! predictions whatever the number of workers, the piece size or the file format (CSV,
+//! Parquet, Arrow IPC); and a MongoDB output upserted by `ID`, against the real server.
+
+use std::path::{Path, PathBuf};
+
+use categorizer::ingest::{self, synthetic};
+use categorizer::predict::{PredictRequest, PredictSummary, run};
+use polars::prelude::*;
+
+fn score(
+    model: &Path,
+    input: &Path,
+    output: &str,
+    chunk_rows: usize,
+    workers: usize,
+) -> PredictSummary {
+    run(&PredictRequest {
+        model: model.to_path_buf(),
+        input: input.to_path_buf(),
+        output: PathBuf::from(output),
+        chunk_rows,
+        progress: false,
+        options: Default::default(),
+        keep_malformed: false,
+        explain: false,
+        workers,
+    })
+    .unwrap()
+}
+
+/// A CSV file's columns, every one as text.
+fn read_csv(path: &Path) -> DataFrame {
+    let text = std::fs::read_to_string(path).unwrap();
+    let separator = if text.lines().next().unwrap().contains('\t') {
+        b'\t'
+    } else {
+        b','
+    };
+    CsvReadOptions::default()
+        .with_has_header(true)
+        .with_infer_schema_length(Some(0))
+        .with_parse_options(CsvParseOptions::default().with_separator(separator))
+        .try_into_reader_with_file_path(Some(path.to_path_buf()))
+        .unwrap()
+        .finish()
+        .unwrap()
+}
+
+/// An Arrow IPC file, every record batch.
+fn read_arrow(path: &Path) -> DataFrame {
+    let mut file = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+    let metadata = polars_arrow::io::ipc::read::read_file_metadata(&mut file).unwrap();
+    let mut frames = polars_arrow::io::ipc::read::FileReader::new(file, metadata, None, None)
+        .map(|b| DataFrame::from(b.unwrap()));
+    let mut df = frames.next().unwrap();
+    for f in frames {
+        df.vstack_mut_owned(f).unwrap();
+    }
+    df
+}
+
+/// A column as text, for comparing across formats.
+fn text(df: &DataFrame, name: &str) -> Vec<Option<String>> {
+    let c = df.column(name).unwrap().cast(&DataType::String).unwrap();
+    c.str()
+        .unwrap()
+        .iter()
+        .map(|v| v.map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn any_workers_pieces_and_format_give_the_same_rows_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = crate::support::stored_model(dir.path(), 3);
+    let mut records = synthetic::generate_records(3000, 5);
+    let tsv = dir.path().join("in.tsv");
+    ingest::write_records(&mut records, &tsv).unwrap();
+    let at = |name: &str| dir.path().join(name).display().to_string();
+
+    // CSV in, CSV out with the input's separator: each record's text kept, predictions added.
+    let one = score(&model, &tsv, &at("one.tsv"), 3000, 1);
+    let many = score(&model, &tsv, &at("many.tsv"), 257, 3);
+    assert_eq!((one.rows, one.predicted), (3000, many.predicted));
+    assert_eq!(many.workers, 3);
+    let one_bytes = std::fs::read(at("one.tsv")).unwrap();
+    assert!(
+        one_bytes == std::fs::read(at("many.tsv")).unwrap(),
+        "3 workers in pieces of 257 wrote another file than 1 worker in one piece"
+    );
+    let scored = read_csv(Path::new(&at("one.tsv")));
+    assert_eq!(scored.height(), 3000);
+    let input_text = std::fs::read_to_string(&tsv).unwrap();
+    for (line_in, line_out) in input_text
+        .lines()
+        .skip(1)
+        .zip(String::from_utf8(one_bytes).unwrap().lines().skip(1))
+    {
+        assert!(line_out.starts_with(&format!("{line_in}\t")), "{line_out}");
+    }
+    assert_eq!(text(&scored, "ID"), text(&records, "ID"));
+    let segments = text(&scored, "segment");
+    assert!(segments.iter().filter(|s| s.is_some()).count() > 2900);
+
+    // Comma-separated in, tab-separated out: the records are written again field by field.
+    let csv = dir.path().join("in.csv");
+    let mut file = std::fs::File::create(&csv).unwrap();
+    CsvWriter::new(&mut file)
+        .finish(&mut records.clone())
+        .unwrap();
+    score(&model, &csv, &at("from-comma.tsv"), 700, 2);
+    let again = read_csv(Path::new(&at("from-comma.tsv")));
+    assert_eq!(text(&again, "segment"), segments);
+    assert_eq!(text(&again, "Dt_Customer"), text(&records, "Dt_Customer"));
+
+    // Arrow IPC out, then that file in again: its prediction columns kept as input_*.
+    score(&model, &tsv, &at("scored.arrow"), 700, 2);
+    let arrow = read_arrow(Path::new(&at("scored.arrow")));
+    assert_eq!(arrow.height(), 3000);
+    assert_eq!(text(&arrow, "segment"), segments);
+    assert_eq!(
+        text(&arrow, "probability_0"),
+        text(&scored, "probability_0")
+    );
+    let rescored = score(
+        &model,
+        Path::new(&at("scored.arrow")),
+        &at("rescored.arrow"),
+        1000,
+        2,
+    );
+    assert_eq!(rescored.rows, 3000);
+    let rescored = read_arrow(Path::new(&at("rescored.arrow")));
+    assert_eq!(text(&rescored, "segment"), segments);
+    assert_eq!(text(&rescored, "input_segment"), segments);
+
+    // Parquet in and out.
+    let parquet = dir.path().join("in.parquet");
+    ingest::write_records(&mut records, &parquet).unwrap();
+    score(&model, &parquet, &at("scored.parquet"), 999, 2);
+    let file = std::fs::File::open(at("scored.parquet")).unwrap();
+    let pq = ParquetReader::new(file).finish().unwrap();
+    assert_eq!(text(&pq, "segment"), segments);
+    assert_eq!(text(&pq, "ID"), text(&records, "ID"));
+}
+
+#[test]
+fn scores_written_to_mongodb_are_one_document_per_customer_however_often_it_runs() {
+    let Some(base) = crate::support::service("CATEGORIZER_TEST_MONGODB") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let model = crate::support::stored_model(dir.path(), 3);
+    // 300 customers, the first ten of them twice (a file with a customer twice).
+    let mut records = synthetic::generate_records(300, 9);
+    let twice = records.head(Some(10));
+    records.vstack_mut(&twice).unwrap();
+    let input = dir.path().join("in.tsv");
+    ingest::write_records(&mut records, &input).unwrap();
+    let collection = crate::support::unique("scores");
+    let uri = format!("{base}/categorizer_test?collection={collection}");
+
+    let first = score(&model, &input, &uri, 128, 2);
+    assert_eq!(first.rows, 310);
+    score(&model, &input, &uri, 77, 3);
+    let csv = dir.path().join("scored.tsv");
+    score(&model, &input, &csv.display().to_string(), 1000, 1);
+    let scored = read_csv(&csv);
+    let expected: std::collections::BTreeMap<i64, String> = text(&scored, "ID")
+        .into_iter()
+        .zip(text(&scored, "segment"))
+        .map(|(id, s)| (id.unwrap().parse().unwrap(), s.unwrap()))
+        .collect();
+    assert_eq!(expected.len(), 300);
+
+    let docs = categorizer::rt::block_on(async move {
+        use mongodb::bson::{Document, doc};
+        let client = mongodb::Client::with_uri_str(&base).await.unwrap();
+        let coll = client
+            .database("categorizer_test")
+            .collection::<Document>(&collection);
+        let mut cursor = coll.find(doc! {}).await.unwrap();
+        let mut docs = Vec::new();
+        while cursor.advance().await.unwrap() {
+            docs.push(cursor.deserialize_current().unwrap());
+        }
+        drop(cursor);
+        client.shutdown().await;
+        docs
+    });
+    assert_eq!(docs.len(), 300, "two runs over 310 rows of 300 customers");
+    let mut seen = std::collections::BTreeSet::new();
+    for d in &docs {
+        let id = d.get_i64("ID").unwrap();
+        assert!(seen.insert(id), "customer {id} has two documents");
+        assert_eq!(
+            d.get_i64("segment").unwrap().to_string(),
+            expected[&id],
+            "{d}"
+        );
+        assert_eq!(d.get_str("model_version").unwrap(), first.model_version);
+        let p = d.get_array("probabilities").unwrap();
+        let total: f64 = p.iter().map(|v| v.as_f64().unwrap()).sum();
+        assert!((total - 1.0).abs() < 1e-3, "{d}");
+        assert!(d.get_str("segment_name").is_ok(), "{d}");
+    }
+}
