@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::metrics::Metrics;
+use super::metrics::{Metrics, Stage};
 use crate::error::Error;
 use crate::explain::{Explanation, Segments};
 use crate::inference::Predictions;
@@ -341,6 +341,7 @@ fn run(
     }
     let n: usize = batch.iter().map(|j| j.n).sum();
     out.want_preprocessed = batch.iter().any(|j| j.explain);
+    let started = Instant::now();
     let result = if batch.len() == 1 {
         loaded.model.onnx.predict_into(&batch[0].rows, n, out)
     } else {
@@ -350,6 +351,7 @@ fn run(
         }
         loaded.model.onnx.predict_into(input, n, out)
     };
+    metrics.stage(Stage::Inference, started);
     metrics.batch_rows.observe(n as f64);
     let k = out.k;
     let dims = out.embedding.len().checked_div(n).unwrap_or(0);

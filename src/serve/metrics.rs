@@ -113,6 +113,8 @@ pub struct Metrics {
     routes: RwLock<BTreeMap<String, RouteMetrics>>,
     /// Rows per batch the inference worker ran.
     pub batch_rows: Histogram,
+    /// Where a prediction request's time goes, by [`Stage`].
+    pub stages: [Histogram; Stage::ALL.len()],
     /// Requests the batcher refused because its queue was full.
     pub rejected_busy: AtomicU64,
     /// Requests whose deadline passed while they waited, or whose client had gone.
@@ -159,6 +161,7 @@ impl Default for Metrics {
         Self {
             routes: Default::default(),
             batch_rows: Histogram::new(&BATCH_BOUNDS),
+            stages: std::array::from_fn(|_| Histogram::new(&LATENCY_BOUNDS)),
             rejected_busy: AtomicU64::new(0),
             expired: AtomicU64::new(0),
             model_switches: AtomicU64::new(0),
@@ -166,6 +169,32 @@ impl Default for Metrics {
             inference_panics: AtomicU64::new(0),
             predictions: SegmentCounters::default(),
             atypical: SegmentCounters::default(),
+        }
+    }
+}
+
+/// The steps of a prediction, timed in `categorizer_predict_stage_seconds{stage}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Parsing and checking the body into the feature matrix (per request).
+    Read,
+    /// Waiting in the batcher's queue and being scored (per request).
+    Batcher,
+    /// One ONNX Runtime run of a formed batch (per batch).
+    Inference,
+    /// Writing the answer (per request).
+    Encode,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 4] = [Stage::Read, Stage::Batcher, Stage::Inference, Stage::Encode];
+
+    fn name(self) -> &'static str {
+        match self {
+            Stage::Read => "read",
+            Stage::Batcher => "batcher",
+            Stage::Inference => "inference",
+            Stage::Encode => "encode",
         }
     }
 }
@@ -180,6 +209,11 @@ pub struct Gauges<'a> {
 }
 
 impl Metrics {
+    /// Times one step of a prediction.
+    pub fn stage(&self, stage: Stage, since: Instant) {
+        self.stages[stage as usize].observe(since.elapsed().as_secs_f64());
+    }
+
     /// Counts a request answered on `route` (a route template, or [`OTHER`]).
     pub fn record(&self, route: &str, status: u16, seconds: f64) {
         let class = (status / 100).clamp(1, 5) as usize - 1;
@@ -243,6 +277,17 @@ impl Metrics {
         );
         self.batch_rows
             .write(&mut out, "categorizer_batch_rows", "");
+        out.push_str(
+            "# HELP categorizer_predict_stage_seconds Where prediction time goes: read (parse and check a request), batcher (queue and scoring, per request), inference (one ONNX Runtime run, per batch), encode (the answer).\n\
+             # TYPE categorizer_predict_stage_seconds histogram\n",
+        );
+        for (stage, h) in Stage::ALL.iter().zip(&self.stages) {
+            h.write(
+                &mut out,
+                "categorizer_predict_stage_seconds",
+                &format!("stage=\"{}\"", stage.name()),
+            );
+        }
         let _ = write!(
             out,
             "# HELP categorizer_batcher_rejected_total Prediction requests refused with 503, by reason.\n\

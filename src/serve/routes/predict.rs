@@ -1,5 +1,7 @@
 //! `POST /api/v1/predict`: JSON batches of customers through the dynamic batcher.
 
+use std::time::Instant;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -14,6 +16,7 @@ use crate::schema::{FEATURES, N_FEATURES};
 use crate::serve::AppState;
 use crate::serve::batcher::Answer;
 use crate::serve::error::{ApiError, Code};
+use crate::serve::metrics::Stage;
 use crate::serve::rows::{self, BodyError, Format};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -184,23 +187,29 @@ async fn predict(
     // stay free for the small requests that arrive meanwhile.
     let big = body.len() > OFF_WORKER_BYTES;
     let max_customers = s.max_customers();
+    let started = Instant::now();
     let (parsed, rows, valid) =
         off_worker(big, move || read_predict_body(&body, max_customers, input)).await?;
+    s.metrics().stage(Stage::Read, started);
+    let started = Instant::now();
     let answer = if valid > 0 {
         Some(s.predict_rows(rows, valid, explain).await?)
     } else {
         None
     };
+    s.metrics().stage(Stage::Batcher, started);
     let version = match &answer {
         Some(a) => a.model_version.to_string(),
         None => s.manifest().version.clone(),
     };
     let version_header = HeaderValue::from_str(&version).ok();
+    let started = Instant::now();
     let body = off_worker(big, move || match output {
         Format::Json => encode_predictions(&parsed, answer.as_ref(), &version),
         table => encode_table(&parsed, answer.as_ref(), table),
     })
     .await?;
+    s.metrics().stage(Stage::Encode, started);
     let mut response = (
         [(
             header::CONTENT_TYPE,
