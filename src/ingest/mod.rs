@@ -308,6 +308,11 @@ pub fn read_arrow(path: &Path) -> Result<DataFrame> {
     for f in frames {
         df.vstack_mut_owned(f?)?;
     }
+    records_of(source_name, df)
+}
+
+/// A file's frame as raw records: the schema's columns, cast to their types, at least one row.
+fn records_of(source_name: String, df: DataFrame) -> Result<DataFrame> {
     check_columns(
         &source_name,
         df.get_column_names().into_iter().map(|s| s.as_str()),
@@ -324,15 +329,7 @@ pub fn read_parquet(path: &Path) -> Result<DataFrame> {
     let source_name = path.display().to_string();
     let file = open_non_empty(path)?;
     let df = ParquetReader::new(file).finish()?;
-    check_columns(
-        &source_name,
-        df.get_column_names().into_iter().map(|s| s.as_str()),
-    )?;
-    let df = conform(&source_name, df)?;
-    if df.height() == 0 {
-        return Err(Error::NoRows { source_name });
-    }
-    Ok(df)
+    records_of(source_name, df)
 }
 
 /// Selects the schema columns from a frame of any provenance and casts them to the read types.
