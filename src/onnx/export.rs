@@ -206,6 +206,10 @@ pub fn export(model: &SegmentationModel, metadata: Vec<(String, String)>) -> Vec
 /// ((x + 1)^l - 1) / l and for x < 0 -(((1 - x)^(2 - l) - 1) / (2 - l)), i.e. the base is
 /// always |x| + 1 and only the exponent and the sign depend on x's sign. Each step is the
 /// same float64 operation as in [`crate::preprocess::yeo_johnson`], so results match bit for bit.
+///
+/// The skewed columns are taken out and put back by `Split` and `Concat` on runs of
+/// neighbouring columns: plain copies, where `Gather` by column index cost ONNX Runtime 46% of
+/// the whole graph's time (7.8 ms against 2.8 ms for this part at 16384 rows, one thread).
 fn preprocessing(b: &mut Builder, p: &Preprocessor) -> String {
     const EPS: f64 = f64::EPSILON;
     let cols = &p.columns;
@@ -214,9 +218,6 @@ fn preprocessing(b: &mut Builder, p: &Preprocessor) -> String {
         .iter()
         .enumerate()
         .filter_map(|(j, c)| c.lambda.map(|l| (j, l)))
-        .collect();
-    let plain: Vec<usize> = (0..cols.len())
-        .filter(|j| cols[*j].lambda.is_none())
         .collect();
     let median: Vec<f64> = cols.iter().map(|c| c.median).collect();
     let mean: Vec<f64> = cols.iter().map(|c| c.mean).collect();
@@ -238,7 +239,6 @@ fn preprocessing(b: &mut Builder, p: &Preprocessor) -> String {
         xi
     } else {
         let sd = [skewed.len() as i64];
-        let idx: Vec<i64> = skewed.iter().map(|(j, _)| *j as i64).collect();
         // Exponent and log-branch flags per skewed column, for x >= 0 and for x < 0.
         let lam_zero: Vec<bool> = skewed.iter().map(|(_, l)| l.abs() < EPS).collect();
         let lam_two: Vec<bool> = skewed.iter().map(|(_, l)| (l - 2.0).abs() <= EPS).collect();
@@ -250,17 +250,19 @@ fn preprocessing(b: &mut Builder, p: &Preprocessor) -> String {
             .iter()
             .map(|(_, l)| if (l - 2.0).abs() <= EPS { 1.0 } else { 2.0 - l })
             .collect();
-        let idx = b.constant(TensorProto::i64("skewed_columns", &sd, &idx));
+        let runs = column_runs(cols.len(), |j| cols[j].lambda.is_some());
+        let parts = split_columns(b, &xi, &runs, "imputed_run");
+        let skewed_parts: Vec<&str> = runs
+            .iter()
+            .zip(&parts)
+            .filter(|((is_skewed, _), _)| *is_skewed)
+            .map(|(_, p)| p.as_str())
+            .collect();
+        let sk = concat_columns(b, &skewed_parts, "skewed");
         let pos = b.constant(TensorProto::f64("lambda_pos", &sd, &pos));
         let neg = b.constant(TensorProto::f64("lambda_neg", &sd, &neg));
         let zero = b.constant(TensorProto::f64("zero", &[], &[0.0]));
         let one = b.constant(TensorProto::f64("one", &[], &[1.0]));
-        let sk = b.node(
-            "Gather",
-            &[&xi, &idx],
-            "skewed",
-            vec![("axis", Attr::Int(1))],
-        );
         let nonneg = b.node("GreaterOrEqual", &[&sk, &zero], "nonneg", vec![]);
         let abs = b.node("Abs", &[&sk], "skewed_abs", vec![]);
         let base = b.node("Add", &[&abs, &one], "yj_base", vec![]);
@@ -278,45 +280,26 @@ fn preprocessing(b: &mut Builder, p: &Preprocessor) -> String {
         }
         let negv = b.node("Neg", &[&v], "yj_negative", vec![]);
         let yj = b.node("Where", &[&nonneg, &v, &negv], "yj", vec![]);
-        if plain.is_empty() {
-            yj
-        } else {
-            // [skewed | plain] columns, then back to feature order.
-            let pidx: Vec<i64> = plain.iter().map(|&j| j as i64).collect();
-            let pidx = b.constant(TensorProto::i64(
-                "plain_columns",
-                &[pidx.len() as i64],
-                &pidx,
-            ));
-            let rest = b.node(
-                "Gather",
-                &[&xi, &pidx],
-                "plain",
-                vec![("axis", Attr::Int(1))],
-            );
-            let both = b.node(
-                "Concat",
-                &[&yj, &rest],
-                "skewed_then_plain",
-                vec![("axis", Attr::Int(1))],
-            );
-            let order: Vec<usize> = skewed
-                .iter()
-                .map(|(j, _)| *j)
-                .chain(plain.iter().copied())
-                .collect();
-            let mut inverse = vec![0i64; order.len()];
-            for (pos, &j) in order.iter().enumerate() {
-                inverse[j] = pos as i64;
-            }
-            let inv = b.constant(TensorProto::i64("feature_order", &d, &inverse));
-            b.node(
-                "Gather",
-                &[&both, &inv],
-                "transformed",
-                vec![("axis", Attr::Int(1))],
-            )
-        }
+        // Back in feature order: the transformed runs where the skewed ones were.
+        let skewed_runs: Vec<(bool, usize)> = runs
+            .iter()
+            .copied()
+            .filter(|(is_skewed, _)| *is_skewed)
+            .collect();
+        let mut yj_parts = split_columns(b, &yj, &skewed_runs, "yj_run").into_iter();
+        let ordered: Vec<String> = runs
+            .iter()
+            .zip(&parts)
+            .map(|((is_skewed, _), plain)| {
+                if *is_skewed {
+                    yj_parts.next().expect("one transformed run per skewed run")
+                } else {
+                    plain.clone()
+                }
+            })
+            .collect();
+        let ordered: Vec<&str> = ordered.iter().map(String::as_str).collect();
+        concat_columns(b, &ordered, "transformed")
     };
     let centred = b.node("Sub", &[&t, &mean], "centred", vec![]);
     let scaled = b.node("Div", &[&centred, &scale], "scaled64", vec![]);
@@ -327,6 +310,49 @@ fn preprocessing(b: &mut Builder, p: &Preprocessor) -> String {
         OUT_PREPROCESSED,
         vec![("to", Attr::Int(DataType::Float as i64))],
     )
+}
+
+/// Maximal runs of neighbouring columns of one kind: (is `kind`, width), left to right.
+fn column_runs(n: usize, kind: impl Fn(usize) -> bool) -> Vec<(bool, usize)> {
+    let mut runs: Vec<(bool, usize)> = Vec::new();
+    for j in 0..n {
+        match runs.last_mut() {
+            Some((k, w)) if *k == kind(j) => *w += 1,
+            _ => runs.push((kind(j), 1)),
+        }
+    }
+    runs
+}
+
+/// `x`'s columns cut into `runs` (their widths add up to its columns); one run is `x` itself.
+fn split_columns(b: &mut Builder, x: &str, runs: &[(bool, usize)], name: &str) -> Vec<String> {
+    if runs.len() == 1 {
+        return vec![x.to_string()];
+    }
+    let widths: Vec<i64> = runs.iter().map(|(_, w)| *w as i64).collect();
+    let split = b.constant(TensorProto::i64(
+        &format!("{name}_widths"),
+        &[widths.len() as i64],
+        &widths,
+    ));
+    let outputs: Vec<String> = (0..runs.len()).map(|i| format!("{name}_{i}")).collect();
+    let refs: Vec<&str> = outputs.iter().map(String::as_str).collect();
+    b.node_in(
+        "",
+        "Split",
+        &[x, &split],
+        &refs,
+        vec![("axis", Attr::Int(1))],
+    );
+    outputs
+}
+
+/// The columns of `parts` side by side; one part is itself.
+fn concat_columns(b: &mut Builder, parts: &[&str], name: &str) -> String {
+    match parts {
+        [one] => one.to_string(),
+        _ => b.node("Concat", parts, name, vec![("axis", Attr::Int(1))]),
+    }
 }
 
 /// Dense layers as Gemm (weights stored [inputs, outputs]), ReLU between, softmax at the end.
