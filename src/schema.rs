@@ -361,6 +361,15 @@ pub fn feature_index(key: &str) -> Option<usize> {
     FEATURES.iter().position(|f| f.key == key)
 }
 
+/// [`feature_index`], trying `next` first: clients send a customer's fields in one order, most
+/// often the features' own, so a row's next key is most often the one after the last.
+pub fn feature_index_after(key: &str, next: usize) -> Option<usize> {
+    match FEATURES.get(next) {
+        Some(f) if f.key == key => Some(next),
+        _ => feature_index(key),
+    }
+}
+
 /// The feature keys in model input order.
 pub fn feature_keys() -> impl Iterator<Item = &'static str> {
     FEATURES.iter().map(|f| f.key)

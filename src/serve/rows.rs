@@ -10,7 +10,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use crate::schema::{FEATURES, FieldError, N_FEATURES, check_feature, feature_index};
+use crate::schema::{FEATURES, FieldError, N_FEATURES, check_feature, feature_index_after};
 
 /// One customer: its features, or why they cannot be used.
 #[derive(Debug, Clone, PartialEq)]
@@ -413,8 +413,9 @@ impl<'de> Visitor<'de> for RowVisitor {
         let mut values = [f64::NAN; N_FEATURES];
         let mut seen = [false; N_FEATURES];
         let mut error: Option<RowError> = None;
+        let mut next = 0;
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            let Some(j) = feature_index(&key) else {
+            let Some(j) = feature_index_after(&key, next) else {
                 map.next_value::<IgnoredAny>()?;
                 error.get_or_insert(RowError {
                     field: Some(shown_key(&key)),
@@ -422,6 +423,7 @@ impl<'de> Visitor<'de> for RowVisitor {
                 });
                 continue;
             };
+            next = j + 1;
             if std::mem::replace(&mut seen[j], true) {
                 map.next_value::<IgnoredAny>()?;
                 error.get_or_insert(RowError {
@@ -550,6 +552,7 @@ impl<'de> Visitor<'de> for NumberVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::feature_index;
 
     fn customer() -> serde_json::Map<String, serde_json::Value> {
         let v = serde_json::json!({
@@ -590,6 +593,26 @@ mod tests {
             r[5].0.as_ref().unwrap()[feature_index("Income").unwrap()].is_nan(),
             "Income may be left out: it is imputed"
         );
+    }
+
+    #[test]
+    fn fields_in_any_order_give_the_same_row() {
+        let good = customer();
+        let fields: Vec<(String, serde_json::Value)> = good.clone().into_iter().collect();
+        let reversed: serde_json::Map<_, _> = fields.iter().rev().cloned().collect();
+        let mut rotated: Vec<_> = fields.clone();
+        rotated.rotate_left(7);
+        let rotated: serde_json::Map<_, _> = rotated.into_iter().collect();
+        let body = serde_json::json!({"customers": [good, reversed, rotated]});
+        let parsed = parse_predict_body(body.to_string().as_bytes(), 10).unwrap();
+        let rows: Vec<[f32; N_FEATURES]> = parsed
+            .customers
+            .iter()
+            .map(|r| r.0.clone().unwrap())
+            .collect();
+        assert_eq!(rows[0][feature_index("Recency").unwrap()], 30.0);
+        assert_eq!(rows[0], rows[1]);
+        assert_eq!(rows[0], rows[2]);
     }
 
     fn body(customers: &[serde_json::Value]) -> Vec<u8> {
