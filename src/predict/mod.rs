@@ -221,7 +221,7 @@ pub fn run(req: &PredictRequest) -> Result<PredictSummary> {
     };
 
     // Bounded: at most `in_flight` pieces between the reader and the writer.
-    let in_flight = workers + 2;
+    let in_flight = workers + 1;
     let (job_tx, job_rx) = sync_channel::<Job>(workers);
     let job_rx = Arc::new(Mutex::new(job_rx));
     let (done_tx, done_rx) = sync_channel::<(usize, Result<Scored>)>(workers);

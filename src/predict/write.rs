@@ -74,17 +74,27 @@ impl OutputColumns<'_> {
                 csv_field(out, t, separator);
             }
         };
-        field(out, self.segment[i].map(|s| int.format(s).as_bytes()));
+        // A number or a boolean is written as it is, unless the separator is a character
+        // that one could hold.
+        let plain = !(separator.is_ascii_alphanumeric() || b".-+".contains(&separator));
+        let value = |out: &mut Vec<u8>, text: Option<&[u8]>| match text {
+            Some(t) if plain => {
+                out.push(separator);
+                out.extend_from_slice(t);
+            }
+            _ => field(out, text),
+        };
+        value(out, self.segment[i].map(|s| int.format(s).as_bytes()));
         field(out, self.name[i].map(str::as_bytes));
         for p in &self.probabilities {
-            field(out, p[i].map(|v| float_text(&mut float, v)));
+            value(out, p[i].map(|v| float_text(&mut float, v)));
         }
-        field(
+        value(
             out,
             self.atypical[i].map(|a| if a { &b"true"[..] } else { b"false" }),
         );
         if let Some((runner_up, top)) = &self.explained {
-            field(out, runner_up[i].map(|s| int.format(s).as_bytes()));
+            value(out, runner_up[i].map(|s| int.format(s).as_bytes()));
             for t in top {
                 field(out, t[i].map(str::as_bytes));
             }
@@ -194,7 +204,13 @@ impl Sink {
         Ok(match (target, first) {
             (Target::Mongo(m), _) => Sink::Mongo(ScoreWriter::connect(m)?),
             (Target::Parquet, Out::Frame(df)) => {
-                Sink::Parquet(ParquetWriter::new(create_file(path)?).batched(df.schema())?)
+                // Snappy, as pyarrow and Spark write by default: zstd (polars' default) cost
+                // the writer thread more than all the scoring of a piece.
+                Sink::Parquet(
+                    ParquetWriter::new(create_file(path)?)
+                        .with_compression(ParquetCompression::Snappy)
+                        .batched(df.schema())?,
+                )
             }
             (Target::Arrow, Out::Frame(df)) => {
                 let schema = df.schema().to_arrow(CompatLevel::newest());
