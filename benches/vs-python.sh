@@ -4,13 +4,18 @@
 # same data file, one after the other. The data are the real records resampled to ROWS rows
 # (seed 7, spend and income jittered ±10 %), cached per ROWS; `real` uses the real file as is.
 # Prints per-stage seconds, the quality of both, Rust's peak RSS, and writes it all as JSON.
-#   benches/vs-python.sh [ROWS|real]   (default 1000000)
+# With `score`, bulk scoring instead: both sides fit on the real records (not timed), then score
+# the ROWS-row file into a TSV with the predictions appended (`categorizer predict` against
+# pandas read_csv + the features + the scikit-learn transforms + XGBoost + to_csv).
+#   benches/vs-python.sh [ROWS|real] [train|score]   (default 1000000 train)
 # Env: REAL_DATA (the real file), VS_PYTHON_WORK (venv, data, results; default /tmp/vs-python),
 #      CATEGORIZER_BIN (the binary; built with cargo when the default one is missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rows="${1:-1000000}"
-[[ $rows == real || $rows =~ ^[1-9][0-9]*$ ]] || { echo "usage: $0 [ROWS|real]" >&2; exit 2; }
+mode="${2:-train}"
+[[ ($rows == real || $rows =~ ^[1-9][0-9]*$) && ($mode == train || $mode == score) ]] ||
+  { echo "usage: $0 [ROWS|real] [train|score]" >&2; exit 2; }
 real="${REAL_DATA:-../shared/data/marketing_campaign.csv}"
 [[ -f $real ]] || { echo "vs-python: real data $real not found (set REAL_DATA to the marketing_campaign.csv file)" >&2; exit 1; }
 work="${VS_PYTHON_WORK:-/tmp/vs-python}"
@@ -47,6 +52,21 @@ else
 fi
 
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
+
+if [[ $mode == score ]]; then
+  echo "Python scoring $data ..." >&2
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS=2 OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}" \
+    /usr/bin/time -v -o "$work/python-score-$rows.time" "$py" "$helper" score "$real" "$data" "$tmp/python.tsv" \
+    >"$work/python-score-$rows.json"
+  rm -f "$tmp/python.tsv"
+  echo "Rust scoring $data ..." >&2
+  "$bin" train --quiet --device cpu --data "$real" --out "$tmp/run" --models "$tmp/models" >/dev/null
+  /usr/bin/time -v -o "$work/rust-score-$rows.time" "$bin" predict --quiet --model "$tmp/models" \
+    --input "$data" --output "$tmp/rust.tsv" >"$work/rust-score-$rows.log"
+  "$py" "$helper" score-report "$work/python-score-$rows.json" "$work/python-score-$rows.time" \
+    "$work/rust-score-$rows.log" "$work/rust-score-$rows.time"
+  exit 0
+fi
 
 echo "Python on $data ..." >&2
 # OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, set on some machines, slow numpy's OpenBLAS down: not here.

@@ -2,6 +2,8 @@
 
   vs_python.py gen REAL N OUT      real records resampled to N rows (seed 7), written to OUT
   vs_python.py run FILE            the plain Python pipeline on FILE; prints per-stage seconds as JSON
+  vs_python.py score REAL FILE OUT bulk scoring of FILE into OUT by a pipeline fitted on REAL; prints
+                                   per-stage seconds as JSON
   vs_python.py report PY.json PY.time RUST_METRICS.json RUST.time OUT.json
                                    side-by-side table on stdout, everything as JSON in OUT.json
 """
@@ -65,19 +67,80 @@ def features(df):
     return f[FEATURES].astype(float)
 
 
+def preprocessing():
+    """Median imputation, Yeo-Johnson on the skewed features and standard scaling on the rest,
+    and the column order that puts the transformed matrix back in feature order."""
+    import numpy as np
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import PowerTransformer, StandardScaler
+
+    skewed = [FEATURES.index(c) for c in SKEWED]
+    others = [i for i in range(len(FEATURES)) if i not in skewed]
+    prep = make_pipeline(
+        SimpleImputer(strategy="median"),
+        ColumnTransformer([
+            ("yeo_johnson", PowerTransformer(method="yeo-johnson", standardize=True), skewed),
+            ("standard", StandardScaler(), others),
+        ]),
+    )
+    # ColumnTransformer puts the skewed columns first; put them back in feature order (the
+    # order matters to nothing here but keeps the matrix the same as the Rust side's).
+    return prep, np.argsort(skewed + others)
+
+
+def score(real, path, out):
+    """Bulk scoring as a pandas user writes it: the pipeline fitted on REAL (not timed), then
+    PATH read, its features computed, preprocessed, classified by XGBoost, and written to OUT
+    with segment and probability_<id> appended. Prints per-stage seconds as JSON."""
+    import numpy as np
+    import pandas as pd
+    import xgboost
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+
+    x = features(pd.read_csv(real, sep="\t"))
+    prep, order = preprocessing()
+    p = prep.fit_transform(x.to_numpy())[:, order]
+    km = KMeans(n_clusters=3, n_init=10, random_state=42).fit(PCA(n_components=2).fit_transform(p))
+    clf = xgboost.XGBClassifier(n_estimators=100, max_depth=4, learning_rate=0.3, tree_method="hist", n_jobs=2)
+    clf.fit(p, km.labels_)
+
+    seconds = {}
+    t = start = perf_counter()
+
+    def lap(stage):
+        nonlocal t
+        now = perf_counter()
+        seconds[stage] = now - t
+        t = now
+
+    df = pd.read_csv(path, sep="\t")
+    lap("read")
+    x = features(df)
+    lap("features")
+    proba = clf.predict_proba(prep.transform(x.to_numpy())[:, order])
+    lap("predict")
+    df["segment"] = proba.argmax(axis=1)
+    for j in range(proba.shape[1]):
+        df[f"probability_{j}"] = proba[:, j]
+    df.to_csv(out, sep="\t", index=False)
+    lap("write")
+    seconds["total"] = perf_counter() - start
+    print(json.dumps({"rows": len(df), "seconds": seconds, "rows_per_second": len(df) / seconds["total"],
+                      "segments": np.bincount(proba.argmax(axis=1)).tolist()}))
+
+
 def run(path):
     import numpy as np
     import pandas as pd
     import sklearn
     import xgboost
     from sklearn.cluster import KMeans
-    from sklearn.compose import ColumnTransformer
     from sklearn.decomposition import PCA
-    from sklearn.impute import SimpleImputer
     from sklearn.metrics import davies_bouldin_score, f1_score, silhouette_score
     from sklearn.model_selection import train_test_split
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import PowerTransformer, StandardScaler
 
     seconds = {}
     t = start = perf_counter()
@@ -92,18 +155,7 @@ def run(path):
     lap("read_features")
 
     x_train, x_test = train_test_split(x, test_size=0.2, random_state=42)
-    skewed = [FEATURES.index(c) for c in SKEWED]
-    others = [i for i in range(len(FEATURES)) if i not in skewed]
-    prep = make_pipeline(
-        SimpleImputer(strategy="median"),
-        ColumnTransformer([
-            ("yeo_johnson", PowerTransformer(method="yeo-johnson", standardize=True), skewed),
-            ("standard", StandardScaler(), others),
-        ]),
-    )
-    # ColumnTransformer puts the skewed columns first; put them back in feature order (the
-    # order matters to nothing here but keeps the matrix the same as the Rust side's).
-    order = np.argsort(skewed + others)
+    prep, order = preprocessing()
     p_train = prep.fit_transform(x_train.to_numpy())[:, order]
     p_test = prep.transform(x_test.to_numpy())[:, order]
     pca = PCA(n_components=2)
@@ -193,12 +245,33 @@ def report(py_json, py_time, rust_json, rust_time, out):
     line("peak RSS, MB", py_rss, rust_rss, 0)
     print(f"\nwrote {out}")
 
+def score_report(py_json, py_time, rust_log, rust_time):
+    py = json.load(open(py_json))
+    py_wall, py_rss = gnu_time(py_time)
+    rust_wall, rust_rss = gnu_time(rust_time)
+    rows = py["rows"]
+    print(f"\nbulk scoring of {rows} rows into a TSV with the predictions appended (2 cores)")
+    print("Python stages, s: " + ", ".join(f"{k} {v:.2f}" for k, v in py["seconds"].items()))
+    print("Rust: " + open(rust_log).read().strip())
+    # Python's figure is its timed stages only (no imports, no fitting): the ratio favours it.
+    py_s = py["seconds"]["total"]
+    print(f"{'':<28}{'Python':>12}{'Rust':>12}{'ratio':>9}")
+    print(f"{'s (Python: stages; Rust: wall)':<28}{py_s:12.2f}{rust_wall:12.2f}{py_s / rust_wall:8.1f}x")
+    print(f"{'rows/s':<28}{rows / py_s:12.0f}{rows / rust_wall:12.0f}")
+    print(f"{'peak RSS, MB':<28}{py_rss:12.0f}{rust_rss:12.0f}")
+    print(f"(Python's wall time with imports and fitting: {py_wall:.2f} s; ratio = Python / Rust)")
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "gen":
         gen(args[0], int(args[1]), args[2])
     elif cmd == "run":
         run(args[0])
+    elif cmd == "score":
+        score(*args)
+    elif cmd == "score-report":
+        score_report(*args)
     elif cmd == "report":
         report(*args)
     else:
