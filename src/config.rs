@@ -78,6 +78,9 @@ pub struct BatcherSettings {
     pub max_delay_us: u64,
     /// Requests waiting for the session; beyond this the server answers 503 with Retry-After.
     pub queue_capacity: usize,
+    /// A batch of at least this many rows runs split across one ONNX Runtime session per
+    /// core, the parts at once (0: every batch in one session).
+    pub split_rows: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

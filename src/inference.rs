@@ -200,6 +200,16 @@ pub struct Predictions {
 }
 
 impl Predictions {
+    /// `other`'s rows after these (the same model's outputs).
+    pub fn append(&mut self, other: &Predictions) {
+        self.rows += other.rows;
+        self.segment.extend_from_slice(&other.segment);
+        self.probabilities.extend_from_slice(&other.probabilities);
+        self.embedding.extend_from_slice(&other.embedding);
+        self.distances.extend_from_slice(&other.distances);
+        self.preprocessed.extend_from_slice(&other.preprocessed);
+    }
+
     pub fn clear(&mut self) {
         self.rows = 0;
         self.segment.clear();

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::metrics::{Metrics, Stage};
 use crate::error::Error;
 use crate::explain::{Explanation, Segments};
-use crate::inference::Predictions;
+use crate::inference::{OnnxModel, Predictions, SessionOptions};
 use crate::registry::ServedModel;
 use crate::schema::N_FEATURES;
 
@@ -27,6 +27,12 @@ pub struct BatcherConfig {
     pub max_batch_rows: usize,
     pub max_delay: Duration,
     pub queue_capacity: usize,
+    /// A batch of at least this many rows runs in `sessions` parts at once, one ONNX Runtime
+    /// session and thread each (0: always one).
+    pub split_rows: usize,
+    pub sessions: usize,
+    /// How the extra sessions are made.
+    pub session_options: SessionOptions,
 }
 
 /// What one request gets back: its rows' slice of the batch outputs.
@@ -223,15 +229,84 @@ struct Loaded {
     model: ServedModel,
     version: Arc<str>,
     segments: Arc<Segments>,
+    /// More sessions over the same model, for the parts of a big batch.
+    extra: Vec<OnnxModel>,
 }
 
 impl Loaded {
-    fn new(model: ServedModel) -> Self {
+    fn new(model: ServedModel, config: &BatcherConfig) -> Self {
+        let wanted = if config.split_rows > 0 {
+            config.sessions.saturating_sub(1)
+        } else {
+            0
+        };
+        let mut extra = Vec::with_capacity(wanted);
+        for _ in 0..wanted {
+            match model.session(&config.session_options) {
+                Ok(s) => extra.push(s),
+                Err(e) => {
+                    tracing::warn!(
+                        "a second inference session could not be made ({e}); big batches run whole"
+                    );
+                    break;
+                }
+            }
+        }
         Self {
             version: model.manifest.version.as_str().into(),
             segments: Arc::new(model.manifest.explainer()),
             model,
+            extra,
         }
+    }
+
+    /// Predictions for `n` rows of `x`: at once in one part per session when `n` reaches
+    /// `split_rows`, the parts' outputs then joined in order (each row's answer is the same
+    /// either way: the graph scores rows independently).
+    fn predict(
+        &mut self,
+        x: &[f32],
+        n: usize,
+        out: &mut Predictions,
+        parts: &mut [Predictions],
+        split_rows: usize,
+    ) -> Result<(), Error> {
+        let sessions = 1 + self.extra.len().min(parts.len());
+        if sessions < 2 || split_rows == 0 || n < split_rows {
+            return self.model.onnx.predict_into(x, n, out);
+        }
+        let per = n.div_ceil(sessions);
+        let mut chunks = x.chunks(per * N_FEATURES);
+        let first = chunks.next().unwrap_or(&[]);
+        let results: Vec<Result<(), Error>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = chunks
+                .zip(self.extra.iter_mut())
+                .zip(parts.iter_mut())
+                .map(|((chunk, session), part)| {
+                    part.want_preprocessed = out.want_preprocessed;
+                    scope.spawn(move || session.predict_into(chunk, chunk.len() / N_FEATURES, part))
+                })
+                .collect();
+            let mut results =
+                vec![
+                    self.model
+                        .onnx
+                        .predict_into(first, first.len() / N_FEATURES, out),
+                ];
+            results.extend(handles.into_iter().map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Runtime("an inference part panicked".into())))
+            }));
+            results
+        });
+        for r in results {
+            r?;
+        }
+        let used = n.div_ceil(per) - 1;
+        for part in &parts[..used] {
+            out.append(part);
+        }
+        Ok(())
     }
 }
 
@@ -241,7 +316,10 @@ fn worker(
     mut rx: mpsc::Receiver<Msg>,
     metrics: Arc<Metrics>,
 ) {
-    let mut loaded = Loaded::new(model);
+    let mut loaded = Loaded::new(model, &config);
+    let mut parts: Vec<Predictions> = (0..loaded.extra.len())
+        .map(|_| Predictions::default())
+        .collect();
     let mut batch: Vec<Job> = Vec::new();
     let mut input: Vec<f32> = Vec::new();
     let mut out = Predictions::default();
@@ -274,8 +352,16 @@ fn worker(
             match msg {
                 Msg::Swap(m) => {
                     // Run what was gathered with the old model, then switch.
-                    supervised_run(&mut loaded, &mut batch, &mut input, &mut out, &metrics);
-                    loaded = Loaded::new(*m);
+                    supervised_run(
+                        &mut loaded,
+                        &mut batch,
+                        &mut input,
+                        &mut out,
+                        &mut parts,
+                        &config,
+                        &metrics,
+                    );
+                    loaded = Loaded::new(*m, &config);
                     rows = 0;
                     continue;
                 }
@@ -298,7 +384,15 @@ fn worker(
                 break;
             }
         }
-        supervised_run(&mut loaded, &mut batch, &mut input, &mut out, &metrics);
+        supervised_run(
+            &mut loaded,
+            &mut batch,
+            &mut input,
+            &mut out,
+            &mut parts,
+            &config,
+            &metrics,
+        );
     }
 }
 
@@ -309,10 +403,12 @@ fn supervised_run(
     batch: &mut Vec<Job>,
     input: &mut Vec<f32>,
     out: &mut Predictions,
+    parts: &mut [Predictions],
+    config: &BatcherConfig,
     metrics: &Metrics,
 ) {
     let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        run(loaded, batch, input, out, metrics)
+        run(loaded, batch, input, out, parts, config.split_rows, metrics)
     }));
     if ran.is_err() {
         metrics.inference_panics.fetch_add(1, Ordering::Relaxed);
@@ -334,6 +430,8 @@ fn run(
     batch: &mut Vec<Job>,
     input: &mut Vec<f32>,
     out: &mut Predictions,
+    parts: &mut [Predictions],
+    split_rows: usize,
     metrics: &Metrics,
 ) {
     if batch.is_empty() {
@@ -343,13 +441,13 @@ fn run(
     out.want_preprocessed = batch.iter().any(|j| j.explain);
     let started = Instant::now();
     let result = if batch.len() == 1 {
-        loaded.model.onnx.predict_into(&batch[0].rows, n, out)
+        loaded.predict(&batch[0].rows, n, out, parts, split_rows)
     } else {
         input.clear();
         for j in batch.iter() {
             input.extend_from_slice(&j.rows);
         }
-        loaded.model.onnx.predict_into(input, n, out)
+        loaded.predict(input, n, out, parts, split_rows)
     };
     metrics.stage(Stage::Inference, started);
     metrics.batch_rows.observe(n as f64);

@@ -117,6 +117,11 @@ impl AppState {
                 max_batch_rows: sv.batcher.max_batch_rows,
                 max_delay: Duration::from_micros(sv.batcher.max_delay_us),
                 queue_capacity: sv.batcher.queue_capacity,
+                split_rows: sv.batcher.split_rows,
+                sessions: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                session_options: crate::inference::SessionOptions::from_settings(
+                    &settings.inference,
+                ),
             },
             metrics.clone(),
         );

@@ -281,7 +281,7 @@ async fn a_version_copied_under_another_name_is_not_reloaded_on_every_poll() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_over_max_batch_rows_runs_in_pieces_with_the_same_answers() {
+async fn a_request_in_pieces_or_split_across_sessions_gets_the_same_answers() {
     use categorizer::inference::SessionOptions;
     use categorizer::registry::ServedModel;
 
@@ -292,13 +292,15 @@ async fn a_request_over_max_batch_rows_runs_in_pieces_with_the_same_answers() {
         .collect();
     let body = serde_json::json!({ "customers": customers }).to_string();
     let mut answers = Vec::new();
-    for max_batch_rows in [100_000, 300] {
+    // Whole; in pieces of 300 rows; whole but run in one part per core (2 on CI).
+    for (max_batch_rows, split_rows) in [(100_000, 0), (300, 0), (100_000, 1000)] {
         let mut settings = crate::support::settings();
         settings.server.batcher.max_batch_rows = max_batch_rows;
+        settings.server.batcher.split_rows = split_rows;
         let model = ServedModel::open(&version, &SessionOptions::default()).unwrap();
         let (url, _) = crate::support::start_model(model, settings, None).await;
         let r = reqwest::Client::new()
-            .post(format!("{url}/api/v1/predict"))
+            .post(format!("{url}/api/v1/predict?explain=true"))
             .header("content-type", "application/json")
             .body(body.clone())
             .send()
@@ -309,23 +311,28 @@ async fn a_request_over_max_batch_rows_runs_in_pieces_with_the_same_answers() {
         assert_eq!(v["predictions"].as_array().unwrap().len(), 2500);
         answers.push(v["predictions"].clone());
     }
-    // The same segments; probabilities equal up to the kernels' rounding for other batch sizes.
-    let (a, b) = (
-        answers[0].as_array().unwrap(),
-        answers[1].as_array().unwrap(),
-    );
-    for (i, (a, b)) in a.iter().zip(b).enumerate() {
-        assert_eq!(a["segment"], b["segment"], "row {i}");
-        let (pa, pb) = (
-            a["probabilities"].as_array().unwrap(),
-            b["probabilities"].as_array().unwrap(),
-        );
-        assert_eq!(pa.len(), pb.len());
-        for (x, y) in pa.iter().zip(pb) {
-            assert!(
-                (x.as_f64().unwrap() - y.as_f64().unwrap()).abs() < 1e-5,
+    // The same segments and explanations; probabilities equal up to the kernels' rounding for
+    // other batch sizes.
+    for other in &answers[1..] {
+        let (a, b) = (answers[0].as_array().unwrap(), other.as_array().unwrap());
+        for (i, (a, b)) in a.iter().zip(b).enumerate() {
+            assert_eq!(a["segment"], b["segment"], "row {i}");
+            assert_eq!(
+                a["explanation"]["runner_up"], b["explanation"]["runner_up"],
                 "row {i}"
             );
+            assert!(a["explanation"]["top_features"].is_array(), "row {i}: {a}");
+            let (pa, pb) = (
+                a["probabilities"].as_array().unwrap(),
+                b["probabilities"].as_array().unwrap(),
+            );
+            assert_eq!(pa.len(), pb.len());
+            for (x, y) in pa.iter().zip(pb) {
+                assert!(
+                    (x.as_f64().unwrap() - y.as_f64().unwrap()).abs() < 1e-5,
+                    "row {i}"
+                );
+            }
         }
     }
 }
