@@ -67,6 +67,23 @@ def features(df):
     return f[FEATURES].astype(float)
 
 
+class Laps:
+    """Seconds per stage, each counted from the end of the one before: `lap("read")`."""
+
+    def __init__(self):
+        self.seconds = {}
+        self.start = self.t = perf_counter()
+
+    def __call__(self, stage):
+        now = perf_counter()
+        self.seconds[stage] = now - self.t
+        self.t = now
+
+    def total(self):
+        self.seconds["total"] = perf_counter() - self.start
+        return self.seconds
+
+
 def preprocessing():
     """Median imputation, Yeo-Johnson on the skewed features and standard scaling on the rest,
     and the column order that puts the transformed matrix back in feature order."""
@@ -107,14 +124,7 @@ def score(real, path, out):
     clf = xgboost.XGBClassifier(n_estimators=100, max_depth=4, learning_rate=0.3, tree_method="hist", n_jobs=2)
     clf.fit(p, km.labels_)
 
-    seconds = {}
-    t = start = perf_counter()
-
-    def lap(stage):
-        nonlocal t
-        now = perf_counter()
-        seconds[stage] = now - t
-        t = now
+    lap = Laps()
 
     df = pd.read_csv(path, sep="\t")
     lap("read")
@@ -127,7 +137,7 @@ def score(real, path, out):
         df[f"probability_{j}"] = proba[:, j]
     df.to_csv(out, sep="\t", index=False)
     lap("write")
-    seconds["total"] = perf_counter() - start
+    seconds = lap.total()
     print(json.dumps({"rows": len(df), "seconds": seconds, "rows_per_second": len(df) / seconds["total"],
                       "segments": np.bincount(proba.argmax(axis=1)).tolist()}))
 
@@ -142,14 +152,7 @@ def run(path):
     from sklearn.metrics import davies_bouldin_score, f1_score, silhouette_score
     from sklearn.model_selection import train_test_split
 
-    seconds = {}
-    t = start = perf_counter()
-
-    def lap(stage):
-        nonlocal t
-        now = perf_counter()
-        seconds[stage] = now - t
-        t = now
+    lap = Laps()
 
     x = features(pd.read_csv(path, sep="\t"))
     lap("read_features")
@@ -178,7 +181,7 @@ def run(path):
     f1 = f1_score(y_test, clf.predict(p_test), average="weighted")
     lap("classifier")
 
-    seconds["total"] = perf_counter() - start
+    seconds = lap.total()
     print(json.dumps({
         "rows": len(x), "train_rows": len(x_train), "test_rows": len(x_test),
         "seconds": seconds, "silhouette": sil, "davies_bouldin": dbi, "f1": f1,

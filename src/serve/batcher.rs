@@ -317,12 +317,8 @@ fn worker(
     metrics: Arc<Metrics>,
 ) {
     let mut loaded = Loaded::new(model, &config);
-    let mut parts: Vec<Predictions> = (0..loaded.extra.len())
-        .map(|_| Predictions::default())
-        .collect();
     let mut batch: Vec<Job> = Vec::new();
-    let mut input: Vec<f32> = Vec::new();
-    let mut out = Predictions::default();
+    let mut buffers = Buffers::default();
     let max_rows = config.max_batch_rows.max(1);
     while let Some(first) = rx.blocking_recv() {
         let mut pending = Some(first);
@@ -352,15 +348,7 @@ fn worker(
             match msg {
                 Msg::Swap(m) => {
                     // Run what was gathered with the old model, then switch.
-                    supervised_run(
-                        &mut loaded,
-                        &mut batch,
-                        &mut input,
-                        &mut out,
-                        &mut parts,
-                        &config,
-                        &metrics,
-                    );
+                    supervised_run(&mut loaded, &mut batch, &mut buffers, &config, &metrics);
                     loaded = Loaded::new(*m, &config);
                     rows = 0;
                     continue;
@@ -384,16 +372,17 @@ fn worker(
                 break;
             }
         }
-        supervised_run(
-            &mut loaded,
-            &mut batch,
-            &mut input,
-            &mut out,
-            &mut parts,
-            &config,
-            &metrics,
-        );
+        supervised_run(&mut loaded, &mut batch, &mut buffers, &config, &metrics);
     }
+}
+
+/// What the worker reuses from one batch to the next: the batch's rows joined, and the
+/// outputs (the whole batch's, and one part per extra session).
+#[derive(Default)]
+struct Buffers {
+    input: Vec<f32>,
+    out: Predictions,
+    parts: Vec<Predictions>,
 }
 
 /// [`run`], with a panic inside it (ONNX Runtime, a shape nobody expected) caught: the batch's
@@ -401,14 +390,12 @@ fn worker(
 fn supervised_run(
     loaded: &mut Loaded,
     batch: &mut Vec<Job>,
-    input: &mut Vec<f32>,
-    out: &mut Predictions,
-    parts: &mut [Predictions],
+    buffers: &mut Buffers,
     config: &BatcherConfig,
     metrics: &Metrics,
 ) {
     let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        run(loaded, batch, input, out, parts, config.split_rows, metrics)
+        run(loaded, batch, buffers, config.split_rows, metrics)
     }));
     if ran.is_err() {
         metrics.inference_panics.fetch_add(1, Ordering::Relaxed);
@@ -421,22 +408,22 @@ fn supervised_run(
                 "inference failed on this batch (logged); retry".into(),
             )));
         }
-        *out = Predictions::default();
+        *buffers = Buffers::default();
     }
 }
 
 fn run(
     loaded: &mut Loaded,
     batch: &mut Vec<Job>,
-    input: &mut Vec<f32>,
-    out: &mut Predictions,
-    parts: &mut [Predictions],
+    buffers: &mut Buffers,
     split_rows: usize,
     metrics: &Metrics,
 ) {
     if batch.is_empty() {
         return;
     }
+    let Buffers { input, out, parts } = buffers;
+    parts.resize_with(loaded.extra.len(), Predictions::default);
     let n: usize = batch.iter().map(|j| j.n).sum();
     out.want_preprocessed = batch.iter().any(|j| j.explain);
     let started = Instant::now();
