@@ -178,7 +178,11 @@ pub fn parse_table(
                 let ca = cast.as_materialized_series().f64().map_err(bad)?;
                 let mut values = Vec::with_capacity(ca.len());
                 for chunk in ca.downcast_iter() {
-                    values.extend(chunk.iter().map(|v| v.copied().unwrap_or(f64::NAN)));
+                    if chunk.validity().is_none_or(|v| v.unset_bits() == 0) {
+                        values.extend_from_slice(chunk.values());
+                    } else {
+                        values.extend(chunk.iter().map(|v| v.copied().unwrap_or(f64::NAN)));
+                    }
                 }
                 Col::Numbers(values)
             }
