@@ -79,7 +79,7 @@ pub struct BatcherSettings {
     /// Requests waiting for the session; beyond this the server answers 503 with Retry-After.
     pub queue_capacity: usize,
     /// A batch of at least this many rows runs split across one ONNX Runtime session per
-    /// core, the parts at once (0: every batch in one session).
+    /// core (at most 4), the parts at once (0: every batch in one session).
     pub split_rows: usize,
 }
 

@@ -27,8 +27,8 @@ pub struct BatcherConfig {
     pub max_batch_rows: usize,
     pub max_delay: Duration,
     pub queue_capacity: usize,
-    /// A batch of at least this many rows runs in `sessions` parts at once, one ONNX Runtime
-    /// session and thread each (0: always one).
+    /// A batch of at least this many rows runs in `sessions` parts at once (at most
+    /// [`MAX_SESSIONS`]), one ONNX Runtime session and thread each (0: always one).
     pub split_rows: usize,
     pub sessions: usize,
     /// How the extra sessions are made.
@@ -225,6 +225,10 @@ impl Batcher {
     }
 }
 
+/// Most sessions a big batch is split across: each holds its own copy of the model and its
+/// arena, and a batch of `max_batch_rows` gains little from parts smaller than this gives.
+pub const MAX_SESSIONS: usize = 4;
+
 struct Loaded {
     model: ServedModel,
     version: Arc<str>,
@@ -236,7 +240,7 @@ struct Loaded {
 impl Loaded {
     fn new(model: ServedModel, config: &BatcherConfig) -> Self {
         let wanted = if config.split_rows > 0 {
-            config.sessions.saturating_sub(1)
+            config.sessions.min(MAX_SESSIONS).saturating_sub(1)
         } else {
             0
         };
