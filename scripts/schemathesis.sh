@@ -32,10 +32,13 @@ for _ in $(seq 1 600); do
   kill -0 $pid 2>/dev/null || { cat "$work/log" >&2; echo "schemathesis: the service exited" >&2; exit 1; }
   sleep 0.5
 done
+# One worker: with two, hypothesis describes its filters with ast.parse in two threads at once,
+# and CPython 3.11.7's parser then fails now and then with "SystemError: AST constructor
+# recursion depth mismatch" (one CI run in three), a crash of the tool, not a finding.
 "$venv/bin/schemathesis" run "http://127.0.0.1:$port/api/openapi.json" \
   --checks all \
   --exclude-checks negative_data_rejection,positive_data_acceptance,use_after_free \
   --max-examples "${SCHEMATHESIS_EXAMPLES:-50}" --seed "${SCHEMATHESIS_SEED:-1}" \
-  --workers 2 --no-color
+  --workers 1 --no-color
 kill -0 $pid 2>/dev/null || { cat "$work/log" >&2; echo "schemathesis: the service died" >&2; exit 1; }
 echo "schemathesis: no 5xx and no schema violations" >&2
