@@ -233,8 +233,10 @@ struct Loaded {
     model: ServedModel,
     version: Arc<str>,
     segments: Arc<Segments>,
-    /// More sessions over the same model, for the parts of a big batch.
-    extra: Vec<OnnxModel>,
+    /// A batch of at least this many rows runs in parts ([`BatcherConfig::split_rows`]).
+    split_rows: usize,
+    /// More sessions over the same model, each with the outputs of its part of a big batch.
+    extra: Vec<(OnnxModel, Predictions)>,
 }
 
 impl Loaded {
@@ -247,7 +249,7 @@ impl Loaded {
         let mut extra = Vec::with_capacity(wanted);
         for _ in 0..wanted {
             match model.session(&config.session_options) {
-                Ok(s) => extra.push(s),
+                Ok(s) => extra.push((s, Predictions::default())),
                 Err(e) => {
                     tracing::warn!(
                         "a second inference session could not be made ({e}); big batches run whole"
@@ -260,6 +262,7 @@ impl Loaded {
             version: model.manifest.version.as_str().into(),
             segments: Arc::new(model.manifest.explainer()),
             model,
+            split_rows: config.split_rows,
             extra,
         }
     }
@@ -267,47 +270,42 @@ impl Loaded {
     /// Predictions for `n` rows of `x`: at once in one part per session when `n` reaches
     /// `split_rows`, the parts' outputs then joined in order (each row's answer is the same
     /// either way: the graph scores rows independently).
-    fn predict(
-        &mut self,
-        x: &[f32],
-        n: usize,
-        out: &mut Predictions,
-        parts: &mut [Predictions],
-        split_rows: usize,
-    ) -> Result<(), Error> {
-        let sessions = 1 + self.extra.len().min(parts.len());
-        if sessions < 2 || split_rows == 0 || n < split_rows {
+    fn predict(&mut self, x: &[f32], n: usize, out: &mut Predictions) -> Result<(), Error> {
+        if self.extra.is_empty() || n < self.split_rows {
             return self.model.onnx.predict_into(x, n, out);
         }
-        let per = n.div_ceil(sessions);
-        let mut chunks = x.chunks(per * N_FEATURES);
-        let first = chunks.next().unwrap_or(&[]);
-        let results: Vec<Result<(), Error>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = chunks
-                .zip(self.extra.iter_mut())
-                .zip(parts.iter_mut())
-                .map(|((chunk, session), part)| {
-                    part.want_preprocessed = out.want_preprocessed;
+        let per = n.div_ceil(1 + self.extra.len());
+        let (first, rest) = x.split_at(per.min(n) * N_FEATURES);
+        let want_preprocessed = out.want_preprocessed;
+        let Self { model, extra, .. } = self;
+        let (whole, parts) = std::thread::scope(|scope| {
+            let handles: Vec<_> = rest
+                .chunks(per * N_FEATURES)
+                .zip(extra.iter_mut())
+                .map(|(chunk, (session, part))| {
+                    part.want_preprocessed = want_preprocessed;
                     scope.spawn(move || session.predict_into(chunk, chunk.len() / N_FEATURES, part))
                 })
                 .collect();
-            let mut results =
-                vec![
-                    self.model
-                        .onnx
-                        .predict_into(first, first.len() / N_FEATURES, out),
-                ];
-            results.extend(handles.into_iter().map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::Runtime("an inference part panicked".into())))
-            }));
-            results
+            let whole = model
+                .onnx
+                .predict_into(first, first.len() / N_FEATURES, out);
+            let parts: Vec<Result<(), Error>> = handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::Runtime("an inference part panicked".into()))
+                    })
+                })
+                .collect();
+            (whole, parts)
         });
-        for r in results {
-            r?;
+        whole?;
+        let used = parts.len();
+        for part in parts {
+            part?;
         }
-        let used = n.div_ceil(per) - 1;
-        for part in &parts[..used] {
+        for (_, part) in &extra[..used] {
             out.append(part);
         }
         Ok(())
@@ -352,7 +350,7 @@ fn worker(
             match msg {
                 Msg::Swap(m) => {
                     // Run what was gathered with the old model, then switch.
-                    supervised_run(&mut loaded, &mut batch, &mut buffers, &config, &metrics);
+                    supervised_run(&mut loaded, &mut batch, &mut buffers, &metrics);
                     loaded = Loaded::new(*m, &config);
                     rows = 0;
                     continue;
@@ -376,17 +374,16 @@ fn worker(
                 break;
             }
         }
-        supervised_run(&mut loaded, &mut batch, &mut buffers, &config, &metrics);
+        supervised_run(&mut loaded, &mut batch, &mut buffers, &metrics);
     }
 }
 
-/// What the worker reuses from one batch to the next: the batch's rows joined, and the
-/// outputs (the whole batch's, and one part per extra session).
+/// What the worker reuses from one batch to the next: the batch's rows joined, and its
+/// outputs.
 #[derive(Default)]
 struct Buffers {
     input: Vec<f32>,
     out: Predictions,
-    parts: Vec<Predictions>,
 }
 
 /// [`run`], with a panic inside it (ONNX Runtime, a shape nobody expected) caught: the batch's
@@ -395,11 +392,10 @@ fn supervised_run(
     loaded: &mut Loaded,
     batch: &mut Vec<Job>,
     buffers: &mut Buffers,
-    config: &BatcherConfig,
     metrics: &Metrics,
 ) {
     let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        run(loaded, batch, buffers, config.split_rows, metrics)
+        run(loaded, batch, buffers, metrics)
     }));
     if ran.is_err() {
         metrics.inference_panics.fetch_add(1, Ordering::Relaxed);
@@ -416,29 +412,22 @@ fn supervised_run(
     }
 }
 
-fn run(
-    loaded: &mut Loaded,
-    batch: &mut Vec<Job>,
-    buffers: &mut Buffers,
-    split_rows: usize,
-    metrics: &Metrics,
-) {
+fn run(loaded: &mut Loaded, batch: &mut Vec<Job>, buffers: &mut Buffers, metrics: &Metrics) {
     if batch.is_empty() {
         return;
     }
-    let Buffers { input, out, parts } = buffers;
-    parts.resize_with(loaded.extra.len(), Predictions::default);
+    let Buffers { input, out } = buffers;
     let n: usize = batch.iter().map(|j| j.n).sum();
     out.want_preprocessed = batch.iter().any(|j| j.explain);
     let started = Instant::now();
     let result = if batch.len() == 1 {
-        loaded.predict(&batch[0].rows, n, out, parts, split_rows)
+        loaded.predict(&batch[0].rows, n, out)
     } else {
         input.clear();
         for j in batch.iter() {
             input.extend_from_slice(&j.rows);
         }
-        loaded.predict(input, n, out, parts, split_rows)
+        loaded.predict(input, n, out)
     };
     metrics.stage(Stage::Inference, started);
     metrics.batch_rows.observe(n as f64);
