@@ -3,17 +3,18 @@
 //! the smaller child built from its rows (the larger one is its parent minus it).
 //!
 //! The operations (`root_histogram`, `node_histogram`, `best_split`, `partition`) are the
-//! same steps the tensor implementation in [`super`] runs as burn tensor code on the wgpu
+//! same steps the tensor trainer in [`super::tensor`] runs as burn tensor code on the wgpu
 //! backend; the tests hold each to that generic version and the whole fit to the plain
 //! reference. Histograms are summed in `f64`, chunk by chunk in a fixed order, so a seed gives
 //! the same trees whatever the number of threads.
 
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use std::ops::Range;
 
-use super::{Binner, GbdtModel, Level, build_tree};
+use super::trees::{Level, build_tree};
+use super::{Binner, GbdtModel, ROUND_SEED_SALT, subsample_mask};
 use crate::error::{Error, Result};
 use crate::matrix::Matrix;
 use crate::train::classifier::config::GbdtParams;
@@ -387,53 +388,26 @@ pub(super) fn fit(
         params,
     };
     let depth = params.max_depth;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6bd7_0000);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ ROUND_SEED_SALT);
     let mut margin = vec![vec![0f32; n]; k];
     let mut gh = vec![vec![[0f32; 2]; if sampled { 0 } else { n }]; k];
     let mut trees = Vec::with_capacity(params.rounds * k);
 
     for round in 0..params.rounds {
-        let mask: Option<Vec<f32>> = (params.subsample < 1.0).then(|| {
-            (0..n)
-                .map(|_| f32::from(u8::from(rng.random::<f64>() < params.subsample)))
-                .collect()
-        });
+        let mask = subsample_mask(&mut rng, n, params.subsample);
         let (levels, weights) = if sampled {
             let rows = sample_rows(n, params.max_rows_per_tree, seed, round);
-            let sbins = gather(&bins, f, &rows);
-            let pick = |v: &[f32]| -> Vec<f32> { rows.iter().map(|&i| v[i as usize]).collect() };
-            let smargin: Vec<Vec<f32>> = margin.iter().map(|m| pick(m)).collect();
-            let smask = mask.as_deref().map(pick);
-            let sy: Vec<u32> = rows.iter().map(|&i| y[i as usize]).collect();
-            let mut sgh = vec![vec![[0f32; 2]; rows.len()]; k];
-            gradients(&smargin, &sy, smask.as_deref(), &mut sgh);
-            let (levels, parts, weights) = grower.grow(&sbins, &sgh);
-            drop(parts);
-            route_and_add(&columns, &levels, k, &weights, &mut margin);
-            (levels, weights)
+            let sample = Sample {
+                bins: &bins,
+                columns: &columns,
+                y,
+                rows: &rows,
+            };
+            grow_on_sample(&grower, sample, mask.as_deref(), &mut margin)
         } else {
-            gradients(&margin, y, mask.as_deref(), &mut gh);
-            let (levels, parts, weights) = grower.grow(&bins, &gh);
-            margin
-                .par_iter_mut()
-                .zip(parts.par_iter())
-                .zip(weights.par_iter())
-                .for_each(|((margin, part), w)| {
-                    for (j, &v) in w.iter().enumerate() {
-                        for &i in &part.rows[part.start[j]..part.start[j + 1]] {
-                            margin[i as usize] += v;
-                        }
-                    }
-                });
-            (levels, weights)
+            grow_on_all(&grower, &bins, y, mask.as_deref(), &mut gh, &mut margin)
         };
-        let leaves = 1usize << depth;
-        let mut flat = vec![0f32; k * leaves];
-        for (c, w) in weights.iter().enumerate() {
-            for (j, &v) in w.iter().enumerate() {
-                flat[j * k + c] = v;
-            }
-        }
+        let flat = class_interleaved(&weights, k, 1usize << depth);
         for class in 0..k {
             trees.push(build_tree(class, k, &levels, &flat, depth, &binner));
         }
@@ -447,6 +421,80 @@ pub(super) fn fit(
         trees,
         early_stopping: None,
     })
+}
+
+/// A round's row sample, with what its trees grow on: the bins row-major (`bins`) and
+/// feature-major (`columns`, for routing every row), and the labels.
+struct Sample<'a> {
+    bins: &'a [u8],
+    columns: &'a [Vec<u8>],
+    y: &'a [u32],
+    rows: &'a [u32],
+}
+
+/// One round on a sample of the rows: gradients, splits and leaf weights from the sample;
+/// then every row routed down the new trees into its margin.
+fn grow_on_sample(
+    grower: &Grower,
+    sample: Sample,
+    mask: Option<&[f32]>,
+    margin: &mut [Vec<f32>],
+) -> (Vec<Level>, Vec<Vec<f32>>) {
+    let Sample {
+        bins,
+        columns,
+        y,
+        rows,
+    } = sample;
+    let (f, k) = (grower.f, grower.k);
+    let sbins = gather(bins, f, rows);
+    let pick = |v: &[f32]| -> Vec<f32> { rows.iter().map(|&i| v[i as usize]).collect() };
+    let smargin: Vec<Vec<f32>> = margin.iter().map(|m| pick(m)).collect();
+    let smask = mask.map(pick);
+    let sy: Vec<u32> = rows.iter().map(|&i| y[i as usize]).collect();
+    let mut sgh = vec![vec![[0f32; 2]; rows.len()]; k];
+    gradients(&smargin, &sy, smask.as_deref(), &mut sgh);
+    let (levels, _, weights) = grower.grow(&sbins, &sgh);
+    route_and_add(columns, &levels, k, &weights, margin);
+    (levels, weights)
+}
+
+/// One round on every row: gradients, the trees, and each leaf's weight added to the margins
+/// of the rows its partition holds.
+fn grow_on_all(
+    grower: &Grower,
+    bins: &[u8],
+    y: &[u32],
+    mask: Option<&[f32]>,
+    gh: &mut [Vec<[f32; 2]>],
+    margin: &mut [Vec<f32>],
+) -> (Vec<Level>, Vec<Vec<f32>>) {
+    gradients(margin, y, mask, gh);
+    let (levels, parts, weights) = grower.grow(bins, gh);
+    margin
+        .par_iter_mut()
+        .zip(parts.par_iter())
+        .zip(weights.par_iter())
+        .for_each(|((margin, part), w)| {
+            for (j, &v) in w.iter().enumerate() {
+                for &i in &part.rows[part.start[j]..part.start[j + 1]] {
+                    margin[i as usize] += v;
+                }
+            }
+        });
+    (levels, weights)
+}
+
+/// Per-class leaf weights (`weights[class][leaf]`) as one array indexed `leaf * k + class`,
+/// the layout [`build_tree`] reads.
+fn class_interleaved(weights: &[Vec<f32>], k: usize, leaves: usize) -> Vec<f32> {
+    let mut flat = vec![0f32; k * leaves];
+    for (c, w) in weights.iter().enumerate() {
+        for (j, &v) in w.iter().enumerate() {
+            flat[j * k + c] = v;
+        }
+    }
+    flat
 }
 
 /// Adds each row's leaf weight of every class tree to its margin, routing the rows down the
@@ -554,14 +602,7 @@ impl Grower<'_> {
     ) -> (Vec<Level>, Vec<Partition>, Vec<Vec<f32>>) {
         let (f, k) = (self.f, self.k);
         let n = gh[0].len();
-        let (lambda, mcw, eta) = (
-            self.params.l2,
-            self.params.min_child_weight,
-            self.params.learning_rate,
-        );
         let depth = self.params.max_depth;
-        let b = self.params.max_bins;
-        let bins_used = &self.bins_used;
         let mut parts: Vec<Partition> = (0..k)
             .map(|_| Partition {
                 rows: (0..n as u32).collect(),
@@ -569,93 +610,136 @@ impl Grower<'_> {
             })
             .collect();
         // This level's histograms, by class then node.
-        let mut hists: Vec<Vec<Hist>> = root_histogram(&bins, &gh, f)
+        let mut hists: Vec<Vec<Hist>> = root_histogram(bins, gh, f)
             .into_iter()
             .map(|h| vec![h])
             .collect();
         let mut levels: Vec<Level> = Vec::with_capacity(depth);
         for level in 0..depth {
             let nodes = 1usize << level;
-            let kl = k * nodes;
-            let splits: Vec<Option<(usize, usize)>> = (0..kl)
-                .into_par_iter()
-                .map(|s| best_split(&hists[s % k][s / k], &bins_used, lambda, mcw))
-                .collect();
-            let mut lv = Level {
-                split: vec![false; kl],
-                feature: vec![0; kl],
-                bin: vec![b as i64 - 1; kl],
-            };
-            for (s, split) in splits.iter().enumerate() {
-                if let Some((feature, bin)) = *split {
-                    lv.split[s] = true;
-                    lv.feature[s] = feature as i64;
-                    lv.bin[s] = bin as i64;
-                }
-            }
-            parts.par_iter_mut().enumerate().for_each(|(c, part)| {
-                let mut start = Vec::with_capacity(2 * nodes + 1);
-                for j in 0..nodes {
-                    let (lo, hi) = (part.start[j], part.start[j + 1]);
-                    let left = match splits[j * k + c] {
-                        Some((feature, bin)) => {
-                            partition(&bins[feature..], f, &mut part.rows[lo..hi], bin as u8)
-                        }
-                        // No split: every row goes left.
-                        None => hi - lo,
-                    };
-                    start.extend([lo, lo + left]);
-                }
-                start.push(n);
-                part.start = start;
-            });
+            let (lv, splits) = self.level_splits(&hists, nodes);
+            self.partition_level(bins, &splits, nodes, &mut parts);
             levels.push(lv);
-            if level + 1 == depth {
-                break;
+            if level + 1 < depth {
+                hists = self.children_histograms(bins, gh, hists, &parts, nodes);
             }
-            // The children's histograms: the smaller child from its rows, the larger as the
-            // parent minus it; every (class, node) on the threads (deep nodes are smaller than
-            // one histogram chunk, so one node alone would keep one thread busy).
-            let parents: Vec<(usize, usize, Hist)> = hists
-                .into_iter()
-                .enumerate()
-                .flat_map(|(c, parents)| {
-                    parents
-                        .into_iter()
-                        .enumerate()
-                        .map(move |(j, parent)| (c, j, parent))
-                })
-                .collect();
-            let children: Vec<[Hist; 2]> = parents
-                .into_par_iter()
-                .map(|(c, j, mut parent)| {
-                    let part = &parts[c];
-                    let range = |node: usize| part.start[node]..part.start[node + 1];
-                    let (left, right) = (range(2 * j), range(2 * j + 1));
-                    let left_smaller = left.len() <= right.len();
-                    let small_rows = if left_smaller { left } else { right };
-                    let small = if small_rows.is_empty() {
-                        empty_hist(f)
-                    } else {
-                        node_histogram(bins, &gh[c], f, &part.rows[small_rows])
-                    };
-                    subtract(&mut parent, &small);
-                    if left_smaller {
-                        [small, parent]
-                    } else {
-                        [parent, small]
-                    }
-                })
-                .collect();
-            let mut children = children.into_iter();
-            hists = (0..k)
-                .map(|_| children.by_ref().take(nodes).flatten().collect())
-                .collect();
         }
+        let weights = self.leaf_weights(gh, &parts);
+        (levels, parts, weights)
+    }
 
-        // Leaf weights from the (G, H) sums of each leaf's rows, in row order.
-        let leaves = 1usize << depth;
-        let per_class: Vec<Vec<f32>> = parts
+    /// The best split of each (class, node) of a level with `nodes` nodes: as a [`Level`]
+    /// (a node without one keeps the last bin) and as the partition step reads them.
+    fn level_splits(
+        &self,
+        hists: &[Vec<Hist>],
+        nodes: usize,
+    ) -> (Level, Vec<Option<(usize, usize)>>) {
+        let k = self.k;
+        let kl = k * nodes;
+        let (lambda, mcw) = (self.params.l2, self.params.min_child_weight);
+        let splits: Vec<Option<(usize, usize)>> = (0..kl)
+            .into_par_iter()
+            .map(|s| best_split(&hists[s % k][s / k], &self.bins_used, lambda, mcw))
+            .collect();
+        let mut lv = Level {
+            split: vec![false; kl],
+            feature: vec![0; kl],
+            bin: vec![self.params.max_bins as i64 - 1; kl],
+        };
+        for (s, split) in splits.iter().enumerate() {
+            if let Some((feature, bin)) = *split {
+                lv.split[s] = true;
+                lv.feature[s] = feature as i64;
+                lv.bin[s] = bin as i64;
+            }
+        }
+        (lv, splits)
+    }
+
+    /// Each class tree's rows of every node split into its two children, in place.
+    fn partition_level(
+        &self,
+        bins: &[u8],
+        splits: &[Option<(usize, usize)>],
+        nodes: usize,
+        parts: &mut [Partition],
+    ) {
+        let (f, k) = (self.f, self.k);
+        parts.par_iter_mut().enumerate().for_each(|(c, part)| {
+            let n = part.rows.len();
+            let mut start = Vec::with_capacity(2 * nodes + 1);
+            for j in 0..nodes {
+                let (lo, hi) = (part.start[j], part.start[j + 1]);
+                let left = match splits[j * k + c] {
+                    Some((feature, bin)) => {
+                        partition(&bins[feature..], f, &mut part.rows[lo..hi], bin as u8)
+                    }
+                    // No split: every row goes left.
+                    None => hi - lo,
+                };
+                start.extend([lo, lo + left]);
+            }
+            start.push(n);
+            part.start = start;
+        });
+    }
+
+    /// The children's histograms: the smaller child from its rows, the larger as the parent
+    /// minus it; every (class, node) on the threads (deep nodes are smaller than one
+    /// histogram chunk, so one node alone would keep one thread busy).
+    fn children_histograms(
+        &self,
+        bins: &[u8],
+        gh: &[Vec<[f32; 2]>],
+        hists: Vec<Vec<Hist>>,
+        parts: &[Partition],
+        nodes: usize,
+    ) -> Vec<Vec<Hist>> {
+        let f = self.f;
+        let parents: Vec<(usize, usize, Hist)> = hists
+            .into_iter()
+            .enumerate()
+            .flat_map(|(c, parents)| {
+                parents
+                    .into_iter()
+                    .enumerate()
+                    .map(move |(j, parent)| (c, j, parent))
+            })
+            .collect();
+        let children: Vec<[Hist; 2]> = parents
+            .into_par_iter()
+            .map(|(c, j, mut parent)| {
+                let part = &parts[c];
+                let range = |node: usize| part.start[node]..part.start[node + 1];
+                let (left, right) = (range(2 * j), range(2 * j + 1));
+                let left_smaller = left.len() <= right.len();
+                let small_rows = if left_smaller { left } else { right };
+                let small = if small_rows.is_empty() {
+                    empty_hist(f)
+                } else {
+                    node_histogram(bins, &gh[c], f, &part.rows[small_rows])
+                };
+                subtract(&mut parent, &small);
+                if left_smaller {
+                    [small, parent]
+                } else {
+                    [parent, small]
+                }
+            })
+            .collect();
+        let mut children = children.into_iter();
+        (0..self.k)
+            .map(|_| children.by_ref().take(nodes).flatten().collect())
+            .collect()
+    }
+
+    /// Leaf weights from the (G, H) sums of each leaf's rows, in row order:
+    /// `-eta G / (H + l2)`, 0 for a leaf without weight.
+    fn leaf_weights(&self, gh: &[Vec<[f32; 2]>], parts: &[Partition]) -> Vec<Vec<f32>> {
+        let (lambda, eta) = (self.params.l2, self.params.learning_rate);
+        let leaves = 1usize << self.params.max_depth;
+        parts
             .par_iter()
             .enumerate()
             .map(|(c, part)| {
@@ -676,8 +760,7 @@ impl Grower<'_> {
                     })
                     .collect()
             })
-            .collect();
-        (levels, parts, per_class)
+            .collect()
     }
 }
 

@@ -337,7 +337,7 @@ mod tests {
     //! The kernels against the generic tensor code on random inputs. They need a Vulkan
     //! adapter (Mesa's lavapipe in CI); without one they say so and pass, unless
     //! CATEGORIZER_REQUIRE_GPU_TEST=1.
-    use super::super::{Block, HistShape};
+    use super::super::tensor::{Block, HistShape};
     use burn::prelude::*;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
