@@ -113,7 +113,20 @@ pub struct Segments {
 
 impl Segments {
     pub fn name(&self, segment: usize) -> &str {
-        self.names.get(segment).map_or("", String::as_str)
+        self.name_of(segment).unwrap_or("")
+    }
+
+    /// The segment's name; None when the model has none for it.
+    pub fn name_of(&self, segment: usize) -> Option<&str> {
+        self.names.get(segment).map(String::as_str)
+    }
+
+    /// Whether a customer served `segment`, with these distances to every centre, lies beyond
+    /// the segment's 99th percentile; false for a model that does not carry the percentiles.
+    pub fn atypical(&self, distances: &[f32], segment: usize) -> bool {
+        self.space
+            .as_ref()
+            .is_some_and(|sp| sp.atypical(distances, segment))
     }
 
     /// The explanation in one sentence, for a customer whose raw features are `raw`.

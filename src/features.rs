@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::answer::RowError;
 use crate::dates::{self, ReferenceDate};
 use crate::error::{Error, Result};
 use crate::matrix::Matrix;
@@ -76,8 +77,9 @@ pub struct FeatureTable {
     pub matrix: Matrix,
     /// For each kept row, its 0-based row index in the input.
     pub source_rows: Vec<u32>,
-    /// Every set-aside row (0-based input index) with its reason, in input order.
-    pub rejected_rows: Vec<(u32, String)>,
+    /// Every set-aside row (0-based input index) with its error, in input order: the message
+    /// names the raw column for a category or date, the feature for a range or fraction.
+    pub rejected_rows: Vec<(u32, RowError)>,
     pub report: RowReport,
 }
 
@@ -92,6 +94,9 @@ struct Problem {
     reason: String,
     /// The raw column whose text is shown as the offending value.
     shows: Option<&'static str>,
+    /// The raw column at fault, and what is wrong with it (a row's error message).
+    column: &'static str,
+    what: &'static str,
 }
 
 /// The problems of a derivation's raw text, in the order they are reported.
@@ -109,11 +114,15 @@ fn problems(d: &Derivation, value: &Expr) -> Vec<Problem> {
             test: col(column).is_null(),
             reason: format!("missing value in {column}"),
             shows: None,
+            column,
+            what: "is missing",
         },
         Problem {
             test: col(column).is_not_null().and(parsed.is_null()),
             reason: format!("{unusable} in {column}"),
             shows: Some(column),
+            column,
+            what: unusable,
         },
     ]
 }
@@ -186,6 +195,24 @@ fn feature_query(reference: ReferenceDate) -> (Vec<Expr>, Vec<Problem>) {
     (exprs, found)
 }
 
+impl Problem {
+    /// Row `i`'s error: `"Education: unknown category 'PhD2'"`, `"Dt_Customer: is missing"`.
+    fn row_error(&self, raw: &DataFrame, i: usize) -> RowError {
+        if self.shows.is_none() {
+            return RowError::of(self.column, self.what);
+        }
+        let text = raw
+            .column(self.column)
+            .ok()
+            .and_then(|c| c.str().ok().and_then(|c| c.get(i).map(str::to_string)));
+        let text = text.unwrap_or_default();
+        RowError::of(
+            self.column,
+            format!("{} '{}'", self.what, crate::answer::shown_text(text.trim())),
+        )
+    }
+}
+
 /// Computes the 21 features of every usable row of `raw` (a frame with the schema's columns).
 pub fn engineer(raw: &DataFrame, reference: ReferenceDate) -> Result<FeatureTable> {
     let (exprs, problems) = feature_query(reference);
@@ -213,10 +240,9 @@ pub fn engineer(raw: &DataFrame, reference: ReferenceDate) -> Result<FeatureTabl
     let mut missing = [0usize; N_FEATURES];
     let mut samples: Vec<(String, usize, Option<&str>)> = Vec::new();
 
-    let mut rejected_rows: Vec<(u32, String)> = Vec::new();
+    let mut rejected_rows: Vec<(u32, RowError)> = Vec::new();
     let mut reject =
         |report: &mut RowReport, reason: String, row: usize, column: Option<&'static str>| {
-            rejected_rows.push((row as u32, reason.clone()));
             let entry = report.rejected.entry(reason.clone()).or_default();
             entry.count += 1;
             if entry.rows.len() < SAMPLE_ROWS {
@@ -230,6 +256,7 @@ pub fn engineer(raw: &DataFrame, reference: ReferenceDate) -> Result<FeatureTabl
         if mask[i] != 0 {
             let first = mask[i].trailing_zeros() as usize;
             let problem = &problems[first];
+            rejected_rows.push((i as u32, problem.row_error(raw, i)));
             reject(&mut report, problem.reason.clone(), i, problem.shows);
             continue;
         }
@@ -241,6 +268,7 @@ pub fn engineer(raw: &DataFrame, reference: ReferenceDate) -> Result<FeatureTabl
             if let Err(e) = schema::check_feature(j, f64::from(v)) {
                 let column = (e.rule != schema::FieldRule::Missing).then_some(feat.key);
                 problem = Some((e.reason(), column));
+                rejected_rows.push((i as u32, e.into()));
                 break;
             }
         }

@@ -20,6 +20,7 @@
 //! [`config`] holds the typed, layered settings, [`rt`] the small runtime the network clients run on, and
 //! [`error`] the error type.
 
+pub mod answer;
 pub mod config;
 pub mod dates;
 pub mod error;

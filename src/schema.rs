@@ -568,7 +568,11 @@ pub fn check_feature(j: usize, v: f64) -> Result<(), FieldError> {
         };
     }
     if v.is_infinite() {
-        return err(FieldRule::NotFinite, "must be a finite number".into());
+        // JSON's 1e400 and a table's "1e400" or "inf" alike.
+        return err(
+            FieldRule::NotFinite,
+            "the number is too large (beyond a 64-bit float)".into(),
+        );
     }
     // Checked as the f64 the client sent: 45.000000001 is not a whole number even though it
     // rounds to 45 as an f32.

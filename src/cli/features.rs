@@ -12,7 +12,7 @@ pub struct Args {
     /// Raw records: .csv/.tsv/.txt, .parquet, or synthetic:rows=N,seed=S.
     #[arg(long)]
     pub input: String,
-    /// Output file: .csv/.tsv or .parquet.
+    /// Output file: .csv (comma-separated), .tsv or .txt (tab-separated), or .parquet.
     #[arg(long)]
     pub output: PathBuf,
 }

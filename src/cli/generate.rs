@@ -14,7 +14,7 @@ pub struct Args {
     pub rows: usize,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Output file: .csv/.tsv (tab-separated) or .parquet.
+    /// Output file: .csv (comma-separated), .tsv or .txt (tab-separated), or .parquet.
     #[arg(long)]
     pub out: PathBuf,
 }

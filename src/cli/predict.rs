@@ -24,8 +24,8 @@ pub struct Args {
     /// Input file: .csv/.tsv/.txt, .parquet, or an Arrow IPC file (.arrow/.ipc/.feather).
     #[arg(long)]
     pub input: PathBuf,
-    /// Output: a .csv/.tsv, .parquet or .arrow file (the input's columns plus the
-    /// predictions), or mongodb://HOST:PORT/DB?collection=NAME (one document per customer
+    /// Output: a .csv (comma-separated), .tsv (tab-separated), .txt (the input's separator),
+    /// .parquet or .arrow file (the input's columns plus the predictions), or mongodb://HOST:PORT/DB?collection=NAME (one document per customer
     /// `ID`, replaced on each run: {ID, segment, segment_name, probabilities, atypical,
     /// model_version}).
     #[arg(long)]
@@ -33,8 +33,11 @@ pub struct Args {
     /// Rows per chunk (default: inference.chunk_rows).
     #[arg(long)]
     pub chunk_rows: Option<usize>,
-    /// A malformed CSV record (stray quote, wrong field count): `fail` the command naming
-    /// its line, or `keep` it as an output row whose `error` says what was wrong.
+    /// A malformed CSV record (stray quote, wrong field count) or a cell of a number column
+    /// that is not a number: `fail` the command naming the line, or the row and column; or
+    /// `keep` it as an output row whose `error` says what was wrong (naming the column).
+    /// Other bad values (an unknown category, a bad date, a fraction or a value out of
+    /// range) are that row's `error` either way.
     #[arg(long, value_enum, default_value_t = OnError::Fail)]
     pub on_error: OnError,
     /// No progress bar.

@@ -16,6 +16,8 @@ use std::sync::Arc;
 
 use polars::prelude::*;
 
+use crate::answer::RowError;
+use crate::answer::table::BadText;
 use crate::error::{Error, Result};
 use crate::schema::{RawSchema, RawType};
 
@@ -335,6 +337,18 @@ pub fn read_parquet(path: &Path) -> Result<DataFrame> {
 /// Selects the schema columns from a frame of any provenance and casts them to the read types.
 /// A column that cannot be cast is an error naming the column (and the row, for text numbers).
 pub fn conform(source_name: &str, df: DataFrame) -> Result<DataFrame> {
+    conform_rows(source_name, df, BadText::Fail).map(|(df, _)| df)
+}
+
+/// [`conform`], where with [`BadText::RowError`] a text cell of a number column that is not a
+/// number is left missing and returned as its row's error (0-based row, naming the column),
+/// in column order, instead of failing the whole frame.
+pub fn conform_rows(
+    source_name: &str,
+    df: DataFrame,
+    bad_text: BadText,
+) -> Result<(DataFrame, Vec<(u32, RowError)>)> {
+    let mut errors = Vec::new();
     let mut out = Vec::with_capacity(29);
     for col in &RawSchema::get().columns {
         let c = df.column(&col.name)?;
@@ -346,9 +360,10 @@ pub fn conform(source_name: &str, df: DataFrame) -> Result<DataFrame> {
             {
                 c.cast(&want)?
             }
-            (RawType::Integer | RawType::Number, DataType::String) => {
-                cast_text_numbers(source_name, c, &want)?
-            }
+            (RawType::Integer | RawType::Number, DataType::String) => match bad_text {
+                BadText::Fail => cast_text_numbers(source_name, c, &want)?,
+                BadText::RowError => text_numbers_or_row_errors(c, &mut errors)?,
+            },
             // A typed date (Parquet) is written back in the schema's text format, so one
             // parser (and one set of error reports) serves every source.
             (RawType::Date, DataType::Date) => {
@@ -380,10 +395,51 @@ pub fn conform(source_name: &str, df: DataFrame) -> Result<DataFrame> {
         };
         out.push(cast);
     }
-    Ok(DataFrame::new_infer_height(out)?)
+    Ok((DataFrame::new_infer_height(out)?, errors))
 }
 
-/// Writes raw records to CSV (tab-separated, as the original data) or Parquet, by extension.
+/// A text column as numbers by [`crate::answer::text_number`]'s rule; a cell that is not one
+/// is missing, and its row's error.
+fn text_numbers_or_row_errors(c: &Column, errors: &mut Vec<(u32, RowError)>) -> Result<Column> {
+    let values = c.str()?;
+    let mut out = Vec::with_capacity(values.len());
+    for (i, v) in values.iter().enumerate() {
+        match crate::answer::text_number(v) {
+            Some(x) if x.is_nan() && v.is_none_or(|t| t.trim().is_empty()) => out.push(None),
+            Some(x) => out.push(Some(x)),
+            None => {
+                out.push(None);
+                errors.push((
+                    i as u32,
+                    RowError::not_a_number(c.name(), v.unwrap_or_default().trim()),
+                ));
+            }
+        }
+    }
+    Ok(
+        Float64Chunked::from_iter_options(c.name().clone(), out.into_iter())
+            .into_series()
+            .into_column(),
+    )
+}
+
+/// The separator a text table written to `path` gets, by its extension: `.csv` comma,
+/// `.tsv` tab, and anything else (`.txt`) `otherwise`.
+pub fn output_separator(path: &Path, otherwise: u8) -> u8 {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("csv") => b',',
+        Some("tsv") => b'\t',
+        _ => otherwise,
+    }
+}
+
+/// Writes a table to Parquet, or to text separated as [`output_separator`] says (tab for a
+/// name that says neither, as the original data), by extension.
 pub fn write_records(df: &mut DataFrame, path: &Path) -> Result<()> {
     let file = File::create(path).map_err(|e| Error::io(path, e))?;
     match DataSource::parse(&path.display().to_string())? {
@@ -393,7 +449,7 @@ pub fn write_records(df: &mut DataFrame, path: &Path) -> Result<()> {
         _ => {
             CsvWriter::new(std::io::BufWriter::with_capacity(1 << 20, file))
                 .include_header(true)
-                .with_separator(b'\t')
+                .with_separator(output_separator(path, b'\t'))
                 .finish(df)?;
         }
     }

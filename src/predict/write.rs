@@ -1,6 +1,7 @@
-//! Writing scored pieces: the prediction columns ([`OutputColumns`]), and the sinks, CSV
-//! (the input's separator, or tab for `.tsv`), Parquet, Arrow IPC files, or a MongoDB
-//! collection upserted by `ID`, chosen by the output's name.
+//! Writing scored pieces to their sink, chosen by the output's name: CSV (comma for `.csv`,
+//! tab for `.tsv`, the input's separator otherwise), Parquet, Arrow IPC files, or a MongoDB
+//! collection upserted by `ID`. The prediction columns themselves are
+//! [`crate::answer::OutputColumns`].
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -12,109 +13,6 @@ use polars::prelude::*;
 use crate::error::{Error, Result};
 use crate::ingest::DataSource;
 use crate::ingest::mongo::{MongoSource, ScoreWriter};
-
-/// The prediction columns of a scored table, one value per input row (None: the row was not
-/// predicted): what bulk scoring appends to a file and the prediction route answers as a table.
-pub struct OutputColumns<'a> {
-    pub segment: Vec<Option<i64>>,
-    pub name: Vec<Option<&'a str>>,
-    /// One column per segment.
-    pub probabilities: Vec<Vec<Option<f32>>>,
-    pub atypical: Vec<Option<bool>>,
-    /// With explanations: `runner_up` and the `top_feature_<n>` columns.
-    pub explained: Option<(Vec<Option<i64>>, Vec<Vec<Option<&'a str>>>)>,
-    pub error: Vec<Option<&'a str>>,
-}
-
-impl OutputColumns<'_> {
-    /// The columns' names: `segment`, `segment_name`, `probability_<id>`, `atypical`,
-    /// (`runner_up`, `top_feature_1..`), `error`, in that order.
-    pub fn names(&self) -> Vec<String> {
-        let mut names = vec!["segment".to_string(), "segment_name".to_string()];
-        names.extend((0..self.probabilities.len()).map(|j| format!("probability_{j}")));
-        names.push("atypical".into());
-        if let Some((_, top)) = &self.explained {
-            names.push("runner_up".into());
-            names.extend((0..top.len()).map(|j| format!("top_feature_{}", j + 1)));
-        }
-        names.push("error".into());
-        names
-    }
-
-    /// The columns, named as [`names`](Self::names) says.
-    pub fn into_columns(self) -> Vec<Column> {
-        let mut names = self.names().into_iter().map(PlSmallStr::from);
-        let mut name = || names.next().expect("one name per column");
-        let mut columns = vec![
-            Column::new(name(), self.segment),
-            Column::new(name(), self.name),
-        ];
-        for p in self.probabilities {
-            columns.push(Column::new(name(), p));
-        }
-        columns.push(Column::new(name(), self.atypical));
-        if let Some((runner_up, top)) = self.explained {
-            columns.push(Column::new(name(), runner_up));
-            for t in top {
-                columns.push(Column::new(name(), t));
-            }
-        }
-        columns.push(Column::new(name(), self.error));
-        columns
-    }
-
-    /// Row `i`'s values as CSV fields, each after a `separator` (they follow the input's
-    /// fields): what polars' CSV writer would write, without a frame built for it.
-    pub fn write_csv_row(&self, i: usize, separator: u8, out: &mut Vec<u8>) {
-        let mut int = itoa::Buffer::new();
-        let mut float = ryu::Buffer::new();
-        let field = |out: &mut Vec<u8>, text: Option<&[u8]>| {
-            out.push(separator);
-            if let Some(t) = text {
-                csv_field(out, t, separator);
-            }
-        };
-        // A number or a boolean is written as it is, unless the separator is a character
-        // that one could hold.
-        let plain = !(separator.is_ascii_alphanumeric() || b".-+".contains(&separator));
-        let value = |out: &mut Vec<u8>, text: Option<&[u8]>| match text {
-            Some(t) if plain => {
-                out.push(separator);
-                out.extend_from_slice(t);
-            }
-            _ => field(out, text),
-        };
-        value(out, self.segment[i].map(|s| int.format(s).as_bytes()));
-        field(out, self.name[i].map(str::as_bytes));
-        for p in &self.probabilities {
-            value(out, p[i].map(|v| float_text(&mut float, v)));
-        }
-        value(
-            out,
-            self.atypical[i].map(|a| if a { &b"true"[..] } else { b"false" }),
-        );
-        if let Some((runner_up, top)) = &self.explained {
-            value(out, runner_up[i].map(|s| int.format(s).as_bytes()));
-            for t in top {
-                field(out, t[i].map(str::as_bytes));
-            }
-        }
-        field(out, self.error[i].map(str::as_bytes));
-    }
-}
-
-/// An f32 as the shortest text that reads back as it (`1.0`, not `1`, as polars writes it).
-fn float_text(buf: &mut ryu::Buffer, v: f32) -> &[u8] {
-    if v.is_finite() {
-        buf.format_finite(v).as_bytes()
-    } else if v.is_nan() {
-        b"NaN"
-    } else if v > 0.0 {
-        b"inf"
-    } else {
-        b"-inf"
-    }
-}
 
 /// `text` as one CSV field: quoted (its quotes doubled) when it holds the separator, a quote
 /// or a line end.
@@ -146,7 +44,7 @@ pub enum Target {
 }
 
 impl Target {
-    /// A `.csv`/`.tsv`/`.txt` file (the input's separator, tab for `.tsv`), `.parquet`,
+    /// A `.csv` (comma), `.tsv` (tab) or `.txt` (the input's separator) file, `.parquet`,
     /// `.arrow`/`.ipc`/`.feather`, or `mongodb://HOST:PORT/DB?collection=NAME`.
     pub fn parse(output: &str, input_separator: u8) -> Result<Self> {
         Ok(match DataSource::parse(output)? {
@@ -154,11 +52,7 @@ impl Target {
             DataSource::Arrow(_) => Target::Arrow,
             DataSource::Mongo(m) => Target::Mongo(m),
             DataSource::Csv(p) => Target::Csv {
-                separator: if p.extension().is_some_and(|e| e == "tsv") {
-                    b'\t'
-                } else {
-                    input_separator
-                },
+                separator: crate::ingest::output_separator(&p, input_separator),
             },
             DataSource::Synthetic { .. } => {
                 return Err(Error::UnsupportedSource(output.to_string()));

@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::metrics::{Metrics, Stage};
+use crate::answer::Scores;
 use crate::error::Error;
-use crate::explain::{Explanation, Segments};
+use crate::explain::Segments;
 use crate::inference::{OnnxModel, Predictions, SessionOptions};
 use crate::registry::ServedModel;
 use crate::schema::N_FEATURES;
@@ -46,28 +47,28 @@ pub struct Answer {
     pub probabilities: Vec<f32>,
     pub embedding: Vec<f32>,
     pub distances: Vec<f32>,
-    /// Each row: beyond its segment's 99th percentile distance on the training data.
-    pub atypical: Vec<bool>,
     /// The preprocessed features [n, 21], when the request asked for explanations and the
     /// model can give them.
     pub preprocessed: Vec<f32>,
 }
 
 impl Answer {
-    /// Row `r`'s explanation, when the request asked for one and the model can give it.
-    pub fn explain(&self, r: usize) -> Option<Explanation> {
-        let space = self.segments.space.as_ref()?;
-        let x = self
-            .preprocessed
-            .get(r * N_FEATURES..(r + 1) * N_FEATURES)?;
-        let d = &self.distances[r * self.k..(r + 1) * self.k];
-        if self.k < 2 {
-            return None;
+    /// The outputs as [`crate::answer`] reads them: each row's answer by the one rule of
+    /// every door.
+    pub fn scores(&self) -> Scores<'_> {
+        Scores {
+            k: self.k,
+            segment: &self.segment,
+            probabilities: &self.probabilities,
+            distances: &self.distances,
+            preprocessed: &self.preprocessed,
+            segments: &self.segments,
         }
-        // A value far outside anything seen can overflow the float32 graph: no explanation
-        // then, rather than NaNs that JSON cannot carry.
-        Some(space.explain(x, d, self.segment[r] as usize))
-            .filter(|e| e.margin.is_finite() && e.contributions.iter().all(|c| c.is_finite()))
+    }
+
+    /// Whether the request asked for explanations and the model can give them.
+    pub fn explained(&self) -> bool {
+        !self.preprocessed.is_empty()
     }
 }
 
@@ -155,7 +156,6 @@ impl Batcher {
                         w.probabilities.extend_from_slice(&a.probabilities);
                         w.embedding.extend_from_slice(&a.embedding);
                         w.distances.extend_from_slice(&a.distances);
-                        w.atypical.extend_from_slice(&a.atypical);
                         w.preprocessed.extend_from_slice(&a.preprocessed);
                     }
                 }
@@ -433,7 +433,6 @@ fn run(loaded: &mut Loaded, batch: &mut Vec<Job>, buffers: &mut Buffers, metrics
     metrics.batch_rows.observe(n as f64);
     let k = out.k;
     let dims = out.embedding.len().checked_div(n).unwrap_or(0);
-    let space = loaded.segments.space.as_ref();
     // Predicted and atypical customers per segment, added to the metrics once per batch.
     let mut counts = vec![(0u64, 0u64); k];
     let mut at = 0usize;
@@ -443,15 +442,10 @@ fn run(loaded: &mut Loaded, batch: &mut Vec<Job>, buffers: &mut Buffers, metrics
                 let r = at..at + job.n;
                 let segment = out.segment[r.clone()].to_vec();
                 let distances = out.distances[r.start * k..r.end * k].to_vec();
-                let atypical: Vec<bool> = segment
-                    .iter()
-                    .zip(distances.chunks_exact(k))
-                    .map(|(&s, d)| space.is_some_and(|sp| sp.atypical(d, s as usize)))
-                    .collect();
-                for (&s, &a) in segment.iter().zip(&atypical) {
+                for (&s, d) in segment.iter().zip(distances.chunks_exact(k.max(1))) {
                     let c = &mut counts[s as usize];
                     c.0 += 1;
-                    c.1 += u64::from(a);
+                    c.1 += u64::from(loaded.segments.atypical(d, s as usize));
                 }
                 let preprocessed = if job.explain && !out.preprocessed.is_empty() {
                     out.preprocessed[r.start * N_FEATURES..r.end * N_FEATURES].to_vec()
@@ -466,7 +460,6 @@ fn run(loaded: &mut Loaded, batch: &mut Vec<Job>, buffers: &mut Buffers, metrics
                     probabilities: out.probabilities[r.start * k..r.end * k].to_vec(),
                     embedding: out.embedding[r.start * dims..r.end * dims].to_vec(),
                     distances,
-                    atypical,
                     preprocessed,
                 })
             }

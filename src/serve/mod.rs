@@ -15,6 +15,7 @@ pub mod conn;
 pub mod error;
 pub mod jobs;
 pub mod metrics;
+pub mod negotiate;
 pub mod openapi;
 pub mod routes;
 pub mod rows;

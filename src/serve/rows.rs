@@ -3,34 +3,19 @@
 //! `{"customers": [{"Age": 45, ...}, ...]}` is deserialised without building a JSON tree: each
 //! customer object is read field by field into a `[f32; 21]`. A problem in one customer (a
 //! missing or unknown field, a string for a number, a value out of range) becomes that row's
-//! error and the rest of the body is still read, so the valid rows can be predicted.
+//! error and the rest of the body is still read, so the valid rows can be predicted. Arrow and
+//! CSV bodies are read by [`crate::answer::table`] into the same [`Row`]s, by the same rules;
+//! which reader a request gets is [`super::negotiate`]'s choice.
 
 use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use crate::schema::{FEATURES, FieldError, N_FEATURES, check_feature, feature_index_after};
-
-/// One customer: its features, or why they cannot be used.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Row(pub Result<[f32; N_FEATURES], RowError>);
-
-/// A row's problem: the field at fault (when there is one) and a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RowError {
-    pub field: Option<String>,
-    pub message: String,
-}
-
-impl From<FieldError> for RowError {
-    fn from(e: FieldError) -> Self {
-        Self {
-            field: Some(e.field.into()),
-            message: e.to_string(),
-        }
-    }
-}
+use super::negotiate::Format;
+use crate::answer::table::{self, BadText, TableError};
+pub use crate::answer::{Row, RowError};
+use crate::schema::{FEATURES, N_FEATURES, check_feature, feature_index_after};
 
 #[derive(Debug)]
 pub struct PredictBody {
@@ -48,82 +33,28 @@ pub enum BodyError {
     BadTable(String),
 }
 
-/// The media type of Arrow's IPC stream format.
-pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
-
-/// A body format of the prediction route: what it reads (`Content-Type`) and answers
-/// (`Accept`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Json,
-    /// Arrow IPC stream: columns named by the feature keys.
-    Arrow,
-    /// CSV with a header row of feature keys.
-    Csv,
-}
-
-impl Format {
-    /// The format a `Content-Type` names; JSON when it names neither table format (as the
-    /// route read every body before the table formats existed).
-    pub fn of_content_type(value: Option<&str>) -> Self {
-        let v = value.unwrap_or("").trim().to_ascii_lowercase();
-        if v.starts_with(ARROW_STREAM) {
-            Format::Arrow
-        } else if v.starts_with("text/csv") {
-            Format::Csv
-        } else {
-            Format::Json
-        }
-    }
-
-    /// The answer format an `Accept` header asks for: Arrow or CSV when it lists one (the
-    /// first listed wins), JSON otherwise.
-    pub fn of_accept(value: Option<&str>) -> Self {
-        for part in value.unwrap_or("").split(',') {
-            let t = part
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            if t == ARROW_STREAM {
-                return Format::Arrow;
-            }
-            if t == "text/csv" {
-                return Format::Csv;
-            }
-        }
-        Format::Json
-    }
-
-    pub fn media_type(self) -> &'static str {
-        match self {
-            Format::Json => "application/json",
-            Format::Arrow => ARROW_STREAM,
-            Format::Csv => "text/csv; charset=utf-8",
-        }
-    }
-}
-
-/// The customers of an Arrow IPC stream or CSV body: one row per record, the 21 feature
-/// columns by key (Income may be absent: all missing; other columns are ignored), each value
-/// checked by the same rules as a JSON customer's, a bad one becoming its row's error.
+/// The customers of an Arrow IPC stream or CSV body: one row per record, read by
+/// [`table::feature_rows`] (a text cell that is not a number is its row's error).
 pub fn parse_table(
     body: &[u8],
     format: Format,
     max_customers: usize,
 ) -> Result<PredictBody, BodyError> {
-    use polars::prelude::{
-        CsvReadOptions, DataFrame, DataType, IpcStreamReader, PolarsResult, SerReader,
+    use polars::prelude::{CsvReadOptions, DataFrame, IpcStreamReader, PolarsResult, SerReader};
+    // A CSV's column types are inferred from its first rows; a text cell further down fails
+    // that read, and the body is read again with every column as text, so the cell is its
+    // row's error (as in a bulk file), not the whole body's.
+    let csv = |infer: Option<usize>| {
+        CsvReadOptions::default()
+            .with_has_header(true)
+            .with_infer_schema_length(infer)
+            .into_reader_with_file_handle(std::io::Cursor::new(body))
+            .finish()
     };
     let read = || -> PolarsResult<DataFrame> {
-        let cursor = std::io::Cursor::new(body);
         match format {
-            Format::Arrow => IpcStreamReader::new(cursor).finish(),
-            _ => CsvReadOptions::default()
-                .with_has_header(true)
-                .into_reader_with_file_handle(cursor)
-                .finish(),
+            Format::Arrow => IpcStreamReader::new(std::io::Cursor::new(body)).finish(),
+            _ => csv(Some(100)).or_else(|_| csv(Some(0))),
         }
     };
     let what = if format == Format::Arrow {
@@ -140,100 +71,18 @@ pub fn parse_table(
             limit: max_customers,
         });
     }
-    let n = df.height();
-    // Each feature's column: numbers (any numeric type, read as f64), text (a CSV column with
-    // a value that is not a number: each value parsed on its own, so the bad one is its
-    // row's error), or absent (Income only).
-    enum Col {
-        Absent,
-        /// Read out of the column once (a null as NaN): `ChunkedArray::get` per value cost
-        /// more than the checks.
-        Numbers(Vec<f64>),
-        Text(polars::prelude::StringChunked),
-    }
-    let mut columns: Vec<Col> = Vec::with_capacity(N_FEATURES);
-    for f in &FEATURES {
-        let Ok(c) = df.column(f.key) else {
-            if f.nullable() {
-                columns.push(Col::Absent);
-                continue;
-            }
-            return Err(BodyError::BadTable(format!(
-                "column '{}' is missing (the table has: {})",
-                f.key,
-                df.get_column_names()
-                    .iter()
-                    .map(|c| c.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        };
-        let bad = |e: polars::prelude::PolarsError| {
-            BodyError::BadTable(format!("column '{}' is not a number column: {e}", f.key))
-        };
-        columns.push(match c.dtype() {
-            DataType::String => Col::Text(c.str().map_err(bad)?.clone()),
-            _ => {
-                let cast = c.cast(&DataType::Float64).map_err(bad)?;
-                let ca = cast.as_materialized_series().f64().map_err(bad)?;
-                let mut values = Vec::with_capacity(ca.len());
-                for chunk in ca.downcast_iter() {
-                    if chunk.validity().is_none_or(|v| v.unset_bits() == 0) {
-                        values.extend_from_slice(chunk.values());
-                    } else {
-                        values.extend(chunk.iter().map(|v| v.copied().unwrap_or(f64::NAN)));
-                    }
-                }
-                Col::Numbers(values)
-            }
-        });
-    }
-    let mut customers = Vec::with_capacity(n);
-    for i in 0..n {
-        let mut row = [f32::NAN; N_FEATURES];
-        let mut error = None;
-        for (j, c) in columns.iter().enumerate() {
-            let v = match c {
-                Col::Absent => None,
-                Col::Numbers(c) => Some(c[i]),
-                Col::Text(c) => match c.get(i).map(str::trim) {
-                    None | Some("") => None,
-                    Some(s) => match s.parse::<f64>() {
-                        Ok(v) => Some(v),
-                        Err(_) => {
-                            error = Some(RowError {
-                                field: Some(FEATURES[j].key.into()),
-                                message: format!("{}: '{s}' is not a number", FEATURES[j].key),
-                            });
-                            break;
-                        }
-                    },
-                },
-            };
-            // A missing value is NaN, which only a nullable feature accepts.
-            let v = v.unwrap_or(f64::NAN);
-            match check_feature(j, v) {
-                Ok(()) => row[j] = v as f32,
-                Err(e) => {
-                    error = Some(RowError::from(e));
-                    break;
-                }
-            }
+    let customers = table::feature_rows(&df, BadText::RowError).map_err(|e| match e {
+        TableError::MissingColumn { .. } | TableError::NotNumbers { .. } => {
+            BodyError::BadTable(e.to_string())
         }
-        customers.push(Row(error.map_or(Ok(row), Err)));
-    }
+        TableError::BadText { .. } => unreachable!("a text cell is its row's error here"),
+    })?;
     Ok(PredictBody { customers })
 }
 
-/// Longest unknown key named back to the client.
-const MAX_KEY_SHOWN: usize = 64;
-
-/// `key`, cut to [`MAX_KEY_SHOWN`] characters (an attacker's 20 MB key is not echoed back).
+/// `key`, cut to [`crate::answer::MAX_TEXT_SHOWN`] characters (an attacker's 20 MB key is not echoed back).
 fn shown_key(key: &str) -> String {
-    match key.char_indices().nth(MAX_KEY_SHOWN) {
-        Some((at, _)) => format!("{}…", &key[..at]),
-        None => key.to_string(),
-    }
+    crate::answer::shown_text(key)
 }
 
 /// Reads `{"customers": [...]}`, at most `max_customers` of them: the reading stops at the
@@ -439,12 +288,18 @@ impl<'de> Visitor<'de> for RowVisitor {
             match map.next_value::<Number>()? {
                 Number::Value(v) => values[j] = v,
                 Number::Null => values[j] = f64::NAN,
-                Number::OutOfRange => {
-                    error.get_or_insert(RowError {
-                        field: Some(FEATURES[j].key.into()),
-                        message: format!(
-                            "{}: the number is too large (beyond a 64-bit float)",
-                            FEATURES[j].key
+                // Checked below as what a table's "1e400" reads as: too large.
+                Number::OutOfRange => values[j] = f64::INFINITY,
+                // A table's cell with the same text reads the same: a number in text is
+                // still refused (JSON numbers are numbers), with the message of a table's
+                // unreadable cell when it is not one.
+                Number::Text(text) => {
+                    let key = FEATURES[j].key;
+                    error.get_or_insert(match crate::answer::text_number(Some(&text)) {
+                        None => RowError::not_a_number(key, text.trim()),
+                        Some(_) => RowError::of(
+                            key,
+                            format!("must be a number, not the text '{}'", shown_key(&text)),
                         ),
                     });
                 }
@@ -502,6 +357,8 @@ enum Number {
     Value(f64),
     Null,
     Not(&'static str),
+    /// A string (cut short: only a message quotes it).
+    Text(String),
     /// Beyond f64 (1e400): marked by [`mark_out_of_range`].
     OutOfRange,
 }
@@ -538,7 +395,7 @@ impl<'de> Visitor<'de> for NumberVisitor {
         if v == "\0out of range" {
             return Ok(Number::OutOfRange);
         }
-        Ok(Number::Not("a string"))
+        Ok(Number::Text(crate::answer::shown_text(v)))
     }
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<Number, E> {
         Ok(Number::Not("a boolean"))
@@ -588,7 +445,7 @@ mod tests {
         assert!(r[0].0.is_ok(), "{:?}", r[0]);
         let field = |i: usize| r[i].0.clone().unwrap_err();
         assert_eq!(field(1).field.as_deref(), Some("Income"));
-        assert!(field(1).message.contains("must be a number, got a string"));
+        assert_eq!(field(1).message, "Income: 'lots' is not a number");
         assert_eq!(field(2).field.as_deref(), Some("Age"));
         assert_eq!(field(3).field.as_deref(), Some("Recency"));
         assert!(field(3).message.contains("missing"));
@@ -695,7 +552,7 @@ mod tests {
         .unwrap_err();
         let shown = e.field.unwrap();
         assert!(
-            shown.chars().count() <= MAX_KEY_SHOWN + 1,
+            shown.chars().count() <= crate::answer::MAX_TEXT_SHOWN + 1,
             "{}",
             shown.len()
         );

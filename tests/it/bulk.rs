@@ -206,3 +206,70 @@ fn scores_written_to_mongodb_are_one_document_per_customer_however_often_it_runs
         assert!(d.get_str("segment_name").is_ok(), "{d}");
     }
 }
+
+#[test]
+fn a_cell_that_is_not_a_number_is_its_rows_error_with_keep_and_stops_the_run_without() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = crate::support::stored_model(dir.path(), 3);
+    let mut records = synthetic::generate_records(300, 9);
+    let clean = dir.path().join("clean.tsv");
+    ingest::write_records(&mut records, &clean).unwrap();
+    let written = std::fs::read_to_string(&clean).unwrap();
+    let mut lines: Vec<String> = written.lines().map(str::to_string).collect();
+    let header: Vec<&str> = lines[0].split('\t').collect();
+    let at = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (wines, cost) = (at("MntWines"), at("Z_CostContact"));
+    // Row 5 (0-based) has a word in MntWines; row 9 one in Z_CostContact, which no feature
+    // reads but the schema says is a number.
+    for (row, column, word) in [(5, wines, "lots"), (9, cost, "n/a")] {
+        let mut cells: Vec<String> = lines[row + 1].split('\t').map(str::to_string).collect();
+        cells[column] = word.into();
+        lines[row + 1] = cells.join("\t");
+    }
+    let damaged = dir.path().join("damaged.tsv");
+    std::fs::write(&damaged, lines.join("\n") + "\n").unwrap();
+    let score = |keep: bool, output: &str| {
+        run(&PredictRequest {
+            model: model.clone(),
+            input: damaged.clone(),
+            output: dir.path().join(output),
+            chunk_rows: 64,
+            progress: false,
+            options: Default::default(),
+            keep_malformed: keep,
+            explain: false,
+            workers: 2,
+        })
+    };
+    let e = score(false, "failed.tsv").unwrap_err().to_string();
+    assert!(e.contains("column 'MntWines', row 6: 'lots'"), "{e}");
+
+    let summary = score(true, "kept.tsv").unwrap();
+    assert_eq!((summary.rows, summary.set_aside), (300, 2));
+    let out = read_csv(&dir.path().join("kept.tsv"));
+    let error = text(&out, "error");
+    let segment = text(&out, "segment");
+    assert_eq!(
+        error[5].as_deref(),
+        Some("MntWines: 'lots' is not a number")
+    );
+    assert_eq!(
+        error[9].as_deref(),
+        Some("Z_CostContact: 'n/a' is not a number")
+    );
+    // The other rows are scored as in the clean file.
+    score_clean(&model, &clean, &dir.path().join("clean-out.tsv"));
+    let clean_segments = text(&read_csv(&dir.path().join("clean-out.tsv")), "segment");
+    for i in 0..300 {
+        if i == 5 || i == 9 {
+            assert_eq!(segment[i], None, "row {i}");
+        } else {
+            assert_eq!(error[i], None, "row {i}");
+            assert_eq!(segment[i], clean_segments[i], "row {i}");
+        }
+    }
+}
+
+fn score_clean(model: &Path, input: &Path, output: &Path) {
+    score(model, input, &output.display().to_string(), 64, 1);
+}

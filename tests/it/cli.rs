@@ -13,7 +13,8 @@ fn generate_then_train_writes_a_reproducible_run_directory() {
     );
     let text = std::fs::read_to_string(&data).unwrap();
     assert_eq!(text.lines().count(), 2001);
-    assert_eq!(text.lines().next().unwrap().split('\t').count(), 29);
+    // `.csv` is comma-separated (the extension decides; `.tsv` would be tabs).
+    assert_eq!(text.lines().next().unwrap().split(',').count(), 29);
 
     let train = |run: &str| {
         succeed(

@@ -5,6 +5,7 @@ mod bad_input;
 mod browser;
 mod bulk;
 mod cli;
+mod doors;
 mod hostile;
 mod mongo;
 mod onnx;

@@ -16,6 +16,46 @@ use categorizer::train::{TrainOutcome, TrainRequest};
 
 use crate::support::{categorizer, succeed};
 
+/// A scored CSV file as text cells (a quoted field, such as a segment name with a comma,
+/// read whole): the header and the rows, an empty cell as "".
+fn csv_cells(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    use polars::prelude::*;
+    let first = std::fs::read_to_string(path).unwrap();
+    let separator = if first.lines().next().unwrap().contains('\t') {
+        b'\t'
+    } else {
+        b','
+    };
+    let df = CsvReadOptions::default()
+        .with_has_header(true)
+        .with_infer_schema_length(Some(0))
+        .with_parse_options(CsvParseOptions::default().with_separator(separator))
+        .try_into_reader_with_file_path(Some(path.to_path_buf()))
+        .unwrap()
+        .finish()
+        .unwrap();
+    let header: Vec<String> = df
+        .get_column_names()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    let columns: Vec<Vec<String>> = df
+        .columns()
+        .iter()
+        .map(|c| {
+            c.str()
+                .unwrap()
+                .iter()
+                .map(|v| v.unwrap_or("").to_string())
+                .collect()
+        })
+        .collect();
+    let rows = (0..df.height())
+        .map(|i| columns.iter().map(|c| c[i].clone()).collect())
+        .collect();
+    (header, rows)
+}
+
 fn trained(kind: ClassifierChoice, dir: &Path) -> TrainOutcome {
     let mut config = crate::support::model_config();
     config.classifier = kind;
@@ -258,9 +298,10 @@ fn train_and_score(dir: &Path, classifier: &str) -> (PathBuf, PathBuf, PathBuf) 
 fn predict_keeps_every_input_row_and_column_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let (_, _, predictions) = train_and_score(dir.path(), "best");
+    // A `.csv` output is comma-separated whatever the input's separator.
     let text = std::fs::read_to_string(&predictions).unwrap();
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
+    assert!(text.starts_with("ID,Year_Birth,"), "{}", &text[..40]);
+    let (header, rows) = csv_cells(&predictions);
     assert_eq!(&header[..2], ["ID", "Year_Birth"]);
     assert_eq!(
         &header[29..],
@@ -274,20 +315,24 @@ fn predict_keeps_every_input_row_and_column_in_order() {
             "error"
         ]
     );
-    let rows: Vec<Vec<&str>> = lines.map(|l| l.split('\t').collect()).collect();
     assert_eq!(rows.len(), 2240);
     let input = std::fs::read_to_string(
         crate::support::real_data().unwrap_or_else(|| dir.path().join("customers.csv")),
     )
     .unwrap();
+    let in_sep = if input.lines().next().unwrap().contains('\t') {
+        '\t'
+    } else {
+        ','
+    };
     for (line, row) in input.lines().skip(1).zip(&rows) {
-        let first = line.split('\t').next().unwrap();
+        let first = line.split(in_sep).next().unwrap();
         assert_eq!(row[0], first, "input values are kept as written, in order");
         let p: f32 = (31..34).map(|j| row[j].parse::<f32>().unwrap()).sum();
         assert!((p - 1.0).abs() < 1e-4);
         assert!(row[30].len() > 3, "segment_name is filled");
         assert!(
-            ["true", "false"].contains(&row[34]),
+            ["true", "false"].contains(&row[34].as_str()),
             "atypical: {}",
             row[34]
         );
@@ -395,12 +440,12 @@ fn predict_reads_parquet_and_the_21_features_and_names_a_bad_value_by_row() {
         "{out}"
     );
     let text = std::fs::read_to_string(d.join("scored_features.csv")).unwrap();
-    let header: Vec<&str> = text.lines().next().unwrap().split('\t').collect();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
     let col = header.iter().position(|h| *h == "segment").unwrap();
-    let from_features: Vec<i64> = text
-        .lines()
-        .skip(1)
-        .map(|l| l.split('\t').nth(col).unwrap().parse().unwrap())
+    let from_features: Vec<i64> = csv_cells(&d.join("scored_features.csv"))
+        .1
+        .iter()
+        .map(|row| row[col].parse().unwrap())
         .collect();
     let from_raw: Vec<i64> = scored
         .column("segment")
@@ -415,9 +460,9 @@ fn predict_reads_parquet_and_the_21_features_and_names_a_bad_value_by_row() {
     // of the whole file, not of its chunk.
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     let income = header.iter().position(|h| *h == "Income").unwrap();
-    let mut cells: Vec<String> = lines[1500].split('\t').map(str::to_string).collect();
+    let mut cells: Vec<String> = lines[1500].split(',').map(str::to_string).collect();
     cells[income] = "lots".into();
-    lines[1500] = cells.join("\t");
+    lines[1500] = cells.join(",");
     let bad = d.join("bad.csv");
     std::fs::write(&bad, lines.join("\n")).unwrap();
     let out = categorizer()
@@ -436,6 +481,53 @@ fn predict_reads_parquet_and_the_21_features_and_names_a_bad_value_by_row() {
             && !err.contains("panicked"),
         "{err}"
     );
+    // With --on-error keep the same cell is that row's error, naming the column, as over
+    // HTTP; every other row is scored.
+    let kept = categorizer()
+        .args([
+            "predict",
+            "--quiet",
+            "--chunk-rows",
+            "700",
+            "--on-error",
+            "keep",
+            "--model",
+        ])
+        .arg(d.join("models"))
+        .arg("--input")
+        .arg(&bad)
+        .arg("--output")
+        .arg(d.join("kept_text.csv"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&kept.stdout);
+    assert!(
+        kept.status.success(),
+        "{}",
+        String::from_utf8_lossy(&kept.stderr)
+    );
+    assert!(
+        said.contains("scored 3000 rows (2999 predicted, 1 set aside"),
+        "{said}"
+    );
+    let (out_header, out_rows) = csv_cells(&d.join("kept_text.csv"));
+    let (seg, error) = (
+        out_header.iter().position(|h| *h == "segment").unwrap(),
+        out_header.iter().position(|h| *h == "error").unwrap(),
+    );
+    assert_eq!(out_rows.len(), 3000);
+    for (i, cells) in out_rows.iter().enumerate() {
+        if i == 1499 {
+            assert_eq!(cells[seg], "", "row {i}");
+            assert_eq!(cells[error], "Income: 'lots' is not a number");
+        } else {
+            assert_eq!(
+                cells[seg].parse::<i64>().unwrap(),
+                from_features[i],
+                "row {i}"
+            );
+        }
+    }
 
     // A stray quote on line 800 and a missing field on line 1900: the command fails naming
     // the line, or with --on-error keep writes every record, those two with their error.
@@ -478,17 +570,11 @@ fn predict_reads_parquet_and_the_21_features_and_names_a_bad_value_by_row() {
         said.contains("scored 3000 rows (2998 predicted, 2 set aside of which 2 malformed"),
         "{said}"
     );
-    let kept = std::fs::read_to_string(d.join("kept.csv")).unwrap();
-    let header: Vec<&str> = kept.lines().next().unwrap().split(sep).collect();
+    let (header, rows) = csv_cells(&d.join("kept.csv"));
     let (seg, error) = (
         header.iter().position(|h| *h == "segment").unwrap(),
         header.iter().position(|h| *h == "error").unwrap(),
     );
-    let rows: Vec<Vec<&str>> = kept
-        .lines()
-        .skip(1)
-        .map(|l| l.split(sep).collect())
-        .collect();
     assert_eq!(rows.len(), 3000);
     for (i, row) in rows.iter().enumerate() {
         match i {

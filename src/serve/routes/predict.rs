@@ -1,4 +1,6 @@
-//! `POST /api/v1/predict`: JSON batches of customers through the dynamic batcher.
+//! `POST /api/v1/predict`: batches of customers through the dynamic batcher. A body is JSON,
+//! an Arrow IPC stream or CSV, and so is the answer ([`negotiate`](crate::serve::negotiate)
+//! chooses); every customer's answer or row error is [`crate::answer`]'s, whatever the format.
 
 use std::time::Instant;
 
@@ -11,13 +13,15 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::explain::{Explanation, TOP_FEATURES};
+use crate::answer::{Outcome, OutputColumns, RowAnswer, Scores};
+use crate::explain::{Explanation, Segments, TOP_FEATURES};
 use crate::schema::{FEATURES, N_FEATURES};
 use crate::serve::AppState;
 use crate::serve::batcher::Answer;
 use crate::serve::error::{ApiError, Code};
 use crate::serve::metrics::Stage;
-use crate::serve::rows::{self, BodyError, Format};
+use crate::serve::negotiate::Format;
+use crate::serve::rows::{self, BodyError};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(predict))
@@ -58,10 +62,14 @@ struct PredictResponse<'a> {
 enum PredictionOut<'a> {
     Ok {
         segment: i64,
-        segment_name: &'a str,
+        /// Null when the model has no name for the segment.
+        segment_name: Option<&'a str>,
         probabilities: &'a [f32],
-        /// Farther from the segment's centre than 99% of its training customers.
+        /// Farther from the segment's centre than 99% of its training customers (false for a
+        /// model that does not carry that spread).
         atypical: bool,
+        /// With `explain=true`: left out where it cannot be computed (a model of one segment,
+        /// or a margin that is not finite).
         #[serde(skip_serializing_if = "Option::is_none")]
         explanation: Option<ExplanationOut<'a>>,
     },
@@ -272,11 +280,28 @@ fn read_predict_body(
     Ok((parsed, rows, valid))
 }
 
-fn explanation_out<'a>(a: &'a Answer, e: &Explanation, raw: &[f32]) -> ExplanationOut<'a> {
+/// The answers' outcomes in input order.
+fn outcomes<'a>(
+    parsed: &'a rows::PredictBody,
+    scores: Option<&'a Scores<'a>>,
+    explain: bool,
+) -> impl Iterator<Item = Outcome<'a>> + 'a {
+    let mut at = 0usize;
+    parsed.customers.iter().map(move |r| match (&r.0, scores) {
+        (Ok(_), Some(s)) => {
+            at += 1;
+            Ok(s.answer(at - 1, explain))
+        }
+        (Err(e), _) => Err(e),
+        (Ok(_), None) => unreachable!("a valid row always has an answer"),
+    })
+}
+
+fn explanation_out<'a>(segments: &'a Segments, e: &Explanation, raw: &[f32]) -> ExplanationOut<'a> {
     let finite = |v: f64| v.is_finite().then_some(v);
     ExplanationOut {
         runner_up: e.runner_up,
-        runner_up_name: a.segments.name(e.runner_up),
+        runner_up_name: segments.name(e.runner_up),
         margin: e.margin,
         nearest: e.nearest(),
         top_features: e
@@ -285,17 +310,16 @@ fn explanation_out<'a>(a: &'a Answer, e: &Explanation, raw: &[f32]) -> Explanati
             .map(|(j, contribution)| TopFeature {
                 feature: FEATURES[j].key,
                 value: finite(f64::from(raw[j])),
-                segment_mean: finite(a.segments.mean(e.segment, j)),
+                segment_mean: finite(segments.mean(e.segment, j)),
                 contribution,
             })
             .collect(),
-        text: a.segments.sentence(e, raw),
+        text: segments.sentence(e, raw),
     }
 }
 
 /// The answer as a table (Arrow IPC stream or CSV), a row per customer in input order:
-/// `segment`, `segment_name`, `probability_<id>`, `atypical` (with `explain`: `runner_up` and
-/// `top_feature_1..3`) and `error` (the row's problem; the other columns empty then).
+/// [`OutputColumns`], as bulk scoring writes them.
 fn encode_table(
     parsed: &rows::PredictBody,
     answer: Option<&Answer>,
@@ -304,49 +328,14 @@ fn encode_table(
     use polars::prelude::{CsvWriter, DataFrame, IpcStreamWriter, SerWriter};
     let n = parsed.customers.len();
     let k = answer.map_or(0, |a| a.k);
-    let explain = answer.is_some_and(|a| !a.preprocessed.is_empty());
-    let mut segment: Vec<Option<i64>> = vec![None; n];
-    let mut name: Vec<Option<&str>> = vec![None; n];
-    let mut probs: Vec<Vec<Option<f32>>> = vec![vec![None; n]; k];
-    let mut atypical: Vec<Option<bool>> = vec![None; n];
-    let mut error: Vec<Option<&str>> = vec![None; n];
-    let mut runner_up: Vec<Option<i64>> = vec![None; if explain { n } else { 0 }];
-    let mut top: Vec<Vec<Option<&str>>> =
-        vec![vec![None; n]; if explain { TOP_FEATURES } else { 0 }];
-    let mut at = 0usize;
-    for (i, r) in parsed.customers.iter().enumerate() {
-        match (&r.0, answer) {
-            (Ok(_), Some(a)) => {
-                let s = a.segment[at];
-                segment[i] = Some(s);
-                name[i] = Some(a.segments.name(s as usize));
-                for (j, p) in probs.iter_mut().enumerate() {
-                    p[i] = Some(a.probabilities[at * k + j]);
-                }
-                atypical[i] = a.atypical.get(at).copied();
-                if let Some(e) = a.explain(at) {
-                    runner_up[i] = Some(e.runner_up as i64);
-                    for (slot, (j, _)) in top.iter_mut().zip(e.top(TOP_FEATURES)) {
-                        slot[i] = Some(FEATURES[j].key);
-                    }
-                }
-                at += 1;
-            }
-            (Err(e), _) => error[i] = Some(&e.message),
-            (Ok(_), None) => unreachable!("a valid row always has an answer"),
-        }
+    let explain = answer.is_some_and(|a| a.explained());
+    let scores = answer.map(Answer::scores);
+    let mut columns = OutputColumns::with_capacity(n, k, explain);
+    for outcome in outcomes(parsed, scores.as_ref(), explain) {
+        columns.push(&outcome);
     }
-    let columns = crate::predict::OutputColumns {
-        segment,
-        name,
-        probabilities: probs,
-        atypical,
-        explained: explain.then_some((runner_up, top)),
-        error,
-    }
-    .into_columns();
     let encoding = |e: polars::prelude::PolarsError| ApiError::new(Code::Encoding, e.to_string());
-    let mut df = DataFrame::new(n, columns).map_err(encoding)?;
+    let mut df = DataFrame::new(n, columns.into_columns()).map_err(encoding)?;
     let mut out = Vec::with_capacity(n * (16 + 8 * k));
     match format {
         Format::Arrow => IpcStreamWriter::new(&mut out).finish(&mut df),
@@ -364,35 +353,46 @@ fn encode_predictions(
     answer: Option<&Answer>,
     version: &str,
 ) -> Result<Vec<u8>, ApiError> {
-    let mut out = Vec::with_capacity(parsed.customers.len());
-    let mut at = 0usize;
-    for (i, r) in parsed.customers.iter().enumerate() {
-        match (&r.0, answer) {
-            (Ok(raw), Some(a)) => {
-                let seg = a.segment[at];
-                out.push(PredictionOut::Ok {
-                    segment: seg,
-                    segment_name: a.segments.name(seg as usize),
-                    probabilities: &a.probabilities[at * a.k..(at + 1) * a.k],
-                    atypical: a.atypical.get(at).copied().unwrap_or(false),
-                    explanation: a.explain(at).map(|e| explanation_out(a, &e, raw)),
-                });
-                at += 1;
-            }
-            (Err(e), _) => out.push(PredictionOut::Err {
+    let explain = answer.is_some_and(|a| a.explained());
+    let scores = answer.map(Answer::scores);
+    let out: Vec<PredictionOut> = outcomes(parsed, scores.as_ref(), explain)
+        .zip(&parsed.customers)
+        .enumerate()
+        .map(|(i, (outcome, r))| match (outcome, &r.0) {
+            (Ok(a), Ok(raw)) => prediction_out(a, raw, answer.map(|a| &*a.segments)),
+            (Err(e), _) => PredictionOut::Err {
                 error: RowErrorOut {
                     code: Code::InvalidValue.name(),
                     message: &e.message,
                     field: e.field.as_deref(),
                     row: i,
                 },
-            }),
-            (Ok(_), None) => unreachable!("a valid row always has an answer"),
-        }
-    }
+            },
+            (Ok(_), Err(_)) => unreachable!("an answer is for a valid row"),
+        })
+        .collect();
     serde_json::to_vec(&PredictResponse {
         model_version: version,
         predictions: out,
     })
     .map_err(|e| ApiError::new(Code::Encoding, e.to_string()))
+}
+
+/// A customer's answer as JSON (its explanation told with its raw features).
+fn prediction_out<'a>(
+    a: RowAnswer<'a>,
+    raw: &[f32],
+    segments: Option<&'a Segments>,
+) -> PredictionOut<'a> {
+    let explanation = match (&a.explanation, segments) {
+        (Some(e), Some(s)) => Some(explanation_out(s, e, raw)),
+        _ => None,
+    };
+    PredictionOut::Ok {
+        segment: a.segment,
+        segment_name: a.segment_name,
+        probabilities: a.probabilities,
+        atypical: a.atypical,
+        explanation,
+    }
 }

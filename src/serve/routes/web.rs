@@ -404,7 +404,8 @@ pub async fn submit(State(s): State<AppState>, body: Bytes) -> Response {
     let segment = answer.segment[0].max(0) as usize;
     let k = answer.k;
     let profile = manifest.segments.get(segment);
-    let explanation = answer.explain(0);
+    let row = answer.scores().answer(0, true);
+    let explanation = row.explanation.clone();
     let why: Vec<usize> = explanation.as_ref().map_or(Vec::new(), |e| {
         e.top(crate::explain::TOP_FEATURES)
             .into_iter()
@@ -416,7 +417,7 @@ pub async fn submit(State(s): State<AppState>, body: Bytes) -> Response {
         segment,
         name: answer.segments.name(segment).to_string(),
         explanation: explanation.map(|e| answer.segments.sentence(&e, &values)),
-        atypical: answer.atypical.first().copied().unwrap_or(false),
+        atypical: row.atypical,
         share: profile.map_or(String::new(), |p| format!("{:.0}%", p.share * 100.0)),
         probabilities: answer.probabilities[..k]
             .iter()
