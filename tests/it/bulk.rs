@@ -31,33 +31,12 @@ fn score(
 
 /// A CSV file's columns, every one as text.
 fn read_csv(path: &Path) -> DataFrame {
-    let text = std::fs::read_to_string(path).unwrap();
-    let separator = if text.lines().next().unwrap().contains('\t') {
-        b'\t'
-    } else {
-        b','
-    };
-    CsvReadOptions::default()
-        .with_has_header(true)
-        .with_infer_schema_length(Some(0))
-        .with_parse_options(CsvParseOptions::default().with_separator(separator))
-        .try_into_reader_with_file_path(Some(path.to_path_buf()))
-        .unwrap()
-        .finish()
-        .unwrap()
+    crate::support::csv_as_text(&std::fs::read(path).unwrap())
 }
 
 /// An Arrow IPC file, every record batch.
 fn read_arrow(path: &Path) -> DataFrame {
-    let mut file = std::io::BufReader::new(std::fs::File::open(path).unwrap());
-    let metadata = polars_arrow::io::ipc::read::read_file_metadata(&mut file).unwrap();
-    let mut frames = polars_arrow::io::ipc::read::FileReader::new(file, metadata, None, None)
-        .map(|b| DataFrame::from(b.unwrap()));
-    let mut df = frames.next().unwrap();
-    for f in frames {
-        df.vstack_mut_owned(f).unwrap();
-    }
-    df
+    crate::support::arrow_file(path)
 }
 
 /// A column as text, for comparing across formats.

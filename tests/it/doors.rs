@@ -3,7 +3,6 @@
 //! Parquet and Arrow files give the same fields, row by row.
 
 use std::io::Cursor;
-use std::path::Path;
 
 use categorizer::ingest::synthetic;
 use categorizer::predict::{PredictRequest, run};
@@ -246,24 +245,7 @@ fn seen_in_table(df: &DataFrame, k: usize) -> Vec<Seen> {
 }
 
 fn read_csv(bytes: &[u8]) -> DataFrame {
-    CsvReadOptions::default()
-        .with_has_header(true)
-        .with_infer_schema_length(Some(0))
-        .into_reader_with_file_handle(Cursor::new(bytes.to_vec()))
-        .finish()
-        .unwrap()
-}
-
-fn read_arrow_file(path: &Path) -> DataFrame {
-    let mut file = std::io::BufReader::new(std::fs::File::open(path).unwrap());
-    let metadata = polars_arrow::io::ipc::read::read_file_metadata(&mut file).unwrap();
-    let mut frames = polars_arrow::io::ipc::read::FileReader::new(file, metadata, None, None)
-        .map(|b| DataFrame::from(b.unwrap()));
-    let mut df = frames.next().unwrap();
-    for f in frames {
-        df.vstack_mut_owned(f).unwrap();
-    }
-    df
+    crate::support::csv_as_text(bytes)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -369,7 +351,7 @@ async fn the_same_customers_get_the_same_answers_through_every_door() {
             "scored.parquet" => ParquetReader::new(std::fs::File::open(&path).unwrap())
                 .finish()
                 .unwrap(),
-            _ => read_arrow_file(&path),
+            _ => crate::support::arrow_file(&path),
         };
         same(output, &seen_in_table(&df, k), &reference);
     }

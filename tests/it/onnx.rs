@@ -19,21 +19,7 @@ use crate::support::{categorizer, succeed};
 /// A scored CSV file as text cells (a quoted field, such as a segment name with a comma,
 /// read whole): the header and the rows, an empty cell as "".
 fn csv_cells(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
-    use polars::prelude::*;
-    let first = std::fs::read_to_string(path).unwrap();
-    let separator = if first.lines().next().unwrap().contains('\t') {
-        b'\t'
-    } else {
-        b','
-    };
-    let df = CsvReadOptions::default()
-        .with_has_header(true)
-        .with_infer_schema_length(Some(0))
-        .with_parse_options(CsvParseOptions::default().with_separator(separator))
-        .try_into_reader_with_file_path(Some(path.to_path_buf()))
-        .unwrap()
-        .finish()
-        .unwrap();
+    let df = crate::support::csv_as_text(&std::fs::read(path).unwrap());
     let header: Vec<String> = df
         .get_column_names()
         .iter()

@@ -716,19 +716,7 @@ fn a_csv_file_scored_in_any_chunks_gives_one_row_per_record_or_fails_naming_wher
 
 /// The `error` column of a scored CSV file, one entry per row (None where empty).
 fn error_column(out: &str) -> Vec<Option<String>> {
-    use polars::prelude::*;
-    let separator = if out.lines().next().unwrap_or("").contains('\t') {
-        b'\t'
-    } else {
-        b','
-    };
-    let df = CsvReadOptions::default()
-        .with_has_header(true)
-        .with_infer_schema_length(Some(0))
-        .with_parse_options(CsvParseOptions::default().with_separator(separator))
-        .into_reader_with_file_handle(std::io::Cursor::new(out.as_bytes().to_vec()))
-        .finish()
-        .unwrap();
+    let df = crate::support::csv_as_text(out.as_bytes());
     df.column("error")
         .unwrap()
         .str()

@@ -257,3 +257,31 @@ pub fn form_body(age: &str) -> String {
         .collect::<Vec<_>>()
         .join("&")
 }
+
+/// A CSV text (tab- or comma-separated, by its header) with every column read as text.
+pub fn csv_as_text(bytes: &[u8]) -> polars::prelude::DataFrame {
+    use polars::prelude::*;
+    let header = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    let separator = if header.contains(&b'\t') { b'\t' } else { b',' };
+    CsvReadOptions::default()
+        .with_has_header(true)
+        .with_infer_schema_length(Some(0))
+        .with_parse_options(CsvParseOptions::default().with_separator(separator))
+        .into_reader_with_file_handle(std::io::Cursor::new(bytes.to_vec()))
+        .finish()
+        .unwrap()
+}
+
+/// An Arrow IPC file, every record batch.
+pub fn arrow_file(path: &Path) -> polars::prelude::DataFrame {
+    use polars::prelude::DataFrame;
+    let mut file = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+    let metadata = polars_arrow::io::ipc::read::read_file_metadata(&mut file).unwrap();
+    let mut frames = polars_arrow::io::ipc::read::FileReader::new(file, metadata, None, None)
+        .map(|b| DataFrame::from(b.unwrap()));
+    let mut df = frames.next().unwrap();
+    for f in frames {
+        df.vstack_mut_owned(f).unwrap();
+    }
+    df
+}
