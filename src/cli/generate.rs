@@ -19,11 +19,16 @@ pub struct Args {
     pub out: PathBuf,
 }
 
+/// Rows generated and written at a time (a Parquet row group).
+const BATCH_ROWS: usize = 1 << 18;
+
 pub fn run(args: Args, _: Context) -> anyhow::Result<ExitCode> {
     let Args { rows, seed, out } = args;
     let start = Instant::now();
-    let mut df = ingest::synthetic::generate_records(rows, seed);
-    ingest::write_records(&mut df, &out)?;
+    // Written a batch at a time: memory holds one batch whatever `rows` is, and the records
+    // are those of `generate_records(rows, seed)`, in the same order.
+    let batches = ingest::synthetic::record_batches(rows, seed, BATCH_ROWS);
+    ingest::write_record_batches(batches, &out)?;
     println!(
         "wrote {rows} records (seed {seed}) to {} in {:.2} s",
         out.display(),

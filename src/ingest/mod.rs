@@ -441,19 +441,71 @@ pub fn output_separator(path: &Path, otherwise: u8) -> u8 {
 /// Writes a table to Parquet, or to text separated as [`output_separator`] says (tab for a
 /// name that says neither, as the original data), by extension.
 pub fn write_records(df: &mut DataFrame, path: &Path) -> Result<()> {
-    let file = File::create(path).map_err(|e| Error::io(path, e))?;
-    match DataSource::parse(&path.display().to_string())? {
-        DataSource::Parquet(_) => {
-            ParquetWriter::new(file).finish(df)?;
+    write_record_batches(std::iter::once(df.clone()), path).map(|_| ())
+}
+
+/// Writes frames of one schema one after another into one file, as [`write_records`] would
+/// write them joined (a Parquet row group, or CSV lines under one header, per frame), holding
+/// one frame at a time. The file is written under a `.partial` name and renamed when
+/// complete, so a failed run leaves no half-written file under `path`. Returns the rows
+/// written.
+pub fn write_record_batches(
+    batches: impl IntoIterator<Item = DataFrame>,
+    path: &Path,
+) -> Result<usize> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let written = write_batches_to(batches, path, &partial);
+    match written {
+        Ok(rows) => {
+            std::fs::rename(&partial, path).map_err(|e| Error::io(path, e))?;
+            Ok(rows)
         }
-        _ => {
-            CsvWriter::new(std::io::BufWriter::with_capacity(1 << 20, file))
-                .include_header(true)
-                .with_separator(output_separator(path, b'\t'))
-                .finish(df)?;
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            Err(e)
         }
     }
-    Ok(())
+}
+
+fn write_batches_to(
+    batches: impl IntoIterator<Item = DataFrame>,
+    path: &Path,
+    partial: &Path,
+) -> Result<usize> {
+    let file = File::create(partial).map_err(|e| Error::io(partial, e))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let parquet = matches!(
+        DataSource::parse(&path.display().to_string())?,
+        DataSource::Parquet(_)
+    );
+    let mut rows = 0usize;
+    let mut batches = batches
+        .into_iter()
+        .inspect(|df| rows += df.height())
+        .peekable();
+    if parquet {
+        let Some(first) = batches.peek() else {
+            return Ok(0);
+        };
+        let mut w = ParquetWriter::new(&mut out).batched(first.schema())?;
+        for df in batches {
+            w.write_batch(&df)?;
+        }
+        w.finish()?;
+    } else {
+        let separator = output_separator(path, b'\t');
+        for (i, mut df) in batches.enumerate() {
+            CsvWriter::new(&mut out)
+                .include_header(i == 0)
+                .with_separator(separator)
+                .finish(&mut df)?;
+        }
+    }
+    use std::io::Write;
+    out.flush().map_err(|e| Error::io(partial, e))?;
+    Ok(rows)
 }
 
 #[cfg(test)]

@@ -191,7 +191,28 @@ pub fn generate(rows: usize, seed: u64) -> DataFrame {
 /// Generates `rows` raw records as a file holds them: the original data's column order, whole
 /// numbers as integers, a missing Income as null.
 pub fn generate_records(rows: usize, seed: u64) -> DataFrame {
-    let parts: Vec<Columns> = (0..rows.div_ceil(CHUNK))
+    records_of_chunks(rows, seed, 0..rows.div_ceil(CHUNK))
+}
+
+/// The same records as [`generate_records`], in the same order, as frames of about
+/// `batch_rows` rows each (whole chunks of [`CHUNK`] rows, each generated from its own seeded
+/// stream): memory holds one batch, whatever `rows` is.
+pub fn record_batches(
+    rows: usize,
+    seed: u64,
+    batch_rows: usize,
+) -> impl Iterator<Item = DataFrame> {
+    let chunks = rows.div_ceil(CHUNK);
+    let per_batch = batch_rows.div_ceil(CHUNK).max(1);
+    // No rows: one empty frame, so the file still gets its header (or schema).
+    (0..chunks.max(1))
+        .step_by(per_batch)
+        .map(move |first| records_of_chunks(rows, seed, first..(first + per_batch).min(chunks)))
+}
+
+/// The records of chunks `chunks` of a `rows`-row data set.
+fn records_of_chunks(rows: usize, seed: u64, chunks: std::ops::Range<usize>) -> DataFrame {
+    let parts: Vec<Columns> = chunks
         .into_par_iter()
         .map(|chunk| {
             let start = chunk * CHUNK;
@@ -200,7 +221,7 @@ pub fn generate_records(rows: usize, seed: u64) -> DataFrame {
         .collect();
     let int =
         |name: &str, f: &dyn Fn(&Columns) -> &Vec<i64>| Column::new(name.into(), concat(&parts, f));
-    let n = rows;
+    let n = parts.iter().map(|p| p.id.len()).sum::<usize>();
     let columns = vec![
         int("ID", &|c| &c.id),
         int("Year_Birth", &|c| &c.year_birth),
@@ -244,6 +265,61 @@ mod tests {
         assert_eq!(crate::dates::civil_from_days(0), (1, 1, 1970));
         assert_eq!(crate::dates::civil_from_days(FIRST_DAY), (30, 7, 2012));
         assert_eq!(crate::dates::civil_from_days(LAST_DAY), (29, 6, 2014));
+    }
+
+    #[test]
+    fn batches_are_the_same_records_in_the_same_order() {
+        let rows = 3 * CHUNK + 17;
+        let whole = generate_records(rows, 5);
+        for batch_rows in [1, CHUNK, 2 * CHUNK + 1, 10 * CHUNK] {
+            let batches: Vec<DataFrame> = record_batches(rows, 5, batch_rows).collect();
+            assert!(
+                batches
+                    .iter()
+                    .all(|b| b.height() <= batch_rows.div_ceil(CHUNK) * CHUNK)
+            );
+            let mut joined = batches[0].clone();
+            for b in &batches[1..] {
+                joined.vstack_mut(b).unwrap();
+            }
+            assert!(joined.equals_missing(&whole), "batches of {batch_rows}");
+        }
+    }
+
+    #[test]
+    fn batches_written_one_by_one_are_the_file_written_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = 2 * CHUNK + 5;
+        for name in ["x.csv", "x.tsv", "x.parquet"] {
+            let (whole, streamed) = (dir.path().join(format!("w-{name}")), dir.path().join(name));
+            super::super::write_records(&mut generate_records(rows, 3), &whole).unwrap();
+            let n = super::super::write_record_batches(record_batches(rows, 3, CHUNK), &streamed)
+                .unwrap();
+            assert_eq!(n, rows);
+            if name.ends_with("parquet") {
+                let read = |p: &std::path::Path| {
+                    ParquetReader::new(std::fs::File::open(p).unwrap())
+                        .finish()
+                        .unwrap()
+                };
+                assert!(read(&whole).equals_missing(&read(&streamed)), "{name}");
+            } else {
+                let (a, b) = (
+                    std::fs::read(&whole).unwrap(),
+                    std::fs::read(&streamed).unwrap(),
+                );
+                assert!(a == b, "{name}: the same bytes");
+            }
+        }
+        // A failed write leaves neither the file nor its partial copy.
+        let bad = dir.path().join("missing-dir").join("x.csv");
+        assert!(super::super::write_record_batches(record_batches(10, 3, CHUNK), &bad).is_err());
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+            .collect();
+        assert!(left.is_empty());
     }
 
     #[test]
