@@ -150,24 +150,6 @@ impl<'a> Scores<'a> {
         Some(space.explain(x, d, self.segment[r] as usize))
             .filter(|e| e.margin.is_finite() && e.contributions.iter().all(|c| c.is_finite()))
     }
-
-    /// The outcomes of a table's customers in input order: `rows[i]` is valid (and then the
-    /// next scored row) or its error.
-    pub fn outcomes<'r>(
-        &'r self,
-        rows: impl IntoIterator<Item = Result<(), &'a RowError>> + 'r,
-        explain: bool,
-    ) -> impl Iterator<Item = Outcome<'a>> + 'r {
-        let mut at = 0usize;
-        rows.into_iter().map(move |r| match r {
-            Ok(()) => {
-                let a = self.answer(at, explain);
-                at += 1;
-                Ok(a)
-            }
-            Err(e) => Err(e),
-        })
-    }
 }
 
 /// The key of each of the explanation's top features, largest contribution first.

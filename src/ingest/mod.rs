@@ -341,8 +341,8 @@ pub fn conform(source_name: &str, df: DataFrame) -> Result<DataFrame> {
 }
 
 /// [`conform`], where with [`BadText::RowError`] a text cell of a number column that is not a
-/// number is left missing and returned as its row's error (0-based row, naming the column),
-/// in column order, instead of failing the whole frame.
+/// number is left missing and returned as its row's error (0-based row, naming the row's first
+/// such column), in row order, instead of failing the whole frame.
 pub fn conform_rows(
     source_name: &str,
     df: DataFrame,
@@ -395,6 +395,9 @@ pub fn conform_rows(
         };
         out.push(cast);
     }
+    // One error per row: its first unreadable column (the sort is stable).
+    errors.sort_by_key(|(i, _)| *i);
+    errors.dedup_by_key(|(i, _)| *i);
     Ok((DataFrame::new_infer_height(out)?, errors))
 }
 

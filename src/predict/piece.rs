@@ -143,19 +143,14 @@ impl Piecework {
     fn rows(&self, df: &DataFrame, offset: usize) -> Result<PieceRows> {
         match self.kind {
             InputKind::RawRecords => {
-                let (conformed, mut errors) =
+                let (conformed, unreadable) =
                     ingest::conform_rows(&self.source, df.clone(), self.bad_text)
                         .map_err(|e| shift_row(e, offset))?;
                 let t = features::engineer(&conformed, self.reference)?;
-                // An unreadable cell's error comes first: the missing value it left is not
-                // the row's problem.
-                let unreadable: Vec<u32> = errors.iter().map(|(i, _)| *i).collect();
-                errors.splice(
-                    0..0,
-                    t.rejected_rows
-                        .into_iter()
-                        .filter(|(i, _)| !unreadable.contains(i)),
-                );
+                // An unreadable cell's error comes after (and so wins over) what the missing
+                // value it left made of the row.
+                let mut errors = t.rejected_rows;
+                errors.extend(unreadable);
                 Ok(PieceRows {
                     matrix: t.matrix,
                     kept: t.source_rows,

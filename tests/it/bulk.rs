@@ -200,7 +200,9 @@ fn a_cell_that_is_not_a_number_is_its_rows_error_with_keep_and_stops_the_run_wit
     let (wines, cost) = (at("MntWines"), at("Z_CostContact"));
     // Row 5 (0-based) has a word in MntWines; row 9 one in Z_CostContact, which no feature
     // reads but the schema says is a number.
-    for (row, column, word) in [(5, wines, "lots"), (9, cost, "n/a")] {
+    // Row 5 has a second word, in MntFruits: a row's error names its first such column.
+    let fruits = at("MntFruits");
+    for (row, column, word) in [(5, wines, "lots"), (5, fruits, "x"), (9, cost, "n/a")] {
         let mut cells: Vec<String> = lines[row + 1].split('\t').map(str::to_string).collect();
         cells[column] = word.into();
         lines[row + 1] = cells.join("\t");
