@@ -26,6 +26,19 @@ pub struct Settings {
     pub server: ServerSettings,
     pub validation: ValidationSettings,
     pub jobs: JobsSettings,
+    pub training: TrainingSettings,
+}
+
+/// How training reads a source too large to hold: above `sample_rows` records it streams the
+/// source twice (profile, features and a seeded sample; then every customer's segment) and
+/// fits on the sample.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingSettings {
+    /// Customers the model is fitted on when the source has more records than this.
+    pub sample_rows: usize,
+    /// Records per batch when training streams (memory per batch, not per source).
+    pub batch_rows: usize,
 }
 
 /// What a training job started over HTTP may read (the CLI may read anything it is given).
@@ -263,6 +276,16 @@ impl Settings {
 
     /// Checks every value a type cannot express; the error names the key.
     pub fn validate(&self) -> Result<()> {
+        check(
+            self.training.sample_rows >= 1000,
+            "training.sample_rows",
+            "must be at least 1000",
+        )?;
+        check(
+            (1..=(1 << 24)).contains(&self.training.batch_rows),
+            "training.batch_rows",
+            "must be between 1 and 16777216",
+        )?;
         let s = &self.segmentation;
         check(
             self.split.test_fraction > 0.0 && self.split.test_fraction < 1.0,

@@ -38,6 +38,26 @@ pub struct RowReport {
 }
 
 impl RowReport {
+    /// Adds the report of a batch whose first row is row `offset` of the whole source: counts
+    /// summed, the first few rows (renumbered) and values kept.
+    pub fn absorb(&mut self, batch: &RowReport, offset: usize) {
+        self.rows_read += batch.rows_read;
+        self.rows_kept += batch.rows_kept;
+        for (reason, r) in &batch.rejected {
+            let entry = self.rejected.entry(reason.clone()).or_default();
+            entry.count += r.count;
+            let room = SAMPLE_ROWS.saturating_sub(entry.rows.len());
+            entry
+                .rows
+                .extend(r.rows.iter().take(room).map(|row| row + offset));
+            let room = SAMPLE_ROWS.saturating_sub(entry.values.len());
+            entry.values.extend(r.values.iter().take(room).cloned());
+        }
+        for (feature, n) in &batch.missing {
+            *self.missing.entry(feature.clone()).or_insert(0) += n;
+        }
+    }
+
     pub fn rows_rejected(&self) -> usize {
         self.rejected.values().map(|r| r.count).sum()
     }

@@ -137,10 +137,33 @@ pub fn run(args: Args, ctx: Context) -> anyhow::Result<ExitCode> {
 fn print_summary(o: &TrainOutcome) {
     let m = &o.metrics;
     println!();
-    println!(
-        "Segmentation of {} ({} rows usable of {} read; {} train / {} test)",
-        m.data.source, m.rows, m.data.rows_read, m.data.train_rows, m.data.test_rows
-    );
+    match &m.streamed {
+        None => println!(
+            "Segmentation of {} ({} rows usable of {} read; {} train / {} test)",
+            m.data.source, m.rows, m.data.rows_read, m.data.train_rows, m.data.test_rows
+        ),
+        Some(s) => {
+            println!(
+                "Segmentation of {} ({} rows usable of {} read, streamed; fitted on a sample of {}: {} train / {} test)",
+                m.data.source,
+                s.rows_used,
+                s.rows_read,
+                s.rows_sampled,
+                m.data.train_rows,
+                m.data.test_rows
+            );
+            for p in &s.passes {
+                println!(
+                    "  pass \"{}\": {:.1} s, {:.0} rows/s",
+                    p.name, p.seconds, p.rows_per_second
+                );
+            }
+            println!(
+                "  whole data: WCSS {:.2}; every customer's segment in {}",
+                s.wcss, s.assignments
+            );
+        }
+    }
     if !m.data.rejected.is_empty() {
         println!("Set aside:");
         for (reason, r) in &m.data.rejected {

@@ -14,7 +14,8 @@ pub struct Args {
     /// Reference records (a data source), or a model's manifest.json (its training data's profile).
     #[arg(long)]
     pub reference: String,
-    /// The records to check: a file, mongodb://…, or synthetic:rows=N,seed=S.
+    /// The records to check: a file, a directory or glob of Parquet/CSV files, mongodb://…,
+    /// or synthetic:rows=N,seed=S (above training.sample_rows records, read in batches).
     #[arg(long)]
     pub current: String,
     /// Write the JSON report here.
@@ -36,7 +37,6 @@ pub fn run(args: Args, ctx: Context) -> anyhow::Result<ExitCode> {
         fail_on_drift,
     } = args;
     let Context { settings, .. } = ctx;
-    let v = &settings.validation;
     let profile = if reference.ends_with(".json") {
         let bytes = std::fs::read(&reference)?;
         let m: model::Manifest = serde_json::from_slice(&bytes)?;
@@ -45,10 +45,10 @@ pub fn run(args: Args, ctx: Context) -> anyhow::Result<ExitCode> {
         })?
     } else {
         let src = DataSource::parse(&reference)?;
-        categorizer::validate::Profile::of(&src.name(), &src.load()?, v)?
+        categorizer::validate::validate_source(&src, None, &settings)?.1
     };
     let src = DataSource::parse(&current)?;
-    let report = categorizer::validate::validate(&src.name(), &src.load()?, Some(&profile), v)?;
+    let (report, _) = categorizer::validate::validate_source(&src, Some(&profile), &settings)?;
     print_validation(&report);
     if let Some(path) = out {
         train::write_json(&path, &report)?;

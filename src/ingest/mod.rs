@@ -7,6 +7,7 @@
 //! an error that names the column and, where one value is at fault, the row.
 
 pub mod mongo;
+pub mod stream;
 pub mod synthetic;
 
 use std::fs::File;
@@ -29,6 +30,12 @@ pub enum DataSource {
     /// An Arrow IPC file (`.arrow`, `.ipc`, `.feather` v2).
     Arrow(PathBuf),
     Mongo(mongo::MongoSource),
+    /// Parquet or CSV files read as one data set, in name order: a directory's, or those a
+    /// glob matches (`data/customers/part-*.parquet`).
+    Dataset {
+        spec: String,
+        files: Vec<PathBuf>,
+    },
     Synthetic {
         rows: usize,
         seed: u64,
@@ -62,6 +69,12 @@ impl DataSource {
             return Ok(DataSource::Synthetic { rows, seed });
         }
         let path = PathBuf::from(spec);
+        if path.is_dir() || spec.contains(['*', '?']) {
+            return Ok(DataSource::Dataset {
+                spec: spec.to_string(),
+                files: stream::dataset_files(spec)?,
+            });
+        }
         match path
             .extension()
             .and_then(|e| e.to_str())
@@ -82,6 +95,7 @@ impl DataSource {
                 p.display().to_string()
             }
             DataSource::Mongo(m) => m.name(),
+            DataSource::Dataset { spec, .. } => spec.clone(),
             DataSource::Synthetic { rows, seed } => format!("synthetic:rows={rows},seed={seed}"),
         }
     }
@@ -103,6 +117,25 @@ impl DataSource {
             DataSource::Parquet(path) => read_parquet(path)?,
             DataSource::Arrow(path) => read_arrow(path)?,
             DataSource::Mongo(m) => return mongo::load(m, progress),
+            DataSource::Dataset { .. } => {
+                let mut stream = stream::RecordStream::open(self, 1 << 18)?;
+                let mut all: Option<DataFrame> = None;
+                while let Some(batch) = stream.next_batch()? {
+                    let (done, total) = stream.progress();
+                    progress(done, total)?;
+                    match &mut all {
+                        None => all = Some(batch.records),
+                        Some(df) => {
+                            df.vstack_mut_owned(batch.records)?;
+                        }
+                    }
+                }
+                let mut df = all.ok_or_else(|| Error::NoRows {
+                    source_name: self.name(),
+                })?;
+                df.rechunk_mut();
+                df
+            }
             DataSource::Synthetic { rows, seed } => synthetic::generate(*rows, *seed),
         };
         Ok((df, Default::default()))

@@ -23,7 +23,7 @@
 mod output;
 mod piece;
 mod pipeline;
-mod read;
+pub(crate) mod read;
 pub(crate) mod write;
 
 pub use crate::answer::OutputColumns;

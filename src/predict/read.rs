@@ -56,7 +56,7 @@ pub fn read_records(path: &Path, chunk_rows: usize, keep_malformed: bool) -> Res
 }
 
 /// A piece of the input as the reader cut it, not yet parsed.
-pub(super) enum Body {
+pub(crate) enum Body {
     Csv(CsvText),
     /// Rows `offset..offset + len` of a Parquet file, decoded by the worker.
     ParquetSlice {
@@ -70,14 +70,14 @@ pub(super) enum Body {
 
 /// What a worker needs to parse a CSV piece: the file's name, columns and separator.
 #[derive(Debug, Clone)]
-pub(super) struct CsvParse {
+pub(crate) struct CsvParse {
     pub path: PathBuf,
     pub columns: Vec<String>,
     pub separator: u8,
 }
 
 /// CSV records cut from the file: the header line, then each record ending in `\n`.
-pub(super) struct CsvText {
+pub(crate) struct CsvText {
     pub text: Vec<u8>,
     /// Where each record begins in `text`.
     pub starts: Vec<usize>,
@@ -168,7 +168,7 @@ impl Body {
 }
 
 /// Reads an input file piece by piece.
-pub(super) struct ChunkReader {
+pub(crate) struct ChunkReader {
     pub parse: CsvParse,
     input: Input,
 }
@@ -283,7 +283,7 @@ impl ChunkReader {
                     },
                 })
             }
-            DataSource::Synthetic { .. } | DataSource::Mongo(_) => {
+            DataSource::Synthetic { .. } | DataSource::Mongo(_) | DataSource::Dataset { .. } => {
                 Err(Error::UnsupportedSource(path.display().to_string()))
             }
         }

@@ -352,6 +352,11 @@ fn run_one(
 /// `jobs.mongodb_hosts`, synthetic data up to `jobs.max_synthetic_rows` rows. A refused file
 /// is not told apart from a missing one.
 fn confine(spec: &str, limits: &crate::config::JobsSettings) -> Result<String, String> {
+    if !spec.contains("://") && !spec.starts_with("synthetic:") {
+        if let Some(resolved) = confine_dataset(spec, limits)? {
+            return Ok(resolved);
+        }
+    }
     let source = DataSource::parse(spec).map_err(|e| e.to_string())?;
     match source {
         DataSource::Synthetic { rows, .. } => {
@@ -379,6 +384,11 @@ fn confine(spec: &str, limits: &crate::config::JobsSettings) -> Result<String, S
             }
             Ok(spec.to_string())
         }
+        // A dataset under the data directory was taken by `confine_dataset`.
+        DataSource::Dataset { .. } => Err(format!(
+            "no such data file under the jobs' data directory ({})",
+            limits.data_dir.display()
+        )),
         DataSource::Csv(path) | DataSource::Parquet(path) | DataSource::Arrow(path) => {
             let not_found = || {
                 format!(
@@ -399,6 +409,57 @@ fn confine(spec: &str, limits: &crate::config::JobsSettings) -> Result<String, S
             Ok(resolved.display().to_string())
         }
     }
+}
+
+/// A dataset (a directory, or a glob in one) as a job may read it: the directory and every
+/// file of it under `jobs.data_dir`, links resolved; None when `spec` is not a dataset.
+fn confine_dataset(
+    spec: &str,
+    limits: &crate::config::JobsSettings,
+) -> Result<Option<String>, String> {
+    let not_found = || {
+        format!(
+            "no such data file under the jobs' data directory ({})",
+            limits.data_dir.display()
+        )
+    };
+    let root = std::fs::canonicalize(&limits.data_dir).map_err(|_| not_found())?;
+    let path = std::path::Path::new(spec);
+    let wanted = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        root.join(path)
+    };
+    let (dir, pattern) = if spec.contains(['*', '?']) {
+        let name = wanted
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_string);
+        (wanted.parent().map(|p| p.to_path_buf()), name)
+    } else if wanted.is_dir() {
+        (Some(wanted.clone()), None)
+    } else {
+        return Ok(None);
+    };
+    let dir = dir
+        .and_then(|d| std::fs::canonicalize(d).ok())
+        .filter(|d| d.starts_with(&root) && d.is_dir())
+        .ok_or_else(not_found)?;
+    let resolved = match pattern {
+        Some(p) => dir.join(p).display().to_string(),
+        None => dir.display().to_string(),
+    };
+    let files = crate::ingest::stream::dataset_files(&resolved).map_err(|e| {
+        // The error names the resolved path; the client is told only what it asked for.
+        e.to_string().replace(&resolved, spec)
+    })?;
+    for f in &files {
+        let inside = std::fs::canonicalize(f).is_ok_and(|f| f.starts_with(&root));
+        if !inside {
+            return Err(not_found());
+        }
+    }
+    Ok(Some(resolved))
 }
 
 /// A failed job's error as its clients see it: reading errors (which may quote the file)

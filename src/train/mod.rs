@@ -12,8 +12,10 @@ pub mod lineage;
 pub mod metrics;
 pub mod pca;
 pub mod progress;
+pub mod sample;
 pub mod segments;
 pub mod split;
+mod stream;
 pub mod sweep;
 pub mod tensor;
 
@@ -230,6 +232,10 @@ pub struct TrainMetrics {
     pub classifier: ClassifierReport,
     /// Wall-clock seconds per stage, in pipeline order, and their total.
     pub seconds: serde_json::Map<String, serde_json::Value>,
+    /// A source above `training.sample_rows` records: its two passes and the whole-data
+    /// figures (absent when the model was fitted on every usable row).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streamed: Option<stream::Streamed>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -301,10 +307,14 @@ impl Stopwatch {
         }
     }
     fn lap(&mut self, stage: Stage) -> f64 {
+        self.lap_named(stage.key())
+    }
+    /// A lap that is not one stage (a streamed source's pass, which holds several).
+    fn lap_named(&mut self, key: &str) -> f64 {
         let now = Instant::now();
         let secs = (now - self.last).as_secs_f64();
         self.last = now;
-        self.stages.insert(stage.key().into(), round6(secs).into());
+        self.stages.insert(key.into(), round6(secs).into());
         secs
     }
     fn finish(mut self) -> serde_json::Map<String, serde_json::Value> {
@@ -322,9 +332,11 @@ fn round6(x: f64) -> f64 {
 
 /// Runs the whole training pipeline and writes the run directory.
 pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
-    let s = &req.settings;
     let progress = Progress::new(req.progress, req.monitor.clone());
     let mut watch = Stopwatch::new();
+    if stream::streams(req)? {
+        return stream::run(req, &progress, watch);
+    }
 
     let (raw, source_issues) = read(req, &progress)?;
     watch.lap(Stage::Ingest);
@@ -333,6 +345,44 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
     let table = engineer(req, &progress, raw)?;
     watch.lap(Stage::Features);
 
+    let Fitted {
+        outcome,
+        train_idx,
+        test_idx,
+    } = fit(req, &progress, &mut watch, &table, checked, source_issues)?;
+    write_json(&req.out_dir.join("model.json"), &outcome.model)?;
+    write_assignments(
+        &req.out_dir.join("assignments.csv"),
+        &table.source_rows,
+        (&train_idx, &outcome.train_labels),
+        (&test_idx, &outcome.test_labels),
+    )?;
+    watch.lap(Stage::Write);
+    let mut outcome = outcome;
+    outcome.metrics.seconds = watch.finish();
+    write_json(&req.out_dir.join("metrics.json"), &outcome.metrics)?;
+    Ok(outcome)
+}
+
+/// A fitted model, its figures, and which usable rows were its training and test splits.
+struct Fitted {
+    outcome: TrainOutcome,
+    train_idx: Vec<usize>,
+    test_idx: Vec<usize>,
+}
+
+/// Everything after the features: the seeded split, preprocessing, PCA, KMeans, the
+/// segments, the metrics and the classifiers, on `table`'s rows (every usable row, or a
+/// streamed source's sample). Creates the run directory; writes nothing else.
+fn fit(
+    req: &TrainRequest,
+    progress: &Progress,
+    watch: &mut Stopwatch,
+    table: &features::FeatureTable,
+    checked: Checked,
+    source_issues: crate::ingest::mongo::SourceReport,
+) -> Result<Fitted> {
+    let s = &req.settings;
     let (train_idx, test_idx) =
         split_indices(table.matrix.rows(), s.split.test_fraction, s.split.seed);
     let train_raw = table.matrix.gather_rows(&train_idx);
@@ -354,8 +404,8 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
 
     let seg = segment(
         s,
-        &progress,
-        &mut watch,
+        progress,
+        watch,
         (&train_raw, &train_x),
         &dev,
         req.previous.as_ref(),
@@ -450,7 +500,7 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
         segments: segment_profiles,
         classifier,
     };
-    let mut metrics = TrainMetrics {
+    let metrics = TrainMetrics {
         silhouette: train_m.silhouette,
         davies_bouldin: train_m.davies_bouldin,
         wcss: train_m.wcss,
@@ -480,22 +530,12 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
         pca_explained_variance_ratio: model.pca.explained_variance_ratio.clone(),
         classifier: classifier_report,
         seconds: Default::default(),
+        streamed: None,
     };
 
     progress.check()?;
     std::fs::create_dir_all(&req.out_dir).map_err(|e| Error::io(&req.out_dir, e))?;
-    write_json(&req.out_dir.join("model.json"), &model)?;
-    write_assignments(
-        &req.out_dir.join("assignments.csv"),
-        &table.source_rows,
-        (&train_idx, &train_assign.labels),
-        (&test_idx, &test_assign.labels),
-    )?;
-    watch.lap(Stage::Write);
-    metrics.seconds = watch.finish();
-    write_json(&req.out_dir.join("metrics.json"), &metrics)?;
-
-    Ok(TrainOutcome {
+    let outcome = TrainOutcome {
         model,
         metrics,
         run_dir: req.out_dir.clone(),
@@ -511,6 +551,11 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
         validation: checked.report,
         profile: checked.profile,
         drift_blocks_promotion: checked.drift_blocks_promotion,
+    };
+    Ok(Fitted {
+        outcome,
+        train_idx,
+        test_idx,
     })
 }
 

@@ -260,6 +260,29 @@ impl Progress {
         Ok(self.new_bar(len, message, monitor))
     }
 
+    /// A bar of a pass over a streamed source of `len` rows (or bytes, when `rows` is false),
+    /// with its speed and the time left.
+    pub fn pass_bar(
+        &self,
+        stage: Stage,
+        len: u64,
+        rows: bool,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Result<Step> {
+        let step = self.bar(stage, len, message)?;
+        let template = if rows {
+            "{msg} [{bar:30.cyan/blue}] {human_pos}/{human_len} rows, {per_sec}, ETA {eta} {elapsed:.dim}"
+        } else {
+            "{msg} [{bar:30.cyan/blue}] {bytes}/{total_bytes}, {bytes_per_sec}, ETA {eta} {elapsed:.dim}"
+        };
+        step.bar.set_style(
+            ProgressStyle::with_template(template)
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        Ok(step)
+    }
+
     /// A bar of `len` iterations outside the training stages (bulk scoring).
     pub fn plain_bar(&self, len: u64, message: impl Into<Cow<'static, str>>) -> Step {
         self.new_bar(len, message.into(), None)

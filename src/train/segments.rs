@@ -21,33 +21,66 @@ pub struct SegmentProfile {
     pub means: BTreeMap<String, f64>,
 }
 
-/// Per-cluster means of every raw feature (NaN values skipped) and sizes.
-fn cluster_means(raw: &Matrix, labels: &[u32], k: usize) -> (Vec<Vec<f64>>, Vec<usize>) {
-    let d = raw.cols();
-    let mut sums = vec![vec![0.0f64; d]; k];
-    let mut counts = vec![vec![0usize; d]; k];
-    let mut sizes = vec![0usize; k];
-    for (i, &l) in labels.iter().enumerate() {
-        let l = l as usize;
-        sizes[l] += 1;
-        for (j, &v) in raw.row(i).iter().enumerate() {
-            if !v.is_nan() {
-                sums[l][j] += v as f64;
-                counts[l][j] += 1;
+/// Per-segment sums of every raw feature (NaN values skipped) and sizes, added to batch by
+/// batch: the whole-data profiles of a streamed training run come from one of these.
+#[derive(Debug, Clone)]
+pub struct Tally {
+    sums: Vec<Vec<f64>>,
+    counts: Vec<Vec<usize>>,
+    sizes: Vec<usize>,
+}
+
+impl Tally {
+    pub fn new(k: usize, dims: usize) -> Self {
+        Self {
+            sums: vec![vec![0.0; dims]; k],
+            counts: vec![vec![0; dims]; k],
+            sizes: vec![0; k],
+        }
+    }
+
+    /// Adds rows of raw features and their segments.
+    pub fn add(&mut self, raw: &Matrix, labels: &[u32]) {
+        for (i, &l) in labels.iter().enumerate() {
+            let l = l as usize;
+            self.sizes[l] += 1;
+            for (j, &v) in raw.row(i).iter().enumerate() {
+                if !v.is_nan() {
+                    self.sums[l][j] += v as f64;
+                    self.counts[l][j] += 1;
+                }
             }
         }
     }
-    let means = sums
-        .into_iter()
-        .zip(counts)
-        .map(|(s, c)| {
-            s.into_iter()
-                .zip(c)
-                .map(|(s, c)| if c > 0 { s / c as f64 } else { f64::NAN })
-                .collect()
-        })
-        .collect();
-    (means, sizes)
+
+    /// Each segment's means (NaN where none of its rows has a value) and size.
+    pub fn means_and_sizes(&self) -> (Vec<Vec<f64>>, Vec<usize>) {
+        let means = self
+            .sums
+            .iter()
+            .zip(&self.counts)
+            .map(|(s, c)| {
+                s.iter()
+                    .zip(c)
+                    .map(|(&s, &c)| if c > 0 { s / c as f64 } else { f64::NAN })
+                    .collect()
+            })
+            .collect();
+        (means, self.sizes.clone())
+    }
+
+    /// The segments' profiles, named as [`profiles`] names them.
+    pub fn profiles(&self) -> Vec<SegmentProfile> {
+        let (means, sizes) = self.means_and_sizes();
+        profiles_of(&means, &sizes)
+    }
+}
+
+/// Per-cluster means of every raw feature (NaN values skipped) and sizes.
+fn cluster_means(raw: &Matrix, labels: &[u32], k: usize) -> (Vec<Vec<f64>>, Vec<usize>) {
+    let mut t = Tally::new(k, raw.cols());
+    t.add(raw, labels);
+    t.means_and_sizes()
 }
 
 /// Each cluster's mean raw features (NaN where none of its rows has a value).
@@ -105,6 +138,11 @@ fn tier(rank: usize, k: usize) -> String {
 /// is its id unless ids were kept from a previous model).
 pub fn profiles(raw: &Matrix, labels: &[u32], k: usize) -> Vec<SegmentProfile> {
     let (means, sizes) = cluster_means(raw, labels, k);
+    profiles_of(&means, &sizes)
+}
+
+fn profiles_of(means: &[Vec<f64>], sizes: &[usize]) -> Vec<SegmentProfile> {
+    let k = sizes.len();
     let spend = feature_index("Total_Spending").expect("Total_Spending is a feature");
     let mut by_spending: Vec<usize> = (0..k).collect();
     by_spending.sort_by(|&a, &b| means[b][spend].total_cmp(&means[a][spend]).then(a.cmp(&b)));
@@ -112,7 +150,7 @@ pub fn profiles(raw: &Matrix, labels: &[u32], k: usize) -> Vec<SegmentProfile> {
     for (r, &id) in by_spending.iter().enumerate() {
         rank[id] = r;
     }
-    let n = labels.len().max(1);
+    let n = sizes.iter().sum::<usize>().max(1);
     let parental = feature_index("Parental_Status").expect("feature");
     let deals = feature_index("Discount_Purchases").expect("feature");
     let max_deals = means

@@ -19,10 +19,12 @@ mod drift;
 mod profile;
 mod schema_check;
 mod stats;
+mod stream;
 
 pub use drift::{ColumnDrift, DriftReport};
 pub use profile::{ColumnKind, ColumnProfile, EXACT_VALUES, PUBLIC_QUANTILES, Profile, QUANTILES};
 pub use stats::{jensen_shannon, ks_statistic, wasserstein};
+pub use stream::{QUANTILE_RANK_ERROR, StreamingValidation, validate_source};
 
 #[allow(unused_imports)]
 use drift::*;

@@ -14,5 +14,6 @@ mod properties;
 mod s3;
 mod segments;
 mod serve;
+mod streaming;
 mod support;
 mod tables;

@@ -1,0 +1,396 @@
+//! A source read batch by batch, in bounded memory: a file, a dataset of files (a directory or
+//! a glob, in name order, read as their concatenation), or the generator. Files are cut by the
+//! same reader bulk scoring uses ([`crate::predict::read::ChunkReader`]); each batch is
+//! conformed to the raw schema as a whole-file read is.
+
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+use super::{DataSource, conform, open_non_empty, synthetic};
+use crate::error::{Error, Result};
+use crate::predict::read::ChunkReader;
+
+/// Extensions a dataset's files may have.
+const DATASET_EXTENSIONS: [&str; 5] = ["parquet", "pq", "csv", "tsv", "txt"];
+
+/// The files of a dataset: every Parquet or CSV file in a directory, or those a glob's last
+/// part matches (`*` any run of characters, `?` one), in name order.
+pub fn dataset_files(spec: &str) -> Result<Vec<PathBuf>> {
+    let path = Path::new(spec);
+    let (dir, pattern) = if path.is_dir() {
+        (path.to_path_buf(), None)
+    } else {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| Error::Source(format!("{spec}: not a directory or a file pattern")))?;
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+        (dir.unwrap_or(Path::new(".")).to_path_buf(), Some(name))
+    };
+    if dir.to_str().is_some_and(|d| d.contains(['*', '?'])) {
+        return Err(Error::Source(format!(
+            "{spec}: only the last part of a pattern may hold '*' or '?'"
+        )));
+    }
+    let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(&dir, e))?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        let known = Path::new(&name)
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| DATASET_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
+        let wanted = pattern.is_none_or(|p| wildcard(p, &name));
+        if known && wanted && !name.starts_with('.') && entry.path().is_file() {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::Source(format!(
+            "{spec}: no Parquet or CSV files (.parquet, .pq, .csv, .tsv, .txt)"
+        )));
+    }
+    Ok(files)
+}
+
+/// Whether `name` matches `pattern` (`*` any run of characters, `?` any one).
+fn wildcard(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut i, mut j, mut star, mut mark) = (0, 0, None, 0);
+    while j < n.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == n[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some(i);
+            mark = j;
+            i += 1;
+        } else if let Some(s) = star {
+            i = s + 1;
+            mark += 1;
+            j = mark;
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|&c| c == '*')
+}
+
+/// Records in a CSV file, counted by line ends (an upper bound when quoted fields hold line
+/// ends): a read of the file at memory speed, no parsing.
+fn csv_records(path: &Path) -> Result<u64> {
+    use std::io::Read;
+    let mut file = open_non_empty(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut lines, mut last) = (0u64, b'\n');
+    loop {
+        let got = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if got == 0 {
+            break;
+        }
+        lines += memchr::memchr_iter(b'\n', &buf[..got]).count() as u64;
+        last = buf[got - 1];
+    }
+    // The header is not a record; a last line without a line end is.
+    Ok((lines + u64::from(last != b'\n')).saturating_sub(1))
+}
+
+fn parquet_rows(path: &Path) -> Result<u64> {
+    let file = open_non_empty(path)?;
+    ParquetReader::new(file)
+        .num_rows()
+        .map(|n| n as u64)
+        .map_err(|e| in_file(path, e.into()))
+}
+
+fn is_parquet(path: &Path) -> bool {
+    matches!(
+        path.extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("parquet" | "pq")
+    )
+}
+
+/// An error of a file in a dataset, naming the file (polars' own messages do not).
+fn in_file(path: &Path, e: Error) -> Error {
+    match e {
+        Error::Polars(p) => Error::Source(format!("{}: {p}", path.display())),
+        other => other,
+    }
+}
+
+impl DataSource {
+    /// How many records the source holds, where that is known without reading it (Parquet
+    /// metadata, a CSV file's line ends, the generator's count); None for MongoDB and Arrow.
+    pub fn records_hint(&self) -> Result<Option<u64>> {
+        let file = |p: &Path| {
+            if is_parquet(p) {
+                parquet_rows(p)
+            } else {
+                csv_records(p)
+            }
+        };
+        Ok(match self {
+            DataSource::Csv(p) | DataSource::Parquet(p) => Some(file(p)?),
+            DataSource::Dataset { files, .. } => {
+                Some(files.iter().map(|p| file(p)).sum::<Result<u64>>()?)
+            }
+            DataSource::Synthetic { rows, .. } => Some(*rows as u64),
+            DataSource::Arrow(_) | DataSource::Mongo(_) => None,
+        })
+    }
+}
+
+/// One batch of raw records: their first row's number in the whole source (0-based) and the
+/// records, conformed to the raw schema.
+pub struct Batch {
+    pub first_row: u64,
+    pub records: DataFrame,
+}
+
+enum Input {
+    Files {
+        files: Vec<PathBuf>,
+        next: usize,
+        current: Option<(PathBuf, ChunkReader)>,
+        /// The first file's columns, which every other file must have.
+        columns: Option<(PathBuf, Vec<String>)>,
+        /// Progress units of the files already read.
+        done_before: u64,
+        /// The current file's first row in the whole source.
+        file_start: u64,
+        /// Progress units of each file.
+        units: Vec<u64>,
+    },
+    Synthetic(Box<dyn Iterator<Item = DataFrame> + Send>),
+}
+
+/// A source read batch by batch.
+pub struct RecordStream {
+    name: String,
+    batch_rows: usize,
+    input: Input,
+    rows: u64,
+    /// Progress: rows when every file is Parquet (or the generator), else bytes.
+    in_rows: bool,
+    total: u64,
+}
+
+impl RecordStream {
+    /// Opens `source` to read it `batch_rows` records at a time (files, datasets and the
+    /// generator; MongoDB and Arrow files are read whole).
+    pub fn open(source: &DataSource, batch_rows: usize) -> Result<Self> {
+        let batch_rows = batch_rows.max(1);
+        let files = match source {
+            DataSource::Csv(p) | DataSource::Parquet(p) => vec![p.clone()],
+            DataSource::Dataset { files, .. } => files.clone(),
+            DataSource::Synthetic { rows, seed } => {
+                return Ok(Self {
+                    name: source.name(),
+                    batch_rows,
+                    input: Input::Synthetic(Box::new(synthetic::record_batches(
+                        *rows, *seed, batch_rows,
+                    ))),
+                    rows: 0,
+                    in_rows: true,
+                    total: *rows as u64,
+                });
+            }
+            DataSource::Arrow(_) | DataSource::Mongo(_) => {
+                return Err(Error::UnsupportedSource(format!(
+                    "{}: read whole, not streamed",
+                    source.name()
+                )));
+            }
+        };
+        let in_rows = files.iter().all(|f| is_parquet(f));
+        let units = files
+            .iter()
+            .map(|f| {
+                if in_rows {
+                    parquet_rows(f)
+                } else {
+                    Ok(std::fs::metadata(f).map_err(|e| Error::io(f, e))?.len())
+                }
+            })
+            .collect::<Result<Vec<u64>>>()?;
+        Ok(Self {
+            name: source.name(),
+            batch_rows,
+            total: units.iter().sum(),
+            input: Input::Files {
+                files,
+                next: 0,
+                current: None,
+                columns: None,
+                done_before: 0,
+                file_start: 0,
+                units,
+            },
+            rows: 0,
+            in_rows,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Progress so far and in all, in rows (all Parquet) or bytes.
+    pub fn progress(&self) -> (u64, u64) {
+        let done = match &self.input {
+            Input::Synthetic(_) => self.rows,
+            Input::Files {
+                current,
+                done_before,
+                units,
+                next,
+                ..
+            } => {
+                let within = current.as_ref().map_or(0, |(_, r)| {
+                    if self.in_rows || r.is_csv() {
+                        r.position()
+                    } else {
+                        // A Parquet file among CSV files: its bytes, in the share of rows read.
+                        let unit = units[next - 1];
+                        (unit as f64 * r.position() as f64 / r.len().max(1) as f64) as u64
+                    }
+                });
+                done_before + within
+            }
+        };
+        (done.min(self.total), self.total)
+    }
+
+    /// Whether progress counts rows (else bytes).
+    pub fn counts_rows(&self) -> bool {
+        self.in_rows
+    }
+
+    /// The next batch, or None at the end of the source.
+    pub fn next_batch(&mut self) -> Result<Option<Batch>> {
+        let first_row = self.rows;
+        let records = match &mut self.input {
+            Input::Synthetic(batches) => match batches.next() {
+                Some(df) => conform("synthetic", df)?,
+                None => return Ok(None),
+            },
+            Input::Files {
+                files,
+                next,
+                current,
+                columns,
+                done_before,
+                file_start,
+                units,
+            } => loop {
+                if current.is_none() {
+                    let Some(path) = files.get(*next).cloned() else {
+                        return Ok(None);
+                    };
+                    let reader = ChunkReader::open(&path, false).map_err(|e| in_file(&path, e))?;
+                    let have = reader.columns().to_vec();
+                    match columns {
+                        None => *columns = Some((path.clone(), have)),
+                        Some((first, want)) => same_columns(&path, &have, first, want)?,
+                    }
+                    *next += 1;
+                    *file_start = first_row;
+                    *current = Some((path, reader));
+                }
+                let (path, reader) = current.as_mut().expect("a file is open");
+                match reader.next(self.batch_rows).map_err(|e| in_file(path, e))? {
+                    Some(body) => {
+                        let df = body
+                            .frame(&reader.parse, None)
+                            .map_err(|e| in_file(path, e))?;
+                        let name = path.display().to_string();
+                        break conform(&name, df)
+                            .map_err(|e| shifted(e, first_row - *file_start, &name))?;
+                    }
+                    None => {
+                        *done_before += units[*next - 1];
+                        *current = None;
+                    }
+                }
+            },
+        };
+        self.rows += records.height() as u64;
+        Ok(Some(Batch { first_row, records }))
+    }
+
+    /// Records read so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+}
+
+/// A file whose columns are not the first file's is an error naming both.
+fn same_columns(path: &Path, have: &[String], first: &Path, want: &[String]) -> Result<()> {
+    let missing: Vec<&str> = want
+        .iter()
+        .filter(|c| !have.contains(c))
+        .map(String::as_str)
+        .collect();
+    let extra: Vec<&str> = have
+        .iter()
+        .filter(|c| !want.contains(c))
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() && extra.is_empty() {
+        return Ok(());
+    }
+    let mut why = Vec::new();
+    if !missing.is_empty() {
+        why.push(format!("missing {}", missing.join(", ")));
+    }
+    if !extra.is_empty() {
+        why.push(format!("extra {}", extra.join(", ")));
+    }
+    Err(Error::Source(format!(
+        "{}: its columns differ from {}'s ({})",
+        path.display(),
+        first.display(),
+        why.join("; ")
+    )))
+}
+
+/// A bad value's row, counted in the batch, counted in its file instead.
+fn shifted(e: Error, first_row: u64, name: &str) -> Error {
+    match e {
+        Error::BadValue {
+            column,
+            row,
+            value,
+            expected,
+            ..
+        } => Error::BadValue {
+            source_name: name.to_string(),
+            column,
+            row: row + first_row as usize,
+            value,
+            expected,
+        },
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_match_as_a_shell_does() {
+        assert!(wildcard("part-*.parquet", "part-0001.parquet"));
+        assert!(wildcard("*", "x.csv"));
+        assert!(wildcard("p?rt*", "part-1.csv"));
+        assert!(!wildcard("part-*.parquet", "part-0001.csv"));
+        assert!(!wildcard("a?c", "ac"));
+        assert!(wildcard("*a*b", "xxaxxb"));
+    }
+}
