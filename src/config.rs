@@ -52,6 +52,9 @@ pub struct JobsSettings {
     pub mongodb_hosts: Vec<String>,
     /// Largest `synthetic:rows=N`.
     pub max_synthetic_rows: usize,
+    /// `s3://` sources only in these buckets; empty: none.
+    #[serde(default)]
+    pub s3_buckets: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,7 +111,7 @@ pub struct ModelStoreSettings {
     pub poll_interval_ms: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct S3Settings {
     /// `s3://bucket/prefix`; null: the local store `models.dir`.

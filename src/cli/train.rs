@@ -65,7 +65,8 @@ pub fn run(args: Args, ctx: Context) -> anyhow::Result<ExitCode> {
     if let Some(seed) = seed {
         settings.split.seed = seed;
     }
-    let source = DataSource::parse(data.as_deref().unwrap_or(&settings.data.source))?;
+    let source = DataSource::parse(data.as_deref().unwrap_or(&settings.data.source))?
+        .with_s3_settings(&settings.models.s3);
     let out_dir = out.unwrap_or_else(|| {
         let secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

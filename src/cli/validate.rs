@@ -44,10 +44,10 @@ pub fn run(args: Args, ctx: Context) -> anyhow::Result<ExitCode> {
             anyhow::anyhow!("{reference}: the manifest has no data profile (a model published before validation existed)")
         })?
     } else {
-        let src = DataSource::parse(&reference)?;
+        let src = DataSource::parse(&reference)?.with_s3_settings(&settings.models.s3);
         categorizer::validate::validate_source(&src, None, &settings)?.1
     };
-    let src = DataSource::parse(&current)?;
+    let src = DataSource::parse(&current)?.with_s3_settings(&settings.models.s3);
     let (report, _) = categorizer::validate::validate_source(&src, Some(&profile), &settings)?;
     print_validation(&report);
     if let Some(path) = out {

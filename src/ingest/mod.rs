@@ -7,6 +7,7 @@
 //! an error that names the column and, where one value is at fault, the row.
 
 pub mod mongo;
+pub mod s3;
 pub mod stream;
 pub mod synthetic;
 
@@ -36,6 +37,12 @@ pub enum DataSource {
         spec: String,
         files: Vec<PathBuf>,
     },
+    /// Parquet or CSV objects in S3 (`s3://bucket/prefix/` or `s3://bucket/key.parquet`),
+    /// reached with the model store's settings (`models.s3`: endpoint, region, timeouts).
+    S3 {
+        uri: String,
+        settings: Box<crate::config::S3Settings>,
+    },
     Synthetic {
         rows: usize,
         seed: u64,
@@ -47,6 +54,14 @@ impl DataSource {
     pub fn parse(spec: &str) -> Result<Self> {
         if spec.starts_with("mongodb://") || spec.starts_with("mongodb+srv://") {
             return Ok(DataSource::Mongo(mongo::MongoSource::parse(spec)?));
+        }
+        if spec.starts_with("s3://") {
+            crate::config::parse_s3_uri(spec)?;
+            let settings = crate::config::Settings::load_with_env(None, Vec::new())?;
+            return Ok(DataSource::S3 {
+                uri: spec.to_string(),
+                settings: Box::new(settings.models.s3),
+            });
         }
         if let Some(params) = spec.strip_prefix("synthetic:") {
             let (mut rows, mut seed) = (2240usize, 42u64);
@@ -96,8 +111,18 @@ impl DataSource {
             }
             DataSource::Mongo(m) => m.name(),
             DataSource::Dataset { spec, .. } => spec.clone(),
+            DataSource::S3 { uri, .. } => uri.clone(),
             DataSource::Synthetic { rows, seed } => format!("synthetic:rows={rows},seed={seed}"),
         }
+    }
+
+    /// The source with `s3` as its object store settings (an `s3://` source; others as they
+    /// are): the run's `models.s3`, rather than the built-in ones it was parsed with.
+    pub fn with_s3_settings(mut self, s3: &crate::config::S3Settings) -> Self {
+        if let DataSource::S3 { settings, .. } = &mut self {
+            **settings = s3.clone();
+        }
+        self
     }
 
     /// Reads every record of the source.
@@ -117,7 +142,7 @@ impl DataSource {
             DataSource::Parquet(path) => read_parquet(path)?,
             DataSource::Arrow(path) => read_arrow(path)?,
             DataSource::Mongo(m) => return mongo::load(m, progress),
-            DataSource::Dataset { .. } => {
+            DataSource::Dataset { .. } | DataSource::S3 { .. } => {
                 let mut stream = stream::RecordStream::open(self, 1 << 18)?;
                 let mut all: Option<DataFrame> = None;
                 while let Some(batch) = stream.next_batch()? {

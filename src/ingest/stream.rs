@@ -141,6 +141,8 @@ impl DataSource {
                 Some(files.iter().map(|p| file(p)).sum::<Result<u64>>()?)
             }
             DataSource::Synthetic { rows, .. } => Some(*rows as u64),
+            // Counting would mean reading every object: an S3 source always streams.
+            DataSource::S3 { .. } => Some(u64::MAX),
             DataSource::Arrow(_) | DataSource::Mongo(_) => None,
         })
     }
@@ -155,6 +157,8 @@ pub struct Batch {
 
 enum Input {
     Files {
+        /// Object keys (as paths) when the files are in S3.
+        remote: Option<Remote>,
         files: Vec<PathBuf>,
         next: usize,
         current: Option<(PathBuf, ChunkReader)>,
@@ -169,6 +173,42 @@ enum Input {
     },
     Synthetic(Box<dyn Iterator<Item = DataFrame> + Send>),
 }
+
+/// The objects of an S3 source, each downloaded to `local` while it is read.
+struct Remote {
+    s3: super::s3::S3Data,
+    local: Option<PathBuf>,
+}
+
+impl Remote {
+    /// Downloads the object `key` to a temporary file of the same extension.
+    fn fetch(&mut self, key: &Path) -> Result<PathBuf> {
+        self.discard();
+        let ext = key.extension().and_then(|e| e.to_str()).unwrap_or("csv");
+        let local = std::env::temp_dir().join(format!(
+            "categorizer-s3-{}-{}.{ext}",
+            std::process::id(),
+            NEXT_DOWNLOAD.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        self.local = Some(local.clone());
+        self.s3.download(&key.to_string_lossy(), &local)?;
+        Ok(local)
+    }
+
+    fn discard(&mut self) {
+        if let Some(p) = self.local.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        self.discard();
+    }
+}
+
+static NEXT_DOWNLOAD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// A source read batch by batch.
 pub struct RecordStream {
@@ -186,6 +226,27 @@ impl RecordStream {
     /// generator; MongoDB and Arrow files are read whole).
     pub fn open(source: &DataSource, batch_rows: usize) -> Result<Self> {
         let batch_rows = batch_rows.max(1);
+        if let DataSource::S3 { uri, settings } = source {
+            let s3 = super::s3::S3Data::connect(uri, settings)?;
+            let objects = s3.objects()?;
+            return Ok(Self {
+                name: source.name(),
+                batch_rows,
+                total: objects.iter().map(|o| o.1).sum(),
+                input: Input::Files {
+                    files: objects.iter().map(|o| PathBuf::from(&o.0)).collect(),
+                    units: objects.iter().map(|o| o.1).collect(),
+                    remote: Some(Remote { s3, local: None }),
+                    next: 0,
+                    current: None,
+                    columns: None,
+                    done_before: 0,
+                    file_start: 0,
+                },
+                rows: 0,
+                in_rows: false,
+            });
+        }
         let files = match source {
             DataSource::Csv(p) | DataSource::Parquet(p) => vec![p.clone()],
             DataSource::Dataset { files, .. } => files.clone(),
@@ -201,7 +262,7 @@ impl RecordStream {
                     total: *rows as u64,
                 });
             }
-            DataSource::Arrow(_) | DataSource::Mongo(_) => {
+            DataSource::Arrow(_) | DataSource::Mongo(_) | DataSource::S3 { .. } => {
                 return Err(Error::UnsupportedSource(format!(
                     "{}: read whole, not streamed",
                     source.name()
@@ -224,6 +285,7 @@ impl RecordStream {
             batch_rows,
             total: units.iter().sum(),
             input: Input::Files {
+                remote: None,
                 files,
                 next: 0,
                 current: None,
@@ -281,6 +343,7 @@ impl RecordStream {
                 None => return Ok(None),
             },
             Input::Files {
+                remote,
                 files,
                 next,
                 current,
@@ -291,9 +354,25 @@ impl RecordStream {
             } => loop {
                 if current.is_none() {
                     let Some(path) = files.get(*next).cloned() else {
+                        if let Some(r) = remote {
+                            r.discard();
+                        }
                         return Ok(None);
                     };
-                    let reader = ChunkReader::open(&path, false).map_err(|e| in_file(&path, e))?;
+                    let (reader, path) = match remote {
+                        None => (
+                            ChunkReader::open(&path, false).map_err(|e| in_file(&path, e))?,
+                            path,
+                        ),
+                        // Read from the download; named as the object.
+                        Some(r) => {
+                            let local = r.fetch(&path)?;
+                            let name = PathBuf::from(r.s3.uri(&path.to_string_lossy()));
+                            let reader = ChunkReader::open(&local, false)
+                                .map_err(|e| renamed(in_file(&name, e), &local, &name))?;
+                            (reader, name)
+                        }
+                    };
                     let have = reader.columns().to_vec();
                     match columns {
                         None => *columns = Some((path.clone(), have)),
@@ -304,11 +383,14 @@ impl RecordStream {
                     *current = Some((path, reader));
                 }
                 let (path, reader) = current.as_mut().expect("a file is open");
-                match reader.next(self.batch_rows).map_err(|e| in_file(path, e))? {
+                let local = remote.as_ref().and_then(|r| r.local.clone());
+                let named = |e: Error| match &local {
+                    Some(l) => renamed(in_file(path, e), l, path),
+                    None => in_file(path, e),
+                };
+                match reader.next(self.batch_rows).map_err(named)? {
                     Some(body) => {
-                        let df = body
-                            .frame(&reader.parse, None)
-                            .map_err(|e| in_file(path, e))?;
+                        let df = body.frame(&reader.parse, None).map_err(named)?;
                         let name = path.display().to_string();
                         break conform(&name, df)
                             .map_err(|e| shifted(e, first_row - *file_start, &name))?;
@@ -327,6 +409,17 @@ impl RecordStream {
     /// Records read so far.
     pub fn rows(&self) -> u64 {
         self.rows
+    }
+}
+
+/// An error about a downloaded object, naming the object instead of the temporary file.
+fn renamed(e: Error, local: &Path, name: &Path) -> Error {
+    let text = e.to_string();
+    let local = local.display().to_string();
+    if text.contains(&local) {
+        Error::Source(text.replace(&local, &name.display().to_string()))
+    } else {
+        e
     }
 }
 

@@ -283,9 +283,10 @@ impl ChunkReader {
                     },
                 })
             }
-            DataSource::Synthetic { .. } | DataSource::Mongo(_) | DataSource::Dataset { .. } => {
-                Err(Error::UnsupportedSource(path.display().to_string()))
-            }
+            DataSource::Synthetic { .. }
+            | DataSource::Mongo(_)
+            | DataSource::Dataset { .. }
+            | DataSource::S3 { .. } => Err(Error::UnsupportedSource(path.display().to_string())),
         }
     }
 

@@ -54,7 +54,7 @@ impl Target {
             DataSource::Csv(p) => Target::Csv {
                 separator: crate::ingest::output_separator(&p, input_separator),
             },
-            DataSource::Synthetic { .. } | DataSource::Dataset { .. } => {
+            DataSource::Synthetic { .. } | DataSource::Dataset { .. } | DataSource::S3 { .. } => {
                 return Err(Error::UnsupportedSource(output.to_string()));
             }
         })

@@ -384,6 +384,14 @@ fn confine(spec: &str, limits: &crate::config::JobsSettings) -> Result<String, S
             }
             Ok(spec.to_string())
         }
+        DataSource::S3 { uri, .. } => {
+            let (bucket, _) = crate::config::parse_s3_uri(&uri).map_err(|e| e.to_string())?;
+            if limits.s3_buckets.iter().any(|b| *b == bucket) {
+                Ok(uri)
+            } else {
+                Err(format!("S3 bucket {bucket} is not in jobs.s3_buckets"))
+            }
+        }
         // A dataset under the data directory was taken by `confine_dataset`.
         DataSource::Dataset { .. } => Err(format!(
             "no such data file under the jobs' data directory ({})",
@@ -484,7 +492,8 @@ fn train_and_publish(
     install: &Install,
 ) -> Result<JobResult> {
     let settings = setup.settings.clone();
-    let source = DataSource::parse(options.source.as_deref().unwrap_or(&settings.data.source))?;
+    let source = DataSource::parse(options.source.as_deref().unwrap_or(&settings.data.source))?
+        .with_s3_settings(&settings.models.s3);
     let mut model_config = setup.model_config.clone();
     if let Some(c) = options.classifier {
         model_config.classifier = c;
@@ -562,6 +571,7 @@ mod tests {
             data_dir: data.clone(),
             mongodb_hosts: vec!["db.internal".into()],
             max_synthetic_rows: 1000,
+            s3_buckets: vec!["customers".into()],
         };
         let inside = data.canonicalize().unwrap().join("ok.csv");
         assert_eq!(
@@ -589,5 +599,32 @@ mod tests {
             e.contains("not in jobs.mongodb_hosts") && !e.contains("pw"),
             "{e}"
         );
+        // Datasets: a directory or a glob under the data directory, every file of it too.
+        let parts = data.join("parts");
+        std::fs::create_dir(&parts).unwrap();
+        std::fs::write(parts.join("a.csv"), "a\n1\n").unwrap();
+        let resolved = parts.canonicalize().unwrap().display().to_string();
+        assert_eq!(confine("parts", &limits).unwrap(), resolved);
+        assert_eq!(
+            confine("parts/*.csv", &limits).unwrap(),
+            format!("{resolved}/*.csv")
+        );
+        for outside in [dir.path().display().to_string(), "../*.csv".into()] {
+            let e = confine(&outside, &limits).unwrap_err();
+            assert!(e.contains("no such data file"), "{outside}: {e}");
+        }
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(dir.path().join("secret.csv"), parts.join("b.csv")).unwrap();
+            let e = confine("parts", &limits).unwrap_err();
+            assert!(
+                e.contains("no such data file"),
+                "a link out of the directory: {e}"
+            );
+        }
+        // S3: only the buckets listed.
+        assert!(confine("s3://customers/2026/", &limits).is_ok());
+        let e = confine("s3://elsewhere/2026/", &limits).unwrap_err();
+        assert!(e.contains("not in jobs.s3_buckets"), "{e}");
     }
 }

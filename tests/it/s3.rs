@@ -362,3 +362,111 @@ fn with_s3_unreachable_the_server_serves_its_cached_model_or_fails_clearly() {
         "{err}"
     );
 }
+
+/// Trains on `source` with a sample of 1000 (so 2400 records stream), S3 at `endpoint`.
+fn train_streamed(source: &str, endpoint: &str, out: &Path) -> categorizer::Result<()> {
+    let mut settings = crate::support::settings();
+    settings.training.sample_rows = 1000;
+    settings.training.batch_rows = 512;
+    settings.segmentation.n_init = 2;
+    settings.models.s3 = s3_settings(endpoint);
+    let source =
+        categorizer::ingest::DataSource::parse(source)?.with_s3_settings(&settings.models.s3);
+    let req = categorizer::train::TrainRequest::new(
+        source,
+        settings,
+        crate::support::model_config(),
+        out,
+    )
+    .with_device(categorizer::config::DeviceChoice::Cpu);
+    categorizer::train::run(&req).map(|_| ())
+}
+
+#[test]
+fn a_dataset_in_s3_trains_as_the_same_files_on_disk() {
+    let Some(endpoint) = crate::support::service("CATEGORIZER_TEST_S3") else {
+        return;
+    };
+    s3_store(&endpoint, "bucket");
+    let dir = tempfile::tempdir().unwrap();
+    let parts = dir.path().join("parts");
+    std::fs::create_dir(&parts).unwrap();
+    let df = categorizer::ingest::synthetic::generate_records(2400, 31);
+    let prefix = crate::support::unique("customers");
+    for (name, start, len) in [
+        ("part-0.parquet", 0, 1000),
+        ("part-1.csv", 1000, 700),
+        ("part-2.parquet", 1700, 700),
+    ] {
+        let path = parts.join(name);
+        categorizer::ingest::write_records(&mut df.slice(start, len), &path).unwrap();
+        put_raw(
+            &endpoint,
+            format!("{prefix}/{name}"),
+            &std::fs::read(&path).unwrap(),
+        );
+    }
+    put_raw(&endpoint, format!("{prefix}/README.md"), b"not data");
+
+    let (local, remote) = (dir.path().join("local"), dir.path().join("remote"));
+    train_streamed(parts.to_str().unwrap(), &endpoint, &local).unwrap();
+    train_streamed(&format!("s3://{BUCKET}/{prefix}/"), &endpoint, &remote).unwrap();
+    assert!(
+        std::fs::read(local.join("model.json")).unwrap()
+            == std::fs::read(remote.join("model.json")).unwrap(),
+        "the same model from S3 as from the same files on disk"
+    );
+    let read = |p: &Path| {
+        use polars::prelude::*;
+        ParquetReader::new(std::fs::File::open(p).unwrap())
+            .finish()
+            .unwrap()
+    };
+    assert!(
+        read(&local.join("assignments.parquet")).equals(&read(&remote.join("assignments.parquet")))
+    );
+
+    // One object by its key.
+    let one =
+        categorizer::ingest::DataSource::parse(&format!("s3://{BUCKET}/{prefix}/part-0.parquet"))
+            .unwrap()
+            .with_s3_settings(&s3_settings(&endpoint));
+    let mut stream = categorizer::ingest::stream::RecordStream::open(&one, 300).unwrap();
+    while stream.next_batch().unwrap().is_some() {}
+    assert_eq!(stream.rows(), 1000);
+
+    // Bad sources: each error names the object, the prefix or the endpoint.
+    put_raw(
+        &endpoint,
+        format!("{prefix}-bad/part-0.parquet"),
+        &std::fs::read(parts.join("part-0.parquet")).unwrap(),
+    );
+    put_raw(
+        &endpoint,
+        format!("{prefix}-bad/part-1.parquet"),
+        b"PAR1 not parquet PAR1",
+    );
+    let cases = [
+        (
+            format!("s3://{BUCKET}/{prefix}-bad/"),
+            endpoint.clone(),
+            format!("s3://{BUCKET}/{prefix}-bad/part-1.parquet"),
+        ),
+        (
+            format!("s3://{BUCKET}/{prefix}-none/"),
+            endpoint.clone(),
+            format!("s3://{BUCKET}/{prefix}-none/: no Parquet or CSV objects"),
+        ),
+        (
+            format!("s3://{BUCKET}/{prefix}/"),
+            "http://127.0.0.1:9".to_string(),
+            "http://127.0.0.1:9".to_string(),
+        ),
+    ];
+    for (i, (source, at, says)) in cases.iter().enumerate() {
+        let out = dir.path().join(format!("bad{i}"));
+        let err = train_streamed(source, at, &out).unwrap_err().to_string();
+        assert!(err.contains(says.as_str()), "{source}: {err}");
+        assert!(!out.join("model.json").exists() && !out.join("assignments.parquet").exists());
+    }
+}
