@@ -9,6 +9,7 @@
 # pandas read_csv + the features + the scikit-learn transforms + XGBoost + to_csv).
 #   benches/vs-python.sh [ROWS|real] [train|score]   (default 1000000 train)
 # Env: REAL_DATA (the real file), VS_PYTHON_WORK (venv, data, results; default /tmp/vs-python),
+#      VS_PYTHON_MEM_KB (cap on the Python side's memory, e.g. 20000000 at 20M rows),
 #      CATEGORIZER_BIN (the binary; built with cargo when the default one is missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,8 +73,14 @@ echo "Python on $data ..." >&2
 # OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, set on some machines, slow numpy's OpenBLAS down: not here.
 # OpenMP threads that spin while they wait (libgomp's default) crawl when anything else shares the
 # 2 cores: XGBoost went from 0.8 s to 68 s on 20,000 rows beside a cargo build. Passive waits.
-env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS=2 OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}" \
-  /usr/bin/time -v -o "$work/python-$rows.time" "$py" "$helper" run "$data" >"$work/python-$rows.json"
+# VS_PYTHON_MEM_KB caps the Python side's address space (ulimit -v) so a size it cannot hold
+# fails alone instead of taking the machine down; the Rust side then runs on its own.
+python_ok=1
+started=$SECONDS
+( [[ -z ${VS_PYTHON_MEM_KB:-} ]] || ulimit -v "$VS_PYTHON_MEM_KB"
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS=2 OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}" \
+    /usr/bin/time -v -o "$work/python-$rows.time" "$py" "$helper" run "$data" >"$work/python-$rows.json"
+) || { python_ok=0; echo "Python failed after $((SECONDS - started)) s (memory cap ${VS_PYTHON_MEM_KB:-none} KB): $(grep -E 'Maximum resident|Exit status' "$work/python-$rows.time" 2>/dev/null | tr '\n' ' ')" >&2; }
 
 echo "Rust on $data ..." >&2
 # Rayon and polars would take every core; hold them to the same 2 threads as the Python side.
@@ -81,6 +88,10 @@ RAYON_NUM_THREADS=2 POLARS_MAX_THREADS=2 \
   /usr/bin/time -v -o "$work/rust-$rows.time" "$bin" train --quiet --device cpu --no-export \
   --data "$data" --out "$tmp/run" --models "$tmp/models" >"$work/rust-$rows.log"
 cp "$tmp/run/metrics.json" "$work/rust-$rows.json"
+if [[ $python_ok == 0 ]]; then
+  echo "Rust: $(grep -E 'Elapsed|Maximum resident' "$work/rust-$rows.time" | tr -s ' ' | tr '\n' ' ')" >&2
+  exit 0
+fi
 
 "$py" "$helper" report "$work/python-$rows.json" "$work/python-$rows.time" \
   "$work/rust-$rows.json" "$work/rust-$rows.time" "$work/result-$rows.json"

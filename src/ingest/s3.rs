@@ -46,26 +46,7 @@ impl S3Data {
             Some(k) if is_data(k) => k.to_string(),
             _ => prefix,
         };
-        let settings = s.clone();
-        let client = crate::rt::block_on(async move {
-            let s = settings;
-            let timeouts = aws_config::timeout::TimeoutConfig::builder()
-                .connect_timeout(Duration::from_millis(s.connect_timeout_ms))
-                .read_timeout(Duration::from_millis(s.timeout_ms))
-                .build();
-            let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .region(aws_config::Region::new(s.region.clone()))
-                .timeout_config(timeouts)
-                .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
-                .load()
-                .await;
-            let mut b =
-                aws_sdk_s3::config::Builder::from(&shared).force_path_style(s.force_path_style);
-            if let Some(endpoint) = s.endpoint.as_deref().filter(|e| !e.is_empty()) {
-                b = b.endpoint_url(endpoint);
-            }
-            Client::from_conf(b.build())
-        });
+        let client = crate::registry::store::s3::client(s, false);
         Ok(Self {
             client,
             bucket,

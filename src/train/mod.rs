@@ -602,6 +602,19 @@ fn validate(
         req.reference.as_ref(),
         &s.validation,
     )?;
+    let checked = checked(req, report, profile)?;
+    step.finish(format!("Validation: {}", checked.report.summary()));
+    Ok(checked)
+}
+
+/// What a validation report means for the run: it is written to the run directory and handed
+/// to the monitor whatever it says; a failed schema check stops the run with it as the error;
+/// drift is logged, and blocks promotion when `validation.on_drift` says so.
+fn checked(
+    req: &TrainRequest,
+    report: crate::validate::Report,
+    profile: crate::validate::Profile,
+) -> Result<Checked> {
     std::fs::create_dir_all(&req.out_dir).map_err(|e| Error::io(&req.out_dir, e))?;
     write_json(&req.out_dir.join("validation.json"), &report)?;
     if let Some(m) = &req.monitor {
@@ -610,9 +623,9 @@ fn validate(
     if !report.schema.passed {
         return Err(Error::rejected("data validation", report));
     }
-    let drift_blocks_promotion = s.validation.on_drift == crate::config::DriftAction::Block
+    let drift_blocks_promotion = req.settings.validation.on_drift
+        == crate::config::DriftAction::Block
         && report.drift.as_ref().is_some_and(|d| d.dataset_drift);
-    step.finish(format!("Validation: {}", report.summary()));
     if report.drift.as_ref().is_some_and(|d| d.drifted_columns > 0) {
         tracing::warn!("{}", report.summary());
     }

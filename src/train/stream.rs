@@ -185,23 +185,7 @@ fn pass_one(req: &TrainRequest, progress: &Progress) -> Result<(FeatureTable, Ch
     }
 
     let (validation, profile) = checks.finish(&name);
-    std::fs::create_dir_all(&req.out_dir).map_err(|e| Error::io(&req.out_dir, e))?;
-    write_json(&req.out_dir.join("validation.json"), &validation)?;
-    if let Some(m) = &req.monitor {
-        m.validated(&validation);
-    }
-    if !validation.schema.passed {
-        return Err(Error::rejected("data validation", validation));
-    }
-    let drift_blocks_promotion = s.validation.on_drift == crate::config::DriftAction::Block
-        && validation.drift.as_ref().is_some_and(|d| d.dataset_drift);
-    if validation
-        .drift
-        .as_ref()
-        .is_some_and(|d| d.drifted_columns > 0)
-    {
-        tracing::warn!("{}", validation.summary());
-    }
+    let checked = super::checked(req, validation, profile)?;
 
     let (source_rows, matrix) = sample.finish();
     if matrix.rows() < 2 * s.segmentation.max_k() + 2 {
@@ -212,11 +196,6 @@ fn pass_one(req: &TrainRequest, progress: &Progress) -> Result<(FeatureTable, Ch
         source_rows,
         rejected_rows: Vec::new(),
         report,
-    };
-    let checked = Checked {
-        report: validation,
-        profile,
-        drift_blocks_promotion,
     };
     Ok((table, checked))
 }

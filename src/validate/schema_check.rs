@@ -18,21 +18,7 @@ pub(crate) fn check_schema(
     let rows = df.height();
     let mut issues = Vec::new();
     let mut add = |column: &str, check: &str, count: usize, limit: f64, message: String| {
-        if count == 0 {
-            return;
-        }
-        let share = count as f64 / rows.max(1) as f64;
-        issues.push(Issue {
-            column: column.to_string(),
-            check: check.to_string(),
-            severity: if share > limit {
-                Severity::Fail
-            } else {
-                Severity::Warn
-            },
-            share,
-            message: format!("{message} ({count} of {rows} rows, {:.1}%)", 100.0 * share),
-        });
+        issues.extend(issue(column, check, (count, rows), limit, &message));
     };
     if rows == 0 {
         add("*", "rows", 1, 0.0, "no rows".into());
@@ -50,6 +36,32 @@ pub(crate) fn check_schema(
     }
     let passed = !issues.iter().any(|i| i.severity == Severity::Fail);
     Ok(SchemaCheck { passed, issues })
+}
+
+/// A check's finding as an issue (none when it counted no rows): a failure when its share of
+/// the rows is above `limit`, else a warning.
+pub(crate) fn issue(
+    column: &str,
+    check: &str,
+    (count, rows): (usize, usize),
+    limit: f64,
+    message: &str,
+) -> Option<Issue> {
+    if count == 0 {
+        return None;
+    }
+    let share = count as f64 / rows.max(1) as f64;
+    Some(Issue {
+        column: column.to_string(),
+        check: check.to_string(),
+        severity: if share > limit {
+            Severity::Fail
+        } else {
+            Severity::Warn
+        },
+        share,
+        message: format!("{message} ({count} of {rows} rows, {:.1}%)", 100.0 * share),
+    })
 }
 
 pub(crate) fn column_findings(

@@ -250,21 +250,7 @@ impl<'a> StreamingValidation<'a> {
         let rows = self.rows;
         let mut issues = Vec::new();
         let mut add = |column: &str, check: &str, count: usize, limit: f64, message: String| {
-            if count == 0 {
-                return;
-            }
-            let share = count as f64 / rows.max(1) as f64;
-            issues.push(Issue {
-                column: column.to_string(),
-                check: check.to_string(),
-                severity: if share > limit {
-                    Severity::Fail
-                } else {
-                    Severity::Warn
-                },
-                share,
-                message: format!("{message} ({count} of {rows} rows, {:.1}%)", 100.0 * share),
-            });
+            issues.extend(issue(column, check, (count, rows), limit, &message));
         };
         if rows == 0 {
             add("*", "rows", 1, 0.0, "no rows".into());

@@ -38,30 +38,40 @@ impl std::fmt::Debug for S3Store {
     }
 }
 
+/// A client with the endpoint, region, path style and timeouts of `s` (no request is made):
+/// a connect timeout, and either a timeout on each whole call (`whole_calls`: the store's small
+/// objects) or on each read (a data object's download, which may take as long as it keeps
+/// moving).
+pub fn client(s: &S3Settings, whole_calls: bool) -> Client {
+    let s = s.clone();
+    crate::rt::block_on(async move {
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_millis(s.connect_timeout_ms));
+        let timeouts = if whole_calls {
+            timeouts.operation_timeout(Duration::from_millis(s.timeout_ms))
+        } else {
+            timeouts.read_timeout(Duration::from_millis(s.timeout_ms))
+        };
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(s.region.clone()))
+            .timeout_config(timeouts.build())
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
+            .load()
+            .await;
+        let mut b = aws_sdk_s3::config::Builder::from(&shared).force_path_style(s.force_path_style);
+        if let Some(endpoint) = s.endpoint.as_deref().filter(|e| !e.is_empty()) {
+            b = b.endpoint_url(endpoint);
+        }
+        Client::from_conf(b.build())
+    })
+}
+
 impl S3Store {
     /// A client for `uri` with the endpoint, region and path style of `settings`. Makes no
     /// request: an unreachable store shows at the first call.
     pub fn connect(uri: &str, settings: &S3Settings) -> Result<Self> {
         let (bucket, prefix) = parse_s3_uri(uri)?;
-        let s = settings.clone();
-        let client = crate::rt::block_on(async move {
-            let timeouts = aws_config::timeout::TimeoutConfig::builder()
-                .connect_timeout(Duration::from_millis(s.connect_timeout_ms))
-                .operation_timeout(Duration::from_millis(s.timeout_ms))
-                .build();
-            let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .region(aws_config::Region::new(s.region.clone()))
-                .timeout_config(timeouts)
-                .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
-                .load()
-                .await;
-            let mut b =
-                aws_sdk_s3::config::Builder::from(&shared).force_path_style(s.force_path_style);
-            if let Some(endpoint) = s.endpoint.as_deref().filter(|e| !e.is_empty()) {
-                b = b.endpoint_url(endpoint);
-            }
-            Client::from_conf(b.build())
-        });
+        let client = client(settings, true);
         Ok(Self {
             client,
             bucket,
