@@ -216,6 +216,8 @@ pub struct RecordStream {
     batch_rows: usize,
     input: Input,
     rows: u64,
+    /// The raw schema's columns and types, as CSV pieces are parsed.
+    typed: Schema,
     /// Progress: rows when every file is Parquet (or the generator), else bytes.
     in_rows: bool,
     total: u64,
@@ -244,6 +246,7 @@ impl RecordStream {
                     file_start: 0,
                 },
                 rows: 0,
+                typed: super::read_schema(),
                 in_rows: false,
             });
         }
@@ -258,6 +261,7 @@ impl RecordStream {
                         *rows, *seed, batch_rows,
                     ))),
                     rows: 0,
+                    typed: super::read_schema(),
                     in_rows: true,
                     total: *rows as u64,
                 });
@@ -295,6 +299,7 @@ impl RecordStream {
                 units,
             },
             rows: 0,
+            typed: super::read_schema(),
             in_rows,
         })
     }
@@ -337,6 +342,7 @@ impl RecordStream {
     /// The next batch, or None at the end of the source.
     pub fn next_batch(&mut self) -> Result<Option<Batch>> {
         let first_row = self.rows;
+        let typed = &self.typed;
         let records = match &mut self.input {
             Input::Synthetic(batches) => match batches.next() {
                 Some(df) => conform("synthetic", df)?,
@@ -390,7 +396,9 @@ impl RecordStream {
                 };
                 match reader.next(self.batch_rows).map_err(named)? {
                     Some(body) => {
-                        let df = body.frame(&reader.parse, None).map_err(named)?;
+                        // The schema's columns parsed by their types (a cell that does not
+                        // parse falls back to text, so conform names the row at fault).
+                        let df = body.frame(&reader.parse, Some(typed)).map_err(named)?;
                         let name = path.display().to_string();
                         break conform(&name, df)
                             .map_err(|e| shifted(e, first_row - *file_start, &name))?;
