@@ -80,8 +80,9 @@ fn wildcard(pattern: &str, name: &str) -> bool {
 }
 
 /// Records in a CSV file, counted by line ends (an upper bound when quoted fields hold line
-/// ends): a read of the file at memory speed, no parsing.
-fn csv_records(path: &Path) -> Result<u64> {
+/// ends) until there are more than `limit`: a read of the file at memory speed, no parsing,
+/// and no further than the record past the limit.
+fn csv_records(path: &Path, limit: u64) -> Result<u64> {
     use std::io::Read;
     let mut file = open_non_empty(path)?;
     // 64 KiB on the stack: a heap block above glibc's mmap threshold (128 KiB) would, once
@@ -96,6 +97,9 @@ fn csv_records(path: &Path) -> Result<u64> {
         }
         lines += memchr::memchr_iter(b'\n', &buf[..got]).count() as u64;
         last = buf[got - 1];
+        if lines > limit.saturating_add(1) {
+            return Ok(lines - 1);
+        }
     }
     // The header is not a record; a last line without a line end is.
     Ok((lines + u64::from(last != b'\n')).saturating_sub(1))
@@ -128,26 +132,33 @@ fn in_file(path: &Path, e: Error) -> Error {
 }
 
 impl DataSource {
-    /// How many records the source holds, where that is known without reading it (Parquet
-    /// metadata, a CSV file's line ends, the generator's count); None for MongoDB and Arrow.
-    pub fn records_hint(&self) -> Result<Option<u64>> {
-        let file = |p: &Path| {
+    /// Whether the source holds more than `limit` records, where that is known without
+    /// parsing it (Parquet metadata, a CSV file's line ends, counted only as far as the limit,
+    /// the generator's count); None for MongoDB and Arrow. An S3 source is taken as more.
+    pub fn more_records_than(&self, limit: u64) -> Result<Option<bool>> {
+        let file = |p: &Path, left: u64| {
             if is_parquet(p) {
                 parquet_rows(p)
             } else {
-                csv_records(p)
+                csv_records(p, left)
             }
         };
-        Ok(match self {
-            DataSource::Csv(p) | DataSource::Parquet(p) => Some(file(p)?),
-            DataSource::Dataset { files, .. } => {
-                Some(files.iter().map(|p| file(p)).sum::<Result<u64>>()?)
-            }
-            DataSource::Synthetic { rows, .. } => Some(*rows as u64),
+        let files = match self {
+            DataSource::Csv(p) | DataSource::Parquet(p) => std::slice::from_ref(p),
+            DataSource::Dataset { files, .. } => files.as_slice(),
+            DataSource::Synthetic { rows, .. } => return Ok(Some(*rows as u64 > limit)),
             // Counting would mean reading every object: an S3 source always streams.
-            DataSource::S3 { .. } => Some(u64::MAX),
-            DataSource::Arrow(_) | DataSource::Mongo(_) => None,
-        })
+            DataSource::S3 { .. } => return Ok(Some(true)),
+            DataSource::Arrow(_) | DataSource::Mongo(_) => return Ok(None),
+        };
+        let mut seen = 0u64;
+        for p in files {
+            seen += file(p, limit - seen)?;
+            if seen > limit {
+                return Ok(Some(true));
+            }
+        }
+        Ok(Some(false))
     }
 }
 
@@ -487,6 +498,26 @@ fn shifted(e: Error, first_row: u64, name: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_csv_is_counted_only_as_far_as_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.csv");
+        let body: String = (0..10).map(|i| format!("{i}\n")).collect();
+        std::fs::write(&p, format!("a\n{body}")).unwrap();
+        assert_eq!(csv_records(&p, 100).unwrap(), 10);
+        assert_eq!(csv_records(&p, 10).unwrap(), 10);
+        std::fs::write(&p, "a\n1\n2").unwrap();
+        assert_eq!(csv_records(&p, 100).unwrap(), 2, "a last line without its end counts");
+        // 200,000 records read in 64 KiB blocks: the count stops past the limit.
+        let big: String = (0..200_000).map(|i| format!("{i}\n")).collect();
+        std::fs::write(&p, format!("a\n{big}")).unwrap();
+        let n = csv_records(&p, 1_000).unwrap();
+        assert!(n > 1_000 && n < 200_000, "{n}");
+        let source = DataSource::Csv(p);
+        assert_eq!(source.more_records_than(1_000).unwrap(), Some(true));
+        assert_eq!(source.more_records_than(200_000).unwrap(), Some(false));
+    }
 
     #[test]
     fn wildcards_match_as_a_shell_does() {

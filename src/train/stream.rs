@@ -68,7 +68,7 @@ impl Pass {
 /// Arrow files are read whole.
 pub(super) fn streams(req: &TrainRequest) -> Result<bool> {
     let limit = req.settings.training.sample_rows as u64;
-    Ok(req.source.records_hint()?.is_some_and(|n| n > limit))
+    Ok(req.source.more_records_than(limit)? == Some(true))
 }
 
 /// The run directory's file of every customer's segment.

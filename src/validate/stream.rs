@@ -308,9 +308,7 @@ pub fn validate_source(
     reference: Option<&Profile>,
     settings: &crate::config::Settings,
 ) -> Result<(Report, Profile)> {
-    let big = source
-        .records_hint()?
-        .is_some_and(|n| n > settings.training.sample_rows as u64);
+    let big = source.more_records_than(settings.training.sample_rows as u64)? == Some(true);
     if !big {
         return validate_and_profile(
             &source.name(),
