@@ -104,29 +104,19 @@ impl S3Data {
             })?;
             return Ok(vec![(self.prefix.clone(), size)]);
         }
-        let mut objects = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let req = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(&self.prefix)
-                .set_continuation_token(token.take());
-            let page = self.call("list", async move {
-                req.send()
-                    .await
-                    .map_err(|e| DisplayErrorContext(e).to_string())
-            })?;
-            objects.extend(page.contents().iter().filter_map(|o| {
-                let key = o.key()?;
-                is_data(key).then(|| (key.to_string(), o.size().unwrap_or(0).max(0) as u64))
-            }));
-            match page.next_continuation_token() {
-                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
-                _ => break,
-            }
-        }
+        let mut objects = crate::registry::store::s3::list_objects(
+            &self.client,
+            &self.bucket,
+            &self.prefix,
+            |req| {
+                self.call("list", async move {
+                    req.send()
+                        .await
+                        .map_err(|e| DisplayErrorContext(e).to_string())
+                })
+            },
+        )?;
+        objects.retain(|(key, _)| is_data(key));
         objects.sort();
         if objects.is_empty() {
             return Err(Error::Source(format!(

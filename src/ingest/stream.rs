@@ -508,7 +508,11 @@ mod tests {
         assert_eq!(csv_records(&p, 100).unwrap(), 10);
         assert_eq!(csv_records(&p, 10).unwrap(), 10);
         std::fs::write(&p, "a\n1\n2").unwrap();
-        assert_eq!(csv_records(&p, 100).unwrap(), 2, "a last line without its end counts");
+        assert_eq!(
+            csv_records(&p, 100).unwrap(),
+            2,
+            "a last line without its end counts"
+        );
         // 200,000 records read in 64 KiB blocks: the count stops past the limit.
         let big: String = (0..200_000).map(|i| format!("{i}\n")).collect();
         std::fs::write(&p, format!("a\n{big}")).unwrap();

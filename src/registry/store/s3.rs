@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
+use aws_sdk_s3::operation::list_objects_v2::builders::ListObjectsV2FluentBuilder;
 use aws_sdk_s3::primitives::ByteStream;
 
 use super::{ModelStore, check_version};
@@ -154,28 +156,40 @@ impl S3Store {
         }
     }
 
-    /// Every key under `prefix`, following continuation tokens.
+    /// Every key under `prefix`.
     fn list(&self, prefix: String) -> Result<Vec<String>> {
-        let mut keys = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let req = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(&prefix)
-                .set_continuation_token(token.take());
-            let page = crate::rt::block_on(async move { req.send().await })
-                .map_err(|e| self.fail(&format!("list {prefix}"), e))?;
-            keys.extend(
-                page.contents()
-                    .iter()
-                    .filter_map(|o| o.key().map(String::from)),
-            );
-            match page.next_continuation_token() {
-                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
-                _ => return Ok(keys),
-            }
+        let objects = list_objects(&self.client, &self.bucket, &prefix, |req| {
+            crate::rt::block_on(async move { req.send().await })
+                .map_err(|e| self.fail(&format!("list {prefix}"), e))
+        })?;
+        Ok(objects.into_iter().map(|(key, _)| key).collect())
+    }
+}
+
+/// Every object under `prefix` with its size, following continuation tokens; `send` runs each
+/// page's request (bounded as its caller bounds a call).
+pub fn list_objects<E>(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+    mut send: impl FnMut(ListObjectsV2FluentBuilder) -> std::result::Result<ListObjectsV2Output, E>,
+) -> std::result::Result<Vec<(String, u64)>, E> {
+    let mut objects = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let req = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_continuation_token(token.take());
+        let page = send(req)?;
+        objects.extend(page.contents().iter().filter_map(|o| {
+            let key = o.key()?;
+            Some((key.to_string(), o.size().unwrap_or(0).max(0) as u64))
+        }));
+        match page.next_continuation_token() {
+            Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+            _ => return Ok(objects),
         }
     }
 }
