@@ -1,5 +1,6 @@
-//! Dates, in one place: how a date column's text is read (the schema's strftime format through
-//! polars' `strptime`, the same expression for feature engineering and for validation, so
+//! Dates, in one place: how a date column's text is read (the schema's strftime format as a
+//! fixed-width [`DateFormat`], the same expression for feature engineering and for validation
+//! and the rule the exported SQL spells out, so
 //! validation passes exactly the dates that become features), the configured reference date,
 //! and calendar arithmetic (chrono).
 
@@ -17,15 +18,109 @@ fn epoch() -> NaiveDate {
     NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date")
 }
 
+/// A date format of fixed-width fields (`%Y` four digits, `%m` and `%d` two, anything else a
+/// literal byte): the one rule a date's text is read by, here and in the exported SQL. A text
+/// is a date when it has exactly the format's length, digits where the fields are, the
+/// literals where they are, and names a calendar day. `"4-9-2012"`, `" 04-09-2012"` and
+/// `"04-09-12"` are not dates in `%d-%m-%Y`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DateFormat {
+    /// The format as written.
+    pub text: String,
+    /// The length of a date in bytes.
+    pub len: usize,
+    /// Byte offsets of the year (4 digits), month and day (2 digits each).
+    pub year: usize,
+    pub month: usize,
+    pub day: usize,
+    /// Every other byte: (offset, byte).
+    pub literals: Vec<(usize, u8)>,
+}
+
+impl DateFormat {
+    /// The fixed-width reading of a strftime format; None when it uses anything but `%Y`,
+    /// `%m`, `%d` (each exactly once) and literal ASCII.
+    pub fn fixed(format: &str) -> Option<Self> {
+        let (mut year, mut month, mut day) = (None, None, None);
+        let mut literals = Vec::new();
+        let mut at = 0;
+        let mut bytes = format.bytes();
+        while let Some(b) = bytes.next() {
+            if b == b'%' {
+                let (slot, width) = match bytes.next()? {
+                    b'Y' => (&mut year, 4),
+                    b'm' => (&mut month, 2),
+                    b'd' => (&mut day, 2),
+                    _ => return None,
+                };
+                if slot.replace(at).is_some() {
+                    return None;
+                }
+                at += width;
+            } else if b.is_ascii() {
+                literals.push((at, b));
+                at += 1;
+            } else {
+                return None;
+            }
+        }
+        Some(Self {
+            text: format.to_string(),
+            len: at,
+            year: year?,
+            month: month?,
+            day: day?,
+            literals,
+        })
+    }
+
+    /// Days since 1970-01-01 of `text`, or None when it is not a date in this format.
+    pub fn days(&self, text: &str) -> Option<i32> {
+        let b = text.as_bytes();
+        if b.len() != self.len || self.literals.iter().any(|&(i, l)| b[i] != l) {
+            return None;
+        }
+        let number = |at: usize, width: usize| {
+            b[at..at + width].iter().try_fold(0u32, |n, &d| {
+                d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+            })
+        };
+        let (y, m, d) = (
+            number(self.year, 4)?,
+            number(self.month, 2)?,
+            number(self.day, 2)?,
+        );
+        days_from_civil(y as i32, m, d).map(|days| days as i32)
+    }
+}
+
 /// The text column `text` as dates (days since 1970-01-01 as polars' `Date`): null where the
-/// text is missing or is not a calendar date in `format` (a whole-string match).
+/// text is missing or is not a calendar date in `format` ([`DateFormat`]'s rule; a format
+/// that is not of fixed width is read by polars' `strptime`, whole-string).
 pub fn parse_expr(text: Expr, format: &str) -> Expr {
-    text.str().to_date(StrptimeOptions {
-        format: Some(format.into()),
-        strict: false,
-        exact: true,
-        cache: true,
-    })
+    let Some(fixed) = DateFormat::fixed(format) else {
+        return text.str().to_date(StrptimeOptions {
+            format: Some(format.into()),
+            strict: false,
+            exact: true,
+            cache: true,
+        });
+    };
+    text.map(
+        move |c: Column| {
+            let days: Int32Chunked = c
+                .str()?
+                .iter()
+                .map(|t| t.and_then(|t| fixed.days(t)))
+                .collect();
+            Ok(days
+                .with_name(c.name().clone())
+                .into_date()
+                .into_series()
+                .into_column())
+        },
+        |_, f| Ok(Field::new(f.name().clone(), DataType::Date)),
+    )
 }
 
 /// Days since 1970-01-01 of each value of a text column, read as [`parse_expr`] reads it.
@@ -175,6 +270,33 @@ mod tests {
         );
         let days = parse_column(&column, DEFAULT_FORMAT).unwrap();
         assert_eq!(days, [Some(15_587), None, None, None, None, Some(15_399)]);
+        // Fixed width: what chrono's lenient reading would take is not a date.
+        let loose = Column::new(
+            "Dt_Customer".into(),
+            [
+                "4-9-2012",
+                " 04-09-2012",
+                "04-09-12",
+                "04-09-+201",
+                "04-09-2012 ",
+                "00-09-2012",
+            ],
+        );
+        let days = parse_column(&loose, DEFAULT_FORMAT).unwrap();
+        assert_eq!(days, [None; 6]);
+        let format = DateFormat::fixed(DEFAULT_FORMAT).unwrap();
+        assert_eq!(
+            (format.len, format.day, format.month, format.year),
+            (10, 0, 3, 6)
+        );
+        assert_eq!(format.days("29-02-2000"), Some(11_016));
+        assert_eq!(format.days("29-02-1900"), None);
+        assert_eq!(
+            format.days("01-01-0000"),
+            days_from_civil(0, 1, 1).map(|d| d as i32)
+        );
+        assert!(DateFormat::fixed("%d %b %Y").is_none());
+        assert!(DateFormat::fixed("%Y-%m").is_none());
         let iso = parse_column(&column, "%Y-%m-%d").unwrap();
         assert_eq!(iso[1], Some(15_587));
         assert_eq!(iso[0], None);
