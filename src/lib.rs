@@ -38,6 +38,7 @@ pub mod rt;
 pub mod schema;
 pub mod serve;
 pub mod sort;
+pub mod sql;
 pub mod train;
 pub mod validate;
 

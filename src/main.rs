@@ -50,6 +50,8 @@ enum Command {
     Healthcheck(cli::healthcheck::Args),
     /// Score a CSV or Parquet file (raw 29-column records or the 21 features) with a model.
     Predict(cli::predict::Args),
+    /// Export a model for other engines: its 21 features as SQL for Spark or DuckDB.
+    Export(cli::export::Args),
 }
 
 fn main() -> ExitCode {
@@ -90,5 +92,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => cli::validate::run(args, ctx),
         Command::Healthcheck(args) => cli::healthcheck::run(args, ctx),
         Command::Predict(args) => cli::predict::run(args, ctx),
+        Command::Export(args) => cli::export::run(args, ctx),
     }
 }

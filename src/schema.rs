@@ -132,6 +132,50 @@ impl Derivation {
     }
 }
 
+/// A [`Derivation`] as owned data, as a manifest records it: a model version carries the rules
+/// its exported SQL is generated from (the category codes among them), whatever later builds
+/// of this program define.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum DerivedFrom {
+    Column {
+        column: String,
+    },
+    Sum {
+        columns: Vec<String>,
+    },
+    Flag {
+        columns: Vec<String>,
+    },
+    YearsSince {
+        column: String,
+    },
+    DaysSince {
+        column: String,
+    },
+    Code {
+        column: String,
+        codes: Vec<Vec<String>>,
+    },
+}
+
+impl From<&Derivation> for DerivedFrom {
+    fn from(d: &Derivation) -> Self {
+        let owned = |cs: &[&str]| cs.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        match *d {
+            Derivation::Column(c) => DerivedFrom::Column { column: c.into() },
+            Derivation::Sum(cs) => DerivedFrom::Sum { columns: owned(cs) },
+            Derivation::Flag(cs) => DerivedFrom::Flag { columns: owned(cs) },
+            Derivation::YearsSince(c) => DerivedFrom::YearsSince { column: c.into() },
+            Derivation::DaysSince(c) => DerivedFrom::DaysSince { column: c.into() },
+            Derivation::Code(c, groups) => DerivedFrom::Code {
+                column: c.into(),
+                codes: groups.iter().map(|g| owned(g)).collect(),
+            },
+        }
+    }
+}
+
 /// One of the 21 model features.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Feature {

@@ -1,5 +1,6 @@
 //! The subcommands, one module each: its arguments and a `run` returning the exit code.
 
+pub mod export;
 pub mod features;
 pub mod generate;
 pub mod healthcheck;

@@ -29,6 +29,10 @@ pub struct FeatureSpec {
     /// How the feature is made from the raw record, in words.
     #[serde(default)]
     pub derivation: String,
+    /// The same as data: what the exported SQL is generated from (absent from manifests
+    /// published before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derived_from: Option<crate::schema::DerivedFrom>,
 }
 
 pub fn feature_specs() -> Vec<FeatureSpec> {
@@ -46,6 +50,7 @@ pub fn feature_specs() -> Vec<FeatureSpec> {
             max: f.max,
             nullable: f.nullable(),
             derivation: f.derivation.describe(),
+            derived_from: Some((&f.derivation).into()),
         })
         .collect()
 }
@@ -107,6 +112,18 @@ pub struct Manifest {
     /// The version this one was made from by renaming a segment (same ONNX model).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renamed_from: Option<String>,
+    /// The 21 features as SQL, one file per dialect, stored beside the model (absent from
+    /// models published before the export existed: `categorizer export sql` writes them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sql: Vec<SqlFile>,
+}
+
+/// One stored SQL file of a version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SqlFile {
+    pub dialect: String,
+    pub file: String,
+    pub sha256: String,
 }
 
 impl Manifest {

@@ -88,7 +88,7 @@ pub fn publish(
         );
     }
 
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         version: version.clone(),
         created_at,
         project_version: env!("CARGO_PKG_VERSION").into(),
@@ -148,9 +148,16 @@ pub fn publish(
         segmentation: Some(outcome.segmentation.clone()),
         lineage,
         renamed_from: None,
+        sql: Vec::new(),
     };
+    let sql = with_sql(&mut manifest)?;
     let json = serde_json::to_vec_pretty(&manifest)?;
-    store.put(&version, &[(MODEL_FILE, &bytes), (MANIFEST_FILE, &json)])?;
+    let mut files: Vec<(&str, &[u8])> = vec![(MODEL_FILE, &bytes), (MANIFEST_FILE, &json)];
+    files.extend(
+        sql.iter()
+            .map(|(name, text)| (name.as_str(), text.as_bytes())),
+    );
+    store.put(&version, &files)?;
     if manifest.promotion.promoted {
         store.set_current(&version)?;
     }
@@ -345,4 +352,23 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f64 {
         .zip(b)
         .map(|(x, y)| (*x as f64 - *y as f64).abs())
         .fold(0.0, f64::max)
+}
+
+/// The version's features as SQL, one file per dialect: recorded in the manifest (name and
+/// SHA-256) and returned as (file, text) to be stored beside the model.
+pub(crate) fn with_sql(manifest: &mut Manifest) -> Result<Vec<(String, String)>> {
+    let mut files = Vec::new();
+    let mut entries = Vec::new();
+    for dialect in crate::sql::Dialect::ALL {
+        let text =
+            crate::sql::features_sql((&*manifest).into(), dialect, crate::sql::DEFAULT_TABLE)?;
+        entries.push(super::manifest::SqlFile {
+            dialect: dialect.name().into(),
+            file: dialect.file(),
+            sha256: hex::encode(Sha256::digest(text.as_bytes())),
+        });
+        files.push((dialect.file(), text));
+    }
+    manifest.sql = entries;
+    Ok(files)
 }

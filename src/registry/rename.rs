@@ -67,8 +67,20 @@ pub fn rename(
     manifest.version = new.clone();
     manifest.created_at = rfc3339(created);
     manifest.renamed_from = Some(version.to_string());
+    // The SQL names the model version it belongs to: the copy gets its own.
+    // A version published before its features were data, by another build, has none.
+    let sql = super::publish::with_sql(&mut manifest).unwrap_or_else(|e| {
+        tracing::warn!("{new}: no SQL export stored ({e})");
+        manifest.sql.clear();
+        Vec::new()
+    });
     let json = serde_json::to_vec_pretty(&manifest)?;
-    store.put(&new, &[(MODEL_FILE, &model), (MANIFEST_FILE, &json)])?;
+    let mut files: Vec<(&str, &[u8])> = vec![(MODEL_FILE, &model), (MANIFEST_FILE, &json)];
+    files.extend(
+        sql.iter()
+            .map(|(name, text)| (name.as_str(), text.as_bytes())),
+    );
+    store.put(&new, &files)?;
     let current = store.current()?.as_deref() == Some(version);
     if current {
         store.set_current(&new)?;

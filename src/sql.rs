@@ -1,0 +1,708 @@
+//! The 21 features as SQL: one `SELECT` over a table of the 29 raw columns, for Spark or
+//! DuckDB, generated from a model's manifest (its features' derivations as data, its
+//! reference date) and the raw schema, so the model can be scored where the data lives.
+//!
+//! The query returns `ID`, a row number, the 21 features under their keys (float32, as the
+//! ONNX model reads them; null where missing or where the row has a problem) and `problem`:
+//! what sets the row aside or makes it a row error in `categorizer predict --on-error keep`,
+//! named as the Rust error names it, by the same precedence:
+//! 1. a cell of a number column that is not a number (the raw schema's first such column):
+//!    `MntWines: 'lots' is not a number`;
+//! 2. a missing or unknown category, a missing or unparseable date (the features' order):
+//!    `Education: unknown category 'PhD2'`, `Dt_Customer: unparseable date '31-02-2014'`;
+//! 3. the first feature, in model order, that is missing (and may not be), too large for a
+//!    float32, out of its range, or a fraction where it counts things. These are checked on
+//!    the float32 value, as [`crate::schema::check_feature`] checks the model's input:
+//!    `Age: -0.5 is outside [0, 130]`, `Children: 0.5 is not a whole number`.
+//!
+//! The numbers of rule 3's messages are the engine's own text for a fraction (a whole
+//! number is written as Rust writes it). Everything else is the same text.
+//!
+//! Every rule is spelled out in plain SQL (CASE, comparisons, a regular expression per text
+//! rule, integer calendar arithmetic), nothing engine-specific but a handful of spellings
+//! ([`Dialect`]). A text is a number by Rust's `f64` grammar after trimming; a date by the
+//! fixed-width [`DateFormat`] rule. A column the engine already holds as numbers skips the
+//! text rule (the engines fold `typeof(column)`).
+
+use std::fmt::Write as _;
+
+use crate::dates::{DateFormat, ReferenceDate};
+use crate::error::{Error, Result};
+use crate::registry::manifest::{FeatureSpec, Manifest};
+use crate::schema::{DerivedFrom, FEATURES, FeatureKind, RawSchema, RawType};
+
+/// An engine the SQL is written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Spark,
+    Duckdb,
+}
+
+/// The table name the SQL reads when none is given.
+pub const DEFAULT_TABLE: &str = "customers";
+
+/// The column of the row number.
+pub const ROW_COLUMN: &str = "row";
+/// The column of a row's problem.
+pub const PROBLEM_COLUMN: &str = "problem";
+
+/// The largest finite float32, and the least double that rounds to float32 infinity.
+const F32_MAX: &str = "3.4028234663852886e38";
+const F32_INFINITE: &str = "3.4028235677973366e38";
+
+/// A text that Rust's `str::trim` then `f64::from_str` read as a number (or blank: missing).
+const NUMBER_RE: &str = r"^\s*([+-]?([iI][nN][fF]([iI][nN][iI][tT][yY])?|[nN][aA][nN]|([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)?))?\s*$";
+
+/// Where a message's number goes.
+const VALUE: &str = "{value}";
+
+/// The cut [`crate::answer::shown_text`] makes of a value shown in a message.
+const SHOWN: usize = 64;
+
+impl Dialect {
+    pub const ALL: [Dialect; 2] = [Dialect::Spark, Dialect::Duckdb];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Spark => "spark",
+            Dialect::Duckdb => "duckdb",
+        }
+    }
+
+    /// The file a version stores this dialect's SQL in.
+    pub fn file(self) -> String {
+        format!("features.{}.sql", self.name())
+    }
+
+    pub fn parse(name: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|d| d.name().eq_ignore_ascii_case(name))
+            .ok_or_else(|| Error::Model(format!("no SQL dialect '{name}' (spark or duckdb)")))
+    }
+
+    fn quote(self, id: &str) -> String {
+        match self {
+            Dialect::Spark => format!("`{}`", id.replace('`', "``")),
+            Dialect::Duckdb => format!("\"{}\"", id.replace('"', "\"\"")),
+        }
+    }
+
+    /// A string literal. Spark reads backslash escapes in literals; DuckDB does not.
+    fn lit(self, s: &str) -> String {
+        match self {
+            Dialect::Spark => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
+            Dialect::Duckdb => format!("'{}'", s.replace('\'', "''")),
+        }
+    }
+
+    fn text_type(self) -> &'static str {
+        match self {
+            Dialect::Spark => "STRING",
+            Dialect::Duckdb => "VARCHAR",
+        }
+    }
+
+    /// True when `column` is held as text (a constant the engines fold).
+    fn is_text(self, column: &str) -> String {
+        let name = match self {
+            Dialect::Spark => "string",
+            Dialect::Duckdb => "VARCHAR",
+        };
+        format!("typeof({column}) = '{name}'")
+    }
+
+    /// `text` matches the (anchored) regular expression.
+    fn matches(self, text: &str, re: &str) -> String {
+        match self {
+            Dialect::Spark => format!("{text} RLIKE {}", self.lit(re)),
+            Dialect::Duckdb => format!("regexp_matches({text}, {})", self.lit(re)),
+        }
+    }
+
+    /// Integer division of non-negative integers.
+    fn div(self, a: &str, b: u32) -> String {
+        match self {
+            Dialect::Spark => format!("({a} DIV {b})"),
+            Dialect::Duckdb => format!("({a} // {b})"),
+        }
+    }
+
+    /// A key per row: Spark's is unique and increasing, not consecutive (a consecutive
+    /// number would need one partition); DuckDB's numbers the rows in the order it reads them.
+    fn row_number(self) -> &'static str {
+        match self {
+            Dialect::Spark => "monotonically_increasing_id()",
+            Dialect::Duckdb => "row_number() OVER ()",
+        }
+    }
+
+    fn text(self, e: &str) -> String {
+        format!("CAST({e} AS {})", self.text_type())
+    }
+}
+
+/// A double literal, exactly.
+fn double(v: f64) -> String {
+    format!("CAST({v:?} AS DOUBLE)")
+}
+
+/// A feature of the model, with its derivation as data.
+struct Feature<'a> {
+    spec: &'a FeatureSpec,
+    from: DerivedFrom,
+}
+
+/// The model's features with their derivations: the manifest's data, or, for a manifest
+/// published before it recorded them, this build's where the manifest's words are this
+/// build's words for the same feature (the same codes, then).
+fn features<'a>(model: &Model<'a>) -> Result<Vec<Feature<'a>>> {
+    model
+        .features
+        .iter()
+        .map(|spec| {
+            let from = match &spec.derived_from {
+                Some(d) => d.clone(),
+                None => FEATURES
+                    .get(spec.index)
+                    .filter(|f| f.key == spec.key && f.derivation.describe() == spec.derivation)
+                    .map(|f| (&f.derivation).into())
+                    .ok_or_else(|| {
+                        Error::Model(format!(
+                            "model {}: feature {} was recorded before derivations were data \
+                             and is not this build's ('{}'); export its SQL with the build \
+                             that trained it",
+                            model.version, spec.key, spec.derivation
+                        ))
+                    })?,
+            };
+            Ok(Feature { spec, from })
+        })
+        .collect()
+}
+
+/// Internal column names.
+fn n(c: &str) -> String {
+    format!("__n_{c}")
+}
+fn t(c: &str) -> String {
+    format!("__t_{c}")
+}
+fn s(c: &str) -> String {
+    format!("__s_{c}")
+}
+fn v(key: &str) -> String {
+    format!("__v_{key}")
+}
+fn f(key: &str) -> String {
+    format!("__f_{key}")
+}
+
+/// What the SQL is generated from: a model's version, reference date and features.
+#[derive(Debug, Clone, Copy)]
+pub struct Model<'a> {
+    pub version: &'a str,
+    pub reference_date: &'a str,
+    pub features: &'a [FeatureSpec],
+}
+
+impl<'a> From<&'a Manifest> for Model<'a> {
+    fn from(m: &'a Manifest) -> Self {
+        Self {
+            version: &m.version,
+            reference_date: &m.reference_date,
+            features: &m.features,
+        }
+    }
+}
+
+/// The SQL of the model's 21 features over `table`, for `dialect`.
+pub fn features_sql(model: Model<'_>, dialect: Dialect, table: &str) -> Result<String> {
+    let d = dialect;
+    let features = features(&model)?;
+    let reference = ReferenceDate::parse(model.reference_date)
+        .map_err(|m| Error::Model(format!("manifest reference_date: {m}")))?;
+    let raw = RawSchema::get();
+    let column = |name: &str| {
+        raw.column(name).ok_or_else(|| {
+            Error::Model(format!(
+                "the model reads a raw column '{name}' the schema lacks"
+            ))
+        })
+    };
+    for feat in &features {
+        for c in derived_columns(&feat.from) {
+            column(c)?;
+        }
+    }
+    let numbers: Vec<&str> = raw
+        .columns
+        .iter()
+        .filter(|c| matches!(c.kind, RawType::Integer | RawType::Number))
+        .map(|c| c.name.as_str())
+        .collect();
+
+    // Level 1, over the table: the row key; each number column as a double and as text; the
+    // text of each category and date column.
+    let mut raw_level = vec![format!("{} AS __row", d.row_number())];
+    for c in &numbers {
+        let q = d.quote(c);
+        raw_level.push(format!("TRY_CAST({q} AS DOUBLE) AS {}", n(c)));
+        raw_level.push(format!(
+            "CASE WHEN {} THEN {} END AS {}",
+            d.is_text(&q),
+            d.text(&q),
+            t(c)
+        ));
+    }
+    let mut texts: Vec<&str> = Vec::new();
+    let mut dates: Vec<(&str, DateFormat)> = Vec::new();
+    for feat in &features {
+        match &feat.from {
+            DerivedFrom::Code { column: c, .. } if !texts.contains(&c.as_str()) => texts.push(c),
+            DerivedFrom::DaysSince { column: c } if !texts.contains(&c.as_str()) => {
+                texts.push(c);
+                let format = column(c)?
+                    .format
+                    .clone()
+                    .unwrap_or(crate::dates::DEFAULT_FORMAT.into());
+                let fixed = DateFormat::fixed(&format).ok_or_else(|| {
+                    Error::Model(format!(
+                        "date column {c}: the format '{format}' is not of fixed width \
+                         (%Y, %m, %d and literals); it cannot be exported as SQL"
+                    ))
+                })?;
+                dates.push((c, fixed));
+            }
+            _ => {}
+        }
+    }
+    for c in &texts {
+        raw_level.push(format!("{} AS {}", d.text(&d.quote(c)), s(c)));
+    }
+
+    // Level 2: a date's fields, where its text has the format's shape.
+    let mut parts = Vec::new();
+    for (c, fmt) in &dates {
+        let shape = format!(
+            "{} IS NOT NULL AND {}",
+            s(c),
+            d.matches(&s(c), &date_re(fmt))
+        );
+        for (name, at, width) in [("y", fmt.year, 4), ("m", fmt.month, 2), ("d", fmt.day, 2)] {
+            parts.push(format!(
+                "CASE WHEN {shape} THEN CAST(substr({}, {}, {width}) AS INT) END AS __{name}_{c}",
+                s(c),
+                at + 1
+            ));
+        }
+    }
+    // Level 3: the date as days since 1970-01-01, where it names a calendar day.
+    let mut days = Vec::new();
+    for (c, _) in &dates {
+        let (y, m, dd) = (format!("__y_{c}"), format!("__m_{c}"), format!("__d_{c}"));
+        let leap = format!("(({y} % 4 = 0 AND {y} % 100 <> 0) OR {y} % 400 = 0)");
+        let month_days = format!(
+            "CASE WHEN {m} = 2 THEN CASE WHEN {leap} THEN 29 ELSE 28 END \
+             WHEN {m} IN (4, 6, 9, 11) THEN 30 ELSE 31 END"
+        );
+        // Days from civil (H. Hinnant), years shifted by one 400-year era so every integer
+        // division is of a non-negative number.
+        let yy = format!("({y} - CASE WHEN {m} <= 2 THEN 1 ELSE 0 END + 400)");
+        let mp = format!("(({m} + 9) % 12)");
+        let formula = format!(
+            "365 * {yy} + {} - {} + {} + {} + {dd} - 1 - 719468 - 146097",
+            d.div(&yy, 4),
+            d.div(&yy, 100),
+            d.div(&yy, 400),
+            d.div(&format!("(153 * {mp} + 2)"), 5)
+        );
+        days.push(format!(
+            "CASE WHEN {m} BETWEEN 1 AND 12 AND {dd} BETWEEN 1 AND {month_days} \
+             THEN {formula} END AS __days_{c}"
+        ));
+    }
+
+    // Level 4: each feature as a double, as polars computes it.
+    let values: Vec<String> = features
+        .iter()
+        .map(|feat| {
+            let sum = |cs: &[String]| cs.iter().map(|c| n(c)).collect::<Vec<_>>().join(" + ");
+            let e = match &feat.from {
+                DerivedFrom::Column { column } => n(column),
+                DerivedFrom::Sum { columns } => format!("({})", sum(columns)),
+                DerivedFrom::Flag { columns } => format!(
+                    "CASE WHEN {0} > 0 THEN {1} WHEN {0} <= 0 THEN {2} END",
+                    format!("({})", sum(columns)),
+                    double(1.0),
+                    double(0.0)
+                ),
+                DerivedFrom::YearsSince { column } => {
+                    format!("{} - {}", double(f64::from(reference.year)), n(column))
+                }
+                DerivedFrom::DaysSince { column } => format!(
+                    "{} - CAST(__days_{column} AS DOUBLE)",
+                    double(reference.days_since_epoch() as f64)
+                ),
+                DerivedFrom::Code { column, codes } => {
+                    let mut e = String::from("CASE");
+                    for (code, values) in codes.iter().enumerate() {
+                        let list: Vec<String> = values.iter().map(|x| d.lit(x)).collect();
+                        let _ = write!(
+                            e,
+                            " WHEN {} IN ({}) THEN {}",
+                            s(column),
+                            list.join(", "),
+                            double(code as f64)
+                        );
+                    }
+                    e + " END"
+                }
+            };
+            format!("{e} AS {}", v(&feat.spec.key))
+        })
+        .collect();
+
+    // Level 5: each feature as the float32 the model reads (null where missing); a double
+    // beyond float32 is clamped for the cast (DuckDB refuses to round it to infinity), the
+    // checks below tell it apart.
+    let floats: Vec<String> = features
+        .iter()
+        .map(|feat| {
+            let x = v(&feat.spec.key);
+            format!(
+                "CASE WHEN {x} IS NULL OR isnan({x}) THEN NULL \
+                 WHEN {x} > {F32_MAX} THEN CAST({F32_MAX} AS FLOAT) \
+                 WHEN {x} < -{F32_MAX} THEN CAST(-{F32_MAX} AS FLOAT) \
+                 ELSE CAST({x} AS FLOAT) END AS {}",
+                f(&feat.spec.key)
+            )
+        })
+        .collect();
+
+    // Level 6: the first unreadable number column (by the raw schema's order) and the first
+    // feature that breaks a rule (by the model's), as a message with a `{value}` hole where
+    // the value goes. The conditions and the constant messages are kept apart from the text
+    // building below, so Spark's generated code stays small.
+    let mut bad = String::from("CASE");
+    for c in &numbers {
+        let _ = write!(
+            bad,
+            "\n      WHEN {} IS NOT NULL AND NOT ({}) THEN {}",
+            t(c),
+            d.matches(&t(c), NUMBER_RE),
+            d.lit(c)
+        );
+    }
+    bad.push_str("\n    END AS __bad_column");
+    let mut rule = String::from("CASE");
+    for feat in &features {
+        let spec = feat.spec;
+        let key = &spec.key;
+        let (x, y) = (v(key), f(key));
+        if !spec.nullable {
+            let _ = write!(
+                rule,
+                "\n      WHEN {x} IS NULL OR isnan({x}) THEN {}",
+                d.lit(&format!("{key}: is missing"))
+            );
+        }
+        let present = format!("{x} IS NOT NULL AND NOT isnan({x})");
+        let _ = write!(
+            rule,
+            "\n      WHEN {present} AND abs({x}) >= {F32_INFINITE} THEN {}",
+            d.lit(&format!(
+                "{key}: the number is too large (beyond a 64-bit float)"
+            ))
+        );
+        let _ = write!(
+            rule,
+            "\n      WHEN {present} AND ({y} < {} OR {y} > {}) THEN {}",
+            double(spec.min),
+            double(spec.max),
+            d.lit(&format!(
+                "{key}: {VALUE} is outside [{}, {}]",
+                spec.min, spec.max
+            ))
+        );
+        if matches!(spec.kind, FeatureKind::Integer | FeatureKind::Coded) {
+            let _ = write!(
+                rule,
+                "\n      WHEN {present} AND {y} <> floor({y}) THEN {}",
+                d.lit(&format!("{key}: {VALUE} is not a whole number"))
+            );
+        }
+    }
+    rule.push_str("\n    END AS __rule");
+
+    // Level 7: the row's problem, the first by the Rust precedence: an unreadable cell, a
+    // category or a date, a feature's rule.
+    let shown = |e: &str| {
+        format!(
+            "CASE WHEN length({e}) > {SHOWN} THEN concat(substr({e}, 1, {SHOWN}), {}) ELSE {e} END",
+            d.lit("…")
+        )
+    };
+    let mut bad_text = String::from("CASE __bad_column");
+    for c in &numbers {
+        let _ = write!(bad_text, " WHEN {} THEN {}", d.lit(c), t(c));
+    }
+    bad_text.push_str(" END");
+    let mut whens: Vec<(String, String)> = vec![(
+        "__bad_column IS NOT NULL".into(),
+        format!(
+            "concat(__bad_column, {}, {}, {})",
+            d.lit(": '"),
+            shown(&format!("trim({bad_text})")),
+            d.lit("' is not a number")
+        ),
+    )];
+    for feat in &features {
+        let (c, what) = match &feat.from {
+            DerivedFrom::Code { column, .. } => (column, "unknown category"),
+            DerivedFrom::DaysSince { column } => (column, "unparseable date"),
+            _ => continue,
+        };
+        let x = v(&feat.spec.key);
+        whens.push((
+            format!("{} IS NULL", s(c)),
+            d.lit(&format!("{c}: is missing")),
+        ));
+        whens.push((
+            format!("{x} IS NULL"),
+            format!(
+                "concat({}, {}, {})",
+                d.lit(&format!("{c}: {what} '")),
+                shown(&format!("trim({})", s(c))),
+                d.lit("'")
+            ),
+        ));
+    }
+    let mut value = String::from("CASE");
+    for feat in &features {
+        let key = &feat.spec.key;
+        let _ = write!(
+            value,
+            " WHEN __rule LIKE {} THEN {}",
+            d.lit(&format!("{key}: %")),
+            f(key)
+        );
+    }
+    value.push_str(" END");
+    whens.push((
+        format!("__rule LIKE {}", d.lit(&format!("%{VALUE}%"))),
+        format!(
+            "replace(__rule, {}, {})",
+            d.lit(VALUE),
+            shown_number(d, &value)
+        ),
+    ));
+    whens.push(("__rule IS NOT NULL".into(), "__rule".into()));
+    let mut problem = String::from("CASE");
+    for (when, then) in &whens {
+        let _ = write!(problem, "\n      WHEN {when}\n        THEN {then}");
+    }
+    problem.push_str("\n    END AS __problem");
+
+    // The query, level by level.
+    let mut out = String::new();
+    let names: Vec<&str> = raw.names().collect();
+    let _ = writeln!(
+        out,
+        "-- The 21 model features of Customer Categorizer model {}, for {}.",
+        model.version,
+        d.name()
+    );
+    let _ = writeln!(
+        out,
+        "-- Generated by `categorizer export sql` {} from its manifest (reference date {}); do not edit.",
+        env!("CARGO_PKG_VERSION"),
+        model.reference_date
+    );
+    let _ = writeln!(out, "-- dialect: {}", d.name());
+    let _ = writeln!(out, "-- model: {}", model.version);
+    let _ = writeln!(out, "-- table: {table}");
+    let _ = writeln!(out, "-- columns: {}", names.join(", "));
+    let _ = writeln!(
+        out,
+        "-- dates: {}",
+        dates
+            .iter()
+            .map(|(c, fmt)| format!("{c}={}", fmt.text))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(
+        out,
+        "-- returns: ID, {ROW_COLUMN}, {}, {PROBLEM_COLUMN}",
+        features
+            .iter()
+            .map(|f| f.spec.key.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(
+        out,
+        "-- A row with a problem has null features and the reason in `{PROBLEM_COLUMN}`, \
+         named as `categorizer predict` names it."
+    );
+    let mut select = vec![
+        format!("{} AS {}", d.quote("ID"), d.quote("ID")),
+        format!("__row AS {}", d.quote(ROW_COLUMN)),
+    ];
+    for feat in &features {
+        let key = &feat.spec.key;
+        select.push(format!(
+            "CASE WHEN __problem IS NULL THEN {} END AS {}",
+            f(key),
+            d.quote(key)
+        ));
+    }
+    select.push(format!("__problem AS {}", d.quote(PROBLEM_COLUMN)));
+    let levels: [(&str, Vec<String>); 7] = [
+        ("__raw", raw_level),
+        ("__parts", parts),
+        ("__days", days),
+        ("__values", values),
+        ("__floats", floats),
+        ("__rules", vec![bad, rule]),
+        ("__checked", vec![problem]),
+    ];
+    let mut from = table.to_string();
+    for (alias, columns) in levels {
+        let mut level = String::from("SELECT *");
+        for c in &columns {
+            let _ = write!(level, ",\n    {c}");
+        }
+        let _ = write!(level, "\n  FROM {from}");
+        from = format!("(\n{}\n) AS {alias}", indent(&level));
+    }
+    let _ = write!(out, "SELECT\n  {}\nFROM {from}\n", select.join(",\n  "));
+    Ok(out)
+}
+
+/// A float32 value in a message: a whole number as Rust writes it, otherwise the engine's
+/// text of the double.
+fn shown_number(d: Dialect, y: &str) -> String {
+    let double = d.text(&format!("CAST({y} AS DOUBLE)"));
+    format!(
+        "CASE WHEN abs({y}) >= 1e15 THEN {double} WHEN {y} = floor({y}) THEN {} ELSE {double} END",
+        d.text(&format!("CAST({y} AS BIGINT)")),
+    )
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The raw columns a derivation reads.
+fn derived_columns(d: &DerivedFrom) -> Vec<&str> {
+    match d {
+        DerivedFrom::Column { column }
+        | DerivedFrom::YearsSince { column }
+        | DerivedFrom::DaysSince { column }
+        | DerivedFrom::Code { column, .. } => vec![column.as_str()],
+        DerivedFrom::Sum { columns } | DerivedFrom::Flag { columns } => {
+            columns.iter().map(String::as_str).collect()
+        }
+    }
+}
+
+/// The anchored regular expression of a fixed-width date format.
+fn date_re(fmt: &DateFormat) -> String {
+    let mut re = String::from("^");
+    let mut at = 0;
+    while at < fmt.len {
+        if at == fmt.year {
+            re.push_str("[0-9]{4}");
+            at += 4;
+        } else if at == fmt.month || at == fmt.day {
+            re.push_str("[0-9]{2}");
+            at += 2;
+        } else {
+            let b = fmt
+                .literals
+                .iter()
+                .find(|(i, _)| *i == at)
+                .map_or(b'?', |(_, b)| *b);
+            if b.is_ascii_alphanumeric() {
+                re.push(b as char);
+            } else {
+                let _ = write!(re, "\\x{b:02X}");
+            }
+            at += 1;
+        }
+    }
+    re.push('$');
+    re
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::manifest::feature_specs;
+
+    fn model(features: &[FeatureSpec]) -> Model<'_> {
+        Model {
+            version: "20261203T000000Z-00000000",
+            reference_date: "2014-12-31",
+            features,
+        }
+    }
+
+    #[test]
+    fn a_date_format_becomes_an_anchored_pattern() {
+        let fmt = DateFormat::fixed("%d-%m-%Y").unwrap();
+        assert_eq!(date_re(&fmt), r"^[0-9]{2}\x2D[0-9]{2}\x2D[0-9]{4}$");
+        let iso = DateFormat::fixed("%Y/%m/%d").unwrap();
+        assert_eq!(date_re(&iso), r"^[0-9]{4}\x2F[0-9]{2}\x2F[0-9]{2}$");
+    }
+
+    #[test]
+    fn literals_are_escaped_for_each_engine() {
+        assert_eq!(Dialect::Spark.lit(r"a'b\s"), r"'a\'b\\s'");
+        assert_eq!(Dialect::Duckdb.lit(r"a'b\s"), r"'a''b\s'");
+        assert_eq!(Dialect::Spark.quote("ID"), "`ID`");
+        assert_eq!(Dialect::Duckdb.quote("ID"), "\"ID\"");
+        assert_eq!(Dialect::parse("DuckDB").unwrap(), Dialect::Duckdb);
+        assert!(Dialect::parse("bigquery").is_err());
+    }
+
+    #[test]
+    fn every_feature_and_every_raw_column_is_in_the_sql() {
+        let specs = feature_specs();
+        for d in Dialect::ALL {
+            let sql = features_sql(model(&specs), d, "customers").unwrap();
+            for feat in &FEATURES {
+                assert!(
+                    sql.contains(&format!("AS {}", d.quote(feat.key))),
+                    "{}",
+                    feat.key
+                );
+            }
+            for c in RawSchema::get().names() {
+                assert!(sql.contains(&d.quote(c)), "{c}");
+            }
+            assert!(sql.contains(&format!("'{}: is missing'", "Dt_Customer")));
+        }
+    }
+
+    #[test]
+    fn an_old_manifest_exports_only_when_its_words_are_this_builds() {
+        let now = feature_specs();
+        let mut old = feature_specs();
+        for f in &mut old {
+            f.derived_from = None;
+        }
+        assert_eq!(
+            features_sql(model(&old), Dialect::Duckdb, "t").unwrap(),
+            features_sql(model(&now), Dialect::Duckdb, "t").unwrap()
+        );
+        old[1].derivation = "code of Education (0: Basic)".into();
+        let e = features_sql(model(&old), Dialect::Duckdb, "t").unwrap_err();
+        assert!(e.to_string().contains("Education"), "{e}");
+    }
+}
