@@ -258,3 +258,95 @@ fn typed_columns(kind: InputKind, mongo: bool) -> Schema {
     }
     schema
 }
+
+/// The 21 features of every record of a raw-record file, as bulk scoring computes them
+/// (the same reader, the same rule for a bad cell, the same row errors): `row` (1-based), the
+/// features by key (null for a row set aside) and `error` (why it was). With `keep_malformed`
+/// a malformed record or a cell that is not a number is its row's error, else it fails the
+/// read naming the line, or the row and column.
+pub fn features_of_file(
+    path: &std::path::Path,
+    reference: crate::dates::ReferenceDate,
+    keep_malformed: bool,
+) -> Result<DataFrame> {
+    let source = path.display().to_string();
+    let mut reader = ChunkReader::open(path, keep_malformed)?;
+    if input_kind(&source, reader.columns())? != InputKind::RawRecords {
+        return Err(Error::MissingColumn {
+            source_name: source,
+            column: RawSchema::get().names().collect::<Vec<_>>().join(", "),
+            found: "the 21 features: they are already computed".into(),
+        });
+    }
+    let bad = if keep_malformed {
+        BadText::RowError
+    } else {
+        BadText::Fail
+    };
+    let mut values: Vec<Vec<Option<f32>>> = vec![Vec::new(); FEATURES.len()];
+    let mut errors: Vec<Option<String>> = Vec::new();
+    while let Some(piece) = reader.next(1 << 16)? {
+        let offset = errors.len();
+        let df = piece.frame(&reader.parse, None)?;
+        let n = df.height();
+        let (conformed, unreadable) =
+            ingest::conform_rows(&source, df, bad).map_err(|e| match e {
+                Error::BadValue {
+                    source_name,
+                    column,
+                    row,
+                    value,
+                    expected,
+                } => Error::BadValue {
+                    source_name,
+                    column,
+                    row: row + offset,
+                    value,
+                    expected,
+                },
+                other => other,
+            })?;
+        let t = crate::features::engineer(&conformed, reference)?;
+        // The order of bulk scoring's rule: an unreadable cell wins over what its missing
+        // value made of the row, a malformed record over everything.
+        let mut error: Vec<Option<String>> = vec![None; n];
+        let malformed = piece.malformed().iter().map(|(i, why)| (*i, why.clone()));
+        for (i, e) in t
+            .rejected_rows
+            .into_iter()
+            .chain(unreadable)
+            .map(|(i, e)| (i, e.message))
+            .chain(malformed)
+        {
+            error[i as usize] = Some(e);
+        }
+        let mut kept = t.source_rows.iter().zip(0..).peekable();
+        for (i, e) in error.into_iter().enumerate() {
+            let scored = match kept.peek() {
+                Some((row, _)) if **row as usize == i => kept.next().map(|(_, r)| r),
+                _ => None,
+            };
+            for (j, column) in values.iter_mut().enumerate() {
+                column.push(match (&e, scored) {
+                    (None, Some(r)) => Some(t.matrix.row(r)[j]),
+                    _ => None,
+                });
+            }
+            errors.push(e);
+        }
+    }
+    if errors.is_empty() {
+        return Err(Error::NoRows {
+            source_name: source,
+        });
+    }
+    let mut columns = vec![Column::new(
+        "row".into(),
+        (1..=errors.len() as u32).collect::<Vec<u32>>(),
+    )];
+    for (f, v) in FEATURES.iter().zip(values) {
+        columns.push(Column::new(f.key.into(), v));
+    }
+    columns.push(Column::new("error".into(), errors));
+    Ok(DataFrame::new_infer_height(columns)?)
+}
