@@ -11,7 +11,8 @@ case "$mode" in
   run) ;;
   # wgpu tests on a machine without a GPU run on Mesa's software Vulkan driver (lavapipe).
   # The browser test drives Debian's Chromium through chromedriver.
-  test) packages+=(mesa-vulkan-drivers libvulkan1 chromium chromium-driver) ;;
+  # The Spark tests run PySpark in local mode on Debian's OpenJDK 17.
+  test) packages+=(mesa-vulkan-drivers libvulkan1 chromium chromium-driver openjdk-17-jre-headless) ;;
   *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac
 
@@ -32,10 +33,12 @@ fi
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="$root/.venv"
 python_packages=(onnxruntime==1.31.1)
-# The tests also run the README's Arrow client snippet (pyarrow + requests).
-[ "$mode" = test ] && python_packages+=(onnx==1.23.2 pyarrow==26.0.1 requests==2.34.2)
+# The tests also run the README's Arrow client snippet (pyarrow + requests), and score with
+# the Spark package (integrations/spark, its pins) in PySpark and DuckDB.
+[ "$mode" = test ] && python_packages+=(onnx==1.23.2 pyarrow==26.0.1 requests==2.34.2
+  numpy==2.4.6 pyspark==4.3.0 pandas==2.3.3 duckdb==2.0.1)
 if ! "$venv/bin/python" -c 'import onnxruntime' 2>/dev/null \
-   || { [ "$mode" = test ] && ! "$venv/bin/python" -c 'import onnx, pyarrow, requests' 2>/dev/null; }; then
+   || { [ "$mode" = test ] && ! "$venv/bin/python" -c 'import onnx, pyarrow, requests, numpy, pyspark, pandas, duckdb' 2>/dev/null; }; then
   if ! python3 -m venv --help >/dev/null 2>&1; then
     sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
@@ -44,6 +47,10 @@ if ! "$venv/bin/python" -c 'import onnxruntime' 2>/dev/null \
   echo "setup: installing ${python_packages[*]} into $venv" >&2
   [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "${python_packages[@]}"
+fi
+# The Spark package installs as a user would install it (its pins are the ones above).
+if [ "$mode" = test ] && ! "$venv/bin/pip" show --quiet categorizer-spark >/dev/null 2>&1; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "$root/integrations/spark"
 fi
 
 if ! command -v cargo >/dev/null; then

@@ -14,6 +14,7 @@ mod properties;
 mod s3;
 mod segments;
 mod serve;
+mod spark;
 mod streaming;
 mod support;
 mod tables;
