@@ -76,9 +76,16 @@ pub struct ServerSettings {
     pub header_read_timeout_ms: u64,
     /// Open connections at most; more wait to be accepted.
     pub max_connections: usize,
-    /// On SIGTERM / Ctrl-C, requests in flight get this long to finish before the process
-    /// exits anyway (inside the 10 s a container runtime waits before it kills).
+    /// On SIGTERM / Ctrl-C, requests are still served this long while `/readyz` answers 503
+    /// (the balancer notices and stops sending); 0: stop accepting at once.
+    pub drain_ms: u64,
+    /// Then requests in flight get this long to finish before the process exits anyway. The
+    /// drain and the grace together fit the 10 s a container runtime waits before it kills.
     pub shutdown_grace_ms: u64,
+    /// A proxy or balancer is in front: every request arrives from it (often on loopback), so
+    /// without CATEGORIZER_ADMIN_TOKEN the training routes are closed to everyone instead of
+    /// open to loopback clients.
+    pub behind_proxy: bool,
     pub batcher: BatcherSettings,
 }
 

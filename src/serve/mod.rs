@@ -100,6 +100,11 @@ struct Inner {
     metrics: Arc<Metrics>,
     jobs: Option<Jobs>,
     admin_token: Option<String>,
+    /// Without a token, loopback clients may train (false behind a proxy).
+    loopback_trusted: bool,
+    /// SIGTERM came: `/readyz` answers 503 and every answer closes its connection, while
+    /// requests are still served for `server.drain_ms`.
+    draining: std::sync::atomic::AtomicBool,
     max_customers: usize,
     timeout: Duration,
 }
@@ -155,6 +160,8 @@ impl AppState {
                 metrics,
                 jobs,
                 admin_token,
+                loopback_trusted: !sv.behind_proxy,
+                draining: std::sync::atomic::AtomicBool::new(false),
                 max_customers: sv.max_customers,
                 timeout: Duration::from_millis(sv.request_timeout_ms),
             }),
@@ -196,6 +203,24 @@ impl AppState {
     /// The training jobs; None when the server was started without training.
     fn jobs(&self) -> Option<&Jobs> {
         self.inner.jobs.as_ref()
+    }
+
+    pub(crate) fn inner_loopback_trusted(&self) -> bool {
+        self.inner.loopback_trusted
+    }
+
+    /// Whether the process is draining before it stops (see [`Inner::draining`]).
+    pub fn draining(&self) -> bool {
+        self.inner
+            .draining
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Starts the drain: readiness fails, connections close after their answer.
+    pub fn start_draining(&self) {
+        self.inner
+            .draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn admin_token(&self) -> Option<&str> {
@@ -295,6 +320,25 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
             state.inner.metrics.clone(),
             metrics::track,
         ))
+        .layer(middleware::from_fn_with_state(state, close_when_draining))
+}
+
+/// While draining, every answer says `Connection: close`: a client (or a balancer's pool) that
+/// keeps connections alive opens its next one elsewhere, instead of sending a request down a
+/// connection this process is about to close.
+async fn close_when_draining(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let mut response = next.run(request).await;
+    if state.draining() {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 /// Loads the current model of the store (`models`: a directory or `s3://bucket/prefix`),
@@ -352,7 +396,7 @@ pub async fn serve(
             Duration::from_millis(settings.models.poll_interval_ms),
         );
     }
-    let app = router(state, &settings);
+    let app = router(state.clone(), &settings);
     let addr: SocketAddr = format!("{}:{}", settings.server.host, settings.server.port)
         .parse()
         .map_err(|e| Error::config("server.host", format!("{e}")))?;
@@ -380,10 +424,26 @@ pub async fn serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(async move {
-        shutdown().await;
-        tracing::info!("shutting down: no new connections; finishing requests in flight");
-        let _ = stop.send(true);
+    .with_graceful_shutdown({
+        let drain = Duration::from_millis(sv.drain_ms);
+        async move {
+            shutdown().await;
+            if !drain.is_zero() {
+                // The balancer keeps sending for a while after it is told: serve on, not
+                // ready, until it has noticed. A second signal ends the drain at once.
+                state.start_draining();
+                tracing::info!(
+                    "draining for {} ms: /readyz answers 503, requests are still served",
+                    drain.as_millis()
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(drain) => {}
+                    () = shutdown() => tracing::info!("a second signal: the drain ends now"),
+                }
+            }
+            tracing::info!("shutting down: no new connections; finishing requests in flight");
+            let _ = stop.send(true);
+        }
     });
     let grace = Duration::from_millis(sv.shutdown_grace_ms);
     let deadline = async move {

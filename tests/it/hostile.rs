@@ -336,3 +336,88 @@ async fn a_request_in_pieces_or_split_across_sessions_gets_the_same_answers() {
         }
     }
 }
+
+/// One GET on a fresh connection, keep-alive asked for: the status and the response head.
+fn get_head(port: u16, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The head and a short body arrive together; a kept-alive connection stays open.
+    while !text.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&text).to_lowercase();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// SIGTERM starts a drain: not ready, still serving (every answer closing its connection),
+/// then the process stops accepting and exits 0.
+#[test]
+fn sigterm_drains_not_ready_but_serving_then_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, port) = serve(
+        dir.path(),
+        &[
+            ("CATEGORIZER__SERVER__DRAIN_MS", "4000"),
+            ("CATEGORIZER__SERVER__SHUTDOWN_GRACE_MS", "1000"),
+        ],
+    );
+    let (ready, head) = get_head(port, "/readyz");
+    assert_eq!(ready, 200, "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // The drain: readiness fails at once (poll until the signal has been handled), while
+    // liveness and predictions are answered on new connections.
+    let start = Instant::now();
+    let (mut status, mut head) = get_head(port, "/readyz");
+    while status == 200 && start.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(20));
+        (status, head) = get_head(port, "/readyz");
+    }
+    assert_eq!(status, 503, "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    let (live, head) = get_head(port, "/healthz");
+    assert_eq!(live, 200, "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    let body =
+        serde_json::to_vec(&serde_json::json!({"customers": [crate::support::customer(40)]}))
+            .unwrap();
+    let (predicted, text) = post(port, "/api/v1/predict", "application/json", &body);
+    assert_eq!(predicted, 200, "{text}");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "exited during the drain"
+    );
+    // After the drain and the grace: gone, with status 0.
+    let exited = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    match exited {
+        Some(status) => assert!(status.success(), "{status}"),
+        None => {
+            stop(child);
+            panic!("the server did not exit within 20 s of SIGTERM");
+        }
+    }
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+}

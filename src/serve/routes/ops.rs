@@ -38,11 +38,16 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: ready while the inference worker takes requests; 503 once it has stopped.
+/// Readiness: ready while the inference worker takes requests; 503 once it has stopped, and
+/// from the shutdown signal on (while the drain still serves requests).
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses((status = 200, description = "ready", body = Ready), ReadyErrors))]
 async fn readyz(State(s): State<AppState>) -> Response {
     let model_version = s.manifest().version.clone();
+    if s.draining() {
+        return ApiError::new(Code::NotReady, "draining: this instance is shutting down")
+            .into_response();
+    }
     if !s.batcher().is_running() {
         return ApiError::new(Code::NotReady, "the inference worker has stopped").into_response();
     }
