@@ -159,7 +159,9 @@ pub fn publish(
     );
     store.put(&version, &files)?;
     if manifest.promotion.promoted {
-        store.set_current(&version)?;
+        promote(store, &version, &mut manifest.promotion, || {
+            gate(store, &outcome.test_labels, test, k, f1, options)
+        })?;
     }
     Ok(Published {
         location: format!("{}/{version}", store.describe()),
@@ -371,4 +373,107 @@ pub(crate) fn with_sql(manifest: &mut Manifest) -> Result<Vec<(String, String)>>
     }
     manifest.sql = entries;
     Ok(files)
+}
+
+/// Makes `version` current if the model the gate compared it with is still current (a
+/// compare-and-swap of the store's `HISTORY`). When another promotion came first, the gate
+/// runs again against the model that is current now, and this one is promoted or stays a
+/// candidate; `promotion` (what the job reports) says which. The stored manifest keeps the
+/// first decision. No promotion is lost either way: each is a line of `HISTORY`.
+fn promote(
+    store: &dyn ModelStore,
+    version: &str,
+    promotion: &mut Promotion,
+    mut regate: impl FnMut() -> Promotion,
+) -> Result<()> {
+    loop {
+        let expected = promotion.previous_version.clone();
+        match store.promote(version, Some(expected.as_deref()))? {
+            Ok(()) => return Ok(()),
+            Err(actual) => {
+                let again = regate();
+                let actual = actual.unwrap_or_else(|| "none".into());
+                tracing::info!(
+                    "{version}: {actual} became current while this model was gated; gated again: {}",
+                    if again.promoted {
+                        "promoted"
+                    } else {
+                        "stays a candidate"
+                    }
+                );
+                let note = if again.promoted {
+                    format!(
+                        "promoted after a concurrent promotion of {actual}, gated again: {}",
+                        again.note
+                    )
+                } else {
+                    format!(
+                        "not promoted: {actual} became current while this model was gated, \
+                         and gated again against it: {}",
+                        again.note
+                    )
+                };
+                *promotion = Promotion { note, ..again };
+                if !promotion.promoted {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::store::LocalStore;
+
+    fn gated(previous: Option<&str>, promoted: bool) -> Promotion {
+        Promotion {
+            rule: PROMOTION_RULE.into(),
+            promoted,
+            weighted_f1: 0.9,
+            previous_version: previous.map(String::from),
+            previous_weighted_f1: previous.map(|_| 0.8),
+            note: if promoted { "better" } else { "worse" }.into(),
+        }
+    }
+
+    #[test]
+    fn a_promotion_that_loses_the_race_is_gated_again_against_the_new_current_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path());
+        for v in ["v1", "v2", "v3", "v4"] {
+            store.put(v, &[(MODEL_FILE, b"m")]).unwrap();
+        }
+        store.set_current("v1").unwrap();
+        // v3 was gated against v1; v2 was promoted meanwhile. Gated again: better than v2.
+        store.set_current("v2").unwrap();
+        let mut p = gated(Some("v1"), true);
+        let mut regates = 0;
+        promote(&store, "v3", &mut p, || {
+            regates += 1;
+            gated(store.current().unwrap().as_deref(), true)
+        })
+        .unwrap();
+        assert_eq!(regates, 1);
+        assert!(p.promoted);
+        assert_eq!(p.previous_version.as_deref(), Some("v2"));
+        assert!(p.note.contains("concurrent promotion of v2"), "{}", p.note);
+        assert_eq!(store.current().unwrap().as_deref(), Some("v3"));
+        // v4 was gated against v2, v3 is current now, and v4 is not better than v3: it stays
+        // a candidate, and nothing is lost from the history.
+        let mut p = gated(Some("v2"), true);
+        promote(&store, "v4", &mut p, || {
+            gated(store.current().unwrap().as_deref(), false)
+        })
+        .unwrap();
+        assert!(!p.promoted);
+        assert!(
+            p.note.starts_with("not promoted: v3 became current"),
+            "{}",
+            p.note
+        );
+        assert_eq!(store.current().unwrap().as_deref(), Some("v3"));
+        assert_eq!(store.history().unwrap(), ["v1", "v2", "v3"]);
+    }
 }

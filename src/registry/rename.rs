@@ -81,9 +81,16 @@ pub fn rename(
             .map(|(name, text)| (name.as_str(), text.as_bytes())),
     );
     store.put(&new, &files)?;
-    let current = store.current()?.as_deref() == Some(version);
+    let mut current = store.current()?.as_deref() == Some(version);
     if current {
-        store.set_current(&new)?;
+        // Only if `version` is still current: a promotion that landed meanwhile wins.
+        if let Err(now) = store.promote(&new, Some(Some(version)))? {
+            tracing::warn!(
+                "{new} not made current: {} became current meanwhile",
+                now.unwrap_or_default()
+            );
+            current = false;
+        }
     }
     Ok(Renamed {
         version: new,

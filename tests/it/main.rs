@@ -11,6 +11,7 @@ mod mongo;
 mod onnx;
 mod pipeline;
 mod properties;
+mod replicas;
 mod s3;
 mod segments;
 mod serve;

@@ -14,6 +14,7 @@ from typing import Optional
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
 CURRENT_FILE = "CURRENT"
+HISTORY_FILE = "HISTORY"
 DIALECT = "spark"
 VERSION_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$")
 
@@ -222,16 +223,23 @@ def load_model(
 
 
 def _current(store) -> str:
-    data = store.read(CURRENT_FILE)
-    if data is None:
-        raise ModelError(
-            f"{store.describe()}: no {CURRENT_FILE}: not a model version directory, nor a "
-            "store with a current model"
-        )
-    version = data.decode("utf-8", "replace").strip()
-    if not VERSION_RE.match(version):
-        raise ModelError(f"{store.describe()}/{CURRENT_FILE} names no version: {version!r}")
-    return version
+    """The store's current version: the last line of ``HISTORY`` (the object promotions
+    swap), else ``CURRENT`` (a store written before the history)."""
+    for name in (HISTORY_FILE, CURRENT_FILE):
+        data = store.read(name)
+        if data is None:
+            continue
+        lines = [l.strip() for l in data.decode("utf-8", "replace").splitlines() if l.strip()]
+        if not lines:
+            continue
+        version = lines[-1]
+        if not VERSION_RE.match(version):
+            raise ModelError(f"{store.describe()}/{name} names no version: {version!r}")
+        return version
+    raise ModelError(
+        f"{store.describe()}: no {CURRENT_FILE}: not a model version directory, nor a "
+        "store with a current model"
+    )
 
 
 def _header(sql: str) -> dict:

@@ -33,6 +33,12 @@ pub trait ModelStore: Send + Sync {
     fn read_pointer(&self, name: &str) -> Result<Option<String>>;
     /// Replaces a pointer object whole.
     fn write_pointer(&self, name: &str, text: &str) -> Result<()>;
+    /// A pointer object with a tag that changes whenever it is written (S3: its ETag; a local
+    /// store: its text, compared under an exclusive lock).
+    fn read_pointer_tagged(&self, name: &str) -> Result<Option<(String, String)>>;
+    /// Replaces a pointer only if its tag is still `expected` (None: only if it does not
+    /// exist): a compare-and-swap. False when another writer got there first.
+    fn write_pointer_if(&self, name: &str, text: &str, expected: Option<&str>) -> Result<bool>;
     /// Where the store is, for messages.
     fn describe(&self) -> String;
 
@@ -40,7 +46,16 @@ pub trait ModelStore: Send + Sync {
     /// version (a crash mid-write on a filesystem that lost it) falls back, with a warning,
     /// to the newest version in `HISTORY` that is stored.
     fn current(&self) -> Result<Option<String>> {
-        let pointer = self.read_pointer(CURRENT_FILE);
+        // HISTORY is the one object promotions swap (see `promote`); CURRENT, written after
+        // it, is a copy for readers that predate that, and for a store without a HISTORY.
+        let pointer = match self.read_pointer(HISTORY_FILE) {
+            Ok(Some(h)) => match h.lines().map(str::trim).rev().find(|l| !l.is_empty()) {
+                Some(last) => Ok(Some(last.to_string())),
+                None => self.read_pointer(CURRENT_FILE),
+            },
+            Ok(None) => self.read_pointer(CURRENT_FILE),
+            Err(e) => Err(e),
+        };
         let named = match &pointer {
             Ok(Some(text)) => {
                 let v = text.trim().to_string();
@@ -81,6 +96,11 @@ pub trait ModelStore: Send + Sync {
                 self.describe()
             ),
             None => {
+                // Nothing named is stored and there is no CURRENT: an empty store, as a
+                // store without any pointer is.
+                if matches!(self.read_pointer(CURRENT_FILE), Ok(None)) {
+                    return Ok(None);
+                }
                 return match pointer {
                     Err(e) => Err(e),
                     _ => Err(Error::Store(format!(
@@ -118,8 +138,22 @@ pub trait ModelStore: Send + Sync {
         Ok(h)
     }
 
-    /// Marks `version` (which must be a complete version) current.
+    /// Marks `version` (which must be a complete version) current, whatever is current now;
+    /// a concurrent promotion is never lost (both are in `HISTORY`, the later current).
     fn set_current(&self, version: &str) -> Result<()> {
+        self.promote(version, None).map(|_| ())
+    }
+
+    /// Marks `version` current if the current version is still `expected` (with `Some`),
+    /// by a compare-and-swap of `HISTORY`, the one object that decides: its last line is the
+    /// current version. `Ok(Err(actual))` when another promotion made `actual` current first
+    /// (the caller decides again against it). A swap lost to a writer that did not change
+    /// the current version is retried.
+    fn promote(
+        &self,
+        version: &str,
+        expected: Option<Option<&str>>,
+    ) -> Result<std::result::Result<(), Option<String>>> {
         check_version(version)?;
         if !self.versions()?.iter().any(|v| v == version) {
             return Err(Error::Store(format!(
@@ -127,42 +161,96 @@ pub trait ModelStore: Send + Sync {
                 self.describe()
             )));
         }
-        let mut history = self.history()?;
-        if history.last().map(String::as_str) != Some(version) {
+        for _ in 0..CAS_ATTEMPTS {
+            let (mut history, tag) = self.history_tagged()?;
+            let current = history.last().cloned();
+            if let Some(want) = expected
+                && current.as_deref() != want
+            {
+                return Ok(Err(current));
+            }
+            if current.as_deref() == Some(version) {
+                self.write_pointer(CURRENT_FILE, &format!("{version}\n"))?;
+                return Ok(Ok(()));
+            }
             history.push(version.to_string());
+            if self.write_pointer_if(HISTORY_FILE, &(history.join("\n") + "\n"), tag.as_deref())? {
+                self.write_pointer(CURRENT_FILE, &format!("{version}\n"))?;
+                return Ok(Ok(()));
+            }
+            tracing::info!(
+                "{}: another promotion came first; trying again",
+                self.describe()
+            );
         }
-        self.write_pointer(HISTORY_FILE, &(history.join("\n") + "\n"))?;
-        self.write_pointer(CURRENT_FILE, &format!("{version}\n"))
+        Err(Error::Store(format!(
+            "{}: {CAS_ATTEMPTS} promotions of {version} in a row lost to other writers",
+            self.describe()
+        )))
+    }
+
+    /// `HISTORY` as versions with its tag (None: it does not exist), seeded from `CURRENT`
+    /// for a store written before the history existed.
+    fn history_tagged(&self) -> Result<(Vec<String>, Option<String>)> {
+        let (text, tag) = match self.read_pointer_tagged(HISTORY_FILE)? {
+            Some((text, tag)) => (text, Some(tag)),
+            None => (String::new(), None),
+        };
+        let mut h: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| check_version(l).is_ok())
+            .map(String::from)
+            .collect();
+        if h.is_empty()
+            && let Some(c) = self.read_pointer(CURRENT_FILE)?
+            && check_version(c.trim()).is_ok()
+        {
+            h.push(c.trim().to_string());
+        }
+        Ok((h, tag))
     }
 
     /// Makes the version that was current before the current one current again; returns it.
+    /// The same compare-and-swap as a promotion: a promotion that lands meanwhile makes the
+    /// rollback try again from the new history.
     fn rollback(&self) -> Result<String> {
-        let mut history = self.history()?;
-        let Some(current) = history.pop() else {
-            return Err(Error::Store(format!(
-                "{} has no current model to roll back from",
-                self.describe()
-            )));
-        };
         let versions = self.versions()?;
-        // Skip versions deleted since they were current.
-        while let Some(previous) = history.last() {
-            if previous != &current && versions.contains(previous) {
-                break;
+        for _ in 0..CAS_ATTEMPTS {
+            let (mut history, tag) = self.history_tagged()?;
+            let Some(current) = history.pop() else {
+                return Err(Error::Store(format!(
+                    "{} has no current model to roll back from",
+                    self.describe()
+                )));
+            };
+            // Skip versions deleted since they were current.
+            while let Some(previous) = history.last() {
+                if previous != &current && versions.contains(previous) {
+                    break;
+                }
+                history.pop();
             }
-            history.pop();
+            let Some(previous) = history.last().cloned() else {
+                return Err(Error::Store(format!(
+                    "{}: no version was current before {current}; nothing to roll back to",
+                    self.describe()
+                )));
+            };
+            if self.write_pointer_if(HISTORY_FILE, &(history.join("\n") + "\n"), tag.as_deref())? {
+                self.write_pointer(CURRENT_FILE, &format!("{previous}\n"))?;
+                return Ok(previous);
+            }
         }
-        let Some(previous) = history.last().cloned() else {
-            return Err(Error::Store(format!(
-                "{}: no version was current before {current}; nothing to roll back to",
-                self.describe()
-            )));
-        };
-        self.write_pointer(HISTORY_FILE, &(history.join("\n") + "\n"))?;
-        self.write_pointer(CURRENT_FILE, &format!("{previous}\n"))?;
-        Ok(previous)
+        Err(Error::Store(format!(
+            "{}: the rollback lost {CAS_ATTEMPTS} times in a row to other writers",
+            self.describe()
+        )))
     }
 }
+
+/// Tries of a compare-and-swap of `HISTORY` before giving up.
+const CAS_ATTEMPTS: usize = 50;
 
 /// Opens the store a `--models` argument or setting names: `s3://bucket/prefix` is an S3
 /// bucket (endpoint, region and path style from `models.s3`), anything else a directory.
@@ -274,11 +362,39 @@ impl ModelStore for LocalStore {
 
     fn write_pointer(&self, name: &str, text: &str) -> Result<()> {
         std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
-        let tmp = self.dir.join(format!(".{name}-{}", std::process::id()));
+        // Unique per write: two threads of one process may write the same pointer at once.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self.dir.join(format!(".{name}-{}-{n}", std::process::id()));
         write_synced(&tmp, text.as_bytes())?;
         let path = self.dir.join(name);
         std::fs::rename(&tmp, &path).map_err(|e| Error::io(path, e))?;
         sync_dir(&self.dir)
+    }
+
+    fn read_pointer_tagged(&self, name: &str) -> Result<Option<(String, String)>> {
+        // The text is its own tag: `write_pointer_if` compares it under the lock.
+        Ok(self.read_pointer(name)?.map(|t| (t.clone(), t)))
+    }
+
+    fn write_pointer_if(&self, name: &str, text: &str, expected: Option<&str>) -> Result<bool> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        // An exclusive lock (flock) over the compare and the rename: a check followed by a
+        // rename without it races. Every writer of the pointers takes it.
+        let lock_path = self.dir.join(".pointers.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io(&lock_path, e))?;
+        lock.lock().map_err(|e| Error::io(&lock_path, e))?;
+        let now = self.read_pointer(name)?;
+        if now.as_deref() != expected {
+            return Ok(false);
+        }
+        self.write_pointer(name, text)?;
+        Ok(true)
     }
 
     fn versions(&self) -> Result<Vec<String>> {
@@ -328,6 +444,43 @@ mod tests {
         );
         store.put("v2", &[(MODEL_FILE, b"onnx2")]).unwrap();
         assert_eq!(store.versions().unwrap(), ["v1", "v2"]);
+    }
+
+    #[test]
+    fn concurrent_promotions_are_all_in_history_and_the_last_is_current() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path());
+        let names: Vec<String> = (0..2)
+            .flat_map(|t| (0..25).map(move |i| format!("t{t}v{i:02}")))
+            .collect();
+        for v in &names {
+            store.put(v, &[(MODEL_FILE, b"m")]).unwrap();
+        }
+        std::thread::scope(|s| {
+            for t in 0..2 {
+                let (store, names) = (&store, &names);
+                s.spawn(move || {
+                    for v in names.iter().filter(|v| v.starts_with(&format!("t{t}"))) {
+                        store.set_current(v).unwrap();
+                    }
+                });
+            }
+        });
+        let history = store.history().unwrap();
+        let mut sorted = history.clone();
+        sorted.sort();
+        assert_eq!(sorted, names, "every promotion is in HISTORY once");
+        assert_eq!(store.current().unwrap().as_ref(), history.last());
+        // A promotion decided against a model that is no longer current is refused, naming
+        // the one that is.
+        let now = history.last().unwrap().clone();
+        let stale = history[history.len() - 2].clone();
+        assert_eq!(
+            store.promote("t0v00", Some(Some(&stale))).unwrap(),
+            Err(Some(now.clone()))
+        );
+        assert_eq!(store.promote("t0v00", Some(Some(&now))).unwrap(), Ok(()));
+        assert_eq!(store.current().unwrap().as_deref(), Some("t0v00"));
     }
 
     #[test]

@@ -135,6 +135,57 @@ impl S3Store {
         }
     }
 
+    /// An object and its ETag.
+    fn fetch_tagged(&self, key: String) -> Result<Option<(Vec<u8>, String)>> {
+        let req = self.client.get_object().bucket(&self.bucket).key(&key);
+        let out = crate::rt::block_on(async move {
+            match req.send().await {
+                Ok(o) => {
+                    let tag = o.e_tag().unwrap_or_default().to_string();
+                    match o.body.collect().await {
+                        Ok(b) => Ok(Some((b.into_bytes().to_vec(), tag))),
+                        Err(e) => Err(Err(e)),
+                    }
+                }
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+                Err(e) => Err(Ok(e)),
+            }
+        });
+        match out {
+            Ok(found) => Ok(found),
+            Err(Ok(e)) => Err(self.fail(&format!("get {key}"), e)),
+            Err(Err(e)) => Err(self.fail(&format!("read {key}"), e)),
+        }
+    }
+
+    /// A conditional put: `If-Match: <expected>`, or `If-None-Match: *` when the object is
+    /// expected not to exist. False when the condition failed (412, or 409 for a concurrent
+    /// conditional write).
+    fn store_if(&self, key: String, bytes: Vec<u8>, expected: Option<&str>) -> Result<bool> {
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .body(ByteStream::from(bytes));
+        req = match expected {
+            Some(tag) => req.if_match(tag),
+            None => req.if_none_match("*"),
+        };
+        match crate::rt::block_on(async move { req.send().await }) {
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.raw_response().map(|r| r.status().as_u16()),
+                    Some(412 | 409)
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.fail(&format!("conditional put {key}"), e)),
+        }
+    }
+
     fn store(&self, key: String, bytes: Vec<u8>) -> Result<()> {
         let req = self
             .client
@@ -248,6 +299,16 @@ impl ModelStore for S3Store {
     fn write_pointer(&self, name: &str, text: &str) -> Result<()> {
         // One PUT replaces the object whole: readers see the old pointer or the new one.
         self.store(self.key(name), text.as_bytes().to_vec())
+    }
+
+    fn read_pointer_tagged(&self, name: &str) -> Result<Option<(String, String)>> {
+        Ok(self
+            .fetch_tagged(self.key(name))?
+            .map(|(b, tag)| (String::from_utf8_lossy(&b).into_owned(), tag)))
+    }
+
+    fn write_pointer_if(&self, name: &str, text: &str, expected: Option<&str>) -> Result<bool> {
+        self.store_if(self.key(name), text.as_bytes().to_vec(), expected)
     }
 
     fn describe(&self) -> String {
