@@ -5,6 +5,13 @@
 //! between two batches: serving keeps answering from the current model the whole time and no
 //! request is dropped. A job can be cancelled while queued (it never starts) or while running
 //! (training stops at its next stage or iteration; nothing is stored).
+//!
+//! Behind a load balancer the next request may reach another replica, so a job is visible
+//! from every replica sharing the store: its id is unique across them (this process's random
+//! tag, then a counter), and its record (state, stage, progress, result) is written to the
+//! store as `jobs/<id>.json` when it is queued, every second while it runs, and when it
+//! ends. A replica that does not run the job answers from that record; cancelling there
+//! writes `jobs/<id>.cancel`, which the running replica reads within a second.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,7 +65,7 @@ impl JobState {
 }
 
 /// What a finished job produced.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobResult {
     pub model_version: String,
     pub promoted: bool,
@@ -75,7 +82,7 @@ pub struct JobResult {
 }
 
 /// A job as the API shows it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobView {
     pub id: String,
     pub state: JobState,
@@ -124,6 +131,8 @@ pub type Install = Box<dyn Fn(ServedModel) -> Result<()> + Send>;
 pub struct Jobs {
     records: Arc<Mutex<BTreeMap<u64, Record>>>,
     next: Arc<AtomicU64>,
+    /// This process's part of every job id it hands out.
+    tag: Arc<str>,
     tx: mpsc::SyncSender<u64>,
     limits: Arc<crate::config::JobsSettings>,
     /// The store the jobs publish to (segment renames write there too).
@@ -153,17 +162,19 @@ impl Jobs {
         let jobs = Self {
             records: Arc::default(),
             next: Arc::new(AtomicU64::new(1)),
+            tag: replica_tag().into(),
             tx,
             limits: Arc::new(setup.settings.jobs.clone()),
             store: setup.store.clone(),
             options: setup.options.clone(),
         };
         let records = jobs.records.clone();
+        let tag = jobs.tag.clone();
         std::thread::Builder::new()
             .name("training".into())
             .spawn(move || {
                 for id in rx {
-                    run_one(&records, id, &setup, &install);
+                    run_one(&records, id, &tag, &setup, &install);
                 }
             })
             .expect("spawning the training thread");
@@ -183,7 +194,7 @@ impl Jobs {
         }
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let view = JobView {
-            id: id.to_string(),
+            id: format!("{}-{id}", self.tag),
             state: JobState::Queued,
             stage: String::new(),
             stage_done: 0,
@@ -212,15 +223,26 @@ impl Jobs {
             self.records.lock().expect("job table").remove(&id);
             return Err(JobError::QueueFull);
         }
+        share(self.store.as_ref(), &view);
         Ok(view)
     }
 
+    /// A job of this replica, live; or another replica's, from its record in the store.
+    /// Blocking (the store): call it off the async threads.
     pub fn get(&self, id: &str) -> Result<JobView, JobError> {
-        let records = self.records.lock().expect("job table");
-        let r = parse_id(id)
-            .and_then(|n| records.get(&n))
-            .ok_or_else(|| JobError::NotFound(id.into()))?;
-        Ok(live_view(r))
+        if let Some(n) = self.own(id) {
+            let records = self.records.lock().expect("job table");
+            let r = records
+                .get(&n)
+                .ok_or_else(|| JobError::NotFound(id.into()))?;
+            return Ok(live_view(r));
+        }
+        shared(self.store.as_ref(), id).ok_or_else(|| JobError::NotFound(id.into()))
+    }
+
+    /// The counter of one of this replica's job ids.
+    fn own(&self, id: &str) -> Option<u64> {
+        id.strip_prefix(&*self.tag)?.strip_prefix('-')?.parse().ok()
     }
 
     /// How many jobs are in `state` (for /metrics, without copying the jobs).
@@ -235,11 +257,25 @@ impl Jobs {
         records.values().rev().map(live_view).collect()
     }
 
-    /// Cancels a queued job at once, or asks a running one to stop.
+    /// Cancels a queued job at once, or asks a running one to stop; another replica's job
+    /// through the store (its replica reads the request within a second). Blocking.
     pub fn cancel(&self, id: &str) -> Result<JobView, JobError> {
+        let Some(n) = self.own(id) else {
+            let store = self.store.as_ref();
+            let mut view = shared(store, id).ok_or_else(|| JobError::NotFound(id.into()))?;
+            if view.state.ended() {
+                return Err(JobError::Ended(id.into()));
+            }
+            if let Err(e) = store.write_pointer(&cancel_name(id), "cancel\n") {
+                tracing::warn!("job {id}: the cancel request could not be stored: {e}");
+                return Err(JobError::NotFound(id.into()));
+            }
+            view.cancel_requested = true;
+            return Ok(view);
+        };
         let mut records = self.records.lock().expect("job table");
-        let r = parse_id(id)
-            .and_then(|n| records.get_mut(&n))
+        let r = records
+            .get_mut(&n)
             .ok_or_else(|| JobError::NotFound(id.into()))?;
         if r.view.state.ended() {
             return Err(JobError::Ended(id.into()));
@@ -250,12 +286,56 @@ impl Jobs {
             r.view.state = JobState::Cancelled;
             r.view.finished_at = Some(now());
         }
-        Ok(live_view(r))
+        let view = live_view(r);
+        drop(records);
+        share(self.store.as_ref(), &view);
+        Ok(view)
     }
 }
 
-fn parse_id(id: &str) -> Option<u64> {
-    id.parse().ok()
+/// 8 hex digits for this process, from the clock and the process id: two replicas starting
+/// in the same nanosecond with the same pid are what it would take to collide.
+fn replica_tag() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    format!("{:08x}", h.finish() as u32)
+}
+
+fn record_name(id: &str) -> String {
+    format!("jobs/{id}.json")
+}
+
+fn cancel_name(id: &str) -> String {
+    format!("jobs/{id}.cancel")
+}
+
+/// Writes a job's record to the store, for the other replicas; a failure is logged (the job
+/// goes on, and is still seen from this replica).
+fn share(store: &dyn ModelStore, view: &JobView) {
+    let write = serde_json::to_string(view)
+        .map_err(Error::from)
+        .and_then(|text| store.write_pointer(&record_name(&view.id), &text));
+    if let Err(e) = write {
+        tracing::warn!("job {}: its record could not be stored: {e}", view.id);
+    }
+}
+
+/// Another replica's job, from its record in the store.
+fn shared(store: &dyn ModelStore, id: &str) -> Option<JobView> {
+    // An id is the tag, a dash and a number: nothing else reaches the store's keys.
+    let (tag, n) = id.split_once('-')?;
+    if tag.len() != 8 || !tag.bytes().all(|b| b.is_ascii_hexdigit()) || n.parse::<u64>().is_err() {
+        return None;
+    }
+    let text = store.read_pointer(&record_name(id)).ok()??;
+    serde_json::from_str(&text).ok()
 }
 
 fn live_view(r: &Record) -> JobView {
@@ -283,9 +363,24 @@ fn now() -> String {
 fn run_one(
     records: &Mutex<BTreeMap<u64, Record>>,
     id: u64,
+    tag: &str,
     setup: &TrainingSetup,
     install: &Install,
 ) {
+    let shown = format!("{tag}-{id}");
+    let store = setup.store.as_ref();
+    // Cancelled through another replica while it waited here.
+    if matches!(store.read_pointer(&cancel_name(&shown)), Ok(Some(_))) {
+        let mut records = records.lock().expect("job table");
+        if let Some(r) = records.get_mut(&id) {
+            r.monitor.cancel();
+            r.view.cancel_requested = true;
+            r.view.state = JobState::Cancelled;
+            r.view.finished_at = Some(now());
+            share(store, &r.view);
+        }
+        return;
+    }
     let (options, monitor) = {
         let mut records = records.lock().expect("job table");
         let Some(r) = records.get_mut(&id) else {
@@ -301,11 +396,39 @@ fn run_one(
         take_stage(&mut r.view, &r.monitor);
         (r.options.clone(), r.monitor.clone())
     };
-    tracing::info!("training job {id} started");
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        train_and_publish(id, &options, setup, &monitor, install)
-    }))
-    .unwrap_or_else(|_| Err(Error::Training("the training run panicked".into())));
+    tracing::info!("training job {shown} started");
+    // While it runs: its record to the store every second, and a cancel request from
+    // another replica read back.
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let outcome = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                let view = records.lock().expect("job table").get(&id).map(live_view);
+                if let Some(mut view) = view {
+                    if matches!(store.read_pointer(&cancel_name(&shown)), Ok(Some(_))) {
+                        monitor.cancel();
+                        if let Some(r) = records.lock().expect("job table").get_mut(&id) {
+                            r.view.cancel_requested = true;
+                        }
+                        view.cancel_requested = true;
+                    }
+                    share(store, &view);
+                }
+                for _ in 0..10 {
+                    if done.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            }
+        });
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            train_and_publish(id, &options, setup, &monitor, install)
+        }))
+        .unwrap_or_else(|_| Err(Error::Training("the training run panicked".into())));
+        done.store(true, Ordering::Relaxed);
+        outcome
+    });
     let mut records = records.lock().expect("job table");
     if let Some(r) = records.get_mut(&id) {
         take_stage(&mut r.view, &monitor);
@@ -335,6 +458,7 @@ fn run_one(
                 r.view.error = Some(client_message(&e));
             }
         }
+        share(store, &r.view);
     }
     // Forget the oldest ended jobs beyond the ones kept.
     let ended: Vec<u64> = records

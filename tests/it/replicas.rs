@@ -67,3 +67,112 @@ fn promotions_from_two_processes_at_once_are_never_lost_on_s3() {
         ],
     );
 }
+
+/// Two replicas on one store: a job started on one is seen, to its end, through the other;
+/// job ids differ between replicas; a job cancelled through the other replica stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_started_on_one_replica_is_seen_and_cancelled_through_another() {
+    use crate::support::{json_body, start_with, stored_model, training};
+    use serde_json::Value;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let model = stored_model(dir.path(), 1);
+    let settings = crate::support::settings();
+    let (a, _) = start_with(&model, settings.clone(), Some(training(&store, None))).await;
+    let (b, _) = start_with(&model, settings, Some(training(&store, None))).await;
+    let client = reqwest::Client::new();
+    let start = |url: String, body: &'static str| {
+        let client = client.clone();
+        async move {
+            let r = client
+                .post(format!("{url}/api/v1/train"))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 202);
+            let v: Value = json_body(r).await;
+            v["id"].as_str().unwrap().to_string()
+        }
+    };
+    let get = |url: String, id: String| {
+        let client = client.clone();
+        async move {
+            let r = client
+                .get(format!("{url}/api/v1/jobs/{id}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{id} through {url}");
+            {
+                let v: Value = json_body(r).await;
+                v
+            }
+        }
+    };
+    // A long job on B, cancelled through A at once: B reads the request within a second.
+    let on_b = start(
+        b.clone(),
+        r#"{"source": "synthetic:rows=400000,seed=9", "device": "cpu"}"#,
+    )
+    .await;
+    let r = client
+        .delete(format!("{a}/api/v1/jobs/{on_b}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let v: Value = json_body(r).await;
+    assert_eq!(v["cancel_requested"], true, "{v}");
+    let mut polls = 0;
+    let end = loop {
+        let v = get(b.clone(), on_b.clone()).await;
+        if v["state"] != "queued" && v["state"] != "running" {
+            break v;
+        }
+        polls += 1;
+        assert!(polls < 1200, "job {on_b} was not cancelled: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(end["state"], "cancelled", "{end}");
+    assert_eq!(end["cancel_requested"], true, "{end}");
+    assert_eq!(
+        end,
+        get(a.clone(), on_b.clone()).await,
+        "both replicas tell the same"
+    );
+
+    // A job on A, seen through B to its end.
+    let on_a = start(
+        a.clone(),
+        r#"{"source": "synthetic:rows=1500,seed=9", "device": "cpu"}"#,
+    )
+    .await;
+    assert_ne!(on_a, on_b, "job ids are unique across replicas");
+    let mut seen = Vec::new();
+    let done = loop {
+        let v = get(b.clone(), on_a.clone()).await;
+        let state = v["state"].as_str().unwrap().to_string();
+        seen.push(state.clone());
+        if ["succeeded", "failed", "cancelled"].contains(&state.as_str()) {
+            break v;
+        }
+        assert!(seen.len() < 1200, "job {on_a} did not end: {seen:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert!(done["result"]["model_version"].is_string(), "{done}");
+    assert_eq!(
+        done,
+        get(a.clone(), on_a.clone()).await,
+        "both replicas tell the same"
+    );
+    // An id no replica handed out.
+    let r = client
+        .get(format!("{a}/api/v1/jobs/00000000-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}

@@ -361,15 +361,21 @@ impl ModelStore for LocalStore {
     }
 
     fn write_pointer(&self, name: &str, text: &str) -> Result<()> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        // A name may have a folder (`jobs/<id>.json`): the temporary file goes beside it.
+        let path = self.dir.join(name);
+        let parent = path.parent().unwrap_or(&self.dir).to_path_buf();
+        std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
+        let file = path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
         // Unique per write: two threads of one process may write the same pointer at once.
         static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = self.dir.join(format!(".{name}-{}-{n}", std::process::id()));
+        let tmp = parent.join(format!(".{file}-{}-{n}", std::process::id()));
         write_synced(&tmp, text.as_bytes())?;
-        let path = self.dir.join(name);
         std::fs::rename(&tmp, &path).map_err(|e| Error::io(path, e))?;
-        sync_dir(&self.dir)
+        sync_dir(&parent)
     }
 
     fn read_pointer_tagged(&self, name: &str) -> Result<Option<(String, String)>> {

@@ -119,7 +119,12 @@ async fn get_job(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(axum::Json(jobs(&s)?.get(&id)?).into_response())
+    // Another replica's job is read from the store: off the async threads.
+    let jobs = jobs(&s)?.clone();
+    let view = tokio::task::spawn_blocking(move || jobs.get(&id))
+        .await
+        .map_err(|e| ApiError::new(Code::Internal, e.to_string()))??;
+    Ok(axum::Json(view).into_response())
 }
 
 /// Cancel a job: at once when queued, at its next stage or iteration when running.
@@ -137,6 +142,9 @@ async fn cancel_job(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let view = jobs(&s)?.cancel(&id)?;
+    let jobs = jobs(&s)?.clone();
+    let view = tokio::task::spawn_blocking(move || jobs.cancel(&id))
+        .await
+        .map_err(|e| ApiError::new(Code::Internal, e.to_string()))??;
     Ok((StatusCode::ACCEPTED, axum::Json(view)).into_response())
 }
