@@ -46,7 +46,7 @@ def main():
                 if not ok:
                     failures.append({"at": round(t0 - start, 3), "why": why})
                 if version:
-                    versions.setdefault(version, [t0 - start, t0 - start])[1] = t0 - start
+                    versions.setdefault(version, [t0, t0])[1] = t0
     ts = [threading.Thread(target=client) for _ in range(threads)]
     for t in ts:
         t.start()
@@ -62,7 +62,9 @@ def main():
         "p99_ms": pct(0.99),
         "max_ms": pct(1.0),
         "failures": failures[:20],
-        "versions": {v: [round(a, 2), round(b, 2)] for v, (a, b) in versions.items()},
+        "started_at": start,
+        # Each model version answering: the first and the last time (epoch seconds).
+        "versions": {v: [a, b] for v, (a, b) in versions.items()},
     }
     with open(out, "w") as f:
         json.dump(summary, f, indent=1)

@@ -5,7 +5,11 @@
 # that does NOT retry (`retries 0`, as a Kubernetes Service or an L4 balancer would), so a
 # missing drain shows as failed requests.
 #   scripts/replicas.sh [DRAIN_MS]     (default 3000; 0 shows what happens without the drain)
-# Prints the load's summary (requests, failed, p50/p99/max ms) and exits 1 if any failed.
+# Then, behind the project's deploy/haproxy.cfg (retries on connection errors), one replica is
+# killed with SIGKILL and started again; then a new model is promoted in the store and every
+# replica switches to it (the load's answers show when each version was served).
+# Prints each phase's summary (requests, failed, p50/p99/max ms, versions served) and exits 1
+# if any request failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 drain="${1:-3000}"
@@ -19,6 +23,7 @@ cleanup() {
   touch "$work/stop"
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   [[ -n ${lb:-} ]] && kill "$lb" 2>/dev/null || true
+  [[ -n ${lb2:-} ]] && kill "$lb2" 2>/dev/null || true
   scripts/services.sh stop "$work/services.env" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -34,6 +39,7 @@ store="s3://$bucket/run-$$"
 export CATEGORIZER__MODELS__S3__ENDPOINT="$CATEGORIZER_TEST_S3" CATEGORIZER__MODELS__S3__FORCE_PATH_STYLE=true
 export CATEGORIZER__MODELS__POLL_INTERVAL_MS=500 CATEGORIZER__SERVER__DRAIN_MS="$drain"
 export CATEGORIZER__SERVER__SHUTDOWN_GRACE_MS=3000 CATEGORIZER__SERVER__BEHIND_PROXY=true
+export CATEGORIZER_ADMIN_TOKEN="replicas-$$-$RANDOM"
 export RUST_LOG=warn
 "$bin" train --data synthetic:rows=2000,seed=1 --device cpu --quiet --out "$work/run" --models "$store" >/dev/null
 
@@ -75,19 +81,136 @@ haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 &
 lb=$!
 sleep 1.5
 
-"$py" scripts/load_gen.py "http://127.0.0.1:$lbport/api/v1/predict" 8 "$work/stop" "$work/load.json" &
-load=$!
-sleep 3
-for i in 0 1 2; do
-  kill -TERM "${pids[$i]}"
-  wait "${pids[$i]}" || { echo "replicas: replica $i exited with $?" >&2; }
-  start_replica "$i"
-  sleep 2   # rise 2 at 500 ms: back in rotation before the next one stops
-done
-sleep 2
-touch "$work/stop"
-wait "$load"
-echo "drain_ms=$drain rolling restart of 3 replicas behind HAProxy (retries 0):"
-cat "$work/load.json"
-failed=$("$py" -c "import json; print(json.load(open('$work/load.json'))['failed'])")
-[[ $failed == 0 ]]
+# The project's own config (deploy/haproxy.cfg: retries on connection errors), on the same
+# replicas, for the kill -9.
+deployport="$(free_port)"
+LISTEN="127.0.0.1:$deployport" REPLICA1="127.0.0.1:${ports[0]}" REPLICA2="127.0.0.1:${ports[1]}" \
+  REPLICA3="127.0.0.1:${ports[2]}" haproxy -f deploy/haproxy.cfg -db >"$work/haproxy-deploy.log" 2>&1 &
+lb2=$!
+sleep 2.5
+
+status=0
+phase() { # name, port, then the action as a command
+  local name="$1" port="$2"; shift 2
+  rm -f "$work/stop"
+  "$py" scripts/load_gen.py "http://127.0.0.1:$port/api/v1/predict" 8 "$work/stop" "$work/$name.json" &
+  local load=$!
+  sleep 3
+  "$@"
+  sleep 2
+  touch "$work/stop"
+  wait "$load"
+  "$py" - "$work/$name.json" "$name" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+import os
+v = s["versions"]
+print(f"{sys.argv[2]}: {s['requests']} requests in {s['seconds']} s, {s['failed']} failed, "
+      f"p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms, max {s['max_ms']} ms; {len(v)} model version(s) answered")
+promoted = os.path.join(os.path.dirname(sys.argv[1]), "promoted_at")
+if len(v) == 2 and os.path.exists(promoted):
+    at = float(open(promoted).read())
+    (old, (_, old_last)), (new, (new_first, _)) = sorted(v.items(), key=lambda kv: kv[1][0])
+    print(f"    promoted at +{at - s['started_at']:.2f} s: {new} first answered {new_first - at:+.2f} s after, "
+          f"{old} last answered {old_last - at:+.2f} s after; both answered for {max(0.0, old_last - new_first):.2f} s")
+for f in s["failures"][:3]:
+    print("   ", f)
+PY
+  local failed
+  failed=$("$py" -c "import json; print(json.load(open('$work/$name.json'))['failed'])")
+  [[ $failed == 0 ]] || status=1
+}
+
+rolling_restart() {
+  for i in 0 1 2; do
+    kill -TERM "${pids[$i]}"
+    wait "${pids[$i]}" || echo "replicas: replica $i exited with $?" >&2
+    start_replica "$i"
+    sleep 2   # rise 2 at 500 ms: back in rotation before the next one stops
+  done
+}
+kill_one() {
+  kill -KILL "${pids[1]}"
+  wait "${pids[1]}" 2>/dev/null || true
+  sleep 2
+  start_replica 1
+  sleep 3
+}
+current_version() { "$bin" models --models "$store" list | awk '$1 == "*" {print $2}'; }
+# A second model trained into the store beforehand and left a candidate (rolled back if its
+# gate promoted it), so that the promotion below is one clean step.
+prepare_new() {
+  local old
+  old="$(current_version)"
+  "$bin" train --data synthetic:rows=2000,seed=2 --device cpu --quiet --out "$work/run2" \
+    --models "$store" >/dev/null
+  newv="$("$bin" models --models "$store" list | awk 'NR > 1 {print ($1 == "*") ? $2 : $1}' | tail -1)"
+  [[ "$(current_version)" == "$old" ]] || "$bin" models --models "$store" rollback >/dev/null
+  sleep 2
+}
+promote_new() {
+  date +%s.%N >"$work/promoted_at"
+  "$bin" models --models "$store" promote "$newv" >/dev/null
+}
+
+phase "rolling-restart-drain-${drain}ms-retries-0" "$lbport" rolling_restart
+phase "kill-9-one-replica-deploy-haproxy" "$deployport" kill_one
+prepare_new
+phase "promotion" "$lbport" promote_new
+
+# Training through the balancer: refused without the token, whatever the client claims;
+# two jobs at once, followed through whichever replica answers, both in the store's history
+# when promoted, every replica on the same current model after.
+PROMOTED_FILE="$work/promoted" "$py" - "http://127.0.0.1:$deployport" "$CATEGORIZER_ADMIN_TOKEN" "${ports[@]}" <<'PY' || status=1
+import os, sys, time, requests
+lb, token, ports = sys.argv[1], sys.argv[2], sys.argv[3:]
+ok = True
+for headers in [{}, {"X-Forwarded-For": "127.0.0.1"}, {"Authorization": "Bearer wrong"},
+                {"X-Real-IP": "127.0.0.1", "Forwarded": "for=127.0.0.1"}]:
+    r = requests.post(f"{lb}/api/v1/train", headers=headers, timeout=10)
+    print(f"training through HAProxy with {headers or 'no headers'}: {r.status_code}")
+    ok &= r.status_code in (401, 403)
+auth = {"Authorization": f"Bearer {token}", "content-type": "application/json"}
+body = '{"source": "synthetic:rows=1500,seed=%d", "device": "cpu"}'
+ids = []
+for seed in (3, 4):
+    r = requests.post(f"{lb}/api/v1/train", data=body % seed, headers=auth, timeout=10)
+    ok &= r.status_code == 202
+    ids.append(r.json()["id"])
+print("two jobs started through HAProxy:", ids)
+ended = {}
+deadline = time.time() + 240
+while len(ended) < 2 and time.time() < deadline:
+    for i in ids:
+        if i in ended:
+            continue
+        v = requests.get(f"{lb}/api/v1/jobs/{i}", headers=auth, timeout=10).json()
+        if v["state"] in ("succeeded", "failed", "cancelled"):
+            ended[i] = v
+    time.sleep(0.5)
+for i, v in ended.items():
+    res = v.get("result") or {}
+    print(f"job {i}: {v['state']}, model {res.get('model_version')}, promoted {res.get('promoted')}: {res.get('promotion_note')}")
+    ok &= v["state"] == "succeeded"
+ok &= len(ended) == 2
+time.sleep(1.5)
+served = {p: requests.get(f"http://127.0.0.1:{p}/api/v1/model", timeout=10).json().get("version") for p in ports}
+print("served by each replica:", served)
+ok &= len(set(served.values())) == 1
+promoted = [v["result"]["model_version"] for v in ended.values() if v.get("result", {}).get("promoted")]
+print("promoted by the jobs:", promoted)
+with open(os.environ["PROMOTED_FILE"], "w") as f:
+    f.write("\n".join(promoted) + "\n")
+sys.exit(0 if ok else 1)
+PY
+# Every promotion of the two jobs is a line of HISTORY, and the last line is what is served.
+history="$(.venv-s3/bin/python -c "
+import boto3
+b, k = '$store'[5:].split('/', 1)
+print(boto3.client('s3', endpoint_url='$CATEGORIZER_TEST_S3', region_name='us-east-1').get_object(Bucket=b, Key=k + '/HISTORY')['Body'].read().decode())")"
+echo "HISTORY: $(echo "$history" | tr '\n' ' ')"
+while read -r v; do
+  [[ -z $v ]] || grep -qx "$v" <<<"$history" || { echo "replicas: $v was promoted but is not in HISTORY" >&2; status=1; }
+done <"$work/promoted"
+"$bin" models --models "$store" list | head -8
+exit "$status"

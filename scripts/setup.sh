@@ -37,10 +37,11 @@ venv="$root/.venv"
 python_packages=(onnxruntime==1.31.1)
 # The tests also run the README's Arrow client snippet (pyarrow + requests), and score with
 # the Spark package (integrations/spark, its pins) in PySpark and DuckDB.
+# deploy/check.sh validates the Kubernetes manifests with kubernetes-validate's schemas.
 [ "$mode" = test ] && python_packages+=(onnx==1.23.2 pyarrow==26.0.1 requests==2.34.2
-  numpy==2.4.6 pyspark==4.3.0 pandas==2.3.3 duckdb==2.0.1)
+  numpy==2.4.6 pyspark==4.3.0 pandas==2.3.3 duckdb==2.0.1 kubernetes-validate==1.37.0)
 if ! "$venv/bin/python" -c 'import onnxruntime' 2>/dev/null \
-   || { [ "$mode" = test ] && ! "$venv/bin/python" -c 'import onnx, pyarrow, requests, numpy, pyspark, pandas, duckdb' 2>/dev/null; }; then
+   || { [ "$mode" = test ] && ! "$venv/bin/python" -c 'import onnx, pyarrow, requests, numpy, pyspark, pandas, duckdb, kubernetes_validate' 2>/dev/null; }; then
   if ! python3 -m venv --help >/dev/null 2>&1; then
     sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
