@@ -89,6 +89,28 @@ LISTEN="127.0.0.1:$deployport" REPLICA1="127.0.0.1:${ports[0]}" REPLICA2="127.0.
 lb2=$!
 sleep 2.5
 
+# REPLICAS_THROUGHPUT=SECONDS: instead of the events, wrk's single-customer throughput
+# against one replica directly and against HAProxy over the three, with each replica's CPU.
+if [[ -n ${REPLICAS_THROUGHPUT:-} ]]; then
+  command -v wrk >/dev/null || { echo "replicas: wrk is not installed" >&2; exit 1; }
+  "$py" - "$work/one.lua" <<'PY'
+import json, sys
+body = json.dumps({"customers": [{"Age": 45, "Education": 2, "Marital_Status": 1, "Parental_Status": 1,
+    "Children": 1, "Income": 52000.0, "Total_Spending": 600.0, "Days_as_Customer": 500, "Recency": 30,
+    "Wines": 300.0, "Fruits": 20.0, "Meat": 150.0, "Fish": 30.0, "Sweets": 20.0, "Gold": 40.0, "Web": 4,
+    "Catalog": 2, "Store": 6, "Discount_Purchases": 2, "Total_Promo": 0, "NumWebVisitsMonth": 5}]})
+open(sys.argv[1], "w").write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [[' + body + ']]\n')
+PY
+  cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+  for target in "replica:${ports[0]}" "haproxy-over-3:$lbport"; do
+    before=("$(cpu "${pids[0]}")" "$(cpu "${pids[1]}")" "$(cpu "${pids[2]}")")
+    out="$(wrk -t2 -c64 -d"${REPLICAS_THROUGHPUT}s" --latency -s "$work/one.lua" "http://127.0.0.1:${target#*:}/api/v1/predict")"
+    after=("$(cpu "${pids[0]}")" "$(cpu "${pids[1]}")" "$(cpu "${pids[2]}")")
+    echo "${target%%:*}: $(grep Requests/sec <<<"$out" | awk '{print $2}') req/s, p99 $(grep ' 99%' <<<"$out" | awk '{print $2}'); replicas' CPU seconds: $(( after[0] - before[0] )) $(( after[1] - before[1] )) $(( after[2] - before[2] )) (clock ticks, 100/s)"
+  done
+  exit 0
+fi
+
 status=0
 phase() { # name, port, then the action as a command
   local name="$1" port="$2"; shift 2
