@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Iterator, Optional
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
