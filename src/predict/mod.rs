@@ -290,22 +290,7 @@ pub fn features_of_file(
         let df = piece.frame(&reader.parse, None)?;
         let n = df.height();
         let (conformed, unreadable) =
-            ingest::conform_rows(&source, df, bad).map_err(|e| match e {
-                Error::BadValue {
-                    source_name,
-                    column,
-                    row,
-                    value,
-                    expected,
-                } => Error::BadValue {
-                    source_name,
-                    column,
-                    row: row + offset,
-                    value,
-                    expected,
-                },
-                other => other,
-            })?;
+            ingest::conform_rows(&source, df, bad).map_err(|e| piece::shift_row(e, offset))?;
         let t = crate::features::engineer(&conformed, reference)?;
         // The order of bulk scoring's rule: an unreadable cell wins over what its missing
         // value made of the row, a malformed record over everything.

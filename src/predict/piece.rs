@@ -163,7 +163,7 @@ impl Piecework {
 }
 
 /// A bad-value error inside a chunk names the row of the whole file.
-fn shift_row(e: Error, offset: usize) -> Error {
+pub(super) fn shift_row(e: Error, offset: usize) -> Error {
     match e {
         Error::BadValue {
             source_name,

@@ -117,22 +117,7 @@ impl S3Store {
 
     /// The object's bytes; None when there is no such key.
     fn fetch(&self, key: String) -> Result<Option<Vec<u8>>> {
-        let req = self.client.get_object().bucket(&self.bucket).key(&key);
-        let out = crate::rt::block_on(async move {
-            match req.send().await {
-                Ok(o) => match o.body.collect().await {
-                    Ok(b) => Ok(Some(b.into_bytes().to_vec())),
-                    Err(e) => Err(Err(e)),
-                },
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-                Err(e) => Err(Ok(e)),
-            }
-        });
-        match out {
-            Ok(bytes) => Ok(bytes),
-            Err(Ok(e)) => Err(self.fail(&format!("get {key}"), e)),
-            Err(Err(e)) => Err(self.fail(&format!("read {key}"), e)),
-        }
+        Ok(self.fetch_tagged(key)?.map(|(bytes, _)| bytes))
     }
 
     /// An object and its ETag.
