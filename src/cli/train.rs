@@ -41,6 +41,10 @@ pub struct Args {
     /// Train and write the run directory only; no ONNX export.
     #[arg(long)]
     pub no_export: bool,
+    /// Train only when the store has no current model yet (exit 0 otherwise): seeds a shared
+    /// store once, before its replicas start (deploy/compose.yaml's `init`).
+    #[arg(long, conflicts_with = "no_export")]
+    pub if_store_empty: bool,
 }
 
 pub fn run(args: Args, ctx: Context) -> anyhow::Result<ExitCode> {
@@ -53,6 +57,7 @@ pub fn run(args: Args, ctx: Context) -> anyhow::Result<ExitCode> {
         quiet,
         models,
         no_export,
+        if_store_empty,
     } = args;
     let Context {
         mut settings,
@@ -80,6 +85,15 @@ pub fn run(args: Args, ctx: Context) -> anyhow::Result<ExitCode> {
         let spec = models.unwrap_or_else(|| store::default_spec(&settings.models));
         Some(store::open(&spec, &settings.models)?)
     };
+    if let (true, Some(s)) = (if_store_empty, store.as_deref()) {
+        if let Some(version) = s.current()? {
+            println!(
+                "{}: its current model is {version}; nothing to train (--if-store-empty)",
+                s.describe()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     let device = device.unwrap_or(settings.device);
     let options = SessionOptions::from_settings(&settings.inference);
     let report_path = out_dir.join("validation.json");

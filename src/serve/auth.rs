@@ -11,6 +11,41 @@ use axum::http::{HeaderMap, header};
 use super::AppState;
 use super::error::{ApiError, Code};
 
+/// The admin token: `CATEGORIZER_ADMIN_TOKEN`, else the contents of the file that
+/// `CATEGORIZER_ADMIN_TOKEN_FILE` names (a Docker or Kubernetes secret mounted as a file; one
+/// trailing newline dropped). A file that is named but cannot be read, or is empty, stops the
+/// service: a configured secret that went missing must not quietly open the training routes
+/// to loopback clients.
+pub fn admin_token_from_env() -> crate::error::Result<Option<String>> {
+    admin_token_from(
+        std::env::var("CATEGORIZER_ADMIN_TOKEN").ok(),
+        std::env::var_os("CATEGORIZER_ADMIN_TOKEN_FILE"),
+    )
+}
+
+fn admin_token_from(
+    token: Option<String>,
+    file: Option<std::ffi::OsString>,
+) -> crate::error::Result<Option<String>> {
+    if let Some(t) = token.filter(|t| !t.is_empty()) {
+        return Ok(Some(t));
+    }
+    let Some(path) = file.filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| crate::error::Error::io(std::path::PathBuf::from(&path), e))?;
+    let token = text.strip_suffix('\n').unwrap_or(&text);
+    let token = token.strip_suffix('\r').unwrap_or(token);
+    if token.is_empty() {
+        return Err(crate::error::Error::config(
+            "CATEGORIZER_ADMIN_TOKEN_FILE",
+            format!("{} is empty", path.to_string_lossy()),
+        ));
+    }
+    Ok(Some(token.to_owned()))
+}
+
 /// Taken by the training handlers: with an admin token configured, the request carries
 /// `Authorization: Bearer <token>`; without one, it comes from a loopback client. Extracted
 /// before anything else the handler takes, so a refused request is refused first.
@@ -86,6 +121,30 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_token_comes_from_the_variable_else_from_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("admin_token");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let named = Some(file.clone().into_os_string());
+        assert_eq!(admin_token_from(None, None).unwrap(), None);
+        assert_eq!(
+            admin_token_from(Some("direct".into()), named.clone()).unwrap(),
+            Some("direct".into())
+        );
+        assert_eq!(
+            admin_token_from(Some(String::new()), named.clone()).unwrap(),
+            Some("from-file".into())
+        );
+        // A secret that is named but missing or empty stops the service.
+        std::fs::write(&file, "\n").unwrap();
+        let e = admin_token_from(None, named).unwrap_err().to_string();
+        assert!(e.contains("CATEGORIZER_ADMIN_TOKEN_FILE"), "{e}");
+        let gone = Some(dir.path().join("absent").into_os_string());
+        let e = admin_token_from(None, gone).unwrap_err().to_string();
+        assert!(e.contains("absent"), "{e}");
+    }
 
     #[test]
     fn behind_a_proxy_training_needs_the_token_even_from_loopback() {

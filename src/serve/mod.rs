@@ -370,9 +370,7 @@ pub async fn serve(
         model.manifest.classifier,
         store.describe()
     );
-    let admin_token = std::env::var("CATEGORIZER_ADMIN_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty());
+    let admin_token = auth::admin_token_from_env()?;
     if admin_token.is_none() {
         tracing::info!(
             "CATEGORIZER_ADMIN_TOKEN is not set: the training endpoints accept loopback clients only"
