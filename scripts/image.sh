@@ -23,6 +23,9 @@
 #   scripts/image.sh base-images [rust]    debian:bookworm-slim made with debootstrap when no
 #                                          registry can provide it; `rust` also makes
 #                                          rust:1.95-bookworm from it and this machine's toolchain
+#   scripts/image.sh prebuilt-context DIR  a build context in DIR: the Dockerfiles and prebuilt/
+#                                          (ONNX Runtime and the binary the test run built), for
+#                                          --build-arg BINARY_STAGE=prebuilt
 #   scripts/image.sh container             both images' runtime stages built by Docker from the
 #                                          binary the test run built (BINARY_STAGE=prebuilt); the
 #                                          CPU image run as its non-root user until its
@@ -157,16 +160,20 @@ DOCKERFILE
     fi
     docker_cli images --format 'image: {{.Repository}}:{{.Tag}} {{.Size}}' debian >&2
     ;;
-  container)
-    "$0" engine
-    "$0" base-images
-    ctx="$(mktemp -d)"; name="categorizer-ci-$$"
-    trap 'docker_cli rm -f "$name" >/dev/null 2>&1 || true; rm -rf "$ctx"' EXIT
+  prebuilt-context)
+    ctx="${1:?usage: $0 prebuilt-context DIR}"
     mkdir -p "$ctx/scripts"
     cp Dockerfile Dockerfile.gpu .dockerignore "$ctx/"
     cp scripts/image.sh "$ctx/scripts/"
     "$0" onnxruntime "$ctx/prebuilt/onnxruntime"
     "$0" install-bin "$ctx/prebuilt/categorizer"
+    ;;
+  container)
+    "$0" engine
+    "$0" base-images
+    ctx="$(mktemp -d)"; name="categorizer-ci-$$"
+    trap 'docker_cli rm -f "$name" >/dev/null 2>&1 || true; rm -rf "$ctx"' EXIT
+    "$0" prebuilt-context "$ctx"
     for file in Dockerfile Dockerfile.gpu; do
       tag="customer-categorizer:ci$([ $file = Dockerfile.gpu ] && echo -gpu || true)"
       started=$(date +%s)
@@ -212,6 +219,6 @@ PY
     echo "image: container test passed" >&2
     ;;
   *)
-    sed -n '2,31p' "$0" >&2; exit 2
+    sed -n '2,34p' "$0" >&2; exit 2
     ;;
 esac

@@ -12,9 +12,10 @@ case "$mode" in
   # wgpu tests on a machine without a GPU run on Mesa's software Vulkan driver (lavapipe).
   # The browser test drives Debian's Chromium through chromedriver.
   # The Spark tests run PySpark in local mode on Debian's OpenJDK 17; the replica test puts
-  # HAProxy in front of three servers.
+  # HAProxy in front of three servers; deploy/compose.yaml is checked and run with Debian's
+  # docker-compose 1.29.
   test) packages+=(mesa-vulkan-drivers libvulkan1 chromium chromium-driver openjdk-17-jre-headless
-    haproxy curl) ;;
+    haproxy curl docker-compose) ;;
   *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac
 
