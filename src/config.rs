@@ -27,6 +27,34 @@ pub struct Settings {
     pub validation: ValidationSettings,
     pub jobs: JobsSettings,
     pub training: TrainingSettings,
+    pub monitoring: MonitoringSettings,
+}
+
+/// Live monitoring: each replica profiles the customers it scores in time buckets and
+/// measures their drift against the served model's training reference.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitoringSettings {
+    pub enabled: bool,
+    /// One bucket per this span; buckets are merged into windows and written to the store.
+    pub bucket_ms: u64,
+    /// Buckets kept in memory this long.
+    pub retention_ms: u64,
+    /// Drift is measured on the buckets of this last span.
+    pub window_ms: u64,
+    /// The report (and its /metrics gauges) is recomputed this often; also on demand.
+    pub interval_ms: u64,
+    /// A window with fewer customers says "not enough data".
+    pub min_rows: u64,
+    /// The atypical share drifts when it is at least this many times the expected 1 % (and
+    /// not by chance).
+    pub atypical_ratio: f64,
+    /// Closed buckets go to the model store under `monitoring/<version>/<replica>/`.
+    pub write_to_store: bool,
+    /// Drift in this many consecutive reports starts one training job (off by default).
+    pub retrain_on_drift: bool,
+    pub retrain_source: Option<String>,
+    pub retrain_after: u32,
 }
 
 /// How training reads a source too large to hold: above `sample_rows` records it streams the
@@ -398,6 +426,42 @@ impl Settings {
         if let Some(uri) = m.s3.uri.as_deref().filter(|u| !u.is_empty()) {
             parse_s3_uri(uri).map_err(|e| Error::config("models.s3.uri", e.to_string()))?;
         }
+        let mo = &self.monitoring;
+        check(
+            mo.bucket_ms >= 100 && mo.bucket_ms <= 86_400_000,
+            "monitoring.bucket_ms",
+            "must be between 100 and 86400000",
+        )?;
+        check(
+            mo.window_ms >= mo.bucket_ms && mo.retention_ms >= mo.window_ms,
+            "monitoring.window_ms",
+            "must be at least monitoring.bucket_ms and at most monitoring.retention_ms",
+        )?;
+        check(
+            mo.retention_ms / mo.bucket_ms <= 10_000,
+            "monitoring.retention_ms",
+            "keeps at most 10000 buckets (retention_ms / bucket_ms)",
+        )?;
+        check(
+            mo.interval_ms >= 100,
+            "monitoring.interval_ms",
+            "must be at least 100",
+        )?;
+        check(
+            mo.atypical_ratio.is_finite() && mo.atypical_ratio >= 1.0,
+            "monitoring.atypical_ratio",
+            "must be a finite number >= 1",
+        )?;
+        check(
+            !mo.retrain_on_drift || mo.retrain_source.as_deref().is_some_and(|s| !s.is_empty()),
+            "monitoring.retrain_source",
+            "must be set when monitoring.retrain_on_drift is true",
+        )?;
+        check(
+            mo.retrain_after >= 1,
+            "monitoring.retrain_after",
+            "must be at least 1",
+        )?;
         let v = &self.validation;
         for (key, share) in [
             ("validation.max_missing_share", v.max_missing_share),

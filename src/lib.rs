@@ -30,6 +30,7 @@ pub mod inference;
 pub mod ingest;
 pub mod json_f64;
 pub mod matrix;
+pub mod monitor;
 pub mod onnx;
 pub mod predict;
 pub mod preprocess;

@@ -52,6 +52,9 @@ enum Command {
     Predict(cli::predict::Args),
     /// Export a model for other engines: its 21 features as SQL for Spark or DuckDB.
     Export(cli::export::Args),
+    /// The drift of the customers a model scored, from every replica's monitoring buckets in
+    /// the store, merged (exit 1 with --fail-on-drift when it drifted).
+    Monitor(cli::monitor::Args),
 }
 
 fn main() -> ExitCode {
@@ -93,5 +96,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Healthcheck(args) => cli::healthcheck::run(args, ctx),
         Command::Predict(args) => cli::predict::run(args, ctx),
         Command::Export(args) => cli::export::run(args, ctx),
+        Command::Monitor(args) => cli::monitor::run(args, ctx),
     }
 }

@@ -6,6 +6,7 @@ pub mod generate;
 pub mod healthcheck;
 pub mod import;
 pub mod models;
+pub mod monitor;
 pub mod predict;
 pub mod serve;
 pub mod train;

@@ -98,6 +98,11 @@ pub struct Manifest {
     /// for drift against (absent from models published before validation existed).
     #[serde(default)]
     pub data_profile: Option<crate::validate::Profile>,
+    /// The profile of the 21 features of the training split: the reference that live
+    /// monitoring compares the customers the model scores with. None: published before
+    /// monitoring existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_profile: Option<crate::validate::Profile>,
     /// The validation report of the run that trained this model.
     #[serde(default)]
     pub validation: Option<crate::validate::Report>,

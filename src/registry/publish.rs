@@ -144,6 +144,7 @@ pub fn publish(
             &got.segment,
         ),
         data_profile: Some(outcome.profile.clone()),
+        feature_profile: Some(outcome.feature_profile.clone()),
         validation: Some(outcome.validation.clone()),
         segmentation: Some(outcome.segmentation.clone()),
         lineage,

@@ -157,12 +157,12 @@ pub enum JobError {
 
 impl Jobs {
     /// Starts the worker thread. `install` is called with each promoted model.
-    pub fn start(setup: TrainingSetup, install: Install) -> Self {
+    pub fn start(setup: TrainingSetup, install: Install, tag: &str) -> Self {
         let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
         let jobs = Self {
             records: Arc::default(),
             next: Arc::new(AtomicU64::new(1)),
-            tag: replica_tag().into(),
+            tag: tag.into(),
             tx,
             limits: Arc::new(setup.settings.jobs.clone()),
             store: setup.store.clone(),
@@ -293,9 +293,11 @@ impl Jobs {
     }
 }
 
-/// 8 hex digits for this process, from the clock and the process id: two replicas starting
-/// in the same nanosecond with the same pid are what it would take to collide.
-fn replica_tag() -> String {
+/// 8 hex digits for a serving instance (one per process in production), from the clock, the
+/// process id and a random hasher key: two replicas starting in the same nanosecond with the
+/// same pid are what it would take to collide. Job ids and the monitoring buckets a replica
+/// writes carry it.
+pub fn replica_tag() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(

@@ -206,6 +206,10 @@ pub struct Gauges<'a> {
     pub model_classifier: &'a str,
     pub jobs_queued: usize,
     pub jobs_running: usize,
+    /// The monitor's last periodic report, and its counters (dropped rows, buckets written,
+    /// writes failed).
+    pub monitoring: Option<std::sync::Arc<crate::monitor::Report>>,
+    pub monitoring_counters: (u64, u64, u64),
 }
 
 impl Metrics {
@@ -350,7 +354,101 @@ impl Metrics {
                 self.atypical.get(s)
             );
         }
+        render_monitoring(&mut out, g);
         out
+    }
+}
+
+/// The monitor's gauges: its last report of the window (refreshed every
+/// `monitoring.interval_ms`), and its counters.
+fn render_monitoring(out: &mut String, g: &Gauges) {
+    let (dropped, written, failed) = g.monitoring_counters;
+    let _ = write!(
+        out,
+        "# HELP categorizer_monitoring_dropped_rows_total Scored customers the monitor could not keep up with.\n\
+         # TYPE categorizer_monitoring_dropped_rows_total counter\n\
+         categorizer_monitoring_dropped_rows_total {dropped}\n\
+         # HELP categorizer_monitoring_buckets_written_total Closed monitoring buckets written to the model store.\n\
+         # TYPE categorizer_monitoring_buckets_written_total counter\n\
+         categorizer_monitoring_buckets_written_total {written}\n\
+         # HELP categorizer_monitoring_bucket_write_failures_total Monitoring buckets the store refused.\n\
+         # TYPE categorizer_monitoring_bucket_write_failures_total counter\n\
+         categorizer_monitoring_bucket_write_failures_total {failed}\n"
+    );
+    let Some(r) = &g.monitoring else { return };
+    let flag = |b: bool| u8::from(b);
+    let _ = write!(
+        out,
+        "# HELP categorizer_monitoring_window_rows Customers scored in the monitoring window.\n\
+         # TYPE categorizer_monitoring_window_rows gauge\n\
+         categorizer_monitoring_window_rows {}\n\
+         # HELP categorizer_monitoring_window_error_rows Customers refused with a row error in the window.\n\
+         # TYPE categorizer_monitoring_window_error_rows gauge\n\
+         categorizer_monitoring_window_error_rows {}\n\
+         # HELP categorizer_monitoring_enough_data 1 when the window has monitoring.min_rows customers.\n\
+         # TYPE categorizer_monitoring_enough_data gauge\n\
+         categorizer_monitoring_enough_data {}\n\
+         # HELP categorizer_monitoring_dataset_drift 1 when the window drifted from the model's training data (validation's dataset rule).\n\
+         # TYPE categorizer_monitoring_dataset_drift gauge\n\
+         categorizer_monitoring_dataset_drift {}\n\
+         # HELP categorizer_monitoring_drifted_features Features drifted in the window.\n\
+         # TYPE categorizer_monitoring_drifted_features gauge\n\
+         categorizer_monitoring_drifted_features {}\n",
+        r.rows,
+        r.error_rows,
+        flag(r.dataset_drift.is_some()),
+        flag(r.dataset_drift == Some(true)),
+        r.drifted_features,
+    );
+    out.push_str(
+        "# HELP categorizer_monitoring_feature_drift_score A feature's drift score in the window (validation's test: p-value or distance).\n\
+         # TYPE categorizer_monitoring_feature_drift_score gauge\n",
+    );
+    for f in &r.features {
+        if f.score.is_finite() {
+            let _ = writeln!(
+                out,
+                "categorizer_monitoring_feature_drift_score{{feature=\"{}\",test=\"{}\"}} {}",
+                escape(&f.feature),
+                escape(&f.test),
+                f.score
+            );
+        }
+    }
+    out.push_str(
+        "# HELP categorizer_monitoring_feature_drifted 1 when a feature drifted in the window.\n\
+         # TYPE categorizer_monitoring_feature_drifted gauge\n",
+    );
+    for f in &r.features {
+        let _ = writeln!(
+            out,
+            "categorizer_monitoring_feature_drifted{{feature=\"{}\"}} {}",
+            escape(&f.feature),
+            flag(f.drifted)
+        );
+    }
+    out.push_str(
+        "# HELP categorizer_monitoring_segment_share A segment's share of the window's predictions.\n\
+         # TYPE categorizer_monitoring_segment_share gauge\n\
+         # HELP categorizer_monitoring_segment_reference_share A segment's share of the training split.\n\
+         # TYPE categorizer_monitoring_segment_reference_share gauge\n",
+    );
+    for s in &r.segments {
+        let _ = writeln!(
+            out,
+            "categorizer_monitoring_segment_share{{segment=\"{}\"}} {}\n\
+             categorizer_monitoring_segment_reference_share{{segment=\"{}\"}} {}",
+            s.segment, s.share, s.segment, s.reference_share
+        );
+    }
+    if let Some(a) = &r.atypical {
+        let _ = write!(
+            out,
+            "# HELP categorizer_monitoring_atypical_share The atypical customers' share of the window (expected 0.01).\n\
+             # TYPE categorizer_monitoring_atypical_share gauge\n\
+             categorizer_monitoring_atypical_share {}\n",
+            a.share
+        );
     }
 }
 
@@ -424,6 +522,8 @@ mod tests {
             model_classifier: "mlp",
             jobs_queued: 0,
             jobs_running: 1,
+            monitoring: None,
+            monitoring_counters: (0, 0, 0),
         });
         assert!(
             text.contains("categorizer_batch_rows_bucket{le=\"1\"} 1\n"),

@@ -15,6 +15,7 @@ pub mod conn;
 pub mod error;
 pub mod jobs;
 pub mod metrics;
+pub mod monitor;
 pub mod negotiate;
 pub mod openapi;
 pub mod routes;
@@ -107,6 +108,7 @@ struct Inner {
     draining: std::sync::atomic::AtomicBool,
     max_customers: usize,
     timeout: Duration,
+    monitor: monitor::Monitor,
 }
 
 impl AppState {
@@ -149,9 +151,21 @@ impl AppState {
                 *v = serving.current().manifest.validation.clone().map(Arc::new);
             }
         }
+        // This instance's tag: its job ids and its monitoring folder in the store carry it.
+        let tag = jobs::replica_tag();
+        let monitor = {
+            let serving = serving.clone();
+            monitor::Monitor::start(
+                &settings.monitoring,
+                &settings.validation,
+                training.as_ref().map(|t| t.store.clone()),
+                &tag,
+                Box::new(move || serving.current().manifest),
+            )
+        };
         let jobs = training.map(|setup| {
             let serving = serving.clone();
-            Jobs::start(setup, Box::new(move |m| serving.install_blocking(m)))
+            Jobs::start(setup, Box::new(move |m| serving.install_blocking(m)), &tag)
         });
         Self {
             inner: Arc::new(Inner {
@@ -164,6 +178,7 @@ impl AppState {
                 draining: std::sync::atomic::AtomicBool::new(false),
                 max_customers: sv.max_customers,
                 timeout: Duration::from_millis(sv.request_timeout_ms),
+                monitor,
             }),
         }
     }
@@ -194,6 +209,10 @@ impl AppState {
 
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    pub fn monitor(&self) -> &monitor::Monitor {
+        &self.inner.monitor
     }
 
     fn batcher(&self) -> &Batcher {
@@ -250,20 +269,36 @@ impl AppState {
         explain: bool,
     ) -> Result<Answer, ApiError> {
         let deadline = Instant::now() + self.inner.timeout;
-        self.inner
+        // The monitor gets a copy of the rows (the batcher takes them) and the answer's
+        // segments; its thread does the rest.
+        let kept = self.inner.monitor.enabled().then(|| rows.clone());
+        let answer = self
+            .inner
             .serving
             .batcher
             .predict(rows, n, deadline, explain)
-            .await
-            .map_err(|e| {
-                if matches!(e, BatchError::Busy) {
-                    self.inner
-                        .metrics
-                        .rejected_busy
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                ApiError::from(e)
-            })
+            .await;
+        if let (Some(rows), Ok(a)) = (kept, &answer) {
+            let k = a.k.max(1);
+            let atypical = a
+                .segment
+                .iter()
+                .zip(a.distances.chunks_exact(k))
+                .map(|(&s, d)| a.segments.atypical(d, s as usize))
+                .collect();
+            self.inner
+                .monitor
+                .scored(a.model_version.clone(), rows, a.segment.clone(), atypical);
+        }
+        answer.map_err(|e| {
+            if matches!(e, BatchError::Busy) {
+                self.inner
+                    .metrics
+                    .rejected_busy
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            ApiError::from(e)
+        })
     }
 }
 
@@ -395,6 +430,7 @@ pub async fn serve(
         );
     }
     let app = router(state.clone(), &settings);
+    let monitor = state.monitor().clone();
     let addr: SocketAddr = format!("{}:{}", settings.server.host, settings.server.port)
         .parse()
         .map_err(|e| Error::config("server.host", format!("{e}")))?;
@@ -448,7 +484,7 @@ pub async fn serve(
         let _ = stopping.wait_for(|stopping| *stopping).await;
         tokio::time::sleep(grace).await;
     };
-    tokio::select! {
+    let ended = tokio::select! {
         served = server => served.map_err(|e| Error::io(format!("{addr}"), e)),
         () = deadline => {
             tracing::warn!(
@@ -457,7 +493,10 @@ pub async fn serve(
             );
             Ok(())
         }
-    }
+    };
+    // The open monitoring buckets go to the store, so a restart loses none of what was seen.
+    let _ = tokio::task::spawn_blocking(move || monitor.flush(Duration::from_secs(2))).await;
+    ended
 }
 
 async fn shutdown() {

@@ -118,7 +118,7 @@ mod tests {
     #[test]
     fn every_json_route_is_documented_and_every_feature_is_in_the_customer_schema() {
         let doc: Value = serde_json::from_slice(json()).unwrap();
-        assert_eq!(doc["paths"].as_object().unwrap().len(), 11);
+        assert_eq!(doc["paths"].as_object().unwrap().len(), 12);
         assert!(doc["paths"]["/api/v1/model/segments/{id}"]["put"].is_object());
         let props = doc["components"]["schemas"]["Customer"]["properties"]
             .as_object()

@@ -379,3 +379,78 @@ mod tests {
         }
     }
 }
+
+/// The segment shares of each retained monitoring bucket, oldest on the left: one stacked
+/// bar per bucket (segment colours as on the model page), the training shares as the last,
+/// hatched-grey-edged bar, and the atypical share as a line of dots. `buckets`: (start,
+/// rows, counts per segment, atypical).
+pub fn share_chart(
+    buckets: &[(u64, u64, Vec<u64>, u64)],
+    reference: &[f64],
+    names: &[String],
+) -> String {
+    let (w, h, pad, top_pad) = (560.0f64, 160.0f64, 24.0f64, 8.0f64);
+    let n = buckets.len() + 1;
+    let slot = (w - 2.0 * pad) / n as f64;
+    let bar = (slot * 0.8).max(1.0);
+    let plot_h = h - pad - top_pad;
+    let mut out = format!(
+        r#"<svg class="chart shares" viewBox="0 0 {w} {h}" role="img" aria-label="segment shares per monitoring bucket, and the training shares">"#
+    );
+    let mut column = |i: usize, shares: Vec<f64>, label: String, class: &str| {
+        let x = pad + slot * i as f64;
+        let mut y = h - pad;
+        for (s, share) in shares.iter().enumerate() {
+            let bh = plot_h * share;
+            y -= bh;
+            out.push_str(&format!(
+                r#"<rect class="{class}" x="{x:.1}" y="{y:.1}" width="{bar:.1}" height="{bh:.1}" fill="{}"><title>{}: {} {:.1}%</title></rect>"#,
+                colour(s),
+                escape(&label),
+                escape(names.get(s).map_or("", String::as_str)),
+                100.0 * share
+            ));
+        }
+    };
+    for (i, (start, rows, counts, _)) in buckets.iter().enumerate() {
+        let shares = counts
+            .iter()
+            .map(|&c| c as f64 / (*rows).max(1) as f64)
+            .collect();
+        column(i, shares, crate::monitor::format_ms(*start), "bucket");
+    }
+    column(
+        buckets.len(),
+        reference.to_vec(),
+        "training".into(),
+        "training",
+    );
+    // The atypical share, on a scale of 0–10 % (the expected 1 % is a dashed line).
+    let scale = |share: f64| h - pad - plot_h * (share / 0.10).min(1.0);
+    out.push_str(&format!(
+        r#"<line class="expected" x1="{pad}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}"><title>expected atypical share: 1 %</title></line>"#,
+        w - pad,
+        y = scale(crate::monitor::EXPECTED_ATYPICAL)
+    ));
+    for (i, (start, rows, _, atypical)) in buckets.iter().enumerate() {
+        let share = *atypical as f64 / (*rows).max(1) as f64;
+        out.push_str(&format!(
+            r#"<circle class="atypical" cx="{:.1}" cy="{:.1}" r="2.5"><title>{}: atypical {:.2}%</title></circle>"#,
+            pad + slot * i as f64 + bar / 2.0,
+            scale(share),
+            escape(&crate::monitor::format_ms(*start)),
+            100.0 * share
+        ));
+    }
+    let first = buckets
+        .first()
+        .map_or(String::new(), |b| crate::monitor::format_ms(b.0));
+    out.push_str(&format!(
+        r#"<text x="{pad}" y="{}" class="axis">{}</text><text x="{}" y="{}" class="axis" text-anchor="end">training</text></svg>"#,
+        h - 6.0,
+        escape(&first),
+        w - pad,
+        h - 6.0
+    ));
+    out
+}

@@ -286,6 +286,8 @@ pub struct TrainOutcome {
     /// run's drift reference).
     pub validation: crate::validate::Report,
     pub profile: crate::validate::Profile,
+    /// The profile of the training split's 21 features: live monitoring's reference.
+    pub feature_profile: crate::validate::Profile,
     /// The data drifted and `validation.on_drift` is `block`: the model must not be promoted.
     pub drift_blocks_promotion: bool,
 }
@@ -535,6 +537,7 @@ fn fit(
 
     progress.check()?;
     std::fs::create_dir_all(&req.out_dir).map_err(|e| Error::io(&req.out_dir, e))?;
+    let feature_profile = crate::monitor::feature_profile(&train_raw, &s.validation);
     let outcome = TrainOutcome {
         model,
         metrics,
@@ -550,6 +553,7 @@ fn fit(
         data: DataFingerprint::of(&req.source.name(), &table.matrix),
         validation: checked.report,
         profile: checked.profile,
+        feature_profile,
         drift_blocks_promotion: checked.drift_blocks_promotion,
     };
     Ok(Fitted {

@@ -24,7 +24,51 @@ mod stream;
 pub use drift::{ColumnDrift, DriftReport};
 pub use profile::{ColumnKind, ColumnProfile, EXACT_VALUES, PUBLIC_QUANTILES, Profile, QUANTILES};
 pub use stats::{jensen_shannon, ks_statistic, wasserstein};
-pub use stream::{QUANTILE_RANK_ERROR, StreamingValidation, validate_source};
+pub use stream::{QUANTILE_RANK_ERROR, StreamingValidation, Tally, validate_source};
+
+/// One numeric column's profile from its sorted values, as validation profiles a column.
+pub(crate) fn profile_column(
+    name: &str,
+    sorted: Vec<f64>,
+    missing: usize,
+    settings: &crate::config::ValidationSettings,
+) -> ColumnProfile {
+    Profile::column(name, profile::Values::Numbers(sorted), missing, settings)
+}
+
+/// A categorical column's profile from its counts.
+pub(crate) fn categorical_profile(
+    name: &str,
+    counts: std::collections::BTreeMap<String, u64>,
+) -> ColumnProfile {
+    profile::categorical(name, counts, 0)
+}
+
+/// A tally's drift against its reference column, by validation's test for that column.
+pub(crate) fn tally_drift(
+    reference: &ColumnProfile,
+    tally: &Tally,
+    small: bool,
+    settings: &crate::config::ValidationSettings,
+) -> ColumnDrift {
+    drift::column_drift(reference, &tally.current(reference), small, settings)
+}
+
+/// The data set's verdict from its columns' drift (`validation.dataset_drift_share`).
+pub(crate) fn drift_verdict(
+    columns: Vec<ColumnDrift>,
+    settings: &crate::config::ValidationSettings,
+) -> DriftReport {
+    drift::drift_report(columns, settings)
+}
+
+pub(crate) use drift::{categorical_drift, format_short};
+
+/// The two-sample KS test's p-value of two sorted samples.
+#[cfg(test)]
+pub(crate) fn ks_p_value_of(reference: &[f64], current: &[f64]) -> f64 {
+    stats::ks_p_value(reference, current, true)
+}
 
 #[allow(unused_imports)]
 use drift::*;

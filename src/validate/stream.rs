@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use polars::prelude::*;
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 use tdigest::TDigest;
 
 use super::*;
@@ -26,8 +27,13 @@ pub const QUANTILE_RANK_ERROR: f64 = 0.005;
 /// Distinct values a numeric column counts before it stops.
 pub const DISTINCT_CAP: usize = 100_000;
 
-/// One column's running profile.
-enum Tally {
+/// One column's running profile: exact counts, missing values, mean and standard deviation
+/// (merged by Chan et al.'s rule), min and max, quantiles from a t-digest, and the rows per
+/// distinct value until there are more than its cap. Mergeable: the profile of two streams is
+/// the merge of theirs (exact for the counts, within the digest's error for the quantiles).
+/// Training's streamed profile and the service's live monitoring both keep their columns so.
+#[derive(Debug, Clone)]
+pub enum Tally {
     Categories {
         counts: BTreeMap<String, u64>,
         missing: usize,
@@ -39,12 +45,115 @@ enum Tally {
         /// Sum of squared deviations from the mean (Chan et al.'s merge).
         m2: f64,
         digest: TDigest,
-        /// Rows per distinct value (by bits), until there are more than [`DISTINCT_CAP`].
+        /// Rows per distinct value (by bits), until there are more than `cap`.
         distinct: Option<HashMap<u64, u64>>,
+        cap: usize,
+        /// Every value so far is a whole number: the quantiles are too.
+        whole: bool,
     },
 }
 
 impl Tally {
+    /// A numeric column's empty tally: a digest of `centroids`, distinct values up to `cap`.
+    pub fn numbers(centroids: usize, cap: usize) -> Self {
+        Tally::Numbers {
+            missing: 0,
+            n: 0,
+            mean: 0.0,
+            m2: 0.0,
+            digest: TDigest::new_with_size(centroids.max(1)),
+            distinct: Some(HashMap::new()),
+            cap,
+            whole: true,
+        }
+    }
+
+    /// Values counted (not missing).
+    pub fn count(&self) -> usize {
+        match self {
+            Tally::Categories { counts, .. } => counts.values().sum::<u64>() as usize,
+            Tally::Numbers { n, .. } => *n,
+        }
+    }
+
+    pub fn missing(&self) -> usize {
+        match self {
+            Tally::Categories { missing, .. } | Tally::Numbers { missing, .. } => *missing,
+        }
+    }
+
+    /// Adds a numeric column's values (any order; NaN counts as missing).
+    pub fn add_numbers(&mut self, mut values: Vec<f64>) {
+        let before = values.len();
+        values.retain(|v| v.is_finite());
+        let missing = before - values.len();
+        crate::sort::sort_f64(&mut values);
+        self.add(Values::Numbers(values), missing);
+    }
+
+    /// Adds another tally of the same column: counts exactly, the digests by merging.
+    pub fn merge(&mut self, other: &Tally) {
+        match (self, other) {
+            (
+                Tally::Categories { counts, missing },
+                Tally::Categories {
+                    counts: c,
+                    missing: m,
+                },
+            ) => {
+                *missing += m;
+                for (k, n) in c {
+                    *counts.entry(k.clone()).or_insert(0) += n;
+                }
+            }
+            (
+                Tally::Numbers {
+                    missing,
+                    n,
+                    mean,
+                    m2,
+                    digest,
+                    distinct,
+                    cap,
+                    whole,
+                },
+                Tally::Numbers {
+                    missing: om,
+                    n: on,
+                    mean: omean,
+                    m2: om2,
+                    digest: od,
+                    distinct: odistinct,
+                    whole: owhole,
+                    ..
+                },
+            ) => {
+                *missing += om;
+                if *on == 0 {
+                    return;
+                }
+                *whole &= owhole;
+                let total = *n + on;
+                let delta = omean - *mean;
+                *m2 += om2 + delta * delta * (*n as f64) * (*on as f64) / total as f64;
+                *mean += delta * *on as f64 / total as f64;
+                *n = total;
+                *distinct = match (distinct.take(), odistinct) {
+                    (Some(mut d), Some(o)) => {
+                        for (&k, &c) in o {
+                            *d.entry(k).or_insert(0) += c;
+                        }
+                        (d.len() <= *cap).then_some(d)
+                    }
+                    _ => None,
+                };
+                *digest = TDigest::merge_digests(vec![digest.clone(), od.clone()]);
+            }
+            // Both come from one column of one schema.
+            _ => unreachable!("merging a categorical tally with a numeric one"),
+        }
+    }
+
     fn add(&mut self, values: Values, batch_missing: usize) {
         match (self, values) {
             (Tally::Categories { counts, missing }, Values::Categories(c)) => {
@@ -61,6 +170,8 @@ impl Tally {
                     m2,
                     digest,
                     distinct,
+                    cap,
+                    whole,
                 },
                 Values::Numbers(v),
             ) => {
@@ -68,6 +179,7 @@ impl Tally {
                 if v.is_empty() {
                     return;
                 }
+                *whole &= v.iter().all(|x| x.fract() == 0.0);
                 let (bn, (bmean, bstd)) = (v.len(), mean_std(&v));
                 let total = *n + bn;
                 let delta = bmean - *mean;
@@ -79,7 +191,7 @@ impl Tally {
                     for run in v.chunk_by(|a, b| a == b) {
                         *d.entry(run[0].to_bits()).or_insert(0) += run.len() as u64;
                     }
-                    if d.len() > DISTINCT_CAP {
+                    if d.len() > *cap {
                         *distinct = None;
                     }
                 }
@@ -92,7 +204,7 @@ impl Tally {
 
     /// What drift is measured on: category counts, or the digest's quantiles (the counts of
     /// few distinct numbers where the reference counted them as categories).
-    fn current(&self, reference: &ColumnProfile) -> Values {
+    pub(crate) fn current(&self, reference: &ColumnProfile) -> Values {
         match self {
             Tally::Categories { counts, .. } => Values::Categories(counts.clone()),
             Tally::Numbers { distinct, .. }
@@ -121,12 +233,47 @@ impl Tally {
     }
 
     /// [`QUANTILES`] + 1 evenly spaced quantiles, the first and last the exact min and max.
+    /// Exact (as [`quantile`] of the values) while the distinct values are counted; from the
+    /// digest after, rounded to whole numbers when every value was one (an interpolation
+    /// between two centroids is not a value a whole-number column can take, and the drift
+    /// tests compare steps of tied values).
     fn quantiles(&self) -> Vec<f64> {
-        let Tally::Numbers { digest, n, .. } = self else {
+        let Tally::Numbers {
+            digest,
+            n,
+            distinct,
+            whole,
+            ..
+        } = self
+        else {
             return Vec::new();
         };
         if *n == 0 {
             return Vec::new();
+        }
+        if let Some(d) = distinct {
+            let mut runs: Vec<(f64, u64)> =
+                d.iter().map(|(&b, &c)| (f64::from_bits(b), c)).collect();
+            runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let total: u64 = runs.iter().map(|r| r.1).sum();
+            // The value at 0-based position `at` of the sorted values.
+            let at = |pos: u64| -> f64 {
+                let mut seen = 0u64;
+                for &(v, c) in &runs {
+                    seen += c;
+                    if pos < seen {
+                        return v;
+                    }
+                }
+                runs.last().map_or(f64::NAN, |r| r.0)
+            };
+            return (0..=QUANTILES)
+                .map(|i| {
+                    let pos = i as f64 / QUANTILES as f64 * (total.max(1) - 1) as f64;
+                    let (lo, hi) = (at(pos.floor() as u64), at(pos.ceil() as u64));
+                    lo + (hi - lo) * (pos - pos.floor())
+                })
+                .collect();
         }
         let mut q: Vec<f64> = (0..=QUANTILES)
             .map(|i| {
@@ -135,6 +282,11 @@ impl Tally {
                     .unwrap_or(f64::NAN)
             })
             .collect();
+        if *whole {
+            for v in &mut q {
+                *v = v.round();
+            }
+        }
         q[0] = digest.min().unwrap_or(q[0]);
         q[QUANTILES] = digest.max().unwrap_or(q[QUANTILES]);
         // Interpolation between centroids is monotone; clamp anyway so the list stays sorted.
@@ -146,7 +298,7 @@ impl Tally {
         q
     }
 
-    fn profile(&self, name: &str, settings: &ValidationSettings) -> ColumnProfile {
+    pub fn profile(&self, name: &str, settings: &ValidationSettings) -> ColumnProfile {
         match self {
             Tally::Categories { counts, missing } => categorical(name, counts.clone(), *missing),
             Tally::Numbers {
@@ -155,6 +307,7 @@ impl Tally {
                 mean,
                 m2,
                 distinct,
+                cap,
                 ..
             } => match distinct {
                 Some(d) if d.len() <= settings.max_categorical_unique => {
@@ -164,7 +317,7 @@ impl Tally {
                     name: name.to_string(),
                     kind: ColumnKind::Numeric,
                     missing: *missing,
-                    unique: distinct.as_ref().map_or(DISTINCT_CAP, HashMap::len),
+                    unique: distinct.as_ref().map_or(*cap, HashMap::len),
                     mean: if *n == 0 { 0.0 } else { *mean },
                     std: if *n == 0 {
                         0.0
@@ -177,6 +330,144 @@ impl Tally {
                 },
             },
         }
+    }
+}
+
+/// A tally as JSON: the digest as its centroids `[mean, weight]`, the distinct values as
+/// `[value, rows]` pairs sorted by value.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum TallyData {
+    Categories {
+        counts: BTreeMap<String, u64>,
+        missing: usize,
+    },
+    Numbers {
+        missing: usize,
+        n: usize,
+        mean: f64,
+        m2: f64,
+        centroids: Vec<[f64; 2]>,
+        sum: f64,
+        min: Option<f64>,
+        max: Option<f64>,
+        max_size: usize,
+        distinct: Option<Vec<[f64; 2]>>,
+        cap: usize,
+        #[serde(default)]
+        whole: bool,
+    },
+}
+
+impl Serialize for Tally {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        let data = match self {
+            Tally::Categories { counts, missing } => TallyData::Categories {
+                counts: counts.clone(),
+                missing: *missing,
+            },
+            Tally::Numbers {
+                missing,
+                n,
+                mean,
+                m2,
+                digest,
+                distinct,
+                cap,
+                whole,
+            } => TallyData::Numbers {
+                missing: *missing,
+                n: *n,
+                mean: *mean,
+                m2: *m2,
+                centroids: digest
+                    .centroids()
+                    .iter()
+                    .map(|c| [c.mean(), c.weight()])
+                    .collect(),
+                sum: digest.sum(),
+                min: digest.min(),
+                max: digest.max(),
+                max_size: digest.max_size(),
+                distinct: distinct.as_ref().map(|d| {
+                    let mut v: Vec<[f64; 2]> = d
+                        .iter()
+                        .map(|(&bits, &c)| [f64::from_bits(bits), c as f64])
+                        .collect();
+                    v.sort_by(|a, b| a[0].total_cmp(&b[0]));
+                    v
+                }),
+                cap: *cap,
+                whole: *whole,
+            },
+        };
+        data.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Tally {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        Ok(match TallyData::deserialize(deserializer)? {
+            TallyData::Categories { counts, missing } => Tally::Categories { counts, missing },
+            TallyData::Numbers {
+                missing,
+                n,
+                mean,
+                m2,
+                centroids,
+                sum,
+                min,
+                max,
+                max_size,
+                distinct,
+                cap,
+                whole,
+            } => {
+                let finite = |v: f64| v.is_finite();
+                if max_size == 0
+                    || !centroids
+                        .iter()
+                        .all(|c| finite(c[0]) && finite(c[1]) && c[1] > 0.0)
+                    || !min.is_none_or(finite)
+                    || !max.is_none_or(finite)
+                    || (!centroids.is_empty() && (min.is_none() || max.is_none()))
+                {
+                    return Err(D::Error::custom("a tally's digest is not a valid t-digest"));
+                }
+                let count = centroids.iter().map(|c| c[1]).sum();
+                let digest = TDigest::new(
+                    centroids
+                        .into_iter()
+                        .map(|c| tdigest::Centroid::new(c[0], c[1]))
+                        .collect(),
+                    sum,
+                    count,
+                    max,
+                    min,
+                    max_size,
+                );
+                Tally::Numbers {
+                    missing,
+                    n,
+                    mean,
+                    m2,
+                    digest,
+                    distinct: distinct.map(|d| {
+                        d.into_iter()
+                            .map(|[v, c]| (v.to_bits(), c as u64))
+                            .collect()
+                    }),
+                    cap,
+                    whole,
+                }
+            }
+        })
     }
 }
 
@@ -199,14 +490,7 @@ impl<'a> StreamingValidation<'a> {
                         counts: BTreeMap::new(),
                         missing: 0,
                     },
-                    _ => Tally::Numbers {
-                        missing: 0,
-                        n: 0,
-                        mean: 0.0,
-                        m2: 0.0,
-                        digest: TDigest::new_with_size(DIGEST_CENTROIDS),
-                        distinct: Some(HashMap::new()),
-                    },
+                    _ => Tally::numbers(DIGEST_CENTROIDS, DISTINCT_CAP),
                 };
                 (c, t)
             })

@@ -8,6 +8,7 @@ mod cli;
 mod doors;
 mod hostile;
 mod mongo;
+mod monitoring;
 mod onnx;
 mod pipeline;
 mod properties;

@@ -41,6 +41,8 @@ pub trait ModelStore: Send + Sync {
     fn write_pointer_if(&self, name: &str, text: &str, expected: Option<&str>) -> Result<bool>;
     /// Where the store is, for messages.
     fn describe(&self) -> String;
+    /// The names of the pointer objects under the folder `prefix` (`monitoring/`), sorted.
+    fn list_pointers(&self, prefix: &str) -> Result<Vec<String>>;
 
     /// The current version, if any. A `CURRENT` that is empty, unreadable or names no stored
     /// version (a crash mid-write on a filesystem that lost it) falls back, with a warning,
@@ -421,6 +423,45 @@ impl ModelStore for LocalStore {
 
     fn describe(&self) -> String {
         self.dir.display().to_string()
+    }
+
+    fn list_pointers(&self, prefix: &str) -> Result<Vec<String>> {
+        // Names are `/`-separated under the store's directory; temporary files start with `.`.
+        fn walk(dir: &Path, name: &str, out: &mut Vec<String>) -> Result<()> {
+            let entries = match std::fs::read_dir(dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(Error::io(dir, e)),
+            };
+            for e in entries.flatten() {
+                let file = e.file_name().to_string_lossy().into_owned();
+                if file.starts_with('.') {
+                    continue;
+                }
+                let full = format!("{name}{file}");
+                match e.file_type() {
+                    Ok(t) if t.is_dir() => walk(&e.path(), &format!("{full}/"), out)?,
+                    Ok(t) if t.is_file() => out.push(full),
+                    _ => {}
+                }
+            }
+            Ok(())
+        }
+        let prefix = prefix.trim_start_matches('/');
+        if prefix.split('/').any(|p| p == "..") {
+            return Err(Error::Store(format!("{prefix}: not a folder of the store")));
+        }
+        let mut out = Vec::new();
+        let folder = prefix.rsplit_once('/').map_or("", |(f, _)| f);
+        let start = if folder.is_empty() {
+            String::new()
+        } else {
+            format!("{folder}/")
+        };
+        walk(&self.dir.join(folder), &start, &mut out)?;
+        out.retain(|n| n.starts_with(prefix));
+        out.sort();
+        Ok(out)
     }
 }
 

@@ -296,6 +296,16 @@ impl ModelStore for S3Store {
         self.store_if(self.key(name), text.as_bytes().to_vec(), expected)
     }
 
+    fn list_pointers(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut names: Vec<String> = self
+            .list(self.key(prefix))?
+            .into_iter()
+            .filter_map(|k| k.strip_prefix(&self.prefix).map(String::from))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     fn describe(&self) -> String {
         format!("s3://{}/{}", self.bucket, self.prefix.trim_end_matches('/'))
     }

@@ -2,6 +2,7 @@
 
 pub mod jobs;
 pub mod model;
+pub mod monitoring;
 pub mod ops;
 pub mod predict;
 pub mod web;
@@ -20,4 +21,5 @@ pub fn all() -> OpenApiRouter<AppState> {
         .merge(model::router())
         .merge(ops::router())
         .merge(jobs::router())
+        .merge(monitoring::router())
 }

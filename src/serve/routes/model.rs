@@ -41,6 +41,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 async fn model_manifest(State(s): State<AppState>) -> Response {
     let mut shown = (*s.manifest()).clone();
     shown.data_profile = shown.data_profile.map(|p| p.public());
+    shown.feature_profile = shown.feature_profile.map(|p| p.public());
     axum::Json(shown).into_response()
 }
 

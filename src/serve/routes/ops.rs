@@ -69,6 +69,8 @@ async fn prometheus(State(s): State<AppState>) -> Response {
         model_classifier: &m.classifier,
         jobs_queued: queued,
         jobs_running: running,
+        monitoring: s.monitor().last_report(),
+        monitoring_counters: s.monitor().counters(),
     });
     (
         [(

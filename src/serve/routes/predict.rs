@@ -199,6 +199,15 @@ async fn predict(
     let (parsed, rows, valid) =
         off_worker(big, move || read_predict_body(&body, max_customers, input)).await?;
     s.metrics().stage(Stage::Read, started);
+    if valid < parsed.customers.len() && s.monitor().enabled() {
+        let fields = parsed
+            .customers
+            .iter()
+            .filter_map(|r| r.0.as_ref().err().map(|e| e.field.clone()))
+            .collect();
+        s.monitor()
+            .refused(s.manifest().version.as_str().into(), fields);
+    }
     let started = Instant::now();
     let answer = if valid > 0 {
         Some(s.predict_rows(rows, valid, explain).await?)

@@ -26,6 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         )
         .route("/model", get(model_page))
         .route("/validation", get(validation_page))
+        .route("/monitoring", get(monitoring_page))
         .route("/static/{file}", get(static_file))
 }
 
@@ -292,6 +293,164 @@ fn validation_view(r: &crate::validate::Report) -> ValidationPage<'_> {
 }
 
 #[derive(Template)]
+#[template(path = "monitoring.html")]
+pub struct MonitoringPage {
+    pub r: crate::monitor::Report,
+    pub window: String,
+    pub status_line: String,
+    pub segment_line: String,
+    pub atypical_line: String,
+    /// Drifted features: name, test and score, the chart.
+    pub charts: Vec<(String, String, String)>,
+    pub share_chart: String,
+    pub buckets: usize,
+    pub bucket_minutes: String,
+}
+
+/// `GET /monitoring`: the monitoring report of the last window, with charts.
+pub async fn monitoring_page(State(s): State<AppState>) -> Response {
+    let manifest = s.manifest();
+    let monitor = s.monitor().clone();
+    let m = manifest.clone();
+    let Ok((mut r, history)) =
+        tokio::task::spawn_blocking(move || (monitor.report(&m), monitor.history(&m.version)))
+            .await
+    else {
+        return message(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Monitoring",
+            "The monitoring report failed (logged).",
+        );
+    };
+    if !s.monitor().enabled() {
+        r.status = "disabled".into();
+    }
+    html(
+        StatusCode::OK,
+        &monitoring_view(r, &history, s.monitor().settings().bucket_ms, &manifest),
+    )
+}
+
+fn monitoring_view(
+    r: crate::monitor::Report,
+    history: &[(u64, u64, Vec<u64>, u64)],
+    bucket_ms: u64,
+    manifest: &crate::registry::Manifest,
+) -> MonitoringPage {
+    use crate::monitor::format_ms;
+    let window = if r.rows == 0 && r.error_rows == 0 {
+        "no customers scored yet".to_string()
+    } else {
+        format!(
+            "{} to {}",
+            format_ms(r.window_start_ms),
+            format_ms(r.window_end_ms)
+        )
+    };
+    let status_line = match r.status.as_str() {
+        "drift" => format!(
+            "drift: {} of {} features drifted ({:.0} %; the data set counts as drifted from {:.0} %){}",
+            r.drifted_features,
+            r.features.len(),
+            100.0 * r.drift_share,
+            100.0 * r.drift_share_threshold,
+            if r.drifted().is_empty() {
+                String::new()
+            } else {
+                format!(": {}", r.drifted().join(", "))
+            }
+        ),
+        "no_drift" => format!(
+            "no drift: {} of {} features drifted (the data set counts as drifted from {:.0} %)",
+            r.drifted_features,
+            r.features.len(),
+            100.0 * r.drift_share_threshold
+        ),
+        "not_enough_data" => format!(
+            "not enough data: {} customers in the window, {} needed",
+            r.rows, r.min_rows
+        ),
+        "no_reference" => {
+            "no reference: the model was published before monitoring; retrain it".to_string()
+        }
+        other => other.to_string(),
+    };
+    let segment_line = r
+        .segment_shift
+        .as_ref()
+        .map_or("not tested".to_string(), |t| {
+            format!(
+                "{} {:.4} (threshold {}): {}",
+                t.test,
+                t.score,
+                t.threshold,
+                if t.drifted { "shifted" } else { "steady" }
+            )
+        });
+    let atypical_line = r.atypical.as_ref().map_or("not tested".to_string(), |a| {
+        format!(
+            "{:.2} % (expected {:.0} %; drift from {:.0}× and p < threshold, p = {:.3}): {}",
+            100.0 * a.share,
+            100.0 * a.expected,
+            a.ratio_threshold,
+            a.p_value,
+            if a.drifted { "drifted" } else { "as expected" }
+        )
+    });
+    let charts = r
+        .features
+        .iter()
+        .filter(|f| f.drifted)
+        .map(|f| {
+            let c = crate::validate::ColumnDrift {
+                column: f.feature.clone(),
+                kind: crate::validate::ColumnKind::Numeric,
+                test: f.test.clone(),
+                score: f.score,
+                threshold: f.threshold,
+                drifted: f.drifted,
+                labels: f.labels.clone(),
+                reference_shares: f.reference_shares.clone(),
+                current_shares: f.current_shares.clone(),
+            };
+            (
+                f.feature.clone(),
+                format!("{} {:.4} (threshold {})", f.test, f.score, f.threshold),
+                svg::drift_chart(&c),
+            )
+        })
+        .collect();
+    let names: Vec<String> = (0..manifest.k)
+        .map(|s| {
+            manifest
+                .segments
+                .iter()
+                .find(|p| p.id == s)
+                .map_or(format!("segment {s}"), |p| p.name.clone())
+        })
+        .collect();
+    let reference: Vec<f64> = (0..manifest.k)
+        .map(|s| {
+            r.segments
+                .iter()
+                .find(|x| x.segment == s)
+                .map_or(0.0, |x| x.reference_share)
+        })
+        .collect();
+    MonitoringPage {
+        share_chart: svg::share_chart(history, &reference, &names),
+        buckets: history.len(),
+        bucket_minutes: crate::validate::format_short(bucket_ms as f64 / 60_000.0),
+        window,
+        status_line,
+        segment_line,
+        atypical_line,
+        charts,
+        r,
+    }
+}
+
+#[derive(Template)]
 #[template(path = "message.html")]
 pub struct MessagePage<'a> {
     pub title: &'a str,
@@ -383,6 +542,12 @@ pub async fn submit(State(s): State<AppState>, body: Bytes) -> Response {
     let error_count = errors.iter().filter(|e| e.is_some()).count();
     if error_count > 0 {
         let version = s.manifest().version.clone();
+        // One refused customer, under the first field in error (as a row error names one).
+        let first = errors
+            .iter()
+            .position(Option::is_some)
+            .map(|j| FEATURES[j].key.to_string());
+        s.monitor().refused(version.as_str().into(), vec![first]);
         return html(
             StatusCode::UNPROCESSABLE_ENTITY,
             &IndexPage {

@@ -1,0 +1,341 @@
+//! The replica's live monitor: every prediction path hands it the customers it scored (their
+//! 21 features, segments and atypical flags) and the row errors it refused; a thread of its
+//! own adds them to time buckets ([`crate::monitor::Bucket`]), so the request path pays a
+//! copy of its rows and a channel send, never the sketch.
+//!
+//! The thread closes a bucket when its span ends, writes it to the model store (under
+//! `monitoring/<version>/<replica>/`, when there is a store and `monitoring.write_to_store`),
+//! drops buckets past `monitoring.retention_ms`, and every `monitoring.interval_ms` measures
+//! the last window's drift ([`crate::monitor::report`]) for `/metrics` and the page. The
+//! channel is bounded: when the thread falls behind, what does not fit is counted as dropped
+//! (`categorizer_monitoring_dropped_rows_total`), never waited for.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::config::{MonitoringSettings, ValidationSettings};
+use crate::monitor::{Bucket, Report, bucket_name, bucket_start};
+use crate::registry::Manifest;
+use crate::registry::store::ModelStore;
+
+/// Messages the channel holds before the sender counts rows as dropped.
+const CHANNEL: usize = 4096;
+
+enum Msg {
+    Scored {
+        version: Arc<str>,
+        at_ms: u64,
+        rows: Vec<f32>,
+        segments: Vec<i64>,
+        atypical: Vec<bool>,
+    },
+    Refused {
+        version: Arc<str>,
+        at_ms: u64,
+        fields: Vec<Option<String>>,
+    },
+    /// Write the open buckets now (shutdown), then answer.
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
+/// The served model, as the monitor's thread asks for it.
+pub type ServedManifest = Box<dyn Fn() -> Arc<Manifest> + Send + Sync>;
+
+struct Shared {
+    settings: MonitoringSettings,
+    validation: ValidationSettings,
+    /// By (version, start): the buckets kept for `retention_ms`.
+    buckets: Mutex<BTreeMap<(String, u64), Bucket>>,
+    dropped_rows: AtomicU64,
+    written: AtomicU64,
+    write_failures: AtomicU64,
+    /// The last periodic report.
+    last: Mutex<Option<Arc<Report>>>,
+}
+
+/// Handle to the monitor; cheap to clone. Disabled (`monitoring.enabled: false`): every call
+/// does nothing and the reports say so.
+#[derive(Clone)]
+pub struct Monitor {
+    tx: Option<SyncSender<Msg>>,
+    shared: Arc<Shared>,
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Monitor {
+    /// Starts the monitor's thread; closed buckets go to `store` under `replica`'s folder.
+    pub fn start(
+        settings: &MonitoringSettings,
+        validation: &ValidationSettings,
+        store: Option<Arc<dyn ModelStore>>,
+        replica: &str,
+        served: ServedManifest,
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            settings: settings.clone(),
+            validation: validation.clone(),
+            buckets: Mutex::new(BTreeMap::new()),
+            dropped_rows: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            write_failures: AtomicU64::new(0),
+            last: Mutex::new(None),
+        });
+        if !settings.enabled {
+            return Self { tx: None, shared };
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(CHANNEL);
+        let store = store.filter(|_| settings.write_to_store);
+        let (s, replica) = (shared.clone(), replica.to_string());
+        std::thread::Builder::new()
+            .name("monitoring".into())
+            .spawn(move || run(rx, s, store, replica, served))
+            .expect("spawning the monitoring thread");
+        Self {
+            tx: Some(tx),
+            shared,
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Customers `version` scored: `rows` row-major (21 features each), their segments and
+    /// atypical flags. Never blocks.
+    pub fn scored(
+        &self,
+        version: Arc<str>,
+        rows: Vec<f32>,
+        segments: Vec<i64>,
+        atypical: Vec<bool>,
+    ) {
+        let Some(tx) = &self.tx else { return };
+        let n = segments.len() as u64;
+        let msg = Msg::Scored {
+            version,
+            at_ms: now_ms(),
+            rows,
+            segments,
+            atypical,
+        };
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(msg) {
+            self.shared.dropped_rows.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Customers refused with a row error, by the field each error named.
+    pub fn refused(&self, version: Arc<str>, fields: Vec<Option<String>>) {
+        let Some(tx) = &self.tx else { return };
+        if fields.is_empty() {
+            return;
+        }
+        let n = fields.len() as u64;
+        let msg = Msg::Refused {
+            version,
+            at_ms: now_ms(),
+            fields,
+        };
+        if tx.try_send(msg).is_err() {
+            self.shared.dropped_rows.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Writes the open buckets to the store (at shutdown); waits at most `timeout`.
+    pub fn flush(&self, timeout: Duration) {
+        let Some(tx) = &self.tx else { return };
+        let (done, wait) = std::sync::mpsc::channel();
+        if tx.send(Msg::Flush(done)).is_ok() {
+            let _ = wait.recv_timeout(timeout);
+        }
+    }
+
+    /// The drift of the last `monitoring.window_ms` of `manifest`'s version, now.
+    pub fn report(&self, manifest: &Manifest) -> Report {
+        report_now(&self.shared, manifest)
+    }
+
+    /// The last periodic report (for `/metrics`), if one was made.
+    pub fn last_report(&self) -> Option<Arc<Report>> {
+        self.shared.last.lock().ok().and_then(|l| l.clone())
+    }
+
+    /// The segment counts of `version` per retained bucket: (start, rows, per-segment counts,
+    /// atypical), oldest first; for the page's chart of shares over time.
+    pub fn history(&self, version: &str) -> Vec<(u64, u64, Vec<u64>, u64)> {
+        let Ok(b) = self.shared.buckets.lock() else {
+            return Vec::new();
+        };
+        b.iter()
+            .filter(|((v, _), _)| v == version)
+            .map(|(&(_, start), b)| (start, b.rows, b.segments.clone(), b.atypical))
+            .collect()
+    }
+
+    /// Rows dropped because the monitor fell behind; buckets written; writes that failed.
+    pub fn counters(&self) -> (u64, u64, u64) {
+        (
+            self.shared.dropped_rows.load(Ordering::Relaxed),
+            self.shared.written.load(Ordering::Relaxed),
+            self.shared.write_failures.load(Ordering::Relaxed),
+        )
+    }
+
+    pub fn settings(&self) -> &MonitoringSettings {
+        &self.shared.settings
+    }
+}
+
+fn report_now(shared: &Shared, manifest: &Manifest) -> Report {
+    let s = &shared.settings;
+    let from = bucket_start(now_ms(), s.bucket_ms).saturating_sub(s.window_ms - s.bucket_ms);
+    let window = shared.buckets.lock().ok().and_then(|b| {
+        crate::monitor::merge_all(
+            b.range((manifest.version.clone(), from)..=(manifest.version.clone(), u64::MAX))
+                .map(|(_, b)| b),
+        )
+    });
+    crate::monitor::report(window.as_ref(), manifest, s, &shared.validation)
+}
+
+fn run(
+    rx: Receiver<Msg>,
+    shared: Arc<Shared>,
+    store: Option<Arc<dyn ModelStore>>,
+    replica: String,
+    served: ServedManifest,
+) {
+    let s = shared.settings.clone();
+    let mut next_report = Instant::now() + Duration::from_millis(s.interval_ms);
+    let mut next_sweep = Instant::now() + Duration::from_secs(1);
+    // Buckets written since they last changed: a closed bucket is written once.
+    let mut dirty: std::collections::BTreeSet<(String, u64)> = Default::default();
+    loop {
+        match rx.recv_timeout(Duration::from_millis(250)) {
+            Ok(Msg::Scored {
+                version,
+                at_ms,
+                rows,
+                segments,
+                atypical,
+            }) => {
+                let key = (version.to_string(), bucket_start(at_ms, s.bucket_ms));
+                if let Ok(mut b) = shared.buckets.lock() {
+                    b.entry(key.clone())
+                        .or_insert_with(|| Bucket::new(&version, key.1, key.1 + s.bucket_ms))
+                        .add(&rows, &segments, &atypical);
+                }
+                dirty.insert(key);
+            }
+            Ok(Msg::Refused {
+                version,
+                at_ms,
+                fields,
+            }) => {
+                let key = (version.to_string(), bucket_start(at_ms, s.bucket_ms));
+                if let Ok(mut b) = shared.buckets.lock() {
+                    let bucket = b
+                        .entry(key.clone())
+                        .or_insert_with(|| Bucket::new(&version, key.1, key.1 + s.bucket_ms));
+                    for f in &fields {
+                        bucket.add_error(f.as_deref(), 1);
+                    }
+                }
+                dirty.insert(key);
+            }
+            Ok(Msg::Flush(done)) => {
+                write(&shared, store.as_deref(), &replica, &mut dirty, u64::MAX);
+                let _ = done.send(());
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                write(&shared, store.as_deref(), &replica, &mut dirty, u64::MAX);
+                return;
+            }
+        }
+        let now = Instant::now();
+        if now >= next_sweep {
+            next_sweep = now + Duration::from_secs(1);
+            let now_ms = now_ms();
+            // Closed buckets (their span ended) go to the store; old ones are dropped.
+            write(&shared, store.as_deref(), &replica, &mut dirty, now_ms);
+            if let Ok(mut b) = shared.buckets.lock() {
+                let keep_from = now_ms.saturating_sub(s.retention_ms);
+                b.retain(|_, bucket| bucket.end_ms > keep_from);
+            }
+        }
+        if now >= next_report {
+            next_report = now + Duration::from_millis(s.interval_ms);
+            let manifest = served();
+            let report = Arc::new(report_now(&shared, &manifest));
+            if report.status == "drift" {
+                tracing::warn!(
+                    "monitoring: the customers scored by {} drifted from its training data \
+                     (features: {}; segment shares {}; atypical {:.2} %)",
+                    report.model_version,
+                    report.drifted().join(", "),
+                    report
+                        .segment_shift
+                        .as_ref()
+                        .map_or("not tested", |t| if t.drifted {
+                            "drifted"
+                        } else {
+                            "steady"
+                        }),
+                    report.atypical.as_ref().map_or(0.0, |a| a.share * 100.0)
+                );
+            }
+            if let Ok(mut l) = shared.last.lock() {
+                *l = Some(report);
+            }
+        }
+    }
+}
+
+/// Writes the dirty buckets that ended by `until_ms` (every dirty one with `u64::MAX`).
+fn write(
+    shared: &Shared,
+    store: Option<&dyn ModelStore>,
+    replica: &str,
+    dirty: &mut std::collections::BTreeSet<(String, u64)>,
+    until_ms: u64,
+) {
+    let Some(store) = store else {
+        dirty.clear();
+        return;
+    };
+    let due: Vec<(String, u64)> = dirty
+        .iter()
+        .filter(|(_, start)| until_ms == u64::MAX || start + shared.settings.bucket_ms <= until_ms)
+        .cloned()
+        .collect();
+    for key in due {
+        let text = shared
+            .buckets
+            .lock()
+            .ok()
+            .and_then(|b| b.get(&key).map(serde_json::to_string));
+        dirty.remove(&key);
+        let Some(Ok(text)) = text else { continue };
+        let name = bucket_name(&key.0, replica, key.1);
+        match store.write_pointer(&name, &text) {
+            Ok(()) => {
+                shared.written.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                shared.write_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    "monitoring: writing {name} to {} failed: {e}",
+                    store.describe()
+                );
+            }
+        }
+    }
+}
