@@ -71,6 +71,15 @@ pub struct Promotion {
     pub weighted_f1: f64,
     pub previous_version: Option<String>,
     pub previous_weighted_f1: Option<f64>,
+    /// What decided: `weighted_f1` (the same k: the current model scored on this model's
+    /// labels) or `silhouette` (a different k, where label-based F1 means nothing: each
+    /// model's assignment of the same held-out customers, in one standardised feature space).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub criterion: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silhouette: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_silhouette: Option<f64>,
     pub note: String,
 }
 

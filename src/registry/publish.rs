@@ -22,7 +22,14 @@ pub const PARITY_TOLERANCE: f64 = 1e-5;
 /// The promotion rule, stated in every manifest.
 pub const PROMOTION_RULE: &str = "promoted when the store has no current model, or when this \
      model's weighted F1 on this run's test split is strictly higher than the current model's \
-     on the same rows (the current model is run through ONNX Runtime on them)";
+     on the same rows (the current model is run through ONNX Runtime on them); when the two \
+     differ in k, labels cannot be compared, and the model promoted is the one whose \
+     segments of those rows (each model's own ONNX prediction) have the strictly higher mean \
+     silhouette in one common space: the 21 raw features standardised over those rows \
+     (missing values at the mean), on a seeded sample of at most 5000 rows";
+
+/// Rows the different-k gate's silhouettes are measured on at most (O(n²)).
+const FAIR_GATE_ROWS: usize = 5000;
 
 /// What [`publish`] did.
 #[derive(Debug, Clone)]
@@ -78,7 +85,8 @@ pub fn publish(
         k,
     )
     .f1;
-    let mut promotion = gate(store, &outcome.test_labels, test, k, f1, options);
+    let served: Vec<u32> = got.segment.iter().map(|&s| s as u32).collect();
+    let mut promotion = gate(store, &outcome.test_labels, &served, test, k, f1, options);
     if outcome.drift_blocks_promotion && promotion.promoted {
         promotion.promoted = false;
         promotion.note = format!(
@@ -161,7 +169,7 @@ pub fn publish(
     store.put(&version, &files)?;
     if manifest.promotion.promoted {
         promote(store, &version, &mut manifest.promotion, || {
-            gate(store, &outcome.test_labels, test, k, f1, options)
+            gate(store, &outcome.test_labels, &served, test, k, f1, options)
         })?;
     }
     Ok(Published {
@@ -290,9 +298,52 @@ fn check_parity(
     Ok((got, parity))
 }
 
+/// The 21 raw features of `test` standardised over its rows (each feature to mean 0 and
+/// standard deviation 1; a missing value at 0, the mean; a constant feature at 0), on a
+/// seeded sample of at most [`FAIR_GATE_ROWS`] rows: the space both models' segments are
+/// judged in when they differ in k. Returns the points and the sampled row indices.
+fn common_space(test: &Matrix) -> (Vec<f32>, Vec<usize>) {
+    use rand::SeedableRng;
+    let (n, d) = (test.rows(), test.cols());
+    let mut rows: Vec<usize> = if n > FAIR_GATE_ROWS {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0xfa12_6a7e);
+        rand::seq::index::sample(&mut rng, n, FAIR_GATE_ROWS).into_vec()
+    } else {
+        (0..n).collect()
+    };
+    rows.sort_unstable();
+    let mut points = vec![0f32; rows.len() * d];
+    for j in 0..d {
+        let col: Vec<f64> = rows
+            .iter()
+            .map(|&i| f64::from(test.get(i, j)))
+            .filter(|v| v.is_finite())
+            .collect();
+        let m = col.iter().sum::<f64>() / col.len().max(1) as f64;
+        let sd =
+            (col.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / col.len().max(1) as f64).sqrt();
+        for (r, &i) in rows.iter().enumerate() {
+            let v = f64::from(test.get(i, j));
+            points[r * d + j] = if v.is_finite() && sd > 0.0 {
+                ((v - m) / sd) as f32
+            } else {
+                0.0
+            };
+        }
+    }
+    (points, rows)
+}
+
+/// The mean silhouette of `labels` (one per row of `test`) in [`common_space`].
+fn common_silhouette(space: &(Vec<f32>, Vec<usize>), dims: usize, labels: &[u32], k: usize) -> f64 {
+    let sampled: Vec<u32> = space.1.iter().map(|&i| labels[i]).collect();
+    crate::train::metrics::silhouette(&space.0, dims, &sampled, k)
+}
+
 fn gate(
     store: &dyn ModelStore,
     truth: &[u32],
+    served: &[u32],
     test: &Matrix,
     k: usize,
     f1: f64,
@@ -304,6 +355,9 @@ fn gate(
         weighted_f1: f1,
         previous_version: None,
         previous_weighted_f1: None,
+        criterion: None,
+        silhouette: None,
+        previous_silhouette: None,
         note: String::new(),
     };
     let current = match store.current() {
@@ -318,19 +372,16 @@ fn gate(
         }
     };
     p.previous_version = Some(current.clone());
+    // The current model's own segments of the held-out rows, through ONNX Runtime.
     let scored = ServedModel::from_store(store, &current, options).and_then(|mut m| {
-        if m.manifest.k != k {
-            return Err(Error::Model(format!(
-                "it has {} segments, not {k}",
-                m.manifest.k
-            )));
-        }
         let pred = m.onnx.predict(test.as_slice(), test.rows())?;
         let seg: Vec<u32> = pred.segment.iter().map(|&s| s as u32).collect();
-        Ok(evaluate(truth, &seg, k).f1)
+        Ok((m.manifest.k, seg))
     });
     match scored {
-        Ok(prev) => {
+        Ok((prev_k, seg)) if prev_k == k => {
+            let prev = evaluate(truth, &seg, k).f1;
+            p.criterion = Some("weighted_f1".into());
             p.previous_weighted_f1 = Some(prev);
             p.promoted = f1 > prev;
             p.note = if p.promoted {
@@ -340,6 +391,28 @@ fn gate(
                     "weighted F1 {f1:.4} does not beat the current model's {prev:.4}; kept as a candidate"
                 )
             };
+        }
+        Ok((prev_k, seg)) => {
+            // Different k: the current model's F1 on this model's labels means nothing.
+            let space = common_space(test);
+            let ours = common_silhouette(&space, test.cols(), served, k);
+            let theirs = common_silhouette(&space, test.cols(), &seg, prev_k);
+            p.criterion = Some("silhouette".into());
+            p.silhouette = Some(ours);
+            p.previous_silhouette = Some(theirs);
+            p.promoted = ours > theirs;
+            p.note = format!(
+                "k = {k} against the current model's k = {prev_k}: silhouette {ours:.4} in the \
+                 common standardised space {} the current model's {theirs:.4} on the same {} \
+                 held-out customers{}",
+                if p.promoted { "beats" } else { "does not beat" },
+                space.1.len(),
+                if p.promoted {
+                    ""
+                } else {
+                    "; kept as a candidate"
+                }
+            );
         }
         Err(e) => {
             p.note = format!(
@@ -435,6 +508,9 @@ mod tests {
             weighted_f1: 0.9,
             previous_version: previous.map(String::from),
             previous_weighted_f1: previous.map(|_| 0.8),
+            criterion: None,
+            silhouette: None,
+            previous_silhouette: None,
             note: if promoted { "better" } else { "worse" }.into(),
         }
     }

@@ -322,3 +322,52 @@ fn the_cli_renames_and_diffs_stored_versions() {
     assert!(out.contains("B 0 \"Big spenders\" = A 0"), "{out}");
     assert!(!out.contains("moved"), "{out}");
 }
+
+/// The gate across different k: label-based F1 means nothing there, so each model's own
+/// segments of the same held-out customers are judged by their silhouette in one common,
+/// standardised feature space. A worse k loses, a better k wins, the same k is judged by F1.
+#[test]
+fn the_gate_judges_a_different_k_by_silhouette_in_a_common_space() {
+    let data = |seed| DataSource::Synthetic { rows: 1500, seed };
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        LocalStore::new(dir.path().join("a")),
+        LocalStore::new(dir.path().join("b")),
+    );
+
+    let two = train_into(&a, data(11), KSetting::Fixed(2));
+    let six = train_into(&a, data(12), KSetting::Fixed(6));
+    let p = &six.promotion;
+    assert_eq!(p.criterion.as_deref(), Some("silhouette"), "{p:?}");
+    let (ours, theirs) = (p.silhouette.unwrap(), p.previous_silhouette.unwrap());
+    assert!(ours < theirs && !p.promoted, "k = 6 after k = 2: {p:?}");
+    assert!(
+        p.note.contains("kept as a candidate") && p.rule.contains("silhouette"),
+        "{p:?}"
+    );
+    assert_eq!(a.current().unwrap().as_deref(), Some(two.version.as_str()));
+
+    // The other way round, the better k wins.
+    train_into(&b, data(12), KSetting::Fixed(6));
+    let better = train_into(&b, data(11), KSetting::Fixed(2));
+    let p = &better.promotion;
+    assert_eq!(p.criterion.as_deref(), Some("silhouette"), "{p:?}");
+    assert!(
+        p.promoted && p.silhouette > p.previous_silhouette,
+        "k = 2 after k = 6: {p:?}"
+    );
+    assert_eq!(
+        b.current().unwrap().as_deref(),
+        Some(better.version.as_str())
+    );
+
+    // The same k: weighted F1 of both on this run's labels, as before.
+    let same = train_into(&a, data(13), KSetting::Fixed(2));
+    let p = &same.promotion;
+    assert_eq!(p.criterion.as_deref(), Some("weighted_f1"), "{p:?}");
+    assert!(
+        p.previous_weighted_f1.is_some() && p.silhouette.is_none(),
+        "{p:?}"
+    );
+    assert_eq!(p.promoted, p.weighted_f1 > p.previous_weighted_f1.unwrap());
+}
