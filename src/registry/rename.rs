@@ -12,12 +12,14 @@ use crate::error::{Error, Result};
 /// The longest segment name, in characters.
 pub const MAX_NAME_CHARS: usize = 80;
 
-/// A name as it will be stored (trimmed), or why it cannot be one.
+/// The rule of a segment name as a JSON Schema pattern (with 1 to [`MAX_NAME_CHARS`]
+/// characters as sent): no control character (Unicode Cc, as `char::is_control`) and at least
+/// one that is not whitespace (Unicode White_Space, as `str::trim`, less the controls).
+pub const NAME_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\u0000-\\u001F\\u007F-\\u009F\\u0020\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000][^\\u0000-\\u001F\\u007F-\\u009F]*$";
+
+/// A name as it will be stored (trimmed), or why it cannot be one: 1 to [`MAX_NAME_CHARS`]
+/// characters as sent, no control character, not only whitespace ([`NAME_PATTERN`]).
 pub fn check_name(name: &str) -> std::result::Result<String, String> {
-    let name = name.trim();
-    if name.is_empty() {
-        return Err("a segment name cannot be empty".into());
-    }
     if name.chars().count() > MAX_NAME_CHARS {
         return Err(format!(
             "a segment name has at most {MAX_NAME_CHARS} characters, this one {}",
@@ -26,6 +28,10 @@ pub fn check_name(name: &str) -> std::result::Result<String, String> {
     }
     if name.chars().any(char::is_control) {
         return Err("a segment name cannot hold control characters (tabs, line breaks)".into());
+    }
+    let name = name.trim();
+    if name.is_empty() {
+        return Err("a segment name cannot be empty or only spaces".into());
     }
     Ok(name.to_string())
 }

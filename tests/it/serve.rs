@@ -599,7 +599,19 @@ async fn ops_endpoints_metrics_openapi_and_json_errors_from_the_layers() {
     // Every documented route is served: it answers, with anything but the router's 404 or
     // 405 (a job id that does not exist is the job's own 404, `job_not_found`).
     let paths = doc["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 11);
+    assert_eq!(paths.len(), 12);
+    assert!(paths.contains_key("/api/v1/monitoring"));
+    // The rename's rule as the schema says it, the same as the server's.
+    let name = &doc["components"]["schemas"]["RenameRequest"]["properties"]["name"];
+    assert_eq!(
+        name["pattern"],
+        categorizer::registry::rename::NAME_PATTERN,
+        "{name}"
+    );
+    assert_eq!(
+        (name["minLength"].as_u64(), name["maxLength"].as_u64()),
+        (Some(1), Some(80))
+    );
     for (path, methods) in paths {
         for method in methods.as_object().unwrap().keys() {
             let url = format!("{url}{}", path.replace("{id}", "no-such-job"));

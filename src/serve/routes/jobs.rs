@@ -65,7 +65,7 @@ fn accepted(view: jobs::JobView) -> Response {
 
 /// Queue a training job; one job runs at a time.
 ///
-/// `{"source"?, "device"?, "classifier"?}`; an empty body takes the defaults.
+/// `{"source"?, "device"?, "classifier"?}`; an empty body, or `null`, takes the defaults.
 #[utoipa::path(
     post, path = "/api/v1/train", tag = "training",
     request_body(content = Option<JobOptions>, content_type = "application/json"),
@@ -76,12 +76,14 @@ async fn start_job(_: Admin, State(s): State<AppState>, body: Bytes) -> Result<R
     let options: JobOptions = if body.iter().all(u8::is_ascii_whitespace) {
         JobOptions::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                Code::MalformedJson,
-                format!("the body is not valid training options: {e}"),
-            )
-        })?
+        serde_json::from_slice::<Option<JobOptions>>(&body)
+            .map_err(|e| {
+                ApiError::new(
+                    Code::MalformedJson,
+                    format!("the body is not valid training options: {e}"),
+                )
+            })?
+            .unwrap_or_default()
     };
     Ok(accepted(jobs(&s)?.submit(options)?))
 }

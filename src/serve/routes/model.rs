@@ -49,7 +49,14 @@ async fn model_manifest(State(s): State<AppState>) -> Response {
 #[derive(serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RenameRequest {
-    /// 1 to 80 characters, no control characters.
+    /// 1 to 80 characters as sent, no control characters, not only whitespace; stored with
+    /// leading and trailing whitespace trimmed.
+    /// (The pattern is `rename::NAME_PATTERN`, which a test holds this literal to.)
+    #[schema(
+        min_length = 1,
+        max_length = 80,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\u0000-\\u001F\\u007F-\\u009F\\u0020\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     name: String,
 }
 
