@@ -42,8 +42,10 @@ pub struct PredictQuery {
     explain: bool,
 }
 
-/// A prediction request (documentation only: the body is read by [`rows::parse_predict_body`]).
+/// A prediction request (documentation only: the body is read by [`rows::parse_predict_body`],
+/// which refuses a key other than `customers`, as the schema says).
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 struct PredictRequest {
     /// Up to `server.max_customers` customers.
