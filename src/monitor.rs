@@ -57,7 +57,15 @@ pub struct Bucket {
     /// Customers refused with a row error, per feature named (`other` where the error named
     /// none, or a field that is not a feature: the keys stay bounded whatever clients send).
     pub errors: BTreeMap<String, u64>,
+    /// Rows counted but not yet in the tallies: features are added [`SETTLE_ROWS`] at a
+    /// time (a sort and a digest merge per feature), not per request. Call
+    /// [`Bucket::settle`] before reading or writing the tallies.
+    #[serde(skip)]
+    pending: Vec<f32>,
 }
+
+/// Rows a bucket collects before it adds them to its tallies.
+pub const SETTLE_ROWS: usize = 4096;
 
 impl Bucket {
     pub fn new(version: &str, start_ms: u64, end_ms: u64) -> Self {
@@ -72,7 +80,25 @@ impl Bucket {
             segments: Vec::new(),
             atypical: 0,
             errors: BTreeMap::new(),
+            pending: Vec::new(),
         }
+    }
+
+    /// Adds the pending rows to the tallies.
+    pub fn settle(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let rows = std::mem::take(&mut self.pending);
+        for (j, tally) in self.features.iter_mut().enumerate() {
+            tally.add_numbers(
+                rows.chunks_exact(N_FEATURES)
+                    .map(|r| f64::from(r[j]))
+                    .collect(),
+            );
+        }
+        self.pending = rows;
+        self.pending.clear();
     }
 
     /// Adds scored customers: `rows` row-major, 21 features each (NaN: missing), with each
@@ -82,12 +108,9 @@ impl Bucket {
         if n == 0 {
             return;
         }
-        for (j, tally) in self.features.iter_mut().enumerate() {
-            tally.add_numbers(
-                rows.chunks_exact(N_FEATURES)
-                    .map(|r| f64::from(r[j]))
-                    .collect(),
-            );
+        self.pending.extend_from_slice(&rows[..n * N_FEATURES]);
+        if self.pending.len() >= SETTLE_ROWS * N_FEATURES {
+            self.settle();
         }
         for &s in segments {
             let s = s.max(0) as usize;
@@ -117,6 +140,8 @@ impl Bucket {
         for (a, b) in self.features.iter_mut().zip(&other.features) {
             a.merge(b);
         }
+        self.pending.extend_from_slice(&other.pending);
+        self.settle();
         if self.segments.len() < other.segments.len() {
             self.segments.resize(other.segments.len(), 0);
         }
@@ -154,6 +179,7 @@ pub fn merge_all<'a>(buckets: impl IntoIterator<Item = &'a Bucket>) -> Option<Bu
     for b in it {
         merged.merge(b);
     }
+    merged.settle();
     Some(merged)
 }
 
@@ -274,7 +300,19 @@ pub fn report(
     settings: &ValidationSettings,
 ) -> Report {
     let empty = Bucket::new(&manifest.version, 0, 0);
-    let w = window.unwrap_or(&empty);
+    let settled;
+    let w = match window {
+        Some(w) if !w.pending.is_empty() => {
+            settled = {
+                let mut b = w.clone();
+                b.settle();
+                b
+            };
+            &settled
+        }
+        Some(w) => w,
+        None => &empty,
+    };
     let rows = w.rows;
     let enough = rows >= monitoring.min_rows;
     let reference = manifest.feature_profile.as_ref();
@@ -599,9 +637,12 @@ mod tests {
         let mut r2 = Bucket::new("v", 0, 60_000);
         r2.add(&b, &seg(2000), &aty(2000));
         r2.add_error(Some("Favourite colour"), 1);
-        // Through JSON, as the store keeps them.
+        one.settle();
+        // Through JSON, as the store keeps them (settled first, as the monitor writes them).
         let back = |b: &Bucket| -> Bucket {
-            serde_json::from_str(&serde_json::to_string(b).unwrap()).unwrap()
+            let mut b = b.clone();
+            b.settle();
+            serde_json::from_str(&serde_json::to_string(&b).unwrap()).unwrap()
         };
         let merged = merge_all([&back(&r1), &back(&r2)]).unwrap();
         assert_eq!(merged.rows, one.rows);

@@ -95,6 +95,9 @@ pub struct JobView {
     pub progress: f64,
     pub cancel_requested: bool,
     pub options: JobOptions,
+    /// What started the job when no client did: live monitoring's drift, with the features.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
     pub created_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
@@ -182,7 +185,16 @@ impl Jobs {
     }
 
     /// Queues a job after checking its options.
-    pub fn submit(&self, mut options: JobOptions) -> Result<JobView, JobError> {
+    pub fn submit(&self, options: JobOptions) -> Result<JobView, JobError> {
+        self.submit_with(options, None)
+    }
+
+    /// Queues a job that `trigger` started (not a client): the record says so.
+    pub fn submit_with(
+        &self,
+        mut options: JobOptions,
+        trigger: Option<String>,
+    ) -> Result<JobView, JobError> {
         let mut shown = options.clone();
         if let Some(s) = &options.source {
             let confined = confine(s, &self.limits).map_err(|message| JobError::BadOption {
@@ -202,6 +214,7 @@ impl Jobs {
             progress: 0.0,
             cancel_requested: false,
             options: shown,
+            trigger,
             created_at: now(),
             started_at: None,
             finished_at: None,

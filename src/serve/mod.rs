@@ -38,7 +38,7 @@ use crate::registry::follow::{self, Follower, blocking};
 use crate::registry::{Manifest, ServedModel};
 use batcher::{Answer, BatchError, Batcher, BatcherConfig};
 use error::ApiError;
-use jobs::{Jobs, TrainingSetup};
+use jobs::{JobOptions, Jobs, TrainingSetup};
 use metrics::Metrics;
 
 /// Shared by the handlers.
@@ -167,6 +167,18 @@ impl AppState {
             let serving = serving.clone();
             Jobs::start(setup, Box::new(move |m| serving.install_blocking(m)), &tag)
         });
+        if let (Some(jobs), true) = (&jobs, settings.monitoring.retrain_on_drift) {
+            let (jobs, source) = (jobs.clone(), settings.monitoring.retrain_source.clone());
+            monitor.set_retrain(Box::new(move |reason| {
+                let options = JobOptions {
+                    source: source.clone(),
+                    ..Default::default()
+                };
+                jobs.submit_with(options, Some(reason))
+                    .map(|v| v.id)
+                    .map_err(|e| e.to_string())
+            }));
+        }
         Self {
             inner: Arc::new(Inner {
                 serving,

@@ -44,6 +44,10 @@ enum Msg {
 /// The served model, as the monitor's thread asks for it.
 pub type ServedManifest = Box<dyn Fn() -> Arc<Manifest> + Send + Sync>;
 
+/// Starts a training job on `monitoring.retrain_source` with the reason as its trigger;
+/// returns the job id, or why it could not.
+pub type Retrain = Box<dyn Fn(String) -> Result<String, String> + Send + Sync>;
+
 struct Shared {
     settings: MonitoringSettings,
     validation: ValidationSettings,
@@ -54,6 +58,8 @@ struct Shared {
     write_failures: AtomicU64,
     /// The last periodic report.
     last: Mutex<Option<Arc<Report>>>,
+    /// With `monitoring.retrain_on_drift`: how a lasting drift starts a job.
+    retrain: Mutex<Option<Retrain>>,
 }
 
 /// Handle to the monitor; cheap to clone. Disabled (`monitoring.enabled: false`): every call
@@ -87,6 +93,7 @@ impl Monitor {
             written: AtomicU64::new(0),
             write_failures: AtomicU64::new(0),
             last: Mutex::new(None),
+            retrain: Mutex::new(None),
         });
         if !settings.enabled {
             return Self { tx: None, shared };
@@ -106,6 +113,14 @@ impl Monitor {
 
     pub fn enabled(&self) -> bool {
         self.tx.is_some()
+    }
+
+    /// How a drift that lasts `monitoring.retrain_after` reports starts a training job (only
+    /// with `monitoring.retrain_on_drift`; the service sets it when it can train).
+    pub fn set_retrain(&self, retrain: Retrain) {
+        if let Ok(mut r) = self.shared.retrain.lock() {
+            *r = Some(retrain);
+        }
     }
 
     /// Customers `version` scored: `rows` row-major (21 features each), their segments and
@@ -214,6 +229,7 @@ fn run(
 ) {
     let s = shared.settings.clone();
     let mut next_report = Instant::now() + Duration::from_millis(s.interval_ms);
+    let mut drift = Streak::default();
     let mut next_sweep = Instant::now() + Duration::from_secs(1);
     // Buckets written since they last changed: a closed bucket is written once.
     let mut dirty: std::collections::BTreeSet<(String, u64)> = Default::default();
@@ -292,9 +308,85 @@ fn run(
                     report.atypical.as_ref().map_or(0.0, |a| a.share * 100.0)
                 );
             }
+            if s.retrain_on_drift {
+                drift.after(&report, &shared, store.as_deref());
+            }
             if let Ok(mut l) = shared.last.lock() {
                 *l = Some(report);
             }
+        }
+    }
+}
+
+/// Consecutive drift reports of the served version, and the versions whose retrain this
+/// replica has already seen to (started, or found started by another replica).
+#[derive(Default)]
+struct Streak {
+    version: String,
+    reports: u32,
+    done: std::collections::BTreeSet<String>,
+}
+
+impl Streak {
+    /// After each periodic report: a drift that lasted `monitoring.retrain_after` reports
+    /// starts one training job per model version across every replica of the store: the
+    /// replica that creates `monitoring/<version>/retrain.json` (a conditional put that only
+    /// succeeds when it does not exist: the store's compare-and-swap) starts it; the others
+    /// see the object and do not.
+    fn after(&mut self, report: &Report, shared: &Shared, store: Option<&dyn ModelStore>) {
+        if report.model_version != self.version {
+            self.version = report.model_version.clone();
+            self.reports = 0;
+        }
+        self.reports = if report.status == "drift" {
+            self.reports + 1
+        } else {
+            0
+        };
+        if self.reports < shared.settings.retrain_after || self.done.contains(&self.version) {
+            return;
+        }
+        let (Some(store), Ok(retrain)) = (store, shared.retrain.lock()) else {
+            return;
+        };
+        let Some(retrain) = retrain.as_ref() else {
+            return;
+        };
+        let mut why = Vec::new();
+        if !report.drifted().is_empty() {
+            why.push(format!("features {}", report.drifted().join(", ")));
+        }
+        if report.segment_shift.as_ref().is_some_and(|t| t.drifted) {
+            why.push("segment shares".into());
+        }
+        if let Some(a) = report.atypical.as_ref().filter(|a| a.drifted) {
+            why.push(format!("atypical share {:.2} %", a.share * 100.0));
+        }
+        let reason = format!(
+            "monitoring: drift in {} reports in a row of model {} over {} customers ({})",
+            self.reports,
+            self.version,
+            report.rows,
+            why.join("; ")
+        );
+        let claim = serde_json::json!({ "reason": reason, "at_ms": now_ms() }).to_string();
+        let name = format!("monitoring/{}/retrain.json", self.version);
+        match store.write_pointer_if(&name, &claim, None) {
+            Ok(true) => {
+                self.done.insert(self.version.clone());
+                match retrain(reason.clone()) {
+                    Ok(id) => tracing::warn!("{reason}: started training job {id}"),
+                    Err(e) => tracing::warn!("{reason}: the training job could not start: {e}"),
+                }
+            }
+            Ok(false) => {
+                self.done.insert(self.version.clone());
+                tracing::info!(
+                    "{reason}: another replica already started the retrain of {}",
+                    self.version
+                );
+            }
+            Err(e) => tracing::warn!("monitoring: claiming the retrain in {name} failed: {e}"),
         }
     }
 }
@@ -317,11 +409,12 @@ fn write(
         .cloned()
         .collect();
     for key in due {
-        let text = shared
-            .buckets
-            .lock()
-            .ok()
-            .and_then(|b| b.get(&key).map(serde_json::to_string));
+        let text = shared.buckets.lock().ok().and_then(|mut b| {
+            b.get_mut(&key).map(|bucket| {
+                bucket.settle();
+                serde_json::to_string(bucket)
+            })
+        });
         dirty.remove(&key);
         let Some(Ok(text)) = text else { continue };
         let name = bucket_name(&key.0, replica, key.1);

@@ -259,3 +259,72 @@ async fn two_replicas_buckets_merged_from_the_store_equal_one_replica_that_saw_b
         "{stored:?}"
     );
 }
+
+/// With `monitoring.retrain_on_drift`, a drift that lasts starts one training job on the
+/// configured source, never two across the replicas of a store; the job says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lasting_drift_starts_one_training_job_across_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = support::stored_model(dir.path(), 33);
+    let version = model.file_name().unwrap().to_string_lossy().into_owned();
+    let store = dir.path().join("shared");
+    let files: Vec<(String, Vec<u8>)> = ["manifest.json", "model.onnx"]
+        .iter()
+        .map(|f| (f.to_string(), std::fs::read(model.join(f)).unwrap()))
+        .collect();
+    let files: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(f, b)| (f.as_str(), b.as_slice()))
+        .collect();
+    LocalStore::new(&store).put(&version, &files).unwrap();
+    let mut settings = monitoring_settings();
+    settings.monitoring.retrain_on_drift = true;
+    settings.monitoring.retrain_source = Some("synthetic:rows=1500,seed=9".into());
+    settings.monitoring.retrain_after = 2;
+    let client = reqwest::Client::new();
+    let income = FEATURES.iter().position(|f| f.key == "Income").unwrap();
+    let drifted = customers(1200, 33, |r| r[income] *= 3.0)[..1000].to_vec();
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let (base, state) = support::start_with(
+            &model,
+            settings.clone(),
+            Some(support::training(&store, None)),
+        )
+        .await;
+        send(&client, &base, &drifted).await;
+        replicas.push((base, state));
+    }
+    // Each replica reports every 200 ms: within a few seconds both have seen the drift last.
+    let mut jobs = Vec::new();
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        jobs.clear();
+        for (base, _) in &replicas {
+            let listed = support::get_json(&client, format!("{base}/api/v1/jobs")).await;
+            jobs.extend(listed["jobs"].as_array().cloned().unwrap_or_default());
+        }
+        if !jobs.is_empty() {
+            // Give the other replica time to decide too.
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            jobs.clear();
+            for (base, _) in &replicas {
+                let listed = support::get_json(&client, format!("{base}/api/v1/jobs")).await;
+                jobs.extend(listed["jobs"].as_array().cloned().unwrap_or_default());
+            }
+            break;
+        }
+    }
+    assert_eq!(jobs.len(), 1, "one job across both replicas: {jobs:?}");
+    let trigger = jobs[0]["trigger"].as_str().unwrap_or_default();
+    assert!(
+        trigger.contains("Income") && trigger.contains(&version),
+        "{trigger}"
+    );
+    assert_eq!(jobs[0]["options"]["source"], "synthetic:rows=1500,seed=9");
+    let claim = LocalStore::new(&store)
+        .read_pointer(&format!("monitoring/{version}/retrain.json"))
+        .unwrap()
+        .unwrap();
+    assert!(claim.contains("Income"), "{claim}");
+}
