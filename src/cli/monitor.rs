@@ -28,6 +28,10 @@ pub struct Args {
     /// Exit 1 when the report says drift.
     #[arg(long)]
     fail_on_drift: bool,
+    /// Report this profile instead of the store's buckets: the `<output>.monitoring.json`
+    /// that `categorizer predict` writes beside its output (its model read from the store).
+    #[arg(long, conflicts_with = "since")]
+    profile: Option<std::path::PathBuf>,
 }
 
 /// `--since`: milliseconds since the Unix epoch.
@@ -65,9 +69,22 @@ pub fn run(args: Args, ctx: Context) -> anyhow::Result<ExitCode> {
         .models
         .unwrap_or_else(|| store::default_spec(&settings.models));
     let store = store::open(&spec, &settings.models)?;
-    let version = match args.version {
-        Some(v) => v,
-        None => store
+    let profile: Option<monitor::Bucket> = match &args.profile {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let b: monitor::Bucket = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a monitoring profile", path.display()))?;
+            b.check()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            Some(b)
+        }
+        None => None,
+    };
+    let version = match (args.version, &profile) {
+        (Some(v), _) => v,
+        (None, Some(p)) => p.version.clone(),
+        (None, None) => store
             .current()?
             .with_context(|| format!("{}: no current model", store.describe()))?,
     };
@@ -81,7 +98,13 @@ pub fn run(args: Args, ctx: Context) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(|s| since_ms(s, now))
         .transpose()?;
-    let (window, sources) = monitor::read_store(store.as_ref(), &version, since.unwrap_or(0))?;
+    let (window, sources) = match profile {
+        Some(p) => (
+            Some(p),
+            vec![args.profile.unwrap_or_default().display().to_string()],
+        ),
+        None => monitor::read_store(store.as_ref(), &version, since.unwrap_or(0))?,
+    };
     let mut report = monitor::report(
         window.as_ref(),
         &manifest,

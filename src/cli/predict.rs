@@ -96,8 +96,18 @@ pub fn run(args: Args, ctx: Context) -> anyhow::Result<ExitCode> {
     );
     let p = &s.phases;
     println!(
-        "time per step, summed over {} worker(s): read {:.2} s, parse {:.2} s, features {:.2} s, inference {:.2} s, format {:.2} s, write {:.2} s",
-        s.workers, p.read, p.parse, p.features, p.inference, p.format, p.write
+        "time per step, summed over {} worker(s): read {:.2} s, parse {:.2} s, features {:.2} s, inference {:.2} s, profile {:.2} s, format {:.2} s, write {:.2} s",
+        s.workers, p.read, p.parse, p.features, p.inference, p.profile, p.format, p.write
     );
+    match &s.profile_path {
+        Some(path) if path.ends_with(".monitoring.json") => println!(
+            "monitoring profile -> {path} (its drift from the model's training data: \
+             categorizer monitor --profile {path})"
+        ),
+        Some(path) => println!(
+            "monitoring profile -> {path} (merged with the replicas' by categorizer monitor)"
+        ),
+        None => {}
+    }
     Ok(ExitCode::SUCCESS)
 }

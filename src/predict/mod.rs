@@ -86,6 +86,10 @@ pub struct PredictSummary {
     pub workers: usize,
     /// Where the time went, in seconds of each thread summed (the workers overlap).
     pub phases: Phases,
+    /// The monitoring profile of what was scored (as `serve` keeps it), and where it went.
+    #[serde(skip)]
+    pub profile: Option<crate::monitor::Bucket>,
+    pub profile_path: Option<String>,
 }
 
 /// Seconds spent per step, summed over the threads that ran it.
@@ -99,6 +103,8 @@ pub struct Phases {
     pub features: f64,
     /// The ONNX Runtime session.
     pub inference: f64,
+    /// The monitoring profile of the piece (features, segments, atypical, errors).
+    pub profile: f64,
     /// The prediction columns and the piece's output (CSV text, a frame, documents).
     pub format: f64,
     /// Writing the pieces, in order (the calling thread).
@@ -111,6 +117,7 @@ impl Phases {
         self.parse += o.parse;
         self.features += o.features;
         self.inference += o.inference;
+        self.profile += o.profile;
         self.format += o.format;
         self.write += o.write;
     }
@@ -172,6 +179,8 @@ pub fn run(req: &PredictRequest) -> Result<PredictSummary> {
         seconds: 0.0,
         workers,
         phases: Phases::default(),
+        profile: None,
+        profile_path: None,
     };
     let chunk_rows = req.chunk_rows.max(1);
     let sink = pipeline::score_in_order(
@@ -191,8 +200,46 @@ pub fn run(req: &PredictRequest) -> Result<PredictSummary> {
         }
     }
     bar.finish(format!("Scored {} rows", summary.rows));
+    summary.profile_path = write_profile(req, &target, &summary)?;
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// The run's monitoring profile: beside a file output as `<output>.monitoring.json`; for a
+/// MongoDB output, into the model's store (when the model came from one) under
+/// `monitoring/<version>/bulk-<unix ms>/`, where `categorizer monitor` merges it with the
+/// replicas'.
+fn write_profile(
+    req: &PredictRequest,
+    target: &Target,
+    summary: &PredictSummary,
+) -> Result<Option<String>> {
+    let Some(profile) = &summary.profile else {
+        return Ok(None);
+    };
+    let now = crate::serve::monitor::now_ms();
+    let mut profile = profile.clone();
+    (profile.start_ms, profile.end_ms) = (now, now);
+    let text = serde_json::to_string(&profile)?;
+    if matches!(target, Target::Mongo(_)) {
+        let dir = &req.model;
+        let store_dir = if dir.join(crate::registry::store::MODEL_FILE).is_file() {
+            dir.parent().map(std::path::Path::to_path_buf)
+        } else {
+            Some(dir.clone())
+        };
+        let Some(store_dir) = store_dir else {
+            return Ok(None);
+        };
+        let store = crate::registry::store::LocalStore::new(&store_dir);
+        let name = crate::monitor::bucket_name(&summary.model_version, &format!("bulk-{now}"), now);
+        use crate::registry::store::ModelStore as _;
+        store.write_pointer(&name, &text)?;
+        return Ok(Some(format!("{}/{name}", store_dir.display())));
+    }
+    let path = PathBuf::from(format!("{}.monitoring.json", req.output.display()));
+    std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+    Ok(Some(path.display().to_string()))
 }
 
 /// The model, refused for `--explain` when it was published before explanations existed.

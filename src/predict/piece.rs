@@ -118,6 +118,21 @@ impl Piecework {
             preprocessed: &pred.preprocessed,
             segments: &self.segments,
         };
+        // The piece's monitoring profile: what `serve` keeps of the customers it scores.
+        let mut profile = crate::monitor::Bucket::new(&self.model_version, 0, 0);
+        let k = pred.k.max(1);
+        let atypical: Vec<bool> = pred
+            .segment
+            .iter()
+            .zip(pred.distances.chunks_exact(k))
+            .map(|(&s, d)| self.segments.atypical(d, s as usize))
+            .collect();
+        profile.add(rows.matrix.as_slice(), &pred.segment, &atypical);
+        for (_, e) in &rows.errors {
+            profile.add_error(e.field.as_deref(), 1);
+        }
+        profile.settle();
+        lap(&mut phases.profile);
         let columns = output::columns(n, &scores, &rows.kept, &rows.errors, self.explain);
         let set_aside = columns.error.iter().filter(|e| e.is_some()).count();
         let out = output::piece_out(
@@ -135,6 +150,7 @@ impl Piecework {
             position,
             out,
             phases,
+            profile,
         })
     }
 

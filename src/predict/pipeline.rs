@@ -80,6 +80,8 @@ pub(super) struct Scored {
     pub position: u64,
     pub out: Out,
     pub phases: Phases,
+    /// The piece's monitoring profile (merged in input order into the run's).
+    pub profile: crate::monitor::Bucket,
 }
 
 /// The reader thread: cuts pieces while there are tickets (pieces in flight), and returns the
@@ -192,6 +194,10 @@ fn write_in_order(
             summary.predicted += s.predicted;
             summary.set_aside += s.set_aside;
             summary.malformed += s.malformed;
+            match summary.profile.as_mut() {
+                Some(p) => p.merge(&s.profile),
+                None => summary.profile = Some(s.profile),
+            }
             bar.set_position(s.position)?;
             next += 1;
             let _ = tickets.send(());

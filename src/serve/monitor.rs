@@ -1,18 +1,19 @@
 //! The replica's live monitor: every prediction path hands it the customers it scored (their
 //! 21 features, segments and atypical flags) and the row errors it refused; a thread of its
 //! own adds them to time buckets ([`crate::monitor::Bucket`]), so the request path pays a
-//! copy of its rows and a channel send, never the sketch.
+//! copy of its rows and a push onto an inbox under a lock, never the sketch nor a thread
+//! wake-up (the thread takes the inbox every 100 ms).
 //!
 //! The thread closes a bucket when its span ends, writes it to the model store (under
 //! `monitoring/<version>/<replica>/`, when there is a store and `monitoring.write_to_store`),
 //! drops buckets past `monitoring.retention_ms`, and every `monitoring.interval_ms` measures
 //! the last window's drift ([`crate::monitor::report`]) for `/metrics` and the page. The
-//! channel is bounded: when the thread falls behind, what does not fit is counted as dropped
-//! (`categorizer_monitoring_dropped_rows_total`), never waited for.
+//! inbox is bounded in rows: when the thread falls behind, what does not fit is counted as
+//! dropped (`categorizer_monitoring_dropped_rows_total`), never waited for.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,8 +22,12 @@ use crate::monitor::{Bucket, Report, bucket_name, bucket_start};
 use crate::registry::Manifest;
 use crate::registry::store::ModelStore;
 
-/// Messages the channel holds before the sender counts rows as dropped.
-const CHANNEL: usize = 4096;
+/// Control messages (a flush) the channel holds.
+const CHANNEL: usize = 16;
+
+/// Rows queued for the monitor's thread at most (~22 MB of features): beyond, a request's rows
+/// are counted as dropped instead of queued, so memory stays bounded whatever the load.
+const QUEUED_ROWS: u64 = 262_144;
 
 enum Msg {
     Scored {
@@ -54,6 +59,10 @@ struct Shared {
     /// By (version, start): the buckets kept for `retention_ms`.
     buckets: Mutex<BTreeMap<(String, u64), Bucket>>,
     dropped_rows: AtomicU64,
+    /// Rows sent and not yet taken by the thread.
+    queued_rows: AtomicU64,
+    /// What the request paths handed over since the thread last looked.
+    inbox: Mutex<Vec<Msg>>,
     written: AtomicU64,
     write_failures: AtomicU64,
     /// The last periodic report.
@@ -90,6 +99,8 @@ impl Monitor {
             validation: validation.clone(),
             buckets: Mutex::new(BTreeMap::new()),
             dropped_rows: AtomicU64::new(0),
+            queued_rows: AtomicU64::new(0),
+            inbox: Mutex::new(Vec::new()),
             written: AtomicU64::new(0),
             write_failures: AtomicU64::new(0),
             last: Mutex::new(None),
@@ -132,8 +143,16 @@ impl Monitor {
         segments: Vec<i64>,
         atypical: Vec<bool>,
     ) {
-        let Some(tx) = &self.tx else { return };
+        if self.tx.is_none() {
+            return;
+        }
         let n = segments.len() as u64;
+        let queued = &self.shared.queued_rows;
+        if queued.fetch_add(n, Ordering::Relaxed) + n > QUEUED_ROWS {
+            queued.fetch_sub(n, Ordering::Relaxed);
+            self.shared.dropped_rows.fetch_add(n, Ordering::Relaxed);
+            return;
+        }
         let msg = Msg::Scored {
             version,
             at_ms: now_ms(),
@@ -141,14 +160,20 @@ impl Monitor {
             segments,
             atypical,
         };
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(msg) {
-            self.shared.dropped_rows.fetch_add(n, Ordering::Relaxed);
+        match self.shared.inbox.lock() {
+            Ok(mut inbox) => inbox.push(msg),
+            Err(_) => {
+                queued.fetch_sub(n, Ordering::Relaxed);
+                self.shared.dropped_rows.fetch_add(n, Ordering::Relaxed);
+            }
         }
     }
 
     /// Customers refused with a row error, by the field each error named.
     pub fn refused(&self, version: Arc<str>, fields: Vec<Option<String>>) {
-        let Some(tx) = &self.tx else { return };
+        if self.tx.is_none() {
+            return;
+        }
         if fields.is_empty() {
             return;
         }
@@ -158,8 +183,11 @@ impl Monitor {
             at_ms: now_ms(),
             fields,
         };
-        if tx.try_send(msg).is_err() {
-            self.shared.dropped_rows.fetch_add(n, Ordering::Relaxed);
+        match self.shared.inbox.lock() {
+            Ok(mut inbox) => inbox.push(msg),
+            Err(_) => {
+                self.shared.dropped_rows.fetch_add(n, Ordering::Relaxed);
+            }
         }
     }
 
@@ -234,43 +262,57 @@ fn run(
     // Buckets written since they last changed: a closed bucket is written once.
     let mut dirty: std::collections::BTreeSet<(String, u64)> = Default::default();
     loop {
-        match rx.recv_timeout(Duration::from_millis(250)) {
-            Ok(Msg::Scored {
-                version,
-                at_ms,
-                rows,
-                segments,
-                atypical,
-            }) => {
-                let key = (version.to_string(), bucket_start(at_ms, s.bucket_ms));
-                if let Ok(mut b) = shared.buckets.lock() {
-                    b.entry(key.clone())
-                        .or_insert_with(|| Bucket::new(&version, key.1, key.1 + s.bucket_ms))
-                        .add(&rows, &segments, &atypical);
-                }
-                dirty.insert(key);
-            }
-            Ok(Msg::Refused {
-                version,
-                at_ms,
-                fields,
-            }) => {
-                let key = (version.to_string(), bucket_start(at_ms, s.bucket_ms));
-                if let Ok(mut b) = shared.buckets.lock() {
-                    let bucket = b
-                        .entry(key.clone())
-                        .or_insert_with(|| Bucket::new(&version, key.1, key.1 + s.bucket_ms));
-                    for f in &fields {
-                        bucket.add_error(f.as_deref(), 1);
+        let control = rx.recv_timeout(Duration::from_millis(100));
+        let taken = shared
+            .inbox
+            .lock()
+            .map(|mut inbox| std::mem::take(&mut *inbox))
+            .unwrap_or_default();
+        for msg in taken {
+            match msg {
+                Msg::Scored {
+                    version,
+                    at_ms,
+                    rows,
+                    segments,
+                    atypical,
+                } => {
+                    let key = (version.to_string(), bucket_start(at_ms, s.bucket_ms));
+                    if let Ok(mut b) = shared.buckets.lock() {
+                        b.entry(key.clone())
+                            .or_insert_with(|| Bucket::new(&version, key.1, key.1 + s.bucket_ms))
+                            .add(&rows, &segments, &atypical);
                     }
+                    shared
+                        .queued_rows
+                        .fetch_sub(segments.len() as u64, Ordering::Relaxed);
+                    dirty.insert(key);
                 }
-                dirty.insert(key);
+                Msg::Refused {
+                    version,
+                    at_ms,
+                    fields,
+                } => {
+                    let key = (version.to_string(), bucket_start(at_ms, s.bucket_ms));
+                    if let Ok(mut b) = shared.buckets.lock() {
+                        let bucket = b
+                            .entry(key.clone())
+                            .or_insert_with(|| Bucket::new(&version, key.1, key.1 + s.bucket_ms));
+                        for f in &fields {
+                            bucket.add_error(f.as_deref(), 1);
+                        }
+                    }
+                    dirty.insert(key);
+                }
+                Msg::Flush(_) => {}
             }
+        }
+        match control {
             Ok(Msg::Flush(done)) => {
                 write(&shared, store.as_deref(), &replica, &mut dirty, u64::MAX);
                 let _ = done.send(());
             }
-            Err(RecvTimeoutError::Timeout) => {}
+            Ok(_) | Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
                 write(&shared, store.as_deref(), &replica, &mut dirty, u64::MAX);
                 return;

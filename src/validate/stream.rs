@@ -27,6 +27,48 @@ pub const QUANTILE_RANK_ERROR: f64 = 0.005;
 /// Distinct values a numeric column counts before it stops.
 pub const DISTINCT_CAP: usize = 100_000;
 
+/// Hashes a distinct value's bits with one multiply (the keys are numbers, and a tally holds at
+/// most its cap of them before it stops counting, so a crafted set of colliding values costs at
+/// most that many probes).
+#[derive(Default, Clone, Copy)]
+pub struct BitsHasher(u64);
+
+impl std::hash::Hasher for BitsHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (v ^ (v >> 29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// Rows per distinct value, by the value's bits.
+pub type Distinct = HashMap<u64, u64, std::hash::BuildHasherDefault<BitsHasher>>;
+
+/// A digest of a tally's distinct values (each one a centroid of its rows).
+fn digest_of(d: &Distinct, max_size: usize) -> TDigest {
+    let (mut sum, mut count) = (0.0, 0.0);
+    let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
+    let centroids = d
+        .iter()
+        .map(|(&bits, &c)| {
+            let v = f64::from_bits(bits);
+            sum += v * c as f64;
+            count += c as f64;
+            min = min.min(v);
+            max = max.max(v);
+            tdigest::Centroid::new(v, c as f64)
+        })
+        .collect::<Vec<_>>();
+    let some = |x: f64| x.is_finite().then_some(x);
+    TDigest::new(centroids, sum, count, some(max), some(min), max_size.max(1))
+}
+
 /// One column's running profile: exact counts, missing values, mean and standard deviation
 /// (merged by Chan et al.'s rule), min and max, quantiles from a t-digest, and the rows per
 /// distinct value until there are more than its cap. Mergeable: the profile of two streams is
@@ -45,8 +87,10 @@ pub enum Tally {
         /// Sum of squared deviations from the mean (Chan et al.'s merge).
         m2: f64,
         digest: TDigest,
-        /// Rows per distinct value (by bits), until there are more than `cap`.
-        distinct: Option<HashMap<u64, u64>>,
+        /// Rows per distinct value (by bits), until there are more than `cap`. While it is
+        /// kept, the digest is empty (the counts are exact, and cheaper to add to); when it
+        /// overflows, the digest is made of it.
+        distinct: Option<Distinct>,
         cap: usize,
         /// Every value so far is a whole number: the quantiles are too.
         whole: bool,
@@ -62,7 +106,7 @@ impl Tally {
             mean: 0.0,
             m2: 0.0,
             digest: TDigest::new_with_size(centroids.max(1)),
-            distinct: Some(HashMap::new()),
+            distinct: Some(Distinct::default()),
             cap,
             whole: true,
         }
@@ -87,7 +131,6 @@ impl Tally {
         let before = values.len();
         values.retain(|v| v.is_finite());
         let missing = before - values.len();
-        crate::sort::sort_f64(&mut values);
         self.add(Values::Numbers(values), missing);
     }
 
@@ -138,16 +181,28 @@ impl Tally {
                 *m2 += om2 + delta * delta * (*n as f64) * (*on as f64) / total as f64;
                 *mean += delta * *on as f64 / total as f64;
                 *n = total;
-                *distinct = match (distinct.take(), odistinct) {
+                let size = digest.max_size();
+                match (distinct.take(), odistinct) {
                     (Some(mut d), Some(o)) => {
                         for (&k, &c) in o {
                             *d.entry(k).or_insert(0) += c;
                         }
-                        (d.len() <= *cap).then_some(d)
+                        if d.len() <= *cap {
+                            *distinct = Some(d);
+                        } else {
+                            *digest = digest_of(&d, size);
+                        }
                     }
-                    _ => None,
-                };
-                *digest = TDigest::merge_digests(vec![digest.clone(), od.clone()]);
+                    (Some(d), None) => {
+                        *digest = TDigest::merge_digests(vec![digest_of(&d, size), od.clone()]);
+                    }
+                    (None, Some(o)) => {
+                        *digest = TDigest::merge_digests(vec![digest.clone(), digest_of(o, size)]);
+                    }
+                    (None, None) => {
+                        *digest = TDigest::merge_digests(vec![digest.clone(), od.clone()]);
+                    }
+                }
             }
             // Both come from one column of one schema.
             _ => unreachable!("merging a categorical tally with a numeric one"),
@@ -187,15 +242,25 @@ impl Tally {
                     + delta * delta * (*n as f64) * (bn as f64) / total as f64;
                 *mean += delta * bn as f64 / total as f64;
                 *n = total;
-                if let Some(d) = distinct {
-                    for run in v.chunk_by(|a, b| a == b) {
-                        *d.entry(run[0].to_bits()).or_insert(0) += run.len() as u64;
+                if let Some(d) = distinct.as_mut() {
+                    for x in &v {
+                        *d.entry(x.to_bits()).or_insert(0) += 1;
                     }
-                    if d.len() > *cap {
-                        *distinct = None;
+                    if d.len() <= *cap {
+                        return;
                     }
+                    // More distinct values than the cap: from now on the digest (made of the
+                    // counts, this batch included).
+                    if let Some(d) = distinct.take() {
+                        *digest = digest_of(&d, digest.max_size());
+                    }
+                    return;
                 }
-                *digest = digest.merge_sorted(v);
+                *digest = if v.is_sorted() {
+                    digest.merge_sorted(v)
+                } else {
+                    digest.merge_unsorted(v)
+                };
             }
             // The kind of a column comes from the schema: every batch reads it the same way.
             _ => unreachable!("a column read as numbers in one batch and categories in another"),
@@ -317,7 +382,7 @@ impl Tally {
                     name: name.to_string(),
                     kind: ColumnKind::Numeric,
                     missing: *missing,
-                    unique: distinct.as_ref().map_or(*cap, HashMap::len),
+                    unique: distinct.as_ref().map_or(*cap, Distinct::len),
                     mean: if *n == 0 { 0.0 } else { *mean },
                     std: if *n == 0 {
                         0.0

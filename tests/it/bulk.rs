@@ -63,6 +63,31 @@ fn any_workers_pieces_and_format_give_the_same_rows_in_order() {
     let many = score(&model, &tsv, &at("many.tsv"), 257, 3);
     assert_eq!((one.rows, one.predicted), (3000, many.predicted));
     assert_eq!(many.workers, 3);
+    // The monitoring profile beside each output: the same counts however the run was cut.
+    let profile = |p: &str| -> categorizer::monitor::Bucket {
+        let text = std::fs::read_to_string(format!("{p}.monitoring.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    let (p1, p3) = (profile(&at("one.tsv")), profile(&at("many.tsv")));
+    assert_eq!(p1.rows as usize, one.predicted);
+    assert_eq!(
+        (p1.rows, &p1.segments, p1.atypical, &p1.errors),
+        (p3.rows, &p3.segments, p3.atypical, &p3.errors)
+    );
+    for (a, b) in p1.features.iter().zip(&p3.features) {
+        assert_eq!((a.count(), a.missing()), (b.count(), b.missing()));
+    }
+    let out = crate::support::succeed(crate::support::categorizer().args([
+        "monitor",
+        "--models",
+        &model.parent().unwrap().display().to_string(),
+        "--profile",
+        &format!("{}.monitoring.json", at("many.tsv")),
+        "--json",
+    ]));
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["rows"], p3.rows, "{report}");
+    assert_eq!(report["features"].as_array().unwrap().len(), 21, "{report}");
     let one_bytes = std::fs::read(at("one.tsv")).unwrap();
     assert!(
         one_bytes == std::fs::read(at("many.tsv")).unwrap(),
