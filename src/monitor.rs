@@ -265,7 +265,9 @@ pub struct AtypicalShare {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Report {
     pub model_version: String,
-    /// `drift`, `no_drift`, `not_enough_data` (fewer than `monitoring.min_rows` customers) or
+    /// `drift` (the data set by validation's rule, the segment shares or the atypical share),
+    /// `feature_drift` (some features drifted, fewer than the data set's rule needs),
+    /// `no_drift`, `not_enough_data` (fewer than `monitoring.min_rows` customers) or
     /// `no_reference` (a model trained before monitoring existed: retrain it).
     pub status: String,
     /// Null unless the window has enough customers and the model a reference.
@@ -421,6 +423,8 @@ pub fn report(
         || atypical.as_ref().is_some_and(|a| a.drifted)
     {
         "drift"
+    } else if drifted_features > 0 {
+        "feature_drift"
     } else {
         "no_drift"
     };

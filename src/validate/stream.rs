@@ -69,6 +69,51 @@ fn digest_of(d: &Distinct, max_size: usize) -> TDigest {
     TDigest::new(centroids, sum, count, some(max), some(min), max_size.max(1))
 }
 
+/// Values a batch adds to a digest one by one; a larger batch adds an evenly spaced sample of
+/// this many, each weighted by its share of the batch (the batch's min and max exactly):
+/// sorting a whole 65,536-row piece per column cost bulk scoring a fifth of its time, and the
+/// digest keeps far fewer centroids than this anyway.
+pub const DIGEST_BATCH: usize = 8192;
+
+/// `digest` with a batch of finite values added (see [`DIGEST_BATCH`]).
+fn digest_add(digest: &TDigest, mut v: Vec<f64>) -> TDigest {
+    if v.len() <= DIGEST_BATCH {
+        if !v.is_sorted() {
+            crate::sort::sort_f64(&mut v);
+        }
+        return digest.merge_sorted(v);
+    }
+    let n = v.len();
+    let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
+    for &x in &v {
+        min = min.min(x);
+        max = max.max(x);
+    }
+    let sum: f64 = v.iter().sum();
+    // Every step-th value: of a sorted batch, evenly spaced quantiles; of an unsorted one, a
+    // systematic sample.
+    let step = n.div_ceil(DIGEST_BATCH);
+    let mut sample: Vec<f64> = v.iter().step_by(step).copied().collect();
+    crate::sort::sort_f64(&mut sample);
+    let weight = n as f64 / sample.len() as f64;
+    let batch = TDigest::new(
+        sample
+            .into_iter()
+            .map(|x| tdigest::Centroid::new(x, weight))
+            .collect(),
+        sum,
+        n as f64,
+        Some(max),
+        Some(min),
+        digest.max_size(),
+    );
+    if digest.is_empty() {
+        batch
+    } else {
+        TDigest::merge_digests(vec![digest.clone(), batch])
+    }
+}
+
 /// One column's running profile: exact counts, missing values, mean and standard deviation
 /// (merged by Chan et al.'s rule), min and max, quantiles from a t-digest, and the rows per
 /// distinct value until there are more than its cap. Mergeable: the profile of two streams is
@@ -228,7 +273,7 @@ impl Tally {
                     cap,
                     whole,
                 },
-                Values::Numbers(v),
+                Values::Numbers(mut v),
             ) => {
                 *missing += batch_missing;
                 if v.is_empty() {
@@ -243,24 +288,28 @@ impl Tally {
                 *mean += delta * bn as f64 / total as f64;
                 *n = total;
                 if let Some(d) = distinct.as_mut() {
+                    let mut counted = 0;
                     for x in &v {
                         *d.entry(x.to_bits()).or_insert(0) += 1;
+                        counted += 1;
+                        if d.len() > *cap {
+                            break;
+                        }
                     }
                     if d.len() <= *cap {
                         return;
                     }
-                    // More distinct values than the cap: from now on the digest (made of the
-                    // counts, this batch included).
+                    // More distinct values than the cap: from now on the digest, made of the
+                    // counts so far, then the rest of this batch.
                     if let Some(d) = distinct.take() {
                         *digest = digest_of(&d, digest.max_size());
                     }
-                    return;
+                    v.drain(..counted);
+                    if v.is_empty() {
+                        return;
+                    }
                 }
-                *digest = if v.is_sorted() {
-                    digest.merge_sorted(v)
-                } else {
-                    digest.merge_unsorted(v)
-                };
+                *digest = digest_add(digest, v);
             }
             // The kind of a column comes from the schema: every batch reads it the same way.
             _ => unreachable!("a column read as numbers in one batch and categories in another"),

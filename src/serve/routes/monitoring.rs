@@ -19,8 +19,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// feature validation's test and threshold (statistical tests for a reference of at most
 /// `validation.small_reference_rows` rows, distances above), the dataset rule
 /// (`validation.dataset_drift_share` of the features), the segment shares against the
-/// training shares, and the atypical share against the expected 1 %. `status` is `drift`,
-/// `no_drift`, `not_enough_data` (fewer than `monitoring.min_rows` customers: then
+/// training shares, and the atypical share against the expected 1 %. `status` is `drift` (the
+/// data set, the segment shares or the atypical share), `feature_drift` (some features, fewer
+/// than the data set's rule needs), `no_drift`, `not_enough_data` (fewer than `monitoring.min_rows` customers: then
 /// `dataset_drift` is null and no feature is marked drifted), `no_reference` (a model
 /// published before monitoring: retrain it) or `disabled`. One replica's view: `categorizer
 /// monitor --models STORE` merges every replica's buckets from the store.

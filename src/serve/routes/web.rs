@@ -360,6 +360,14 @@ fn monitoring_view(
                 format!(": {}", r.drifted().join(", "))
             }
         ),
+        "feature_drift" => format!(
+            "some features drifted, not the data set: {} of {} ({:.0} %; the data set counts as drifted from {:.0} %): {}",
+            r.drifted_features,
+            r.features.len(),
+            100.0 * r.drift_share,
+            100.0 * r.drift_share_threshold,
+            r.drifted().join(", ")
+        ),
         "no_drift" => format!(
             "no drift: {} of {} features drifted (the data set counts as drifted from {:.0} %)",
             r.drifted_features,
