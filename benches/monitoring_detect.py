@@ -142,6 +142,8 @@ def main():
         print(f"{name}: `drift` {'from ' + str(first) + ' customers on' if first else 'never said'}, "
               f"`drift` or `feature_drift` {'from ' + str(first_any) + ' on' if first_any else 'never'}; "
               f"at 5,000: {describe(report)}", flush=True)
+    if windows == 0:
+        return
     alarms, feature_alarms, features = 0, 0, {}
     started = time.time()
     for w in range(windows):
