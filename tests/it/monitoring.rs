@@ -42,6 +42,20 @@ fn monitoring_settings() -> categorizer::config::Settings {
     s
 }
 
+/// Stores the version in `model` (a version directory) into the store at `store` too.
+fn put_model(model: &std::path::Path, store: &std::path::Path) {
+    let version = model.file_name().unwrap().to_string_lossy().into_owned();
+    let files: Vec<(String, Vec<u8>)> = ["manifest.json", "model.onnx"]
+        .iter()
+        .map(|f| (f.to_string(), std::fs::read(model.join(f)).unwrap()))
+        .collect();
+    let files: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(f, b)| (f.as_str(), b.as_slice()))
+        .collect();
+    LocalStore::new(store).put(&version, &files).unwrap();
+}
+
 async fn send(client: &reqwest::Client, base: &str, customers: &[Value]) {
     for chunk in customers.chunks(100) {
         let r = client
@@ -163,16 +177,8 @@ async fn two_replicas_buckets_merged_from_the_store_equal_one_replica_that_saw_b
     let version = model.file_name().unwrap().to_string_lossy().into_owned();
     let (pair, single) = (dir.path().join("pair"), dir.path().join("single"));
     // Both stores hold the model (the CLI reads its manifest from the store).
-    let files: Vec<(String, Vec<u8>)> = ["manifest.json", "model.onnx"]
-        .iter()
-        .map(|f| (f.to_string(), std::fs::read(model.join(f)).unwrap()))
-        .collect();
-    let files: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(f, b)| (f.as_str(), b.as_slice()))
-        .collect();
     for store in [&pair, &single] {
-        LocalStore::new(store).put(&version, &files).unwrap();
+        put_model(&model, store);
     }
     let client = reqwest::Client::new();
     let (a, b) = (
@@ -268,15 +274,7 @@ async fn a_lasting_drift_starts_one_training_job_across_replicas() {
     let model = support::stored_model(dir.path(), 33);
     let version = model.file_name().unwrap().to_string_lossy().into_owned();
     let store = dir.path().join("shared");
-    let files: Vec<(String, Vec<u8>)> = ["manifest.json", "model.onnx"]
-        .iter()
-        .map(|f| (f.to_string(), std::fs::read(model.join(f)).unwrap()))
-        .collect();
-    let files: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(f, b)| (f.as_str(), b.as_slice()))
-        .collect();
-    LocalStore::new(&store).put(&version, &files).unwrap();
+    put_model(&model, &store);
     let mut settings = monitoring_settings();
     settings.monitoring.retrain_on_drift = true;
     settings.monitoring.retrain_source = Some("synthetic:rows=1500,seed=9".into());
