@@ -123,6 +123,15 @@ impl Segments {
 
     /// Whether a customer served `segment`, with these distances to every centre, lies beyond
     /// the segment's 99th percentile; false for a model that does not carry the percentiles.
+    /// Each row's atypical flag: `segment` one per row, `distances` `k` per row.
+    pub fn atypical_flags(&self, segment: &[i64], distances: &[f32], k: usize) -> Vec<bool> {
+        segment
+            .iter()
+            .zip(distances.chunks_exact(k.max(1)))
+            .map(|(&s, d)| self.atypical(d, s as usize))
+            .collect()
+    }
+
     pub fn atypical(&self, distances: &[f32], segment: usize) -> bool {
         self.space
             .as_ref()

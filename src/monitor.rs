@@ -546,6 +546,13 @@ pub fn format_ms(ms: u64) -> String {
     )
 }
 
+/// Milliseconds since the Unix epoch, now (bucket times).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// A bucket's start: `now_ms` rounded down to a multiple of `bucket_ms`.
 pub fn bucket_start(now_ms: u64, bucket_ms: u64) -> u64 {
     now_ms - now_ms % bucket_ms.max(1)

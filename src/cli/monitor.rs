@@ -90,9 +90,7 @@ pub fn run(args: Args, ctx: Context) -> anyhow::Result<ExitCode> {
     };
     let manifest: Manifest = serde_json::from_slice(&store.get(&version, MANIFEST_FILE)?)
         .with_context(|| format!("{}/{version}/{MANIFEST_FILE}", store.describe()))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now = monitor::now_ms();
     let since = args
         .since
         .as_deref()

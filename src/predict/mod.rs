@@ -217,7 +217,7 @@ fn write_profile(
     let Some(profile) = &summary.profile else {
         return Ok(None);
     };
-    let now = crate::serve::monitor::now_ms();
+    let now = crate::monitor::now_ms();
     let mut profile = profile.clone();
     (profile.start_ms, profile.end_ms) = (now, now);
     let text = serde_json::to_string(&profile)?;

@@ -120,13 +120,9 @@ impl Piecework {
         };
         // The piece's monitoring profile: what `serve` keeps of the customers it scores.
         let mut profile = crate::monitor::Bucket::new(&self.model_version, 0, 0);
-        let k = pred.k.max(1);
-        let atypical: Vec<bool> = pred
-            .segment
-            .iter()
-            .zip(pred.distances.chunks_exact(k))
-            .map(|(&s, d)| self.segments.atypical(d, s as usize))
-            .collect();
+        let atypical = self
+            .segments
+            .atypical_flags(&pred.segment, &pred.distances, pred.k);
         profile.add(rows.matrix.as_slice(), &pred.segment, &atypical);
         for (_, e) in &rows.errors {
             profile.add_error(e.field.as_deref(), 1);

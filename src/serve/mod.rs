@@ -291,13 +291,7 @@ impl AppState {
             .predict(rows, n, deadline, explain)
             .await;
         if let (Some(rows), Ok(a)) = (kept, &answer) {
-            let k = a.k.max(1);
-            let atypical = a
-                .segment
-                .iter()
-                .zip(a.distances.chunks_exact(k))
-                .map(|(&s, d)| a.segments.atypical(d, s as usize))
-                .collect();
+            let atypical = a.segments.atypical_flags(&a.segment, &a.distances, a.k);
             self.inner
                 .monitor
                 .scored(a.model_version.clone(), rows, a.segment.clone(), atypical);

@@ -18,33 +18,45 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::{MonitoringSettings, ValidationSettings};
-use crate::monitor::{Bucket, Report, bucket_name, bucket_start};
+use crate::monitor::{Bucket, Report, bucket_name, bucket_start, now_ms};
 use crate::registry::Manifest;
 use crate::registry::store::ModelStore;
 
-/// Control messages (a flush) the channel holds.
+/// Flush requests the control channel holds.
 const CHANNEL: usize = 16;
 
 /// Rows queued for the monitor's thread at most (~22 MB of features): beyond, a request's rows
 /// are counted as dropped instead of queued, so memory stays bounded whatever the load.
 const QUEUED_ROWS: u64 = 262_144;
 
-enum Msg {
+/// What a request path hands over: for `version`'s bucket of `at_ms`.
+struct Entry {
+    version: Arc<str>,
+    at_ms: u64,
+    what: Seen,
+}
+
+enum Seen {
     Scored {
-        version: Arc<str>,
-        at_ms: u64,
         rows: Vec<f32>,
         segments: Vec<i64>,
         atypical: Vec<bool>,
     },
-    Refused {
-        version: Arc<str>,
-        at_ms: u64,
-        fields: Vec<Option<String>>,
-    },
-    /// Write the open buckets now (shutdown), then answer.
-    Flush(std::sync::mpsc::Sender<()>),
+    Refused(Vec<Option<String>>),
 }
+
+impl Seen {
+    /// Customers it counts.
+    fn len(&self) -> usize {
+        match self {
+            Seen::Scored { segments, .. } => segments.len(),
+            Seen::Refused(fields) => fields.len(),
+        }
+    }
+}
+
+/// A request to write the open buckets now (shutdown), answered when done.
+type Flush = std::sync::mpsc::Sender<()>;
 
 /// The served model, as the monitor's thread asks for it.
 pub type ServedManifest = Box<dyn Fn() -> Arc<Manifest> + Send + Sync>;
@@ -62,7 +74,7 @@ struct Shared {
     /// Rows sent and not yet taken by the thread.
     queued_rows: AtomicU64,
     /// What the request paths handed over since the thread last looked.
-    inbox: Mutex<Vec<Msg>>,
+    inbox: Mutex<Vec<Entry>>,
     written: AtomicU64,
     write_failures: AtomicU64,
     /// The last periodic report.
@@ -75,14 +87,8 @@ struct Shared {
 /// does nothing and the reports say so.
 #[derive(Clone)]
 pub struct Monitor {
-    tx: Option<SyncSender<Msg>>,
+    tx: Option<SyncSender<Flush>>,
     shared: Arc<Shared>,
-}
-
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Monitor {
@@ -143,50 +149,45 @@ impl Monitor {
         segments: Vec<i64>,
         atypical: Vec<bool>,
     ) {
-        if self.tx.is_none() {
-            return;
-        }
         let n = segments.len() as u64;
-        let queued = &self.shared.queued_rows;
-        if queued.fetch_add(n, Ordering::Relaxed) + n > QUEUED_ROWS {
-            queued.fetch_sub(n, Ordering::Relaxed);
-            self.shared.dropped_rows.fetch_add(n, Ordering::Relaxed);
-            return;
-        }
-        let msg = Msg::Scored {
-            version,
-            at_ms: now_ms(),
+        let what = Seen::Scored {
             rows,
             segments,
             atypical,
         };
-        match self.shared.inbox.lock() {
-            Ok(mut inbox) => inbox.push(msg),
-            Err(_) => {
-                queued.fetch_sub(n, Ordering::Relaxed);
-                self.shared.dropped_rows.fetch_add(n, Ordering::Relaxed);
-            }
-        }
+        self.push(version, what, n);
     }
 
     /// Customers refused with a row error, by the field each error named.
     pub fn refused(&self, version: Arc<str>, fields: Vec<Option<String>>) {
+        if !fields.is_empty() {
+            let n = fields.len() as u64;
+            self.push(version, Seen::Refused(fields), n);
+        }
+    }
+
+    /// Puts `n` customers on the inbox, or counts them as dropped when it holds
+    /// [`QUEUED_ROWS`] already.
+    fn push(&self, version: Arc<str>, what: Seen, n: u64) {
         if self.tx.is_none() {
             return;
         }
-        if fields.is_empty() {
+        let (queued, dropped) = (&self.shared.queued_rows, &self.shared.dropped_rows);
+        if queued.fetch_add(n, Ordering::Relaxed) + n > QUEUED_ROWS {
+            queued.fetch_sub(n, Ordering::Relaxed);
+            dropped.fetch_add(n, Ordering::Relaxed);
             return;
         }
-        let n = fields.len() as u64;
-        let msg = Msg::Refused {
+        let entry = Entry {
             version,
             at_ms: now_ms(),
-            fields,
+            what,
         };
         match self.shared.inbox.lock() {
-            Ok(mut inbox) => inbox.push(msg),
+            Ok(mut inbox) => inbox.push(entry),
             Err(_) => {
-                self.shared.dropped_rows.fetch_add(n, Ordering::Relaxed);
+                queued.fetch_sub(n, Ordering::Relaxed);
+                dropped.fetch_add(n, Ordering::Relaxed);
             }
         }
     }
@@ -195,7 +196,7 @@ impl Monitor {
     pub fn flush(&self, timeout: Duration) {
         let Some(tx) = &self.tx else { return };
         let (done, wait) = std::sync::mpsc::channel();
-        if tx.send(Msg::Flush(done)).is_ok() {
+        if tx.send(done).is_ok() {
             let _ = wait.recv_timeout(timeout);
         }
     }
@@ -249,7 +250,7 @@ fn report_now(shared: &Shared, manifest: &Manifest) -> Report {
 }
 
 fn run(
-    rx: Receiver<Msg>,
+    rx: Receiver<Flush>,
     shared: Arc<Shared>,
     store: Option<Arc<dyn ModelStore>>,
     replica: String,
@@ -268,51 +269,44 @@ fn run(
             .lock()
             .map(|mut inbox| std::mem::take(&mut *inbox))
             .unwrap_or_default();
-        for msg in taken {
-            match msg {
-                Msg::Scored {
-                    version,
-                    at_ms,
-                    rows,
-                    segments,
-                    atypical,
-                } => {
-                    let key = (version.to_string(), bucket_start(at_ms, s.bucket_ms));
-                    if let Ok(mut b) = shared.buckets.lock() {
-                        b.entry(key.clone())
-                            .or_insert_with(|| Bucket::new(&version, key.1, key.1 + s.bucket_ms))
-                            .add(&rows, &segments, &atypical);
-                    }
-                    shared
-                        .queued_rows
-                        .fetch_sub(segments.len() as u64, Ordering::Relaxed);
-                    dirty.insert(key);
-                }
-                Msg::Refused {
-                    version,
-                    at_ms,
-                    fields,
-                } => {
-                    let key = (version.to_string(), bucket_start(at_ms, s.bucket_ms));
-                    if let Ok(mut b) = shared.buckets.lock() {
-                        let bucket = b
-                            .entry(key.clone())
-                            .or_insert_with(|| Bucket::new(&version, key.1, key.1 + s.bucket_ms));
+        let taken_rows: usize = taken.iter().map(|e| e.what.len()).sum();
+        shared
+            .queued_rows
+            .fetch_sub(taken_rows as u64, Ordering::Relaxed);
+        if !taken.is_empty()
+            && let Ok(mut buckets) = shared.buckets.lock()
+        {
+            for Entry {
+                version,
+                at_ms,
+                what,
+            } in taken
+            {
+                let key = (version.to_string(), bucket_start(at_ms, s.bucket_ms));
+                let bucket = buckets
+                    .entry(key.clone())
+                    .or_insert_with(|| Bucket::new(&version, key.1, key.1 + s.bucket_ms));
+                match what {
+                    Seen::Scored {
+                        rows,
+                        segments,
+                        atypical,
+                    } => bucket.add(&rows, &segments, &atypical),
+                    Seen::Refused(fields) => {
                         for f in &fields {
                             bucket.add_error(f.as_deref(), 1);
                         }
                     }
-                    dirty.insert(key);
                 }
-                Msg::Flush(_) => {}
+                dirty.insert(key);
             }
         }
         match control {
-            Ok(Msg::Flush(done)) => {
+            Ok(done) => {
                 write(&shared, store.as_deref(), &replica, &mut dirty, u64::MAX);
                 let _ = done.send(());
             }
-            Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
                 write(&shared, store.as_deref(), &replica, &mut dirty, u64::MAX);
                 return;

@@ -27,6 +27,22 @@ pub const QUANTILE_RANK_ERROR: f64 = 0.005;
 /// Distinct values a numeric column counts before it stops.
 pub const DISTINCT_CAP: usize = 100_000;
 
+/// Adds the count, mean and sum of squared deviations of other values to `(n, mean, m2)`
+/// (Chan et al.'s merge): a batch's, or another tally's.
+fn combine_moments(
+    (n, mean, m2): (&mut usize, &mut f64, &mut f64),
+    (on, omean, om2): (usize, f64, f64),
+) {
+    if on == 0 {
+        return;
+    }
+    let total = *n + on;
+    let delta = omean - *mean;
+    *m2 += om2 + delta * delta * (*n as f64) * (on as f64) / total as f64;
+    *mean += delta * on as f64 / total as f64;
+    *n = total;
+}
+
 /// Hashes a distinct value's bits with one multiply (the keys are numbers, and a tally holds at
 /// most its cap of them before it stops counting, so a crafted set of colliding values costs at
 /// most that many probes).
@@ -221,11 +237,7 @@ impl Tally {
                     return;
                 }
                 *whole &= owhole;
-                let total = *n + on;
-                let delta = omean - *mean;
-                *m2 += om2 + delta * delta * (*n as f64) * (*on as f64) / total as f64;
-                *mean += delta * *on as f64 / total as f64;
-                *n = total;
+                combine_moments((n, mean, m2), (*on, *omean, *om2));
                 let size = digest.max_size();
                 match (distinct.take(), odistinct) {
                     (Some(mut d), Some(o)) => {
@@ -281,12 +293,7 @@ impl Tally {
                 }
                 *whole &= v.iter().all(|x| x.fract() == 0.0);
                 let (bn, (bmean, bstd)) = (v.len(), mean_std(&v));
-                let total = *n + bn;
-                let delta = bmean - *mean;
-                *m2 += bstd * bstd * bn as f64
-                    + delta * delta * (*n as f64) * (bn as f64) / total as f64;
-                *mean += delta * bn as f64 / total as f64;
-                *n = total;
+                combine_moments((n, mean, m2), (bn, bmean, bstd * bstd * bn as f64));
                 if let Some(d) = distinct.as_mut() {
                     let mut counted = 0;
                     for x in &v {
