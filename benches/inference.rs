@@ -10,7 +10,6 @@ use categorizer::features::engineer;
 use categorizer::inference::{OnnxModel, Predictions, SessionOptions};
 use categorizer::ingest::{self, DataSource, synthetic};
 use categorizer::predict::{self, PredictRequest};
-use categorizer::registry as model;
 use categorizer::registry::store::LocalStore;
 use categorizer::train::TrainRequest;
 use categorizer::train::classifier::{ClassifierChoice, ModelConfig};
@@ -27,7 +26,9 @@ fn publish(kind: ClassifierChoice, dir: &std::path::Path) -> std::path::PathBuf 
     let req = TrainRequest::new(source, settings, model_config, dir.join("run"))
         .with_device(DeviceChoice::Cpu);
     let store = LocalStore::new(dir.join("models"));
-    let trained = model::train_and_publish(req, Some(&store), &SessionOptions::default()).unwrap();
+    let trained =
+        categorizer::workflow::train_and_publish(req, Some(&store), &SessionOptions::default())
+            .unwrap();
     store.version_dir(&trained.published.unwrap().version)
 }
 

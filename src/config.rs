@@ -11,6 +11,10 @@ use crate::dates::ReferenceDate;
 use crate::error::{Error, Result};
 
 pub const DEFAULT_YAML: &str = include_str!("../config/default.yaml");
+
+/// The most segments a model may have (`segmentation.k`): the serving counters keep this many
+/// segment ids apart, and monitoring refuses a bucket with more.
+pub const MAX_SEGMENTS: usize = 64;
 const ENV_PREFIX: &str = "CATEGORIZER__";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -331,7 +335,7 @@ impl Settings {
             "must be between 0 and 1 (exclusive)",
         )?;
         check(
-            s.fixed_k().is_none_or(|k| (2..=64).contains(&k)),
+            s.fixed_k().is_none_or(|k| (2..=MAX_SEGMENTS).contains(&k)),
             "segmentation.k",
             "must be `auto` or between 2 and 64",
         )?;

@@ -20,7 +20,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::value::TensorRef;
 
 use crate::error::{Error, Result};
-use crate::onnx::export::{
+use crate::onnx::names::{
     INPUT, OUT_DISTANCES, OUT_EMBEDDING, OUT_PREPROCESSED, OUT_PROBABILITIES, OUT_SEGMENT,
 };
 use crate::schema::N_FEATURES;

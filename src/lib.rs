@@ -36,11 +36,13 @@ pub mod predict;
 pub mod preprocess;
 pub mod registry;
 pub mod rt;
+pub mod s3;
 pub mod schema;
 pub mod serve;
 pub mod sort;
 pub mod sql;
 pub mod train;
 pub mod validate;
+pub mod workflow;
 
 pub use error::{Error, Result};

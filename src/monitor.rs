@@ -9,7 +9,7 @@
 //! of several days) merge into the profile of everything they saw.
 //!
 //! [`report`] measures a window's drift with validation's own tests: the reference is the
-//! profile of the 21 features of the model's training split (`feature_profile` in the
+//! profile of the 21 features of the model's training split (`validate::feature_profile` in the
 //! manifest), the per-feature test and threshold are validation's (statistical tests for a
 //! reference of at most `validation.small_reference_rows` rows, distances above), the
 //! dataset rule is `validation.dataset_drift_share`, the segment shares are tested as a
@@ -22,10 +22,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::config::{MonitoringSettings, ValidationSettings};
-use crate::matrix::Matrix;
 use crate::registry::Manifest;
 use crate::schema::{FEATURES, N_FEATURES};
-use crate::validate::{ColumnDrift, Profile, Tally};
+use crate::validate::{ColumnDrift, Tally};
 
 /// Centroids of each feature's digest in a bucket: the quantiles' rank error stays within
 /// about 1 % (far less in the tails) and a full bucket is about 70 KB.
@@ -165,7 +164,7 @@ impl Bucket {
         if self.end_ms < self.start_ms {
             return Err("ends before it starts".into());
         }
-        if self.segments.len() > crate::serve::metrics::MAX_SEGMENTS {
+        if self.segments.len() > crate::config::MAX_SEGMENTS {
             return Err(format!("{} segments", self.segments.len()));
         }
         Ok(())
@@ -181,33 +180,6 @@ pub fn merge_all<'a>(buckets: impl IntoIterator<Item = &'a Bucket>) -> Option<Bu
     }
     merged.settle();
     Some(merged)
-}
-
-/// The reference a served model's customers are compared with: the profile of the 21
-/// features of its training split (`train_raw`, NaN for a missing value), each column as
-/// validation profiles a column (exact up to 1000 values, else 1001 quantiles; categorical
-/// when it has at most `max_categorical_unique` distinct values).
-pub fn feature_profile(train_raw: &Matrix, settings: &ValidationSettings) -> Profile {
-    let columns = (0..N_FEATURES.min(train_raw.cols()))
-        .map(|j| {
-            let mut tally_values: Vec<f64> = Vec::with_capacity(train_raw.rows());
-            let mut missing = 0usize;
-            for v in train_raw.column(j) {
-                if v.is_finite() {
-                    tally_values.push(f64::from(v));
-                } else {
-                    missing += 1;
-                }
-            }
-            crate::sort::sort_f64(&mut tally_values);
-            crate::validate::profile_column(FEATURES[j].key, tally_values, missing, settings)
-        })
-        .collect();
-    Profile {
-        source: "the training split's features".into(),
-        rows: train_raw.rows(),
-        columns,
-    }
 }
 
 /// One feature's drift in a window.

@@ -419,6 +419,49 @@ pub fn feature_keys() -> impl Iterator<Item = &'static str> {
     FEATURES.iter().map(|f| f.key)
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A model's feature as its manifest records it: the feature table's row, as data.
+pub struct FeatureSpec {
+    pub index: usize,
+    pub key: String,
+    pub label: String,
+    pub unit: String,
+    pub kind: FeatureKind,
+    pub choices: Vec<String>,
+    pub min: f64,
+    pub max: f64,
+    /// May be missing (imputed); absent from manifests before it was recorded.
+    #[serde(default)]
+    pub nullable: bool,
+    /// How the feature is made from the raw record, in words.
+    #[serde(default)]
+    pub derivation: String,
+    /// The same as data: what the exported SQL is generated from (absent from manifests
+    /// published before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derived_from: Option<DerivedFrom>,
+}
+
+pub fn feature_specs() -> Vec<FeatureSpec> {
+    FEATURES
+        .iter()
+        .enumerate()
+        .map(|(index, f)| FeatureSpec {
+            index,
+            key: f.key.into(),
+            label: f.label.into(),
+            unit: f.unit.into(),
+            kind: f.kind,
+            choices: f.choices.iter().map(|c| c.to_string()).collect(),
+            min: f.min,
+            max: f.max,
+            nullable: f.nullable(),
+            derivation: f.derivation.describe(),
+            derived_from: Some((&f.derivation).into()),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

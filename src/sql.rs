@@ -28,7 +28,7 @@ use std::fmt::Write as _;
 
 use crate::dates::{DateFormat, ReferenceDate};
 use crate::error::{Error, Result};
-use crate::registry::manifest::{FeatureSpec, Manifest};
+use crate::schema::FeatureSpec;
 use crate::schema::{DerivedFrom, FEATURES, FeatureKind, RawSchema, RawType};
 
 /// An engine the SQL is written for.
@@ -204,16 +204,6 @@ pub struct Model<'a> {
     pub version: &'a str,
     pub reference_date: &'a str,
     pub features: &'a [FeatureSpec],
-}
-
-impl<'a> From<&'a Manifest> for Model<'a> {
-    fn from(m: &'a Manifest) -> Self {
-        Self {
-            version: &m.version,
-            reference_date: &m.reference_date,
-            features: &m.features,
-        }
-    }
 }
 
 /// The SQL of the model's 21 features over `table`, for `dialect`.
@@ -643,7 +633,7 @@ fn date_re(fmt: &DateFormat) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::manifest::feature_specs;
+    use crate::schema::feature_specs;
 
     fn model(features: &[FeatureSpec]) -> Model<'_> {
         Model {

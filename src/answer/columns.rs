@@ -4,9 +4,9 @@
 
 use polars::prelude::{Column, PlSmallStr};
 
+use super::table::csv_field;
 use super::{Outcome, top_keys};
 use crate::explain::TOP_FEATURES;
-use crate::predict::write::csv_field;
 
 /// The explanation columns: `runner_up`, and one column per `top_feature_<n>`.
 pub type Explained<'a> = (Vec<Option<i64>>, Vec<Vec<Option<&'a str>>>);

@@ -168,6 +168,26 @@ fn row_of(
     Ok(Ok(row))
 }
 
+/// `text` as one CSV field: quoted (its quotes doubled) when it holds the separator, a quote
+/// or a line end.
+pub fn csv_field(out: &mut Vec<u8>, text: &[u8], separator: u8) {
+    let needs = text
+        .iter()
+        .any(|&b| b == separator || b == b'"' || b == b'\n' || b == b'\r');
+    if !needs {
+        out.extend_from_slice(text);
+        return;
+    }
+    out.push(b'"');
+    for &b in text {
+        if b == b'"' {
+            out.push(b'"');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use categorizer::config::DeviceChoice;
 use categorizer::inference::SessionOptions;
 use categorizer::ingest::DataSource;
-use categorizer::registry as model;
 use categorizer::registry::store;
 use categorizer::train::classifier::{ClassifierChoice, ModelConfig};
 use categorizer::train::{TrainOutcome, TrainRequest};
@@ -100,7 +99,7 @@ pub fn run(args: Args, ctx: Context) -> anyhow::Result<ExitCode> {
     let req = TrainRequest::new(source, settings, model_config, out_dir)
         .with_device(device)
         .with_progress(!quiet && std::io::stderr().is_terminal());
-    let trained = match model::train_and_publish(req, store.as_deref(), &options) {
+    let trained = match categorizer::workflow::train_and_publish(req, store.as_deref(), &options) {
         Err(e) if e.report::<categorizer::validate::Report>().is_some() => {
             if let Some(report) = e.report::<categorizer::validate::Report>() {
                 print_validation(report);

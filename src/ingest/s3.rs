@@ -46,7 +46,7 @@ impl S3Data {
             Some(k) if is_data(k) => k.to_string(),
             _ => prefix,
         };
-        let client = crate::registry::store::s3::client(s, false);
+        let client = crate::s3::client(s, false);
         Ok(Self {
             client,
             bucket,
@@ -104,18 +104,14 @@ impl S3Data {
             })?;
             return Ok(vec![(self.prefix.clone(), size)]);
         }
-        let mut objects = crate::registry::store::s3::list_objects(
-            &self.client,
-            &self.bucket,
-            &self.prefix,
-            |req| {
+        let mut objects =
+            crate::s3::list_objects(&self.client, &self.bucket, &self.prefix, |req| {
                 self.call("list", async move {
                     req.send()
                         .await
                         .map_err(|e| DisplayErrorContext(e).to_string())
                 })
-            },
-        )?;
+            })?;
         objects.retain(|(key, _)| is_data(key));
         objects.sort();
         if objects.is_empty() {

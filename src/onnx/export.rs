@@ -26,13 +26,9 @@ pub const ML_OPSET: i64 = 3;
 /// IR version that goes with opset 17.
 pub const IR_VERSION: i64 = 8;
 
-pub const INPUT: &str = "customers";
-pub const OUT_SEGMENT: &str = "segment";
-pub const OUT_PROBABILITIES: &str = "probabilities";
-pub const OUT_EMBEDDING: &str = "embedding";
-pub const OUT_DISTANCES: &str = "distances";
-/// The preprocessed features the classifier and the PCA read: explanations start from them.
-pub const OUT_PREPROCESSED: &str = "preprocessed";
+pub use super::names::{
+    INPUT, OUT_DISTANCES, OUT_EMBEDDING, OUT_PREPROCESSED, OUT_PROBABILITIES, OUT_SEGMENT,
+};
 
 #[derive(Default)]
 struct Builder {

@@ -23,11 +23,10 @@
 mod output;
 mod piece;
 mod pipeline;
-pub(crate) mod read;
 pub(crate) mod write;
 
 pub use crate::answer::OutputColumns;
-pub use read::{Records, read_records};
+pub use crate::ingest::chunk::{Records, read_records};
 pub use write::Target;
 
 use std::path::PathBuf;
@@ -39,10 +38,10 @@ use crate::answer::table::BadText;
 use crate::error::{Error, Result};
 use crate::inference::{OnnxModel, SessionOptions};
 use crate::ingest;
+use crate::ingest::chunk::ChunkReader;
 use crate::registry::ServedModel;
 use crate::schema::{FEATURES, RawSchema};
 use piece::Piecework;
-use read::ChunkReader;
 
 #[derive(Debug, Clone)]
 pub struct PredictRequest {

@@ -4,10 +4,11 @@
 use mongodb::bson::{Bson, Document};
 use polars::prelude::*;
 
-use super::read::{Body, CsvParse};
-use super::write::{Out, Target, csv_field};
+use super::write::{Out, Target};
+use crate::answer::table::csv_field;
 use crate::answer::{OutputColumns, RowError, Scores};
 use crate::error::{Error, Result};
+use crate::ingest::chunk::{Body, CsvParse};
 
 /// The prediction columns of a piece of `n` rows: row `i` is its error where `errors` has
 /// one (a later entry for a row wins), else the next scored row's answer (`kept` lists the

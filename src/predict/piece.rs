@@ -6,9 +6,7 @@ use std::time::Instant;
 use polars::prelude::*;
 
 use super::output;
-use super::pipeline::Scored;
-use super::read::{Body, ChunkReader, CsvParse};
-use super::write::Target;
+use super::write::{Out, Target};
 use super::{InputKind, Phases, PredictRequest, bad_text, typed_columns};
 use crate::answer::table::{self, BadText, TableError};
 use crate::answer::{RowError, Scores};
@@ -18,9 +16,23 @@ use crate::explain::Segments;
 use crate::features;
 use crate::inference::{OnnxModel, Predictions};
 use crate::ingest;
+use crate::ingest::chunk::{Body, ChunkReader, CsvParse};
 use crate::matrix::Matrix;
 use crate::registry::ServedModel;
 use crate::schema::N_FEATURES;
+
+/// A scored piece on its way to the writer.
+pub(super) struct Scored {
+    pub rows: usize,
+    pub predicted: usize,
+    pub set_aside: usize,
+    pub malformed: usize,
+    pub position: u64,
+    pub out: Out,
+    pub phases: Phases,
+    /// The piece's monitoring profile (merged in input order into the run's).
+    pub profile: crate::monitor::Bucket,
+}
 
 /// What every worker needs to score a piece.
 pub(super) struct Piecework {

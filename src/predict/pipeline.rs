@@ -10,12 +10,12 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::piece::Piecework;
-use super::read::{Body, ChunkReader};
-use super::write::{Out, Sink, Target};
-use super::{Phases, PredictSummary};
+use super::PredictSummary;
+use super::piece::{Piecework, Scored};
+use super::write::{Sink, Target};
 use crate::error::{Error, Result};
 use crate::inference::{OnnxModel, Predictions};
+use crate::ingest::chunk::{Body, ChunkReader};
 use crate::train::progress::Step;
 
 /// Runs the reader, the workers and the writer over `reader`'s pieces of `chunk_rows` rows:
@@ -69,19 +69,6 @@ struct Job {
     /// The reader's position after it (progress).
     position: u64,
     body: Result<Body>,
-}
-
-/// A scored piece on its way to the writer.
-pub(super) struct Scored {
-    pub rows: usize,
-    pub predicted: usize,
-    pub set_aside: usize,
-    pub malformed: usize,
-    pub position: u64,
-    pub out: Out,
-    pub phases: Phases,
-    /// The piece's monitoring profile (merged in input order into the run's).
-    pub profile: crate::monitor::Bucket,
 }
 
 /// The reader thread: cuts pieces while there are tickets (pieces in flight), and returns the

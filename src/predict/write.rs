@@ -14,26 +14,6 @@ use crate::error::{Error, Result};
 use crate::ingest::DataSource;
 use crate::ingest::mongo::{MongoSource, ScoreWriter};
 
-/// `text` as one CSV field: quoted (its quotes doubled) when it holds the separator, a quote
-/// or a line end.
-pub fn csv_field(out: &mut Vec<u8>, text: &[u8], separator: u8) {
-    let needs = text
-        .iter()
-        .any(|&b| b == separator || b == b'"' || b == b'\n' || b == b'\r');
-    if !needs {
-        out.extend_from_slice(text);
-        return;
-    }
-    out.push(b'"');
-    for &b in text {
-        if b == b'"' {
-            out.push(b'"');
-        }
-        out.push(b);
-    }
-    out.push(b'"');
-}
-
 /// Where the scored rows go, from the output's name.
 #[derive(Debug, Clone)]
 pub enum Target {

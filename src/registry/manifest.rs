@@ -9,50 +9,18 @@ use sha2::{Digest, Sha256};
 use super::store::{MANIFEST_FILE, MODEL_FILE, ModelStore};
 use crate::error::{Error, Result};
 use crate::inference::{OnnxModel, SessionOptions};
-use crate::schema::{FEATURES, FeatureKind};
+pub use crate::schema::{FeatureSpec, feature_specs};
 use crate::train::segments::SegmentProfile;
 use crate::train::{DataFingerprint, TrainMetrics};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FeatureSpec {
-    pub index: usize,
-    pub key: String,
-    pub label: String,
-    pub unit: String,
-    pub kind: FeatureKind,
-    pub choices: Vec<String>,
-    pub min: f64,
-    pub max: f64,
-    /// May be missing (imputed); absent from manifests before it was recorded.
-    #[serde(default)]
-    pub nullable: bool,
-    /// How the feature is made from the raw record, in words.
-    #[serde(default)]
-    pub derivation: String,
-    /// The same as data: what the exported SQL is generated from (absent from manifests
-    /// published before it was recorded).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub derived_from: Option<crate::schema::DerivedFrom>,
-}
-
-pub fn feature_specs() -> Vec<FeatureSpec> {
-    FEATURES
-        .iter()
-        .enumerate()
-        .map(|(index, f)| FeatureSpec {
-            index,
-            key: f.key.into(),
-            label: f.label.into(),
-            unit: f.unit.into(),
-            kind: f.kind,
-            choices: f.choices.iter().map(|c| c.to_string()).collect(),
-            min: f.min,
-            max: f.max,
-            nullable: f.nullable(),
-            derivation: f.derivation.describe(),
-            derived_from: Some((&f.derivation).into()),
-        })
-        .collect()
+impl<'a> From<&'a Manifest> for crate::sql::Model<'a> {
+    fn from(m: &'a Manifest) -> Self {
+        Self {
+            version: &m.version,
+            reference_date: &m.reference_date,
+            features: &m.features,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

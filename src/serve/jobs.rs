@@ -596,7 +596,7 @@ fn confine_dataset(
         Some(p) => dir.join(p).display().to_string(),
         None => dir.display().to_string(),
     };
-    let files = crate::ingest::stream::dataset_files(&resolved).map_err(|e| {
+    let files = crate::ingest::dataset::dataset_files(&resolved).map_err(|e| {
         // The error names the resolved path; the client is told only what it asked for.
         e.to_string().replace(&resolved, spec)
     })?;
@@ -643,7 +643,7 @@ fn train_and_publish(
         .with_device(device)
         .with_monitor(monitor.clone());
     let store = setup.store.as_ref();
-    let trained = crate::registry::train_and_publish(req, Some(store), &setup.options);
+    let trained = crate::workflow::train_and_publish(req, Some(store), &setup.options);
     // The run directory's content is in the manifest; only the store keeps the model.
     let _ = std::fs::remove_dir_all(&run_dir);
     // The latest validation report, whether the run went on to publish or not.

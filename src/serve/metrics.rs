@@ -131,8 +131,7 @@ pub struct Metrics {
     pub atypical: SegmentCounters,
 }
 
-/// Segment ids a counter keeps apart (`segmentation.k` is at most 64).
-pub const MAX_SEGMENTS: usize = 64;
+pub use crate::config::MAX_SEGMENTS;
 
 /// One counter per segment id.
 #[derive(Debug)]

@@ -337,8 +337,9 @@ pub(crate) const SMALL_BODY_BYTES: usize = 16 * 1024;
 /// The router with every route and layer.
 pub fn router(state: AppState, settings: &Settings) -> Router {
     let sv = &settings.server;
-    let (routes, _document) = routes::all().split_for_parts();
+    let (routes, document) = routes::all().split_for_parts();
     routes
+        .layer(axum::Extension(openapi::Document::new(&document)))
         .fallback(error::not_found)
         .with_state(state.clone())
         // Inner to outer: a handler's panic as a 500; the body limit (a Content-Length over it is refused before reading,
@@ -392,7 +393,7 @@ pub async fn serve(
 ) -> Result<()> {
     let start = Instant::now();
     let options = crate::inference::SessionOptions::from_settings(&settings.inference);
-    let follow::Start {
+    let crate::workflow::Start {
         model,
         store,
         cache,
@@ -403,7 +404,7 @@ pub async fn serve(
             options.clone(),
             model_config.clone(),
         );
-        blocking(move || follow::start(&m, &s, &o, &c)).await?
+        blocking(move || crate::workflow::start(&m, &s, &o, &c)).await?
     };
     tracing::info!(
         "model {} ({}) loaded from {}",

@@ -5,7 +5,6 @@
 //! error schema from the code table.
 
 use std::borrow::Cow;
-use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 use utoipa::openapi::RefOr;
@@ -99,16 +98,19 @@ impl Modify for Security {
 )]
 pub struct ApiDoc;
 
-/// The document, built from the routers once.
-pub fn document() -> &'static utoipa::openapi::OpenApi {
-    static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
-    DOC.get_or_init(|| super::routes::all().split_for_parts().1)
-}
+/// The document as JSON, encoded once when the router is built (the router's routes are
+/// what it documents) and handed to its route as an extension.
+#[derive(Clone)]
+pub struct Document(pub std::sync::Arc<[u8]>);
 
-/// The document as JSON, encoded once.
-pub fn json() -> &'static [u8] {
-    static JSON: OnceLock<Vec<u8>> = OnceLock::new();
-    JSON.get_or_init(|| serde_json::to_vec(document()).expect("the document serialises"))
+impl Document {
+    pub fn new(doc: &utoipa::openapi::OpenApi) -> Self {
+        Self(
+            serde_json::to_vec(doc)
+                .expect("the document serialises")
+                .into(),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -117,7 +119,8 @@ mod tests {
 
     #[test]
     fn every_json_route_is_documented_and_every_feature_is_in_the_customer_schema() {
-        let doc: Value = serde_json::from_slice(json()).unwrap();
+        let doc = super::super::routes::all().split_for_parts().1;
+        let doc: Value = serde_json::from_slice(&Document::new(&doc).0).unwrap();
         assert_eq!(doc["paths"].as_object().unwrap().len(), 12);
         assert!(doc["paths"]["/api/v1/model/segments/{id}"]["put"].is_object());
         let props = doc["components"]["schemas"]["Customer"]["properties"]

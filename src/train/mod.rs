@@ -537,7 +537,7 @@ fn fit(
 
     progress.check()?;
     std::fs::create_dir_all(&req.out_dir).map_err(|e| Error::io(&req.out_dir, e))?;
-    let feature_profile = crate::monitor::feature_profile(&train_raw, &s.validation);
+    let feature_profile = crate::validate::feature_profile(&train_raw, &s.validation);
     let outcome = TrainOutcome {
         model,
         metrics,

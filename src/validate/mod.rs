@@ -36,6 +36,41 @@ pub(crate) fn profile_column(
     Profile::column(name, profile::Values::Numbers(sorted), missing, settings)
 }
 
+/// The reference a served model's customers are compared with: the profile of the 21
+/// features of its training split (`train_raw`, NaN for a missing value), each column as
+/// validation profiles a column (exact up to 1000 values, else 1001 quantiles; categorical
+/// when it has at most `max_categorical_unique` distinct values).
+pub fn feature_profile(
+    train_raw: &crate::matrix::Matrix,
+    settings: &crate::config::ValidationSettings,
+) -> Profile {
+    let columns = (0..crate::schema::N_FEATURES.min(train_raw.cols()))
+        .map(|j| {
+            let mut tally_values: Vec<f64> = Vec::with_capacity(train_raw.rows());
+            let mut missing = 0usize;
+            for v in train_raw.column(j) {
+                if v.is_finite() {
+                    tally_values.push(f64::from(v));
+                } else {
+                    missing += 1;
+                }
+            }
+            crate::sort::sort_f64(&mut tally_values);
+            profile_column(
+                crate::schema::FEATURES[j].key,
+                tally_values,
+                missing,
+                settings,
+            )
+        })
+        .collect();
+    Profile {
+        source: "the training split's features".into(),
+        rows: train_raw.rows(),
+        columns,
+    }
+}
+
 /// A categorical column's profile from its counts.
 pub(crate) fn categorical_profile(
     name: &str,

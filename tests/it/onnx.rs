@@ -53,7 +53,7 @@ fn trained(kind: ClassifierChoice, dir: &Path) -> TrainOutcome {
     };
     let req =
         TrainRequest::new(source, settings, config, dir.join("run")).with_device(DeviceChoice::Cpu);
-    model::train_and_publish(req, None, &SessionOptions::default())
+    categorizer::workflow::train_and_publish(req, None, &SessionOptions::default())
         .unwrap()
         .outcome
 }

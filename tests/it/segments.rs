@@ -27,7 +27,7 @@ fn train_into(store: &LocalStore, source: DataSource, k: KSetting) -> Manifest {
     config.classifier = ClassifierChoice::Mlp;
     let run = tempfile::tempdir().unwrap();
     let req = TrainRequest::new(source, s, config, run.path()).with_device(DeviceChoice::Cpu);
-    registry::train_and_publish(req, Some(store), &SessionOptions::default())
+    categorizer::workflow::train_and_publish(req, Some(store), &SessionOptions::default())
         .unwrap()
         .published
         .unwrap()

@@ -155,7 +155,8 @@ fn trained_outcome(seed: u64) -> Arc<TrainOutcome> {
         let run_dir = tempfile::tempdir().unwrap();
         let req = TrainRequest::new(source, settings, config, run_dir.path())
             .with_device(DeviceChoice::Cpu);
-        let trained = registry::train_and_publish(req, None, &SessionOptions::default());
+        let trained =
+            categorizer::workflow::train_and_publish(req, None, &SessionOptions::default());
         Arc::new(trained.unwrap().outcome)
     })
     .clone()

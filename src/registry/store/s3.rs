@@ -12,17 +12,15 @@
 //! never from the settings files. Every call has a connect timeout and an overall timeout,
 //! so an unreachable endpoint is an error naming it within seconds.
 
-use std::time::Duration;
-
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::DisplayErrorContext;
-use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
-use aws_sdk_s3::operation::list_objects_v2::builders::ListObjectsV2FluentBuilder;
 use aws_sdk_s3::primitives::ByteStream;
 
 use super::{ModelStore, check_version};
 use crate::config::{S3Settings, parse_s3_uri};
 use crate::error::{Error, Result};
+pub use crate::s3::client;
+use crate::s3::list_objects;
 
 const MARKER: &str = "COMPLETE";
 
@@ -38,34 +36,6 @@ impl std::fmt::Debug for S3Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.describe())
     }
-}
-
-/// A client with the endpoint, region, path style and timeouts of `s` (no request is made):
-/// a connect timeout, and either a timeout on each whole call (`whole_calls`: the store's small
-/// objects) or on each read (a data object's download, which may take as long as it keeps
-/// moving).
-pub fn client(s: &S3Settings, whole_calls: bool) -> Client {
-    let s = s.clone();
-    crate::rt::block_on(async move {
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(Duration::from_millis(s.connect_timeout_ms));
-        let timeouts = if whole_calls {
-            timeouts.operation_timeout(Duration::from_millis(s.timeout_ms))
-        } else {
-            timeouts.read_timeout(Duration::from_millis(s.timeout_ms))
-        };
-        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(s.region.clone()))
-            .timeout_config(timeouts.build())
-            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
-            .load()
-            .await;
-        let mut b = aws_sdk_s3::config::Builder::from(&shared).force_path_style(s.force_path_style);
-        if let Some(endpoint) = s.endpoint.as_deref().filter(|e| !e.is_empty()) {
-            b = b.endpoint_url(endpoint);
-        }
-        Client::from_conf(b.build())
-    })
 }
 
 impl S3Store {
@@ -199,34 +169,6 @@ impl S3Store {
                 .map_err(|e| self.fail(&format!("list {prefix}"), e))
         })?;
         Ok(objects.into_iter().map(|(key, _)| key).collect())
-    }
-}
-
-/// Every object under `prefix` with its size, following continuation tokens; `send` runs each
-/// page's request (bounded as its caller bounds a call).
-pub fn list_objects<E>(
-    client: &Client,
-    bucket: &str,
-    prefix: &str,
-    mut send: impl FnMut(ListObjectsV2FluentBuilder) -> std::result::Result<ListObjectsV2Output, E>,
-) -> std::result::Result<Vec<(String, u64)>, E> {
-    let mut objects = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let req = client
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(prefix)
-            .set_continuation_token(token.take());
-        let page = send(req)?;
-        objects.extend(page.contents().iter().filter_map(|o| {
-            let key = o.key()?;
-            Some((key.to_string(), o.size().unwrap_or(0).max(0) as u64))
-        }));
-        match page.next_continuation_token() {
-            Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
-            _ => return Ok(objects),
-        }
     }
 }
 
