@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
+# The house's rules, read from the source: no import runs upward or loops, no file or function
+# outgrows what one reader holds.
+python3 scripts/architecture.py
 # The Vulkan loader wants a private runtime directory; give it one before any test thread starts.
 if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
   XDG_RUNTIME_DIR="$(mktemp -d)"; chmod 700 "$XDG_RUNTIME_DIR"; export XDG_RUNTIME_DIR
