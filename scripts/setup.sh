@@ -36,7 +36,7 @@ fi
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="$root/.venv"
 python_packages=(onnxruntime==1.31.1)
-# The tests also run the README's Arrow client snippet (pyarrow + requests), and score with
+# The tests also run docs/api.md's Arrow client snippet (pyarrow + requests), and score with
 # the Spark package (integrations/spark, its pins) in PySpark and DuckDB.
 # deploy/check.sh validates the Kubernetes manifests with kubernetes-validate's schemas.
 [ "$mode" = test ] && python_packages+=(onnx==1.23.2 pyarrow==26.0.1 requests==2.34.2

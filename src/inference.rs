@@ -1,6 +1,6 @@
 //! Inference through ONNX Runtime (the `ort` crate, loading `libonnxruntime` at run time).
 //!
-//! The runtime library is found without setup beyond the README's commands: the
+//! The runtime library is found without setup beyond the README's two commands: the
 //! `inference.onnxruntime` setting or `CATEGORIZER_ONNXRUNTIME` (or ort's own `ORT_DYLIB_PATH`)
 //! first, then the places `scripts/setup.sh` and the Docker images put it (the `onnxruntime`
 //! wheel in the project's `.venv`, `/opt/onnxruntime/lib`), then the system library paths and

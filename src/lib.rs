@@ -1,24 +1,27 @@
 //! Customer Categorizer: learns retail customer segments and serves them fast.
 //!
-//! The modules follow the data's path:
+//! The modules follow the data's path, in layers: a module uses its own layer and those
+//! above it in this list, never one below (`scripts/architecture.py` checks it).
 //!
-//! - [`schema`]: the one definition of a customer (29 raw columns, 21 model features)
-//! - [`ingest`]: raw records from CSV, Parquet, MongoDB or the seeded synthetic generator
-//! - [`validate`]: the schema check and drift detection before training
-//! - [`features`]: raw records → the 21 features, with every set-aside row accounted for
-//! - [`preprocess`]: median imputation, scaling, Yeo-Johnson (fitted on training rows only)
+//! - helpers that know nothing of customers: [`error`], [`json_f64`], [`sort`], [`matrix`],
+//!   [`dates`], [`rt`] (the small runtime the network clients run on)
+//! - [`schema`]: the one definition of a customer (29 raw columns, 21 model features);
+//!   [`config`]: the typed, layered settings; [`s3`]: the S3 client both stores and readers use
+//! - [`explain`]: why a customer is in its segment; [`answer`]: the shapes of an answer and of
+//!   a table of features; [`features`]: raw records → the 21 features, with every set-aside
+//!   row accounted for; [`preprocess`]: median imputation, scaling, Yeo-Johnson
+//! - [`ingest`]: raw records from CSV, Parquet, Arrow, a data set of files, S3, MongoDB or the
+//!   seeded generator; [`validate`]: the schema check, column profiles and drift
+//! - [`inference`]: ONNX Runtime sessions over exported models (they know the tensor names of
+//!   [`onnx::names`], not the exporter); [`sql`]: the features as Spark SQL and DuckDB SQL
 //! - [`train`]: PCA + KMeans segmentation and the segment classifier, as burn tensor code on
-//!   the GPU (wgpu) or the CPU
-//! - [`onnx`]: the fitted pipeline exported as one ONNX model
-//! - [`inference`]: ONNX Runtime sessions over exported models
+//!   the GPU (wgpu) or the CPU; [`onnx`]: the fitted pipeline exported as one ONNX model
 //! - [`registry`]: model + manifest, the parity check and promotion gate, segment lineage
-//!   across retrains, the store (a local directory or an S3 bucket)
-//! - [`explain`]: why a customer is in its segment, and whether it is atypical there
-//! - [`predict`]: streaming bulk scoring of CSV and Parquet files
+//!   across retrains, the stores (a local directory or an S3 bucket), following a store
+//! - [`predict`]: streaming bulk scoring; [`monitor`]: what a served model sees, against its
+//!   training data
+//! - [`workflow`]: training then publishing, as the CLI, the jobs and the server run it
 //! - [`serve`]: the HTTP service (axum) with the dynamic batcher in front of ONNX Runtime
-//!
-//! [`config`] holds the typed, layered settings, [`rt`] the small runtime the network clients run on, and
-//! [`error`] the error type.
 
 pub mod answer;
 pub mod config;

@@ -6,7 +6,7 @@
 //! [`RowAnswer`]: the one place that decides the segment name, `atypical` and the
 //! explanation. [`OutputColumns::push`] writes an answer (or an error) as a row of the
 //! prediction columns, for the table answers and the bulk files alike; the JSON answer
-//! serialises the same [`RowAnswer`]. The rules, as the README's output table states them:
+//! serialises the same [`RowAnswer`]. The rules, as docs/bulk-scoring.md's output table states them:
 //!
 //! - **Segment name**: the model's name for the segment, or null when the model has none.
 //! - **Explanation**: computed when asked for and the model can give it; none (null columns,

@@ -471,10 +471,10 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_lists_exactly_the_codes_of_the_table() {
-        let readme = include_str!("../../README.md");
+    fn the_api_page_lists_exactly_the_codes_of_the_table() {
+        let readme = include_str!("../../docs/api.md");
         let (start, end) = ("<!-- error-codes -->\n", "<!-- /error-codes -->");
-        let from = readme.find(start).expect("README marks its table of codes") + start.len();
+        let from = readme.find(start).expect("docs/api.md marks its table of codes") + start.len();
         let to = from + readme[from..].find(end).expect("the table's end marker");
         assert_eq!(
             &readme[from..to],

@@ -87,7 +87,7 @@ pub fn is_cpu(device: &Device) -> bool {
     )
 }
 
-/// The CPU backend, chosen by measurement (see the README's performance notes).
+/// The CPU backend, chosen by measurement (see docs/benchmarks.md).
 pub fn cpu() -> ComputeDevice {
     let ndarray =
         std::env::var("CATEGORIZER_CPU_BACKEND").is_ok_and(|v| v.eq_ignore_ascii_case("ndarray"));

@@ -5,6 +5,7 @@ mod bad_input;
 mod browser;
 mod bulk;
 mod cli;
+mod docs;
 mod doors;
 mod hostile;
 mod mongo;

@@ -1,5 +1,5 @@
 //! The model where the data lives: the exported SQL in DuckDB, the Spark package
-//! (`integrations/spark/`) in PySpark `local[2]`, and the README's Python-only snippet, each
+//! (`integrations/spark/`) in PySpark `local[2]`, and docs/spark-and-sql.md's Python-only snippet, each
 //! against `categorizer predict` and `categorizer features` on every row of real-shaped and
 //! hostile records (`tests/python/spark_parity.py` does the comparing).
 
@@ -60,7 +60,7 @@ fn store_of(version_dir: &Path) -> &Path {
 }
 
 #[test]
-fn spark_duckdb_and_the_readme_snippet_give_the_binarys_answers_on_every_row() {
+fn spark_duckdb_and_the_docs_snippet_give_the_binarys_answers_on_every_row() {
     let Some(python) = spark_python() else {
         return;
     };

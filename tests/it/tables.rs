@@ -1,5 +1,5 @@
 //! `POST /api/v1/predict` with tables: Arrow IPC streams and CSV in and out, the same row
-//! rules as JSON, and the README's Python client snippet run as written.
+//! rules as JSON, and docs/api.md's Python client snippet run as written.
 
 use std::io::Cursor;
 use std::path::PathBuf;
@@ -178,7 +178,7 @@ async fn arrow_and_csv_bodies_are_answered_as_tables_with_the_json_row_rules() {
     }
 }
 
-/// The README's five lines, with only the service's address changed, against a running
+/// docs/api.md's five lines, with only the service's address changed, against a running
 /// service: the answer is a table with a row per customer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_python_snippet_works_as_written() {
@@ -196,14 +196,14 @@ async fn the_readme_python_snippet_works_as_written() {
         eprintln!("skipped: no .venv with pyarrow and requests");
         return;
     }
-    let readme = include_str!("../../README.md");
+    let readme = include_str!("../../docs/api.md");
     let (start_mark, end_mark) = (
         "<!-- arrow-snippet -->\n```python\n",
         "```\n<!-- /arrow-snippet -->",
     );
     let from = readme
         .find(start_mark)
-        .expect("the README marks its snippet")
+        .expect("docs/api.md marks its snippet")
         + start_mark.len();
     let snippet = &readme[from..from + readme[from..].find(end_mark).unwrap()];
     assert_eq!(snippet.lines().count(), 5, "five lines:\n{snippet}");

@@ -13,7 +13,7 @@ checks on every row that
   * DuckDB's features.duckdb.sql gives the 21 features `categorizer features --on-error keep`
     gives (whole numbers to the last bit, others within 1e-9 relative) and a problem on the
     rows it sets aside, naming the same field;
-  * the README's DuckDB + ONNX Runtime snippet, run as written, segments the same rows as
+  * docs/spark-and-sql.md's DuckDB + ONNX Runtime snippet, run as written, segments the same rows as
     the binary.
 Exits 1 with the differences when any row differs.
 """
@@ -248,11 +248,11 @@ def main():
         compared += 1
     print(f"DuckDB: {len(duck)} rows, {compared} rows' 21 features compared, {int(duck['problem'].notna().sum())} problems")
 
-    # The README's Python-only snippet, as written, in a directory with the store as models/.
+    # docs/spark-and-sql.md's Python-only snippet, as written, in a directory with the store as models/.
     readme = open(os.path.join(ROOT, "docs", "spark-and-sql.md")).read()
     m = re.search(r"<!-- duckdb-snippet -->\n```python\n(.*?)```\n<!-- /duckdb-snippet -->", readme, re.S)
     if not m:
-        fail("the README has no duckdb-snippet")
+        fail("docs/spark-and-sql.md has no duckdb-snippet")
     else:
         snippet_dir = os.path.join(work, "snippet")
         os.makedirs(snippet_dir, exist_ok=True)
@@ -265,7 +265,7 @@ def main():
         cwd = os.getcwd()
         os.chdir(snippet_dir)
         try:
-            exec(compile(m.group(1), "README duckdb-snippet", "exec"), scope)
+            exec(compile(m.group(1), "docs duckdb-snippet", "exec"), scope)
         finally:
             os.chdir(cwd)
         snip_pred = os.path.join(work, "snippet-rust.parquet")
@@ -280,7 +280,7 @@ def main():
         elif (np.asarray(segment) != want["segment"].to_numpy()).any():
             fail("the snippet's segments differ from the binary's")
         else:
-            print(f"README snippet: {len(segment)} rows, the binary's segments")
+            print(f"docs snippet: {len(segment)} rows, the binary's segments")
 
     spark.stop()
     if failures:

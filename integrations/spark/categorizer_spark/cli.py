@@ -61,7 +61,7 @@ def read_input(spark, source: str, input_format: str | None):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="score.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True, help="a model version directory, or a store (directory or s3://bucket/prefix) whose CURRENT is used")
+    p.add_argument("--model", required=True, help="a model version directory, or a store (directory or s3://bucket/prefix) whose current model (the last line of HISTORY) is used")
     p.add_argument("--input", required=True, help="a table name, a Parquet file or directory, or a CSV/TSV file or directory")
     p.add_argument("--input-format", choices=["table", "parquet", "csv"], help="instead of guessing from --input")
     p.add_argument("--output", required=True, help="a directory: Parquet, or CSV when it ends in .csv/.tsv")

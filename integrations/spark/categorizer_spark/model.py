@@ -1,6 +1,6 @@
 """A model version as the Rust registry stores it: ``manifest.json``, ``model.onnx`` and the
-exported feature SQL, from a version directory, or from a store's ``CURRENT`` (a local
-directory or ``s3://bucket/prefix``), each file checked against the manifest's SHA-256."""
+exported feature SQL, from a version directory, or from a store's current model (the last
+line of ``HISTORY``, else ``CURRENT``; a local directory or ``s3://bucket/prefix``), each file checked against the manifest's SHA-256."""
 
 from __future__ import annotations
 
@@ -237,7 +237,7 @@ def _current(store) -> str:
             raise ModelError(f"{store.describe()}/{name} names no version: {version!r}")
         return version
     raise ModelError(
-        f"{store.describe()}: no {CURRENT_FILE}: not a model version directory, nor a "
+        f"{store.describe()}: no {HISTORY_FILE} or {CURRENT_FILE}: not a model version directory, nor a "
         "store with a current model"
     )
 
