@@ -58,6 +58,10 @@ pub enum Error {
     #[error("no usable rows left after dropping rejected records: {0}")]
     NoUsableRows(String),
 
+    /// A schema file's mistakes, the file and each key named.
+    #[error("{0}")]
+    Schema(String),
+
     #[error("configuration key '{key}': {message}")]
     Config { key: String, message: String },
 

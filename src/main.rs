@@ -52,6 +52,8 @@ enum Command {
     Predict(cli::predict::Args),
     /// Export a model for other engines: its 21 features as SQL for Spark or DuckDB.
     Export(cli::export::Args),
+    /// Check a customer schema file: the raw columns of a table and the features made from them.
+    Schema(cli::schema::Args),
     /// The drift of the customers a model scored, from every replica's monitoring buckets in
     /// the store, merged (exit 1 with --fail-on-drift when it drifted).
     Monitor(cli::monitor::Args),
@@ -97,5 +99,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Predict(args) => cli::predict::run(args, ctx),
         Command::Export(args) => cli::export::run(args, ctx),
         Command::Monitor(args) => cli::monitor::run(args, ctx),
+        Command::Schema(args) => cli::schema::run(args, ctx),
     }
 }

@@ -8,6 +8,7 @@ pub mod import;
 pub mod models;
 pub mod monitor;
 pub mod predict;
+pub mod schema;
 pub mod serve;
 pub mod train;
 pub mod validate;

@@ -1,15 +1,22 @@
 //! The one definition of what a customer is: the 29 raw columns (from `config/schema.yaml`,
-//! embedded at build time) and the 21 model features (defined here, in code).
+//! embedded at build time) and the 21 model features (defined here, in code, and written in
+//! the same file as [`file::SchemaFile`] features: a test holds the two equal).
 //!
 //! Everything else derives from these two tables: the readers, the feature expressions, the
 //! preprocessing, and later the web form, the JSON API, the ONNX input and validation.
+
+mod check;
+pub mod conform;
+pub mod derive;
+pub mod file;
+pub mod infer;
 
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
 /// The raw schema file, embedded so the binary runs with nothing beside it.
-pub const RAW_SCHEMA_YAML: &str = include_str!("../config/schema.yaml");
+pub const RAW_SCHEMA_YAML: &str = include_str!("../../config/schema.yaml");
 
 /// The kind of value a raw column holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,7 +29,7 @@ pub enum RawType {
 }
 
 /// One raw column of the marketing-campaign record.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawColumn {
     pub name: String,
@@ -52,10 +59,12 @@ impl RawSchema {
     pub fn get() -> &'static RawSchema {
         static SCHEMA: OnceLock<RawSchema> = OnceLock::new();
         SCHEMA.get_or_init(|| {
-            let schema: RawSchema = serde_yaml::from_str(RAW_SCHEMA_YAML)
+            let file = file::SchemaFile::parse(RAW_SCHEMA_YAML, "config/schema.yaml")
                 .expect("config/schema.yaml is embedded at build time and must parse");
-            assert_eq!(schema.columns.len(), 29, "the raw schema has 29 columns");
-            schema
+            assert_eq!(file.columns.len(), 29, "the raw schema has 29 columns");
+            RawSchema {
+                columns: file.columns,
+            }
         })
     }
 
@@ -419,8 +428,8 @@ pub fn feature_keys() -> impl Iterator<Item = &'static str> {
     FEATURES.iter().map(|f| f.key)
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 /// A model's feature as its manifest records it: the feature table's row, as data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeatureSpec {
     pub index: usize,
     pub key: String,
