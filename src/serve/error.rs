@@ -474,7 +474,10 @@ mod tests {
     fn the_api_page_lists_exactly_the_codes_of_the_table() {
         let readme = include_str!("../../docs/api.md");
         let (start, end) = ("<!-- error-codes -->\n", "<!-- /error-codes -->");
-        let from = readme.find(start).expect("docs/api.md marks its table of codes") + start.len();
+        let from = readme
+            .find(start)
+            .expect("docs/api.md marks its table of codes")
+            + start.len();
         let to = from + readme[from..].find(end).expect("the table's end marker");
         assert_eq!(
             &readme[from..to],
