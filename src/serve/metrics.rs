@@ -245,9 +245,21 @@ impl Metrics {
     /// The Prometheus text exposition format.
     pub fn render(&self, g: &Gauges) -> String {
         let mut out = String::with_capacity(16 * 1024);
-        out.push_str(
-            "# HELP categorizer_http_requests_total HTTP requests answered, by route and status class.\n\
-             # TYPE categorizer_http_requests_total counter\n",
+        self.render_http(&mut out);
+        self.render_prediction(&mut out);
+        self.render_service(&mut out, g);
+        self.render_segments(&mut out);
+        render_monitoring(&mut out, g);
+        out
+    }
+
+    /// Requests and their latency, by route.
+    fn render_http(&self, out: &mut String) {
+        family(
+            out,
+            "categorizer_http_requests_total",
+            COUNTER,
+            "HTTP requests answered, by route and status class.",
         );
         let routes = self.read_routes();
         for (route, m) in routes.iter() {
@@ -261,75 +273,131 @@ impl Metrics {
                 }
             }
         }
-        out.push_str(
-            "# HELP categorizer_http_request_duration_seconds Time from request to response head, by route.\n\
-             # TYPE categorizer_http_request_duration_seconds histogram\n",
+        family(
+            out,
+            "categorizer_http_request_duration_seconds",
+            HISTOGRAM,
+            "Time from request to response head, by route.",
         );
         for (route, m) in routes.iter() {
             if m.latency.count() > 0 {
                 m.latency.write(
-                    &mut out,
+                    out,
                     "categorizer_http_request_duration_seconds",
                     &format!("route=\"{route}\""),
                 );
             }
         }
-        out.push_str(
-            "# HELP categorizer_batch_rows Rows in each batch the inference worker ran.\n\
-             # TYPE categorizer_batch_rows histogram\n",
+    }
+
+    /// The batches the inference worker formed, and where prediction time goes.
+    fn render_prediction(&self, out: &mut String) {
+        family(
+            out,
+            "categorizer_batch_rows",
+            HISTOGRAM,
+            "Rows in each batch the inference worker ran.",
         );
-        self.batch_rows
-            .write(&mut out, "categorizer_batch_rows", "");
-        out.push_str(
-            "# HELP categorizer_predict_stage_seconds Where prediction time goes: read (parse and check a request), batcher (queue and scoring, per request), inference (one ONNX Runtime run, per batch), encode (the answer).\n\
-             # TYPE categorizer_predict_stage_seconds histogram\n",
+        self.batch_rows.write(out, "categorizer_batch_rows", "");
+        family(
+            out,
+            "categorizer_predict_stage_seconds",
+            HISTOGRAM,
+            "Where prediction time goes: read (parse and check a request), batcher (queue and scoring, per request), inference (one ONNX Runtime run, per batch), encode (the answer).",
         );
         for (stage, h) in Stage::ALL.iter().zip(&self.stages) {
             h.write(
-                &mut out,
+                out,
                 "categorizer_predict_stage_seconds",
                 &format!("stage=\"{}\"", stage.name()),
             );
         }
-        let _ = write!(
+    }
+
+    /// The batcher's refusals and queue, the served model, the training jobs.
+    fn render_service(&self, out: &mut String, g: &Gauges) {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        family(
             out,
-            "# HELP categorizer_batcher_rejected_total Prediction requests refused with 503, by reason.\n\
-             # TYPE categorizer_batcher_rejected_total counter\n\
-             categorizer_batcher_rejected_total{{reason=\"queue_full\"}} {}\n\
-             categorizer_batcher_rejected_total{{reason=\"deadline\"}} {}\n\
-             # HELP categorizer_batcher_queue_depth Prediction requests waiting for the inference worker.\n\
-             # TYPE categorizer_batcher_queue_depth gauge\n\
-             categorizer_batcher_queue_depth {}\n\
-             # HELP categorizer_model_info The model being served (value 1).\n\
-             # TYPE categorizer_model_info gauge\n\
-             categorizer_model_info{{version=\"{}\",classifier=\"{}\"}} 1\n\
-             # HELP categorizer_training_jobs Training jobs by state.\n\
-             # TYPE categorizer_training_jobs gauge\n\
-             categorizer_training_jobs{{state=\"queued\"}} {}\n\
-             categorizer_training_jobs{{state=\"running\"}} {}\n\
-             # HELP categorizer_model_switches_total Switches to the store's new current model.\n\
-             # TYPE categorizer_model_switches_total counter\n\
-             categorizer_model_switches_total {}\n\
-             # HELP categorizer_model_refusals_total New current models refused (corrupt or incompatible).\n\
-             # TYPE categorizer_model_refusals_total counter\n\
-             categorizer_model_refusals_total {}\n\
-             # HELP categorizer_inference_panics_total Inference batches that panicked; the worker recovered.\n\
-             # TYPE categorizer_inference_panics_total counter\n\
-             categorizer_inference_panics_total {}\n",
-            self.rejected_busy.load(Ordering::Relaxed),
-            self.expired.load(Ordering::Relaxed),
+            "categorizer_batcher_rejected_total",
+            COUNTER,
+            "Prediction requests refused with 503, by reason.",
+        );
+        let _ = writeln!(
+            out,
+            "categorizer_batcher_rejected_total{{reason=\"queue_full\"}} {}\n\
+             categorizer_batcher_rejected_total{{reason=\"deadline\"}} {}",
+            load(&self.rejected_busy),
+            load(&self.expired),
+        );
+        let help = "Prediction requests waiting for the inference worker.";
+        single(
+            out,
+            "categorizer_batcher_queue_depth",
+            GAUGE,
+            help,
             g.queue_depth,
+        );
+        family(
+            out,
+            "categorizer_model_info",
+            GAUGE,
+            "The model being served (value 1).",
+        );
+        let _ = writeln!(
+            out,
+            "categorizer_model_info{{version=\"{}\",classifier=\"{}\"}} 1",
             escape(g.model_version),
             escape(g.model_classifier),
-            g.jobs_queued,
-            g.jobs_running,
-            self.model_switches.load(Ordering::Relaxed),
-            self.model_refusals.load(Ordering::Relaxed),
-            self.inference_panics.load(Ordering::Relaxed),
         );
-        out.push_str(
-            "# HELP categorizer_predictions_total Customers predicted, by segment.\n\
-             # TYPE categorizer_predictions_total counter\n",
+        family(
+            out,
+            "categorizer_training_jobs",
+            GAUGE,
+            "Training jobs by state.",
+        );
+        let _ = writeln!(
+            out,
+            "categorizer_training_jobs{{state=\"queued\"}} {}\n\
+             categorizer_training_jobs{{state=\"running\"}} {}",
+            g.jobs_queued, g.jobs_running,
+        );
+        let help = "Switches to the store's new current model.";
+        let switches = load(&self.model_switches);
+        single(
+            out,
+            "categorizer_model_switches_total",
+            COUNTER,
+            help,
+            switches,
+        );
+        let help = "New current models refused (corrupt or incompatible).";
+        let refusals = load(&self.model_refusals);
+        single(
+            out,
+            "categorizer_model_refusals_total",
+            COUNTER,
+            help,
+            refusals,
+        );
+        let help = "Inference batches that panicked; the worker recovered.";
+        let panics = load(&self.inference_panics);
+        single(
+            out,
+            "categorizer_inference_panics_total",
+            COUNTER,
+            help,
+            panics,
+        );
+    }
+
+    /// Customers predicted and atypical ones, by segment (the segments seen so far).
+    fn render_segments(&self, out: &mut String) {
+        family(
+            out,
+            "categorizer_predictions_total",
+            COUNTER,
+            "Customers predicted, by segment.",
         );
         let seen: Vec<usize> = (0..MAX_SEGMENTS)
             .filter(|&s| self.predictions.get(s) > 0)
@@ -341,10 +409,12 @@ impl Metrics {
                 self.predictions.get(s)
             );
         }
-        out.push_str(
-            "# HELP categorizer_atypical_total Customers predicted whose distance to their segment's \
-             centre is beyond its training 99th percentile, by segment.\n\
-             # TYPE categorizer_atypical_total counter\n",
+        family(
+            out,
+            "categorizer_atypical_total",
+            COUNTER,
+            "Customers predicted whose distance to their segment's \
+             centre is beyond its training 99th percentile, by segment.",
         );
         for &s in &seen {
             let _ = writeln!(
@@ -353,55 +423,87 @@ impl Metrics {
                 self.atypical.get(s)
             );
         }
-        render_monitoring(&mut out, g);
-        out
     }
+}
+
+/// Prometheus metric types, as `# TYPE` names them.
+const COUNTER: &str = "counter";
+const GAUGE: &str = "gauge";
+const HISTOGRAM: &str = "histogram";
+
+/// A metric family's `# HELP` and `# TYPE` lines; its samples follow.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A metric family of one unlabelled sample.
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    family(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
 }
 
 /// The monitor's gauges: its last report of the window (refreshed every
 /// `monitoring.interval_ms`), and its counters.
 fn render_monitoring(out: &mut String, g: &Gauges) {
     let (dropped, written, failed) = g.monitoring_counters;
-    let _ = write!(
+    let name = "categorizer_monitoring_dropped_rows_total";
+    let help = "Scored customers the monitor could not keep up with.";
+    single(out, name, COUNTER, help, dropped);
+    let name = "categorizer_monitoring_buckets_written_total";
+    let help = "Closed monitoring buckets written to the model store.";
+    single(out, name, COUNTER, help, written);
+    let name = "categorizer_monitoring_bucket_write_failures_total";
+    single(
         out,
-        "# HELP categorizer_monitoring_dropped_rows_total Scored customers the monitor could not keep up with.\n\
-         # TYPE categorizer_monitoring_dropped_rows_total counter\n\
-         categorizer_monitoring_dropped_rows_total {dropped}\n\
-         # HELP categorizer_monitoring_buckets_written_total Closed monitoring buckets written to the model store.\n\
-         # TYPE categorizer_monitoring_buckets_written_total counter\n\
-         categorizer_monitoring_buckets_written_total {written}\n\
-         # HELP categorizer_monitoring_bucket_write_failures_total Monitoring buckets the store refused.\n\
-         # TYPE categorizer_monitoring_bucket_write_failures_total counter\n\
-         categorizer_monitoring_bucket_write_failures_total {failed}\n"
+        name,
+        COUNTER,
+        "Monitoring buckets the store refused.",
+        failed,
     );
     let Some(r) = &g.monitoring else { return };
+    render_window(out, r);
+    render_features(out, r);
+    render_shares(out, r);
+}
+
+/// The monitoring window's size and verdict.
+fn render_window(out: &mut String, r: &crate::monitor::Report) {
     let flag = |b: bool| u8::from(b);
-    let _ = write!(
+    let name = "categorizer_monitoring_window_rows";
+    single(
         out,
-        "# HELP categorizer_monitoring_window_rows Customers scored in the monitoring window.\n\
-         # TYPE categorizer_monitoring_window_rows gauge\n\
-         categorizer_monitoring_window_rows {}\n\
-         # HELP categorizer_monitoring_window_error_rows Customers refused with a row error in the window.\n\
-         # TYPE categorizer_monitoring_window_error_rows gauge\n\
-         categorizer_monitoring_window_error_rows {}\n\
-         # HELP categorizer_monitoring_enough_data 1 when the window has monitoring.min_rows customers.\n\
-         # TYPE categorizer_monitoring_enough_data gauge\n\
-         categorizer_monitoring_enough_data {}\n\
-         # HELP categorizer_monitoring_dataset_drift 1 when the window drifted from the model's training data (validation's dataset rule).\n\
-         # TYPE categorizer_monitoring_dataset_drift gauge\n\
-         categorizer_monitoring_dataset_drift {}\n\
-         # HELP categorizer_monitoring_drifted_features Features drifted in the window.\n\
-         # TYPE categorizer_monitoring_drifted_features gauge\n\
-         categorizer_monitoring_drifted_features {}\n",
+        name,
+        GAUGE,
+        "Customers scored in the monitoring window.",
         r.rows,
-        r.error_rows,
-        flag(r.dataset_drift.is_some()),
-        flag(r.dataset_drift == Some(true)),
+    );
+    let name = "categorizer_monitoring_window_error_rows";
+    let help = "Customers refused with a row error in the window.";
+    single(out, name, GAUGE, help, r.error_rows);
+    let name = "categorizer_monitoring_enough_data";
+    let help = "1 when the window has monitoring.min_rows customers.";
+    single(out, name, GAUGE, help, flag(r.dataset_drift.is_some()));
+    let name = "categorizer_monitoring_dataset_drift";
+    let help =
+        "1 when the window drifted from the model's training data (validation's dataset rule).";
+    single(out, name, GAUGE, help, flag(r.dataset_drift == Some(true)));
+    let name = "categorizer_monitoring_drifted_features";
+    single(
+        out,
+        name,
+        GAUGE,
+        "Features drifted in the window.",
         r.drifted_features,
     );
-    out.push_str(
-        "# HELP categorizer_monitoring_feature_drift_score A feature's drift score in the window (validation's test: p-value or distance).\n\
-         # TYPE categorizer_monitoring_feature_drift_score gauge\n",
+}
+
+/// Each feature's drift score and verdict in the window.
+fn render_features(out: &mut String, r: &crate::monitor::Report) {
+    family(
+        out,
+        "categorizer_monitoring_feature_drift_score",
+        GAUGE,
+        "A feature's drift score in the window (validation's test: p-value or distance).",
     );
     for f in &r.features {
         if f.score.is_finite() {
@@ -414,23 +516,35 @@ fn render_monitoring(out: &mut String, g: &Gauges) {
             );
         }
     }
-    out.push_str(
-        "# HELP categorizer_monitoring_feature_drifted 1 when a feature drifted in the window.\n\
-         # TYPE categorizer_monitoring_feature_drifted gauge\n",
+    family(
+        out,
+        "categorizer_monitoring_feature_drifted",
+        GAUGE,
+        "1 when a feature drifted in the window.",
     );
     for f in &r.features {
         let _ = writeln!(
             out,
             "categorizer_monitoring_feature_drifted{{feature=\"{}\"}} {}",
             escape(&f.feature),
-            flag(f.drifted)
+            u8::from(f.drifted)
         );
     }
-    out.push_str(
-        "# HELP categorizer_monitoring_segment_share A segment's share of the window's predictions.\n\
-         # TYPE categorizer_monitoring_segment_share gauge\n\
-         # HELP categorizer_monitoring_segment_reference_share A segment's share of the training split.\n\
-         # TYPE categorizer_monitoring_segment_reference_share gauge\n",
+}
+
+/// The segments' shares of the window and of the training split, and the atypical share.
+fn render_shares(out: &mut String, r: &crate::monitor::Report) {
+    family(
+        out,
+        "categorizer_monitoring_segment_share",
+        GAUGE,
+        "A segment's share of the window's predictions.",
+    );
+    family(
+        out,
+        "categorizer_monitoring_segment_reference_share",
+        GAUGE,
+        "A segment's share of the training split.",
     );
     for s in &r.segments {
         let _ = writeln!(
@@ -441,13 +555,9 @@ fn render_monitoring(out: &mut String, g: &Gauges) {
         );
     }
     if let Some(a) = &r.atypical {
-        let _ = write!(
-            out,
-            "# HELP categorizer_monitoring_atypical_share The atypical customers' share of the window (expected 0.01).\n\
-             # TYPE categorizer_monitoring_atypical_share gauge\n\
-             categorizer_monitoring_atypical_share {}\n",
-            a.share
-        );
+        let name = "categorizer_monitoring_atypical_share";
+        let help = "The atypical customers' share of the window (expected 0.01).";
+        single(out, name, GAUGE, help, a.share);
     }
 }
 

@@ -412,20 +412,7 @@ pub async fn serve(
         model.manifest.classifier,
         store.describe()
     );
-    let admin_token = auth::admin_token_from_env()?;
-    if admin_token.is_none() {
-        tracing::info!(
-            "CATEGORIZER_ADMIN_TOKEN is not set: the training endpoints accept loopback clients only"
-        );
-    }
-    let training = TrainingSetup {
-        settings: settings.clone(),
-        model_config,
-        store: store.clone(),
-        options: options.clone(),
-        admin_token,
-        validation: Default::default(),
-    };
+    let training = training_setup(&settings, model_config, store.clone(), options.clone())?;
     let state = AppState::new(model, &settings, Some(training));
     if settings.models.poll_interval_ms > 0 {
         follow::watch_store(
@@ -438,17 +425,61 @@ pub async fn serve(
     }
     let app = router(state.clone(), &settings);
     let monitor = state.monitor().clone();
+    let (listener, addr) = listen(&settings).await?;
+    tracing::info!(
+        "listening on http://{addr} (ready {:.0} ms after start)",
+        start.elapsed().as_secs_f64() * 1e3
+    );
+    let ended = serve_until_stopped(listener, addr, app, state, &settings.server).await;
+    // The open monitoring buckets go to the store, so a restart loses none of what was seen.
+    let _ = tokio::task::spawn_blocking(move || monitor.flush(Duration::from_secs(2))).await;
+    ended
+}
+
+/// What the training endpoints run with: the service's settings and store, and the admin
+/// token from the environment.
+fn training_setup(
+    settings: &Settings,
+    model_config: crate::train::classifier::ModelConfig,
+    store: Arc<dyn crate::registry::store::ModelStore>,
+    options: crate::inference::SessionOptions,
+) -> Result<TrainingSetup> {
+    let admin_token = auth::admin_token_from_env()?;
+    if admin_token.is_none() {
+        tracing::info!(
+            "CATEGORIZER_ADMIN_TOKEN is not set: the training endpoints accept loopback clients only"
+        );
+    }
+    Ok(TrainingSetup {
+        settings: settings.clone(),
+        model_config,
+        store,
+        options,
+        admin_token,
+        validation: Default::default(),
+    })
+}
+
+/// Binds `server.host:server.port`.
+async fn listen(settings: &Settings) -> Result<(tokio::net::TcpListener, SocketAddr)> {
     let addr: SocketAddr = format!("{}:{}", settings.server.host, settings.server.port)
         .parse()
         .map_err(|e| Error::config("server.host", format!("{e}")))?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::io(format!("{addr}"), e))?;
-    tracing::info!(
-        "listening on http://{addr} (ready {:.0} ms after start)",
-        start.elapsed().as_secs_f64() * 1e3
-    );
-    let sv = &settings.server;
+    Ok((listener, addr))
+}
+
+/// Serves `app` on `listener` until the shutdown signal, the drain and the requests in flight
+/// are done, or the grace period after the signal has passed.
+async fn serve_until_stopped(
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+    app: Router,
+    state: AppState,
+    sv: &crate::config::ServerSettings,
+) -> Result<()> {
     let listener = conn::GuardedListener::new(
         listener,
         sv.max_connections,
@@ -461,37 +492,22 @@ pub async fn serve(
     // On the signal the server stops accepting and lets requests in flight finish; after the
     // grace period the process ends anyway (an open half-sent request must not hold it).
     let (stop, mut stopping) = tokio::sync::watch::channel(false);
+    let drain = Duration::from_millis(sv.drain_ms);
     let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown({
-        let drain = Duration::from_millis(sv.drain_ms);
-        async move {
-            shutdown().await;
-            if !drain.is_zero() {
-                // The balancer keeps sending for a while after it is told: serve on, not
-                // ready, until it has noticed. A second signal ends the drain at once.
-                state.start_draining();
-                tracing::info!(
-                    "draining for {} ms: /readyz answers 503, requests are still served",
-                    drain.as_millis()
-                );
-                tokio::select! {
-                    () = tokio::time::sleep(drain) => {}
-                    () = shutdown() => tracing::info!("a second signal: the drain ends now"),
-                }
-            }
-            tracing::info!("shutting down: no new connections; finishing requests in flight");
-            let _ = stop.send(true);
-        }
+    .with_graceful_shutdown(async move {
+        drain_after_signal(&state, drain).await;
+        tracing::info!("shutting down: no new connections; finishing requests in flight");
+        let _ = stop.send(true);
     });
     let grace = Duration::from_millis(sv.shutdown_grace_ms);
     let deadline = async move {
         let _ = stopping.wait_for(|stopping| *stopping).await;
         tokio::time::sleep(grace).await;
     };
-    let ended = tokio::select! {
+    tokio::select! {
         served = server => served.map_err(|e| Error::io(format!("{addr}"), e)),
         () = deadline => {
             tracing::warn!(
@@ -500,10 +516,26 @@ pub async fn serve(
             );
             Ok(())
         }
-    };
-    // The open monitoring buckets go to the store, so a restart loses none of what was seen.
-    let _ = tokio::task::spawn_blocking(move || monitor.flush(Duration::from_secs(2))).await;
-    ended
+    }
+}
+
+/// Waits for the shutdown signal, then drains for `drain`: the balancer keeps sending for a
+/// while after it is told, so the service serves on, not ready, until it has noticed. A
+/// second signal ends the drain at once.
+async fn drain_after_signal(state: &AppState, drain: Duration) {
+    shutdown().await;
+    if drain.is_zero() {
+        return;
+    }
+    state.start_draining();
+    tracing::info!(
+        "draining for {} ms: /readyz answers 503, requests are still served",
+        drain.as_millis()
+    );
+    tokio::select! {
+        () = tokio::time::sleep(drain) => {}
+        () = shutdown() => tracing::info!("a second signal: the drain ends now"),
+    }
 }
 
 async fn shutdown() {

@@ -11,7 +11,7 @@
 //! inbox is bounded in rows: when the thread falls behind, what does not fit is counted as
 //! dropped (`categorizer_monitoring_dropped_rows_total`), never waited for.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -261,46 +261,10 @@ fn run(
     let mut drift = Streak::default();
     let mut next_sweep = Instant::now() + Duration::from_secs(1);
     // Buckets written since they last changed: a closed bucket is written once.
-    let mut dirty: std::collections::BTreeSet<(String, u64)> = Default::default();
+    let mut dirty: BTreeSet<(String, u64)> = Default::default();
     loop {
         let control = rx.recv_timeout(Duration::from_millis(100));
-        let taken = shared
-            .inbox
-            .lock()
-            .map(|mut inbox| std::mem::take(&mut *inbox))
-            .unwrap_or_default();
-        let taken_rows: usize = taken.iter().map(|e| e.what.len()).sum();
-        shared
-            .queued_rows
-            .fetch_sub(taken_rows as u64, Ordering::Relaxed);
-        if !taken.is_empty()
-            && let Ok(mut buckets) = shared.buckets.lock()
-        {
-            for Entry {
-                version,
-                at_ms,
-                what,
-            } in taken
-            {
-                let key = (version.to_string(), bucket_start(at_ms, s.bucket_ms));
-                let bucket = buckets
-                    .entry(key.clone())
-                    .or_insert_with(|| Bucket::new(&version, key.1, key.1 + s.bucket_ms));
-                match what {
-                    Seen::Scored {
-                        rows,
-                        segments,
-                        atypical,
-                    } => bucket.add(&rows, &segments, &atypical),
-                    Seen::Refused(fields) => {
-                        for f in &fields {
-                            bucket.add_error(f.as_deref(), 1);
-                        }
-                    }
-                }
-                dirty.insert(key);
-            }
-        }
+        take_inbox(&shared, &mut dirty);
         match control {
             Ok(done) => {
                 write(&shared, store.as_deref(), &replica, &mut dirty, u64::MAX);
@@ -315,35 +279,12 @@ fn run(
         let now = Instant::now();
         if now >= next_sweep {
             next_sweep = now + Duration::from_secs(1);
-            let now_ms = now_ms();
-            // Closed buckets (their span ended) go to the store; old ones are dropped.
-            write(&shared, store.as_deref(), &replica, &mut dirty, now_ms);
-            if let Ok(mut b) = shared.buckets.lock() {
-                let keep_from = now_ms.saturating_sub(s.retention_ms);
-                b.retain(|_, bucket| bucket.end_ms > keep_from);
-            }
+            sweep(&shared, store.as_deref(), &replica, &mut dirty);
         }
         if now >= next_report {
             next_report = now + Duration::from_millis(s.interval_ms);
-            let manifest = served();
-            let report = Arc::new(report_now(&shared, &manifest));
-            if report.status == "drift" {
-                tracing::warn!(
-                    "monitoring: the customers scored by {} drifted from its training data \
-                     (features: {}; segment shares {}; atypical {:.2} %)",
-                    report.model_version,
-                    report.drifted().join(", "),
-                    report
-                        .segment_shift
-                        .as_ref()
-                        .map_or("not tested", |t| if t.drifted {
-                            "drifted"
-                        } else {
-                            "steady"
-                        }),
-                    report.atypical.as_ref().map_or(0.0, |a| a.share * 100.0)
-                );
-            }
+            let report = Arc::new(report_now(&shared, &served()));
+            warn_on_drift(&report);
             if s.retrain_on_drift {
                 drift.after(&report, &shared, store.as_deref());
             }
@@ -354,13 +295,95 @@ fn run(
     }
 }
 
+/// Adds what the request paths handed over since the last look to their buckets, and marks
+/// those buckets dirty.
+fn take_inbox(shared: &Shared, dirty: &mut BTreeSet<(String, u64)>) {
+    let bucket_ms = shared.settings.bucket_ms;
+    let taken = shared
+        .inbox
+        .lock()
+        .map(|mut inbox| std::mem::take(&mut *inbox))
+        .unwrap_or_default();
+    let taken_rows: usize = taken.iter().map(|e| e.what.len()).sum();
+    shared
+        .queued_rows
+        .fetch_sub(taken_rows as u64, Ordering::Relaxed);
+    if taken.is_empty() {
+        return;
+    }
+    let Ok(mut buckets) = shared.buckets.lock() else {
+        return;
+    };
+    for Entry {
+        version,
+        at_ms,
+        what,
+    } in taken
+    {
+        let key = (version.to_string(), bucket_start(at_ms, bucket_ms));
+        let bucket = buckets
+            .entry(key.clone())
+            .or_insert_with(|| Bucket::new(&version, key.1, key.1 + bucket_ms));
+        match what {
+            Seen::Scored {
+                rows,
+                segments,
+                atypical,
+            } => bucket.add(&rows, &segments, &atypical),
+            Seen::Refused(fields) => {
+                for f in &fields {
+                    bucket.add_error(f.as_deref(), 1);
+                }
+            }
+        }
+        dirty.insert(key);
+    }
+}
+
+/// Closed buckets (their span ended) go to the store; those past the retention are dropped.
+fn sweep(
+    shared: &Shared,
+    store: Option<&dyn ModelStore>,
+    replica: &str,
+    dirty: &mut BTreeSet<(String, u64)>,
+) {
+    let now_ms = now_ms();
+    write(shared, store, replica, dirty, now_ms);
+    if let Ok(mut b) = shared.buckets.lock() {
+        let keep_from = now_ms.saturating_sub(shared.settings.retention_ms);
+        b.retain(|_, bucket| bucket.end_ms > keep_from);
+    }
+}
+
+/// Logs a periodic report that found the data set drifted.
+fn warn_on_drift(report: &Report) {
+    if report.status != "drift" {
+        return;
+    }
+    tracing::warn!(
+        "monitoring: the customers scored by {} drifted from its training data \
+         (features: {}; segment shares {}; atypical {:.2} %)",
+        report.model_version,
+        report.drifted().join(", "),
+        report
+            .segment_shift
+            .as_ref()
+            .map_or("not tested", |t| if t.drifted {
+                "drifted"
+            } else {
+                "steady"
+            }),
+        report.atypical.as_ref().map_or(0.0, |a| a.share * 100.0)
+    );
+}
+
 /// Consecutive drift reports of the served version, and the versions whose retrain this
 /// replica has already seen to (started, or found started by another replica).
 #[derive(Default)]
 struct Streak {
     version: String,
     reports: u32,
-    done: std::collections::BTreeSet<String>,
+    done: BTreeSet<String>,
 }
 
 impl Streak {
@@ -432,7 +455,7 @@ fn write(
     shared: &Shared,
     store: Option<&dyn ModelStore>,
     replica: &str,
-    dirty: &mut std::collections::BTreeSet<(String, u64)>,
+    dirty: &mut BTreeSet<(String, u64)>,
     until_ms: u64,
 ) {
     let Some(store) = store else {

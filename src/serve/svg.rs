@@ -79,19 +79,7 @@ impl Plot {
 
     /// The picture of segments named `names` (in id order) and their embedding `map`.
     fn draw(names: &[&str], map: &crate::registry::EmbeddingMap) -> Self {
-        let (mut x0, mut x1, mut y0, mut y1) = (f32::MAX, f32::MIN, f32::MAX, f32::MIN);
-        let mut any = false;
-        let points = map.sample.iter().map(|p| [p[0], p[1]]);
-        for [x, y] in points
-            .chain(map.centres.iter().copied())
-            .filter(|p| p[0].is_finite() && p[1].is_finite())
-        {
-            any = true;
-            x0 = x0.min(x);
-            x1 = x1.max(x);
-            y0 = y0.min(y);
-            y1 = y1.max(y);
-        }
+        let bounds = finite_bounds(map);
         // The legend takes the top lines and the points go below it: with many segments
         // the picture grows, so the points keep at least MIN_PLOT pixels.
         let top = 18.0 + names.len() as f32 * 16.0;
@@ -103,7 +91,7 @@ impl Plot {
              role=\"img\" aria-label=\"Customer segments in the model's 2-D embedding\" \
              class=\"embedding\">"
         );
-        if !any {
+        let Some((x0, x1, y0, y1)) = bounds else {
             let _ = write!(
                 head,
                 "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">This model's manifest has no \
@@ -116,7 +104,7 @@ impl Plot {
                 tail: "</svg>".into(),
                 frame: None,
             };
-        }
+        };
         let span = |a: f32, b: f32| if b - a > 1e-6 { b - a } else { 1.0 };
         let f = Frame {
             x0,
@@ -126,60 +114,11 @@ impl Plot {
             top,
             height,
         };
-        let _ = write!(
-            head,
-            "<rect x=\"0.5\" y=\"0.5\" width=\"{}\" height=\"{}\" class=\"frame\"/>\
-             <text x=\"{}\" y=\"{}\" class=\"axis\" text-anchor=\"middle\">principal component 1</text>\
-             <text x=\"12\" y=\"{}\" class=\"axis\" text-anchor=\"middle\" transform=\"rotate(-90 12 {})\">principal component 2</text>",
-            WIDTH - 1.0,
-            height - 1.0,
-            WIDTH / 2.0,
-            height - 8.0,
-            height / 2.0,
-            height / 2.0
-        );
-        head.push_str("<g class=\"sample\">");
-        for p in &map.sample {
-            if p[0].is_finite() && p[1].is_finite() {
-                let _ = write!(
-                    head,
-                    "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.6\" fill=\"{}\"/>",
-                    f.px(p[0]),
-                    f.py(p[1]),
-                    colour(p[2] as usize)
-                );
-            }
-        }
-        head.push_str("</g>");
-        for (i, c) in map.centres.iter().enumerate() {
-            let (cx, cy) = (f.px(c[0]), f.py(c[1]));
-            let _ = write!(
-                head,
-                "<g class=\"centre\"><circle cx=\"{cx:.1}\" cy=\"{cy:.1}\" r=\"11\" fill=\"{}\"/>\
-                 <text x=\"{cx:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{i}</text></g>",
-                colour(i),
-                cy + 4.5
-            );
-        }
-        let mut tail = String::new();
-        for (i, name) in names.iter().enumerate() {
-            let y = 18.0 + i as f32 * 16.0;
-            let _ = write!(
-                tail,
-                "<g class=\"legend\"><circle cx=\"{}\" cy=\"{}\" r=\"5\" fill=\"{}\"/>\
-                 <text x=\"{}\" y=\"{}\">{i}: {}</text></g>",
-                PAD,
-                y - 4.0,
-                colour(i),
-                PAD + 10.0,
-                y,
-                escape(name)
-            );
-        }
-        tail.push_str("</svg>");
+        draw_axes(&mut head, height);
+        draw_embedding(&mut head, map, &f);
         Self {
             head,
-            tail,
+            tail: legend(names),
             frame: Some(f),
         }
     }
@@ -212,6 +151,89 @@ impl Plot {
         s.push_str(&self.tail);
         s
     }
+}
+
+/// The smallest box holding every finite sample point and centre, as (x0, x1, y0, y1); None
+/// when there is none.
+fn finite_bounds(map: &crate::registry::EmbeddingMap) -> Option<(f32, f32, f32, f32)> {
+    let (mut x0, mut x1, mut y0, mut y1) = (f32::MAX, f32::MIN, f32::MAX, f32::MIN);
+    let mut any = false;
+    let points = map.sample.iter().map(|p| [p[0], p[1]]);
+    for [x, y] in points
+        .chain(map.centres.iter().copied())
+        .filter(|p| p[0].is_finite() && p[1].is_finite())
+    {
+        any = true;
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+    }
+    any.then_some((x0, x1, y0, y1))
+}
+
+/// The frame and the axes' titles of a picture `height` tall.
+fn draw_axes(head: &mut String, height: f32) {
+    let _ = write!(
+        head,
+        "<rect x=\"0.5\" y=\"0.5\" width=\"{}\" height=\"{}\" class=\"frame\"/>\
+         <text x=\"{}\" y=\"{}\" class=\"axis\" text-anchor=\"middle\">principal component 1</text>\
+         <text x=\"12\" y=\"{}\" class=\"axis\" text-anchor=\"middle\" transform=\"rotate(-90 12 {})\">principal component 2</text>",
+        WIDTH - 1.0,
+        height - 1.0,
+        WIDTH / 2.0,
+        height - 8.0,
+        height / 2.0,
+        height / 2.0
+    );
+}
+
+/// The held-out customers coloured by segment, then each segment's numbered centre.
+fn draw_embedding(head: &mut String, map: &crate::registry::EmbeddingMap, f: &Frame) {
+    head.push_str("<g class=\"sample\">");
+    for p in &map.sample {
+        if p[0].is_finite() && p[1].is_finite() {
+            let _ = write!(
+                head,
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.6\" fill=\"{}\"/>",
+                f.px(p[0]),
+                f.py(p[1]),
+                colour(p[2] as usize)
+            );
+        }
+    }
+    head.push_str("</g>");
+    for (i, c) in map.centres.iter().enumerate() {
+        let (cx, cy) = (f.px(c[0]), f.py(c[1]));
+        let _ = write!(
+            head,
+            "<g class=\"centre\"><circle cx=\"{cx:.1}\" cy=\"{cy:.1}\" r=\"11\" fill=\"{}\"/>\
+             <text x=\"{cx:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{i}</text></g>",
+            colour(i),
+            cy + 4.5
+        );
+    }
+}
+
+/// The legend, one line per segment at the top, and `</svg>`: the picture's tail.
+fn legend(names: &[&str]) -> String {
+    let mut tail = String::new();
+    for (i, name) in names.iter().enumerate() {
+        let y = 18.0 + i as f32 * 16.0;
+        let _ = write!(
+            tail,
+            "<g class=\"legend\"><circle cx=\"{}\" cy=\"{}\" r=\"5\" fill=\"{}\"/>\
+             <text x=\"{}\" y=\"{}\">{i}: {}</text></g>",
+            PAD,
+            y - 4.0,
+            colour(i),
+            PAD + 10.0,
+            y,
+            escape(name)
+        );
+    }
+    tail.push_str("</svg>");
+    tail
 }
 
 /// A small SVG bar chart of a column's reference (grey) and current (blue) shares.
