@@ -16,6 +16,7 @@
 //! categorical column against the training shares, and the atypical share against the
 //! expected 1 % (each segment's 99th-percentile distance).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -273,63 +274,128 @@ pub fn report(
     monitoring: &MonitoringSettings,
     settings: &ValidationSettings,
 ) -> Report {
-    let empty = Bucket::new(&manifest.version, 0, 0);
-    let settled;
-    let w = match window {
-        Some(w) if !w.pending.is_empty() => {
-            settled = {
-                let mut b = w.clone();
-                b.settle();
-                b
-            };
-            &settled
-        }
-        Some(w) => w,
-        None => &empty,
-    };
+    let window = settled(window, &manifest.version);
+    let w: &Bucket = &window;
     let rows = w.rows;
     let enough = rows >= monitoring.min_rows;
     let reference = manifest.feature_profile.as_ref();
-    let small = reference.is_some_and(|r| r.rows <= settings.small_reference_rows);
-    let mut features = Vec::new();
-    let (mut drifted_features, mut drift_share, mut dataset_drift) = (0, 0.0, None);
-    if let Some(r) = reference {
-        let columns: Vec<(ColumnDrift, &Tally)> = w
-            .features
-            .iter()
-            .zip(FEATURES.iter())
-            .filter_map(|(tally, f)| {
-                let rc = r.columns.iter().find(|c| c.name == f.key)?;
-                let d = crate::validate::tally_drift(rc, tally, small, settings);
-                Some((d, tally))
-            })
-            .collect();
-        features = columns
-            .iter()
-            .map(|(d, t)| FeatureDrift {
-                feature: d.column.clone(),
-                test: d.test.clone(),
-                score: d.score,
-                threshold: d.threshold,
-                drifted: enough && d.drifted,
-                count: t.count() as u64,
-                missing: t.missing() as u64,
-                labels: d.labels.clone(),
-                reference_shares: d.reference_shares.clone(),
-                current_shares: d.current_shares.clone(),
-            })
-            .collect();
-        let verdict =
-            crate::validate::drift_verdict(columns.into_iter().map(|(d, _)| d).collect(), settings);
-        drifted_features = verdict.drifted_columns;
-        drift_share = verdict.share;
-        dataset_drift = enough.then_some(verdict.dataset_drift);
-        if !enough {
-            drifted_features = 0;
-            drift_share = 0.0;
-        }
+    let drift = reference.map_or_else(FeaturesDrift::default, |r| {
+        features_drift(w, r, enough, settings)
+    });
+    let (segments, segment_shift) = segment_shares(w, manifest, enough, settings);
+    let atypical = enough.then(|| atypical_share(w, monitoring, settings));
+    let status = if reference.is_none() {
+        "no_reference"
+    } else if !enough {
+        "not_enough_data"
+    } else if drift.dataset_drift == Some(true)
+        || segment_shift.as_ref().is_some_and(|t| t.drifted)
+        || atypical.as_ref().is_some_and(|a| a.drifted)
+    {
+        "drift"
+    } else if drift.drifted_features > 0 {
+        "feature_drift"
+    } else {
+        "no_drift"
+    };
+    Report {
+        model_version: manifest.version.clone(),
+        status: status.into(),
+        dataset_drift: drift.dataset_drift,
+        window_start_ms: w.start_ms,
+        window_end_ms: w.end_ms,
+        rows,
+        min_rows: monitoring.min_rows,
+        error_rows: w.errors.values().sum(),
+        errors: w.errors.clone(),
+        drifted_features: drift.drifted_features,
+        drift_share: drift.drift_share,
+        drift_share_threshold: settings.dataset_drift_share,
+        features: drift.features,
+        segments,
+        segment_shift,
+        atypical,
+        sources: Vec::new(),
     }
-    // The segment shares, against the training split's.
+}
+
+/// The window with its pending rows settled (a copy only when some are pending); an empty
+/// bucket of `version` when there is no window.
+fn settled<'a>(window: Option<&'a Bucket>, version: &str) -> Cow<'a, Bucket> {
+    match window {
+        Some(w) if !w.pending.is_empty() => {
+            let mut b = w.clone();
+            b.settle();
+            Cow::Owned(b)
+        }
+        Some(w) => Cow::Borrowed(w),
+        None => Cow::Owned(Bucket::new(version, 0, 0)),
+    }
+}
+
+/// The features' drift against the training reference, and validation's verdict on the data
+/// set (nothing drifted and no verdict without enough rows).
+#[derive(Default)]
+struct FeaturesDrift {
+    features: Vec<FeatureDrift>,
+    drifted_features: usize,
+    drift_share: f64,
+    dataset_drift: Option<bool>,
+}
+
+/// Each feature of the window tested against its column of the reference `r`, with
+/// validation's tests and thresholds (`small`: the statistical tests of a small reference).
+fn features_drift(
+    w: &Bucket,
+    r: &crate::validate::Profile,
+    enough: bool,
+    settings: &ValidationSettings,
+) -> FeaturesDrift {
+    let small = r.rows <= settings.small_reference_rows;
+    let columns: Vec<(ColumnDrift, &Tally)> = w
+        .features
+        .iter()
+        .zip(FEATURES.iter())
+        .filter_map(|(tally, f)| {
+            let rc = r.columns.iter().find(|c| c.name == f.key)?;
+            let d = crate::validate::tally_drift(rc, tally, small, settings);
+            Some((d, tally))
+        })
+        .collect();
+    let features = columns
+        .iter()
+        .map(|(d, t)| FeatureDrift {
+            feature: d.column.clone(),
+            test: d.test.clone(),
+            score: d.score,
+            threshold: d.threshold,
+            drifted: enough && d.drifted,
+            count: t.count() as u64,
+            missing: t.missing() as u64,
+            labels: d.labels.clone(),
+            reference_shares: d.reference_shares.clone(),
+            current_shares: d.current_shares.clone(),
+        })
+        .collect();
+    let verdict =
+        crate::validate::drift_verdict(columns.into_iter().map(|(d, _)| d).collect(), settings);
+    FeaturesDrift {
+        features,
+        drifted_features: if enough { verdict.drifted_columns } else { 0 },
+        drift_share: if enough { verdict.share } else { 0.0 },
+        dataset_drift: enough.then_some(verdict.dataset_drift),
+    }
+}
+
+/// The segment shares of the window's predictions, against the training split's, and their
+/// test as a categorical column (none without enough rows or a training count).
+fn segment_shares(
+    w: &Bucket,
+    manifest: &Manifest,
+    enough: bool,
+    settings: &ValidationSettings,
+) -> (Vec<SegmentShare>, Option<TestResult>) {
+    let rows = w.rows;
     let reference_counts: BTreeMap<String, u64> = manifest
         .segments
         .iter()
@@ -372,52 +438,28 @@ pub fn report(
             drifted: d.drifted,
         }
     });
-    let atypical = enough.then(|| {
-        let share = w.atypical as f64 / rows as f64;
-        let p0 = EXPECTED_ATYPICAL;
-        let z = (share - p0) / (p0 * (1.0 - p0) / rows as f64).sqrt();
-        let p_value = 0.5 * statrs::function::erf::erfc(z / std::f64::consts::SQRT_2);
-        AtypicalShare {
-            count: w.atypical,
-            share,
-            expected: p0,
-            ratio_threshold: monitoring.atypical_ratio,
-            p_value,
-            drifted: share >= monitoring.atypical_ratio * p0 && p_value < settings.p_value,
-        }
-    });
-    let status = if reference.is_none() {
-        "no_reference"
-    } else if !enough {
-        "not_enough_data"
-    } else if dataset_drift == Some(true)
-        || segment_shift.as_ref().is_some_and(|t| t.drifted)
-        || atypical.as_ref().is_some_and(|a| a.drifted)
-    {
-        "drift"
-    } else if drifted_features > 0 {
-        "feature_drift"
-    } else {
-        "no_drift"
-    };
-    Report {
-        model_version: manifest.version.clone(),
-        status: status.into(),
-        dataset_drift,
-        window_start_ms: w.start_ms,
-        window_end_ms: w.end_ms,
-        rows,
-        min_rows: monitoring.min_rows,
-        error_rows: w.errors.values().sum(),
-        errors: w.errors.clone(),
-        drifted_features,
-        drift_share,
-        drift_share_threshold: settings.dataset_drift_share,
-        features,
-        segments,
-        segment_shift,
-        atypical,
-        sources: Vec::new(),
+    (segments, segment_shift)
+}
+
+/// The atypical customers' share against the expected one: a one-sided Z test, and the
+/// ratio `monitoring.atypical_ratio`.
+fn atypical_share(
+    w: &Bucket,
+    monitoring: &MonitoringSettings,
+    settings: &ValidationSettings,
+) -> AtypicalShare {
+    let rows = w.rows;
+    let share = w.atypical as f64 / rows as f64;
+    let p0 = EXPECTED_ATYPICAL;
+    let z = (share - p0) / (p0 * (1.0 - p0) / rows as f64).sqrt();
+    let p_value = 0.5 * statrs::function::erf::erfc(z / std::f64::consts::SQRT_2);
+    AtypicalShare {
+        count: w.atypical,
+        share,
+        expected: p0,
+        ratio_threshold: monitoring.atypical_ratio,
+        p_value,
+        drifted: share >= monitoring.atypical_ratio * p0 && p_value < settings.p_value,
     }
 }
 

@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use categorizer::config::DeviceChoice;
 use categorizer::inference::SessionOptions;
 use categorizer::ingest::DataSource;
-use categorizer::registry::store;
+use categorizer::registry::{Published, store};
 use categorizer::train::classifier::{ClassifierChoice, ModelConfig};
-use categorizer::train::{TrainOutcome, TrainRequest};
+use categorizer::train::{SegmentationInfo, TrainMetrics, TrainOutcome, TrainRequest};
 
 use super::Context;
 use super::validate::print_validation;
@@ -71,13 +71,7 @@ pub fn run(args: Args, ctx: Context) -> anyhow::Result<ExitCode> {
     }
     let source = DataSource::parse(data.as_deref().unwrap_or(&settings.data.source))?
         .with_s3_settings(&settings.models.s3);
-    let out_dir = out.unwrap_or_else(|| {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        PathBuf::from(format!("runs/run-{secs}"))
-    });
+    let out_dir = out.unwrap_or_else(default_run_dir);
     let store = if no_export {
         None
     } else {
@@ -113,44 +107,76 @@ pub fn run(args: Args, ctx: Context) -> anyhow::Result<ExitCode> {
     };
     print_summary(&trained.outcome);
     if let Some(p) = &trained.published {
-        let m = &p.manifest;
-        println!(
-            "Model {} ({}, {} bytes) -> {}",
-            p.version, m.classifier, m.onnx.bytes, p.location
-        );
-        println!(
-            "  parity with ONNX Runtime {}: {}/{} segments agree, max |dp| {:.2e}",
-            m.onnxruntime_version,
-            m.parity.segments_agree,
-            m.parity.rows,
-            m.parity.max_probability_diff
-        );
-        if let Some(l) = &m.lineage {
-            let kept = l.matched.values().filter(|o| o.is_some()).count();
-            println!(
-                "  segments matched to {}: {kept} of {} kept their ids and names, adjusted Rand index {}",
-                l.previous_version,
-                m.k,
-                l.adjusted_rand_index
-                    .map_or("not measured".into(), |a| format!("{a:.4}"))
-            );
-        }
-        println!(
-            "  {}: {}",
-            if m.promotion.promoted {
-                "promoted to current"
-            } else {
-                "not promoted"
-            },
-            m.promotion.note
-        );
+        print_published(p);
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// `runs/run-<unix time>`: the run directory when `--out` is not given.
+fn default_run_dir() -> PathBuf {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    PathBuf::from(format!("runs/run-{secs}"))
+}
+
+/// The stored model: where it went, its parity with ONNX Runtime, its lineage, its promotion.
+fn print_published(p: &Published) {
+    let m = &p.manifest;
+    println!(
+        "Model {} ({}, {} bytes) -> {}",
+        p.version, m.classifier, m.onnx.bytes, p.location
+    );
+    println!(
+        "  parity with ONNX Runtime {}: {}/{} segments agree, max |dp| {:.2e}",
+        m.onnxruntime_version,
+        m.parity.segments_agree,
+        m.parity.rows,
+        m.parity.max_probability_diff
+    );
+    if let Some(l) = &m.lineage {
+        let kept = l.matched.values().filter(|o| o.is_some()).count();
+        println!(
+            "  segments matched to {}: {kept} of {} kept their ids and names, adjusted Rand index {}",
+            l.previous_version,
+            m.k,
+            l.adjusted_rand_index
+                .map_or("not measured".into(), |a| format!("{a:.4}"))
+        );
+    }
+    println!(
+        "  {}: {}",
+        if m.promotion.promoted {
+            "promoted to current"
+        } else {
+            "not promoted"
+        },
+        m.promotion.note
+    );
+}
+
+/// The run's summary: its data, the k sweep, the clustering quality, the segments, the
+/// classifiers and the stage timings.
 fn print_summary(o: &TrainOutcome) {
     let m = &o.metrics;
     println!();
+    print_data(m);
+    print_sweep(&o.segmentation, m.k);
+    println!();
+    print_quality(m);
+    println!();
+    print_segments(m);
+    println!();
+    print_classifiers(m);
+    println!();
+    print_seconds(m);
+    println!("Run directory: {}", o.run_dir.display());
+}
+
+/// What the model learned from: the rows (and a streamed source's passes), the rows set
+/// aside, and the device.
+fn print_data(m: &TrainMetrics) {
     match &m.streamed {
         None => println!(
             "Segmentation of {} ({} rows usable of {} read; {} train / {} test)",
@@ -195,12 +221,15 @@ fn print_summary(o: &TrainOutcome) {
             .map(|a| format!(", {a}"))
             .unwrap_or_default()
     );
-    let seg = &o.segmentation;
+}
+
+/// The k sweep's scores, the chosen `k` marked (nothing when k was fixed).
+fn print_sweep(seg: &SegmentationInfo, k: usize) {
     if !seg.k_sweep.is_empty() {
         println!();
         println!(
             "k sweep on {} rows ({:.3} s): k = {} chosen",
-            seg.sweep_rows, seg.sweep_seconds, m.k
+            seg.sweep_rows, seg.sweep_seconds, k
         );
         println!("   k  silhouette  davies-bouldin          wcss");
         for s in &seg.k_sweep {
@@ -210,11 +239,14 @@ fn print_summary(o: &TrainOutcome) {
                 s.silhouette,
                 s.davies_bouldin,
                 s.wcss,
-                if s.k == m.k { "  *" } else { "" }
+                if s.k == k { "  *" } else { "" }
             );
         }
     }
-    println!();
+}
+
+/// The clustering quality on both splits.
+fn print_quality(m: &TrainMetrics) {
     println!("               silhouette  davies-bouldin          wcss");
     println!(
         "  train split  {:>10.4}  {:>14.4}  {:>12.2}",
@@ -224,7 +256,10 @@ fn print_summary(o: &TrainOutcome) {
         "  test split   {:>10.4}  {:>14.4}  {:>12.2}",
         m.test.silhouette, m.test.davies_bouldin, m.test.wcss
     );
-    println!();
+}
+
+/// Each segment's size, share, key means and name.
+fn print_segments(m: &TrainMetrics) {
     println!("  id  size    share  income   spending  age  children  name");
     for s in &m.segments {
         println!(
@@ -239,7 +274,10 @@ fn print_summary(o: &TrainOutcome) {
             s.name
         );
     }
-    println!();
+}
+
+/// The classifiers' test-split scores, the chosen one marked.
+fn print_classifiers(m: &TrainMetrics) {
     println!("  classifier   weighted F1  precision  recall  accuracy  seconds");
     for c in &m.classifier.candidates {
         let mark = if c.kind == m.classifier.chosen {
@@ -256,7 +294,10 @@ fn print_summary(o: &TrainOutcome) {
         "  (* chosen: {}; scores on the test split)",
         m.classifier.rule
     );
-    println!();
+}
+
+/// Each stage's seconds, and the total.
+fn print_seconds(m: &TrainMetrics) {
     let stages: Vec<String> = m
         .seconds
         .iter()
@@ -271,5 +312,4 @@ fn print_summary(o: &TrainOutcome) {
             .and_then(|v| v.as_f64())
             .unwrap_or(0.0)
     );
-    println!("Run directory: {}", o.run_dir.display());
 }

@@ -18,6 +18,8 @@ use crate::train::SegmentationModel;
 use crate::train::classifier::Classifier;
 use crate::train::classifier::gbdt::GbdtModel;
 use crate::train::classifier::mlp::MlpModel;
+use crate::train::kmeans::KMeansModel;
+use crate::train::pca::Pca;
 
 /// Default-domain opset of the exported graph (ONNX 1.12+, ONNX Runtime 1.12+).
 pub const OPSET: i64 = 17;
@@ -79,24 +81,8 @@ impl Builder {
 /// Serialises the whole fitted pipeline to ONNX bytes; `metadata` goes into the model's
 /// `metadata_props` (the manifest's key facts, so the file describes itself).
 pub fn export(model: &SegmentationModel, metadata: Vec<(String, String)>) -> Vec<u8> {
-    let k = model.kmeans.k;
     let mut b = Builder::default();
-    let n = || Dim::Named("N".into());
-    b.graph.name = "customer_categorizer".into();
-    b.graph.doc = "Raw customer features → preprocessing → segment classifier; PCA embedding and \
-                   distances to the KMeans centres."
-        .into();
-    let feature_doc: Vec<&str> = FEATURES.iter().map(|f| f.key).collect();
-    b.graph.inputs.push(ValueInfo {
-        name: INPUT.into(),
-        elem_type: DataType::Float,
-        dims: vec![n(), Dim::Fixed(N_FEATURES as i64)],
-        doc: format!(
-            "raw feature values in this order: {}",
-            feature_doc.join(", ")
-        ),
-    });
-
+    input(&mut b);
     let z = preprocessing(&mut b, &model.preprocessor);
     let probabilities = match &model.classifier {
         Classifier::Mlp(m) => mlp(&mut b, &z, m),
@@ -108,30 +94,75 @@ pub fn export(model: &SegmentationModel, metadata: Vec<(String, String)>) -> Vec
         OUT_SEGMENT,
         vec![("axis", Attr::Int(1)), ("keepdims", Attr::Int(0))],
     );
+    embedding(&mut b, &z, &model.pca);
+    distances(&mut b, &model.kmeans);
+    outputs(&mut b, model.kmeans.k, model.pca.components.len());
 
-    // PCA embedding: (z - mean) @ W, as in Pca::transform.
-    let d = model.pca.mean.len();
-    let c = model.pca.components.len();
+    let mut opsets = vec![(String::new(), OPSET)];
+    if matches!(model.classifier, Classifier::Gbdt(_)) {
+        opsets.push(("ai.onnx.ml".into(), ML_OPSET));
+    }
+    Model {
+        ir_version: IR_VERSION,
+        opsets,
+        producer_name: "customer-categorizer".into(),
+        producer_version: env!("CARGO_PKG_VERSION").into(),
+        doc: "Customer Categorizer segmentation pipeline".into(),
+        graph: b.graph,
+        metadata,
+    }
+    .encode()
+}
+
+/// The batch dimension of the graph's input and outputs.
+fn batch() -> Dim {
+    Dim::Named("N".into())
+}
+
+/// The graph's name and doc, and its input: the raw features in schema order.
+fn input(b: &mut Builder) {
+    b.graph.name = "customer_categorizer".into();
+    b.graph.doc = "Raw customer features → preprocessing → segment classifier; PCA embedding and \
+                   distances to the KMeans centres."
+        .into();
+    let feature_doc: Vec<&str> = FEATURES.iter().map(|f| f.key).collect();
+    b.graph.inputs.push(ValueInfo {
+        name: INPUT.into(),
+        elem_type: DataType::Float,
+        dims: vec![batch(), Dim::Fixed(N_FEATURES as i64)],
+        doc: format!(
+            "raw feature values in this order: {}",
+            feature_doc.join(", ")
+        ),
+    });
+}
+
+/// PCA embedding: (z - mean) @ W, as in Pca::transform.
+fn embedding(b: &mut Builder, z: &str, pca: &Pca) {
+    let d = pca.mean.len();
+    let c = pca.components.len();
     let mut w = vec![0f32; d * c];
-    for (j, comp) in model.pca.components.iter().enumerate() {
+    for (j, comp) in pca.components.iter().enumerate() {
         for (i, v) in comp.iter().enumerate() {
             w[i * c + j] = *v;
         }
     }
-    let mean = b.constant(TensorProto::f32("pca_mean", &[d as i64], &model.pca.mean));
+    let mean = b.constant(TensorProto::f32("pca_mean", &[d as i64], &pca.mean));
     let wt = b.constant(TensorProto::f32(
         "pca_components",
         &[d as i64, c as i64],
         &w,
     ));
-    let centred = b.node("Sub", &[&z, &mean], "pca_centred", vec![]);
+    let centred = b.node("Sub", &[z, &mean], "pca_centred", vec![]);
     b.node("MatMul", &[&centred, &wt], OUT_EMBEDDING, vec![]);
+}
 
-    // Distances to the centres: sqrt(sum((e[:, None, :] - C[None])^2, axis 2)).
+/// Distances to the centres: sqrt(sum((e[:, None, :] - C[None])^2, axis 2)).
+fn distances(b: &mut Builder, kmeans: &KMeansModel) {
     let centres = b.constant(TensorProto::f32(
         "kmeans_centres",
-        &[k as i64, model.kmeans.dims as i64],
-        &model.kmeans.centres,
+        &[kmeans.k as i64, kmeans.dims as i64],
+        &kmeans.centres,
     ));
     let axis1 = b.constant(TensorProto::i64("axis_1", &[1], &[1]));
     let e3 = b.node(
@@ -148,7 +179,11 @@ pub fn export(model: &SegmentationModel, metadata: Vec<(String, String)>) -> Vec
         vec![("axes", Attr::Ints(vec![2])), ("keepdims", Attr::Int(0))],
     );
     b.node("Sqrt", &[&sq], OUT_DISTANCES, vec![]);
+}
 
+/// The graph's outputs: `k` segments, `c` embedding components.
+fn outputs(b: &mut Builder, k: usize, c: usize) {
+    let n = batch;
     for (name, elem, dims) in [
         (OUT_SEGMENT, DataType::Int64, vec![n()]),
         (
@@ -179,21 +214,6 @@ pub fn export(model: &SegmentationModel, metadata: Vec<(String, String)>) -> Vec
             doc: String::new(),
         });
     }
-
-    let mut opsets = vec![(String::new(), OPSET)];
-    if matches!(model.classifier, Classifier::Gbdt(_)) {
-        opsets.push(("ai.onnx.ml".into(), ML_OPSET));
-    }
-    Model {
-        ir_version: IR_VERSION,
-        opsets,
-        producer_name: "customer-categorizer".into(),
-        producer_version: env!("CARGO_PKG_VERSION").into(),
-        doc: "Customer Categorizer segmentation pipeline".into(),
-        graph: b.graph,
-        metadata,
-    }
-    .encode()
 }
 
 /// Imputation, Yeo-Johnson and scaling in float64; returns the float32 classifier input.

@@ -15,7 +15,7 @@ use crate::matrix::Matrix;
 use crate::onnx::export;
 use crate::schema::FEATURES;
 use crate::train::classifier::evaluate;
-use crate::train::{TrainOutcome, lineage};
+use crate::train::{SegmentationModel, TrainOutcome, lineage};
 
 /// Largest allowed |p_onnx - p_in_process| at export.
 pub const PARITY_TOLERANCE: f64 = 1e-5;
@@ -52,19 +52,7 @@ pub fn publish(
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let created_at = rfc3339(created);
-    let metadata = vec![
-        ("created_at".to_string(), created_at.clone()),
-        (
-            "classifier".to_string(),
-            model.classifier.kind().to_string(),
-        ),
-        ("data_sha256".to_string(), outcome.data.sha256.clone()),
-        (
-            "features".to_string(),
-            FEATURES.iter().map(|f| f.key).collect::<Vec<_>>().join(","),
-        ),
-    ];
-    let bytes = export::export(model, metadata);
+    let bytes = export::export(model, metadata(outcome, &created_at));
     let sha = hex::encode(Sha256::digest(&bytes));
     let version = new_version(store, created, &sha)?;
 
@@ -79,14 +67,58 @@ pub fn publish(
         .map(|(previous, m)| lineage(outcome, store, previous, m, &bytes, options));
 
     // The evaluation gate.
-    let f1 = evaluate(
-        &outcome.test_labels,
-        &got.segment.iter().map(|&s| s as u32).collect::<Vec<_>>(),
-        k,
-    )
-    .f1;
     let served: Vec<u32> = got.segment.iter().map(|&s| s as u32).collect();
+    let f1 = evaluate(&outcome.test_labels, &served, k).f1;
     let mut promotion = gate(store, &outcome.test_labels, &served, test, k, f1, options);
+    block_on_drift(outcome, &mut promotion);
+
+    let onnx = onnx_info(model, sha, bytes.len());
+    let checks = Checks {
+        parity,
+        promotion,
+        lineage,
+    };
+    let mut manifest = manifest(
+        outcome,
+        version.clone(),
+        created_at,
+        onnx,
+        &got,
+        checks,
+        options,
+    )?;
+    store_version(store, &version, &mut manifest, &bytes)?;
+    if manifest.promotion.promoted {
+        promote(store, &version, &mut manifest.promotion, || {
+            gate(store, &outcome.test_labels, &served, test, k, f1, options)
+        })?;
+    }
+    Ok(Published {
+        location: format!("{}/{version}", store.describe()),
+        version,
+        manifest,
+    })
+}
+
+/// The ONNX file's metadata: when it was made, its classifier, its data and its features.
+fn metadata(outcome: &TrainOutcome, created_at: &str) -> Vec<(String, String)> {
+    vec![
+        ("created_at".to_string(), created_at.to_string()),
+        (
+            "classifier".to_string(),
+            outcome.model.classifier.kind().to_string(),
+        ),
+        ("data_sha256".to_string(), outcome.data.sha256.clone()),
+        (
+            "features".to_string(),
+            FEATURES.iter().map(|f| f.key).collect::<Vec<_>>().join(","),
+        ),
+    ]
+}
+
+/// A gate's promotion withheld when the training data drifted and `validation.on_drift` is
+/// `block`.
+fn block_on_drift(outcome: &TrainOutcome, promotion: &mut Promotion) {
     if outcome.drift_blocks_promotion && promotion.promoted {
         promotion.promoted = false;
         promotion.note = format!(
@@ -95,55 +127,82 @@ pub fn publish(
             outcome.validation.summary()
         );
     }
+}
 
-    let mut manifest = Manifest {
-        version: version.clone(),
+/// The manifest's description of the ONNX file: its checksum, size, opsets and signature.
+fn onnx_info(model: &SegmentationModel, sha: String, bytes: usize) -> OnnxInfo {
+    let k = model.kmeans.k;
+    OnnxInfo {
+        file: MODEL_FILE.into(),
+        sha256: sha,
+        bytes,
+        ir_version: export::IR_VERSION,
+        opsets: {
+            let mut o = vec![(String::new(), export::OPSET)];
+            if model.classifier.kind() == "gbdt" {
+                o.push(("ai.onnx.ml".into(), export::ML_OPSET));
+            }
+            o
+        },
+        input: format!("{}: float32[N, {}]", export::INPUT, FEATURES.len()),
+        outputs: vec![
+            format!("{}: int64[N]", export::OUT_SEGMENT),
+            format!("{}: float32[N, {k}]", export::OUT_PROBABILITIES),
+            format!(
+                "{}: float32[N, {}]",
+                export::OUT_EMBEDDING,
+                model.pca.components.len()
+            ),
+            format!("{}: float32[N, {k}]", export::OUT_DISTANCES),
+            format!(
+                "{}: float32[N, {}]",
+                export::OUT_PREPROCESSED,
+                FEATURES.len()
+            ),
+        ],
+    }
+}
+
+/// What publishing checked: parity with the in-process model, the gate's decision, and the
+/// lineage to the previous model's segments.
+struct Checks {
+    parity: Parity,
+    promotion: Promotion,
+    lineage: Option<lineage::Lineage>,
+}
+
+/// The version's manifest (its SQL files not yet listed): the model, its data, the checks,
+/// and the held-out rows' embedding map (`got`: ONNX Runtime's answer on them).
+fn manifest(
+    outcome: &TrainOutcome,
+    version: String,
+    created_at: String,
+    onnx: OnnxInfo,
+    got: &crate::inference::Predictions,
+    checks: Checks,
+    options: &SessionOptions,
+) -> Result<Manifest> {
+    let model = &outcome.model;
+    Ok(Manifest {
+        version,
         created_at,
         project_version: env!("CARGO_PKG_VERSION").into(),
         onnxruntime_version: crate::inference::runtime(options.library.as_deref())?
             .version
             .clone(),
-        onnx: OnnxInfo {
-            file: MODEL_FILE.into(),
-            sha256: sha,
-            bytes: bytes.len(),
-            ir_version: export::IR_VERSION,
-            opsets: {
-                let mut o = vec![(String::new(), export::OPSET)];
-                if model.classifier.kind() == "gbdt" {
-                    o.push(("ai.onnx.ml".into(), export::ML_OPSET));
-                }
-                o
-            },
-            input: format!("{}: float32[N, {}]", export::INPUT, FEATURES.len()),
-            outputs: vec![
-                format!("{}: int64[N]", export::OUT_SEGMENT),
-                format!("{}: float32[N, {k}]", export::OUT_PROBABILITIES),
-                format!(
-                    "{}: float32[N, {}]",
-                    export::OUT_EMBEDDING,
-                    model.pca.components.len()
-                ),
-                format!("{}: float32[N, {k}]", export::OUT_DISTANCES),
-                format!(
-                    "{}: float32[N, {}]",
-                    export::OUT_PREPROCESSED,
-                    FEATURES.len()
-                ),
-            ],
-        },
+        onnx,
         data: outcome.data.clone(),
         reference_date: {
             let r = &model.reference_date;
             format!("{:04}-{:02}-{:02}", r.year, r.month, r.day)
         },
         features: feature_specs(),
-        k,
+        k: model.kmeans.k,
         segments: model.segments.clone(),
         classifier: model.classifier.kind().into(),
         device: outcome.metrics.device.clone(),
-        parity,
-        promotion,
+        parity: checks.parity,
+        promotion: checks.promotion,
         metrics: outcome.metrics.clone(),
         embedding: EmbeddingMap::of(
             &model.kmeans.centres,
@@ -155,28 +214,28 @@ pub fn publish(
         feature_profile: Some(outcome.feature_profile.clone()),
         validation: Some(outcome.validation.clone()),
         segmentation: Some(outcome.segmentation.clone()),
-        lineage,
+        lineage: checks.lineage,
         renamed_from: None,
         sql: Vec::new(),
-    };
-    let sql = with_sql(&mut manifest)?;
-    let json = serde_json::to_vec_pretty(&manifest)?;
-    let mut files: Vec<(&str, &[u8])> = vec![(MODEL_FILE, &bytes), (MANIFEST_FILE, &json)];
+    })
+}
+
+/// Writes the version to the store: the ONNX model, the manifest (listing the SQL files) and
+/// the features as SQL, one file per dialect.
+fn store_version(
+    store: &dyn ModelStore,
+    version: &str,
+    manifest: &mut Manifest,
+    bytes: &[u8],
+) -> Result<()> {
+    let sql = with_sql(manifest)?;
+    let json = serde_json::to_vec_pretty(&*manifest)?;
+    let mut files: Vec<(&str, &[u8])> = vec![(MODEL_FILE, bytes), (MANIFEST_FILE, &json)];
     files.extend(
         sql.iter()
             .map(|(name, text)| (name.as_str(), text.as_bytes())),
     );
-    store.put(&version, &files)?;
-    if manifest.promotion.promoted {
-        promote(store, &version, &mut manifest.promotion, || {
-            gate(store, &outcome.test_labels, &served, test, k, f1, options)
-        })?;
-    }
-    Ok(Published {
-        location: format!("{}/{version}", store.describe()),
-        version,
-        manifest,
-    })
+    store.put(version, &files)
 }
 
 /// The lineage of a model whose segments were matched to `previous`'s: the matching, and the

@@ -6,22 +6,25 @@
 //! parameters (`model.json`), `metrics.json` and every row's segment (`assignments.csv`).
 
 pub mod classifier;
+mod clustering;
 pub mod device;
+mod fitting;
 pub mod kmeans;
 pub mod lineage;
 pub mod metrics;
 pub mod pca;
+mod prepare;
 pub mod progress;
 pub mod sample;
 pub mod segments;
 pub mod split;
+mod stopwatch;
 mod stream;
 pub mod sweep;
 pub mod tensor;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -30,19 +33,23 @@ use sha2::{Digest, Sha256};
 use crate::config::{DeviceChoice, Settings};
 use crate::dates::ReferenceDate;
 use crate::error::{Error, Result};
-use crate::features::{self, RowReport};
+use crate::features;
 use crate::ingest::DataSource;
 use crate::matrix::Matrix;
 use crate::preprocess::Preprocessor;
 use classifier::{Classifier, ClassifierReport, ModelConfig};
 use device::ComputeDevice;
-use kmeans::{Assignment, KMeansModel, KMeansParams};
+use kmeans::{Assignment, KMeansModel};
 use metrics::ClusterMetrics;
 use pca::Pca;
 use progress::Progress;
 pub use progress::Stage;
 use segments::SegmentProfile;
 pub use split::split_indices;
+// The stages, gathered here for `run` and the streamed run (`stream`).
+use fitting::{Fitted, fit};
+use prepare::{Checked, checked, describe, engineer, read, validate};
+use stopwatch::{Stopwatch, round6};
 
 /// Everything fitted: enough to place any customer in a segment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -292,46 +299,6 @@ pub struct TrainOutcome {
     pub drift_blocks_promotion: bool,
 }
 
-/// Times stages and keeps them in order.
-struct Stopwatch {
-    start: Instant,
-    last: Instant,
-    stages: serde_json::Map<String, serde_json::Value>,
-}
-
-impl Stopwatch {
-    fn new() -> Self {
-        let now = Instant::now();
-        Self {
-            start: now,
-            last: now,
-            stages: Default::default(),
-        }
-    }
-    fn lap(&mut self, stage: Stage) -> f64 {
-        self.lap_named(stage.key())
-    }
-    /// A lap that is not one stage (a streamed source's pass, which holds several).
-    fn lap_named(&mut self, key: &str) -> f64 {
-        let now = Instant::now();
-        let secs = (now - self.last).as_secs_f64();
-        self.last = now;
-        self.stages.insert(key.into(), round6(secs).into());
-        secs
-    }
-    fn finish(mut self) -> serde_json::Map<String, serde_json::Value> {
-        self.stages.insert(
-            "total".into(),
-            round6(self.start.elapsed().as_secs_f64()).into(),
-        );
-        self.stages
-    }
-}
-
-fn round6(x: f64) -> f64 {
-    (x * 1e6).round() / 1e6
-}
-
 /// Runs the whole training pipeline and writes the run directory.
 pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
     let progress = Progress::new(req.progress, req.monitor.clone());
@@ -364,432 +331,6 @@ pub fn run(req: &TrainRequest) -> Result<TrainOutcome> {
     outcome.metrics.seconds = watch.finish();
     write_json(&req.out_dir.join("metrics.json"), &outcome.metrics)?;
     Ok(outcome)
-}
-
-/// A fitted model, its figures, and which usable rows were its training and test splits.
-struct Fitted {
-    outcome: TrainOutcome,
-    train_idx: Vec<usize>,
-    test_idx: Vec<usize>,
-}
-
-/// Everything after the features: the seeded split, preprocessing, PCA, KMeans, the
-/// segments, the metrics and the classifiers, on `table`'s rows (every usable row, or a
-/// streamed source's sample). Creates the run directory; writes nothing else.
-fn fit(
-    req: &TrainRequest,
-    progress: &Progress,
-    watch: &mut Stopwatch,
-    table: &features::FeatureTable,
-    checked: Checked,
-    source_issues: crate::ingest::mongo::SourceReport,
-) -> Result<Fitted> {
-    let s = &req.settings;
-    let (train_idx, test_idx) =
-        split_indices(table.matrix.rows(), s.split.test_fraction, s.split.seed);
-    let train_raw = table.matrix.gather_rows(&train_idx);
-    let test_raw = table.matrix.gather_rows(&test_idx);
-    watch.lap(Stage::Split);
-
-    let step = progress.step(Stage::Preprocess, "Fitting preprocessing")?;
-    let preprocessor = Preprocessor::fit(&train_raw);
-    let train_x = preprocessor.transform(&train_raw);
-    let test_x = preprocessor.transform(&test_raw);
-    step.finish("Preprocessing fitted on the training split");
-    watch.lap(Stage::Preprocess);
-
-    let step = progress.step(Stage::Device, "Starting the compute device")?;
-    let compute = device::select(req.device)?;
-    let dev = compute.device.clone();
-    step.finish(format!("Device: {compute}"));
-    watch.lap(Stage::Device);
-
-    let seg = segment(
-        s,
-        progress,
-        watch,
-        (&train_raw, &train_x),
-        &dev,
-        req.previous.as_ref(),
-    )?;
-    let k = seg.kmeans.k;
-    let step = progress.step(Stage::Metrics, "Evaluating")?;
-    let (emb_test, test_assign) = seg.embed_and_assign(&test_x, &dev);
-    let evaluate = |emb: &[f32], a: &Assignment| {
-        metrics::evaluate(
-            emb,
-            seg.pca.components.len(),
-            &a.labels,
-            &a.sq_dist,
-            &seg.kmeans.centres,
-            k,
-            s.segmentation.silhouette_sample,
-            s.split.seed,
-        )
-    };
-    let (train_m, test_m) = (
-        evaluate(&seg.emb_train, &seg.train_assign),
-        evaluate(&emb_test, &test_assign),
-    );
-    let mut segment_profiles = segments::profiles(&train_raw, &seg.train_assign.labels, k);
-    if let (Some(m), Some(p)) = (&seg.matching, &req.previous) {
-        let names: Vec<Option<String>> = m
-            .old
-            .iter()
-            .map(|o| o.and_then(|o| p.segments.get(o)).map(|s| s.name.clone()))
-            .collect();
-        segments::adopt_names(&mut segment_profiles, &names);
-    }
-    step.finish("Evaluated");
-    watch.lap(Stage::Metrics);
-
-    let bar = progress.bar(Stage::Classifier, 1, "Classifier")?;
-    let (classifier, classifier_report) = classifier::train(
-        &req.model_config,
-        &train_x,
-        &seg.train_assign.labels,
-        &test_x,
-        &test_assign.labels,
-        k,
-        s.split.seed,
-        &dev,
-        |name, i, total| {
-            bar.set_length(total as u64);
-            bar.set_message(name.to_string());
-            bar.set_position(i as u64)
-        },
-    )?;
-    bar.finish(format!("Classifier: {} chosen", classifier_report.chosen));
-    watch.lap(Stage::Classifier);
-
-    let Segmentation {
-        pca,
-        kmeans,
-        train_assign,
-        n_init,
-        sweep,
-        matching,
-        ..
-    } = seg;
-    let segmentation = SegmentationInfo {
-        k_rule: match &sweep {
-            Some(_) => sweep::K_RULE.into(),
-            None => format!("fixed: segmentation.k = {k}"),
-        },
-        sweep_rows: sweep.as_ref().map_or(0, |s| s.rows),
-        sweep_seconds: sweep.as_ref().map_or(0.0, |s| round6(s.seconds)),
-        k_sweep: sweep.map(|s| s.scores).unwrap_or_default(),
-        space: crate::explain::SegmentSpace {
-            pca_mean: pca.mean.clone(),
-            components: pca.components.clone(),
-            centres: kmeans
-                .centres
-                .chunks_exact(kmeans.dims)
-                .map(<[f32]>::to_vec)
-                .collect(),
-            distance_p99: crate::explain::distance_p99(
-                &train_assign.labels,
-                train_assign.sq_dist.iter().map(|&d| f64::from(d).sqrt()),
-                k,
-            ),
-        },
-    };
-    let model = SegmentationModel {
-        reference_date: s.reference_date(),
-        preprocessor,
-        pca,
-        kmeans,
-        segments: segment_profiles,
-        classifier,
-    };
-    let metrics = TrainMetrics {
-        silhouette: train_m.silhouette,
-        davies_bouldin: train_m.davies_bouldin,
-        wcss: train_m.wcss,
-        test: test_m,
-        train: train_m,
-        segments: model.segments.clone(),
-        device: (&compute).into(),
-        rows: table.matrix.rows(),
-        data: DataSummary {
-            source: req.source.name(),
-            rows_read: table.report.rows_read,
-            rejected: table.report.rejected.clone(),
-            missing: table.report.missing.clone(),
-            train_rows: train_idx.len(),
-            test_rows: test_idx.len(),
-            source_issues,
-            validation: checked.report.summary(),
-        },
-        seed: s.split.seed,
-        k,
-        kmeans: KMeansSummary {
-            n_init,
-            n_iter: model.kmeans.n_iter,
-            best_restart: model.kmeans.best_restart,
-            inertia: model.kmeans.inertia,
-        },
-        pca_explained_variance_ratio: model.pca.explained_variance_ratio.clone(),
-        classifier: classifier_report,
-        seconds: Default::default(),
-        streamed: None,
-    };
-
-    progress.check()?;
-    std::fs::create_dir_all(&req.out_dir).map_err(|e| Error::io(&req.out_dir, e))?;
-    let feature_profile = crate::validate::feature_profile(&train_raw, &s.validation);
-    let outcome = TrainOutcome {
-        model,
-        metrics,
-        run_dir: req.out_dir.clone(),
-        train_labels: train_assign.labels,
-        test_labels: test_assign.labels,
-        test_raw,
-        train_raw,
-        segmentation,
-        matching: matching
-            .zip(req.previous.as_ref())
-            .map(|(m, p)| (p.version.clone(), m)),
-        data: DataFingerprint::of(&req.source.name(), &table.matrix),
-        validation: checked.report,
-        profile: checked.profile,
-        feature_profile,
-        drift_blocks_promotion: checked.drift_blocks_promotion,
-    };
-    Ok(Fitted {
-        outcome,
-        train_idx,
-        test_idx,
-    })
-}
-
-/// The ingest stage: the records of the request's source, and what the source reported.
-fn read(
-    req: &TrainRequest,
-    progress: &Progress,
-) -> Result<(
-    polars::prelude::DataFrame,
-    crate::ingest::mongo::SourceReport,
-)> {
-    let bar = progress.bar(Stage::Ingest, 0, format!("Reading {}", req.source.name()))?;
-    let (raw, source_issues) = req.source.load_reported(&mut |done, total| {
-        bar.set_length(total);
-        bar.set_position(done)
-    })?;
-    bar.finish(format!("Read {} records", raw.height()));
-    for line in crate::ingest::mongo::report_lines(&source_issues) {
-        tracing::warn!("{}: {line}", req.source.name());
-    }
-    Ok((raw, source_issues))
-}
-
-/// What the validation stage found.
-struct Checked {
-    report: crate::validate::Report,
-    profile: crate::validate::Profile,
-    /// The data set drifted and `validation.on_drift` is `block`.
-    drift_blocks_promotion: bool,
-}
-
-/// The validation stage: the report is written to the run directory and handed to the
-/// monitor whatever it says; a failed schema check stops the run with it as the error.
-fn validate(
-    req: &TrainRequest,
-    progress: &Progress,
-    raw: &polars::prelude::DataFrame,
-) -> Result<Checked> {
-    let s = &req.settings;
-    let step = progress.step(Stage::Validate, "Validating")?;
-    let (report, profile) = crate::validate::validate_and_profile(
-        &req.source.name(),
-        raw,
-        req.reference.as_ref(),
-        &s.validation,
-    )?;
-    let checked = checked(req, report, profile)?;
-    step.finish(format!("Validation: {}", checked.report.summary()));
-    Ok(checked)
-}
-
-/// What a validation report means for the run: it is written to the run directory and handed
-/// to the monitor whatever it says; a failed schema check stops the run with it as the error;
-/// drift is logged, and blocks promotion when `validation.on_drift` says so.
-fn checked(
-    req: &TrainRequest,
-    report: crate::validate::Report,
-    profile: crate::validate::Profile,
-) -> Result<Checked> {
-    std::fs::create_dir_all(&req.out_dir).map_err(|e| Error::io(&req.out_dir, e))?;
-    write_json(&req.out_dir.join("validation.json"), &report)?;
-    if let Some(m) = &req.monitor {
-        m.validated(&report);
-    }
-    if !report.schema.passed {
-        return Err(Error::rejected("data validation", report));
-    }
-    let drift_blocks_promotion = req.settings.validation.on_drift
-        == crate::config::DriftAction::Block
-        && report.drift.as_ref().is_some_and(|d| d.dataset_drift);
-    if report.drift.as_ref().is_some_and(|d| d.drifted_columns > 0) {
-        tracing::warn!("{}", report.summary());
-    }
-    Ok(Checked {
-        report,
-        profile,
-        drift_blocks_promotion,
-    })
-}
-
-/// The features stage: the 21 features of the usable rows; too few of them stops the run.
-fn engineer(
-    req: &TrainRequest,
-    progress: &Progress,
-    raw: polars::prelude::DataFrame,
-) -> Result<features::FeatureTable> {
-    let step = progress.step(Stage::Features, "Engineering features")?;
-    let table = features::engineer(&raw, req.settings.reference_date())?;
-    drop(raw);
-    step.finish(format!(
-        "{} rows usable, {} set aside",
-        table.report.rows_kept,
-        table.report.rows_rejected()
-    ));
-    for line in table.report.summary_lines() {
-        tracing::warn!("set aside: {line}");
-    }
-    if table.matrix.rows() < 2 * req.settings.segmentation.max_k() + 2 {
-        return Err(Error::NoUsableRows(describe(&table.report)));
-    }
-    Ok(table)
-}
-
-/// The segments found on the training split: PCA, KMeans with segments in canonical order,
-/// and the training rows' embedding and assignment.
-struct Segmentation {
-    pca: Pca,
-    kmeans: KMeansModel,
-    emb_train: Vec<f32>,
-    train_assign: Assignment,
-    n_init: usize,
-    sweep: Option<sweep::Sweep>,
-    /// The segments matched to the previous model's, by (final) id.
-    matching: Option<lineage::Matching>,
-}
-
-impl Segmentation {
-    /// The embedding and the nearest segment of preprocessed rows.
-    fn embed_and_assign(&self, x: &Matrix, dev: &Device) -> (Vec<f32>, Assignment) {
-        let emb = self.pca.transform(&tensor::upload(x, dev));
-        let assignment = self.kmeans.assign(&emb);
-        (tensor::download(emb), assignment)
-    }
-}
-
-/// The PCA and KMeans stages on the preprocessed training rows: k chosen by the sweep when
-/// `segmentation.k` is `auto`, ids in canonical (spending) order, or matched to the previous
-/// model's segments when there is one.
-fn segment(
-    s: &Settings,
-    progress: &Progress,
-    watch: &mut Stopwatch,
-    (train_raw, train_x): (&Matrix, &Matrix),
-    dev: &Device,
-    previous: Option<&Previous>,
-) -> Result<Segmentation> {
-    let step = progress.step(Stage::Pca, "PCA")?;
-    let x = tensor::upload(train_x, dev);
-    let pca = Pca::fit(&x, s.segmentation.pca_components);
-    let emb_train_t = pca.transform(&x);
-    drop(x);
-    let emb_train = tensor::download(emb_train_t.clone());
-    step.finish(format!("PCA: {} components", pca.components.len()));
-    watch.lap(Stage::Pca);
-
-    let mut params = KMeansParams {
-        k: s.segmentation.fixed_k().unwrap_or(0),
-        n_init: s.segmentation.n_init,
-        max_iter: s.segmentation.max_iter,
-        tolerance: s.segmentation.tolerance,
-        seed: s.split.seed,
-    };
-    let sweep = match s.segmentation.fixed_k() {
-        Some(_) => None,
-        None => {
-            let [low, high] = s.segmentation.k_range;
-            let step = progress.step(Stage::KMeans, format!("Choosing k in {low}..={high}"))?;
-            let started = Instant::now();
-            let mut found = sweep::sweep(
-                &emb_train,
-                pca.components.len(),
-                s.segmentation.k_range,
-                &params,
-                s.segmentation.sweep_sample,
-                |_| progress.check(),
-            )?;
-            found.seconds = started.elapsed().as_secs_f64();
-            params.k = found.chosen;
-            step.finish(format!(
-                "k = {} chosen in {low}..={high} on {} rows",
-                found.chosen, found.rows
-            ));
-            Some(found)
-        }
-    };
-    let k = params.k;
-    let bar = progress.bar(Stage::KMeans, params.max_iter as u64, "KMeans")?;
-    let (mut km, mut train_assign) =
-        kmeans::fit(&emb_train_t, &params, |i| bar.set_position(i as u64))?;
-    bar.finish(format!(
-        "KMeans: k = {k}, {} restarts, {} iterations",
-        params.n_init, km.n_iter
-    ));
-    let order = segments::canonical_order(train_raw, &train_assign.labels, k);
-    km.reorder(&order);
-    segments::relabel(&mut train_assign.labels, &order);
-    let matching = previous.map(|p| {
-        let old: Vec<Vec<f64>> = p
-            .segments
-            .iter()
-            .map(|s| lineage::means_vector(&s.means))
-            .collect();
-        let new = segments::means(train_raw, &train_assign.labels, k);
-        let m = lineage::match_segments(&old, &new, &lineage::feature_scale(train_raw));
-        // ids[canonical] = final id; order[final id] = canonical.
-        let ids = lineage::plan_ids(&m.old);
-        let mut order = vec![0; k];
-        for (c, &id) in ids.iter().enumerate() {
-            order[id] = c;
-        }
-        km.reorder(&order);
-        segments::relabel(&mut train_assign.labels, &order);
-        lineage::Matching {
-            old: order.iter().map(|&c| m.old[c]).collect(),
-            distance: order.iter().map(|&c| m.distance[c]).collect(),
-            threshold: m.threshold,
-        }
-    });
-    watch.lap(Stage::KMeans);
-    Ok(Segmentation {
-        pca,
-        kmeans: km,
-        emb_train,
-        train_assign,
-        n_init: params.n_init,
-        sweep,
-        matching,
-    })
-}
-
-fn describe(report: &RowReport) -> String {
-    let mut text = format!(
-        "{} rows read, {} usable",
-        report.rows_read, report.rows_kept
-    );
-    for line in report.summary_lines() {
-        text.push_str("; ");
-        text.push_str(&line);
-    }
-    text
 }
 
 pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {

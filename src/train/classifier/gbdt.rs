@@ -26,6 +26,7 @@ use burn::prelude::Device;
 
 mod binning;
 mod host;
+mod host_ops;
 mod kernels;
 mod scoring;
 mod tensor;
