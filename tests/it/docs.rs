@@ -140,3 +140,55 @@ fn settings_page_names_every_key_of_the_default_settings_with_its_default() {
         );
     }
 }
+
+/// The README's first prediction, its body sent as written to a running service: every key is
+/// a feature, the customer is scored, and the answer has the fields the README shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_first_prediction_works_as_pasted() {
+    let readme = read("README.md");
+    let curl = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("curl -s localhost:5000/api/v1/predict"))
+        .nth(1)
+        .expect("the README has its first prediction's curl");
+    let body = curl
+        .trim()
+        .strip_prefix("-d '")
+        .and_then(|b| b.strip_suffix('\''))
+        .expect("the curl's body is one -d '...' line");
+    let parsed: serde_json::Value = serde_json::from_str(body).expect("the body is JSON");
+    let customer = parsed["customers"][0].as_object().expect("one customer");
+    let keys: Vec<&str> = customer.keys().map(String::as_str).collect();
+    let features: Vec<&str> = FEATURES.iter().map(|f| f.key).collect();
+    assert_eq!(
+        keys, features,
+        "the README's customer has the 21 keys in order"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let (url, _) = crate::support::start(
+        &crate::support::stored_model(dir.path(), 1),
+        crate::support::settings(),
+    )
+    .await;
+    let answer = reqwest::Client::new()
+        .post(format!("{url}/api/v1/predict"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let answer = crate::support::json_body(answer).await;
+    let p = &answer["predictions"][0];
+    assert!(answer["model_version"].is_string(), "{answer}");
+    assert!(
+        p["segment"].is_u64() && p["segment_name"].is_string(),
+        "{answer}"
+    );
+    assert!(
+        p["probabilities"].as_array().is_some_and(|a| a.len() >= 2),
+        "{answer}"
+    );
+    assert!(p["atypical"].is_boolean(), "{answer}");
+}
