@@ -318,6 +318,20 @@ impl Settings {
 
     /// Checks every value a type cannot express; the error names the key.
     pub fn validate(&self) -> Result<()> {
+        self.validate_training()?;
+        self.validate_segmentation()?;
+        self.validate_inference()?;
+        self.validate_server()?;
+        self.validate_model_store()?;
+        self.validate_monitoring()?;
+        self.validate_validation()?;
+        ReferenceDate::parse(&self.features.reference_date)
+            .map_err(|m| Error::config("features.reference_date", m))?;
+        Ok(())
+    }
+
+    /// The training sample, its batches and the test split.
+    fn validate_training(&self) -> Result<()> {
         check(
             self.training.sample_rows >= 1000,
             "training.sample_rows",
@@ -328,12 +342,17 @@ impl Settings {
             "training.batch_rows",
             "must be between 1 and 16777216",
         )?;
-        let s = &self.segmentation;
         check(
             self.split.test_fraction > 0.0 && self.split.test_fraction < 1.0,
             "split.test_fraction",
             "must be between 0 and 1 (exclusive)",
         )?;
+        Ok(())
+    }
+
+    /// The segmentation: k, its sweep, PCA and k-means.
+    fn validate_segmentation(&self) -> Result<()> {
+        let s = &self.segmentation;
         check(
             s.fixed_k().is_none_or(|k| (2..=MAX_SEGMENTS).contains(&k)),
             "segmentation.k",
@@ -370,6 +389,11 @@ impl Settings {
             "segmentation.silhouette_sample",
             "must be at least 2",
         )?;
+        Ok(())
+    }
+
+    /// Bulk scoring: threads and chunk size.
+    fn validate_inference(&self) -> Result<()> {
         check(
             (1..=256).contains(&self.inference.intra_threads),
             "inference.intra_threads",
@@ -380,6 +404,11 @@ impl Settings {
             "inference.chunk_rows",
             "must be between 1 and 10000000",
         )?;
+        Ok(())
+    }
+
+    /// The server's limits, timeouts and batcher.
+    fn validate_server(&self) -> Result<()> {
         let sv = &self.server;
         check(
             sv.max_body_bytes >= 1024,
@@ -421,6 +450,11 @@ impl Settings {
             "server.batcher.queue_capacity",
             "must be at least 1",
         )?;
+        Ok(())
+    }
+
+    /// The model store: S3 timeouts and address.
+    fn validate_model_store(&self) -> Result<()> {
         let m = &self.models;
         check(
             m.s3.connect_timeout_ms >= 1 && m.s3.timeout_ms >= 1,
@@ -430,6 +464,11 @@ impl Settings {
         if let Some(uri) = m.s3.uri.as_deref().filter(|u| !u.is_empty()) {
             parse_s3_uri(uri).map_err(|e| Error::config("models.s3.uri", e.to_string()))?;
         }
+        Ok(())
+    }
+
+    /// Monitoring's buckets, window, retention and retraining.
+    fn validate_monitoring(&self) -> Result<()> {
         let mo = &self.monitoring;
         check(
             mo.bucket_ms >= 100 && mo.bucket_ms <= 86_400_000,
@@ -466,6 +505,11 @@ impl Settings {
             "monitoring.retrain_after",
             "must be at least 1",
         )?;
+        Ok(())
+    }
+
+    /// Validation's shares and drift thresholds.
+    fn validate_validation(&self) -> Result<()> {
         let v = &self.validation;
         for (key, share) in [
             ("validation.max_missing_share", v.max_missing_share),
@@ -485,8 +529,6 @@ impl Settings {
                 "must be a finite number >= 0",
             )?;
         }
-        ReferenceDate::parse(&self.features.reference_date)
-            .map_err(|m| Error::config("features.reference_date", m))?;
         Ok(())
     }
 

@@ -29,7 +29,7 @@ use std::fmt::Write as _;
 use crate::dates::{DateFormat, ReferenceDate};
 use crate::error::{Error, Result};
 use crate::schema::FeatureSpec;
-use crate::schema::{DerivedFrom, FEATURES, FeatureKind, RawSchema, RawType};
+use crate::schema::{DerivedFrom, FEATURES, FeatureKind, RawColumn, RawSchema, RawType};
 
 /// An engine the SQL is written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,16 +213,9 @@ pub fn features_sql(model: Model<'_>, dialect: Dialect, table: &str) -> Result<S
     let reference = ReferenceDate::parse(model.reference_date)
         .map_err(|m| Error::Model(format!("manifest reference_date: {m}")))?;
     let raw = RawSchema::get();
-    let column = |name: &str| {
-        raw.column(name).ok_or_else(|| {
-            Error::Model(format!(
-                "the model reads a raw column '{name}' the schema lacks"
-            ))
-        })
-    };
     for feat in &features {
         for c in derived_columns(&feat.from) {
-            column(c)?;
+            raw_column(raw, c)?;
         }
     }
     let numbers: Vec<&str> = raw
@@ -231,28 +224,60 @@ pub fn features_sql(model: Model<'_>, dialect: Dialect, table: &str) -> Result<S
         .filter(|c| matches!(c.kind, RawType::Integer | RawType::Number))
         .map(|c| c.name.as_str())
         .collect();
+    let (texts, dates) = text_columns(raw, &features)?;
 
-    // Level 1, over the table: the row key; each number column as a double and as text; the
-    // text of each category and date column.
-    let mut raw_level = vec![format!("{} AS __row", d.row_number())];
-    for c in &numbers {
-        let q = d.quote(c);
-        raw_level.push(format!("TRY_CAST({q} AS DOUBLE) AS {}", n(c)));
-        raw_level.push(format!(
-            "CASE WHEN {} THEN {} END AS {}",
-            d.is_text(&q),
-            d.text(&q),
-            t(c)
-        ));
+    let levels: [(&str, Vec<String>); 7] = [
+        ("__raw", raw_level(d, &numbers, &texts)),
+        ("__parts", date_parts(d, &dates)),
+        ("__days", date_days(d, &dates)),
+        ("__values", feature_values(d, &features, &reference)),
+        ("__floats", feature_floats(&features)),
+        (
+            "__rules",
+            vec![bad_column(d, &numbers), feature_rules(d, &features)],
+        ),
+        ("__checked", vec![problem(d, &numbers, &features)]),
+    ];
+
+    // The query, level by level.
+    let mut out = header(model, d, table, raw, &dates, &features);
+    let mut from = table.to_string();
+    for (alias, columns) in levels {
+        let mut level = String::from("SELECT *");
+        for c in &columns {
+            let _ = write!(level, ",\n    {c}");
+        }
+        let _ = write!(level, "\n  FROM {from}");
+        from = format!("(\n{}\n) AS {alias}", indent(&level));
     }
+    let select = outer_select(d, &features);
+    let _ = write!(out, "SELECT\n  {}\nFROM {from}\n", select.join(",\n  "));
+    Ok(out)
+}
+
+/// The raw column `name`, which the model reads and the schema must have.
+fn raw_column<'r>(raw: &'r RawSchema, name: &str) -> Result<&'r RawColumn> {
+    raw.column(name).ok_or_else(|| {
+        Error::Model(format!(
+            "the model reads a raw column '{name}' the schema lacks"
+        ))
+    })
+}
+
+/// The columns the features read as text: each category and date column once, in the
+/// features' order; and the dates with their fixed-width formats.
+fn text_columns<'f>(
+    raw: &RawSchema,
+    features: &'f [Feature<'_>],
+) -> Result<(Vec<&'f str>, Vec<(&'f str, DateFormat)>)> {
     let mut texts: Vec<&str> = Vec::new();
     let mut dates: Vec<(&str, DateFormat)> = Vec::new();
-    for feat in &features {
+    for feat in features {
         match &feat.from {
             DerivedFrom::Code { column: c, .. } if !texts.contains(&c.as_str()) => texts.push(c),
             DerivedFrom::DaysSince { column: c } if !texts.contains(&c.as_str()) => {
                 texts.push(c);
-                let format = column(c)?
+                let format = raw_column(raw, c)?
                     .format
                     .clone()
                     .unwrap_or(crate::dates::DEFAULT_FORMAT.into());
@@ -267,13 +292,33 @@ pub fn features_sql(model: Model<'_>, dialect: Dialect, table: &str) -> Result<S
             _ => {}
         }
     }
-    for c in &texts {
+    Ok((texts, dates))
+}
+
+/// Level 1, over the table: the row key; each number column as a double and as text; the
+/// text of each category and date column.
+fn raw_level(d: Dialect, numbers: &[&str], texts: &[&str]) -> Vec<String> {
+    let mut raw_level = vec![format!("{} AS __row", d.row_number())];
+    for c in numbers {
+        let q = d.quote(c);
+        raw_level.push(format!("TRY_CAST({q} AS DOUBLE) AS {}", n(c)));
+        raw_level.push(format!(
+            "CASE WHEN {} THEN {} END AS {}",
+            d.is_text(&q),
+            d.text(&q),
+            t(c)
+        ));
+    }
+    for c in texts {
         raw_level.push(format!("{} AS {}", d.text(&d.quote(c)), s(c)));
     }
+    raw_level
+}
 
-    // Level 2: a date's fields, where its text has the format's shape.
+/// Level 2: a date's fields, where its text has the format's shape.
+fn date_parts(d: Dialect, dates: &[(&str, DateFormat)]) -> Vec<String> {
     let mut parts = Vec::new();
-    for (c, fmt) in &dates {
+    for (c, fmt) in dates {
         let shape = format!(
             "{} IS NOT NULL AND {}",
             s(c),
@@ -287,9 +332,13 @@ pub fn features_sql(model: Model<'_>, dialect: Dialect, table: &str) -> Result<S
             ));
         }
     }
-    // Level 3: the date as days since 1970-01-01, where it names a calendar day.
+    parts
+}
+
+/// Level 3: the date as days since 1970-01-01, where it names a calendar day.
+fn date_days(d: Dialect, dates: &[(&str, DateFormat)]) -> Vec<String> {
     let mut days = Vec::new();
-    for (c, _) in &dates {
+    for (c, _) in dates {
         let (y, m, dd) = (format!("__y_{c}"), format!("__m_{c}"), format!("__d_{c}"));
         let leap = format!("(({y} % 4 = 0 AND {y} % 100 <> 0) OR {y} % 400 = 0)");
         let month_days = format!(
@@ -312,9 +361,12 @@ pub fn features_sql(model: Model<'_>, dialect: Dialect, table: &str) -> Result<S
              THEN {formula} END AS __days_{c}"
         ));
     }
+    days
+}
 
-    // Level 4: each feature as a double, as polars computes it.
-    let values: Vec<String> = features
+/// Level 4: each feature as a double, as polars computes it.
+fn feature_values(d: Dialect, features: &[Feature<'_>], reference: &ReferenceDate) -> Vec<String> {
+    features
         .iter()
         .map(|feat| {
             let sum = |cs: &[String]| cs.iter().map(|c| n(c)).collect::<Vec<_>>().join(" + ");
@@ -334,29 +386,34 @@ pub fn features_sql(model: Model<'_>, dialect: Dialect, table: &str) -> Result<S
                     "{} - CAST(__days_{column} AS DOUBLE)",
                     double(reference.days_since_epoch() as f64)
                 ),
-                DerivedFrom::Code { column, codes } => {
-                    let mut e = String::from("CASE");
-                    for (code, values) in codes.iter().enumerate() {
-                        let list: Vec<String> = values.iter().map(|x| d.lit(x)).collect();
-                        let _ = write!(
-                            e,
-                            " WHEN {} IN ({}) THEN {}",
-                            s(column),
-                            list.join(", "),
-                            double(code as f64)
-                        );
-                    }
-                    e + " END"
-                }
+                DerivedFrom::Code { column, codes } => code_value(d, column, codes),
             };
             format!("{e} AS {}", v(&feat.spec.key))
         })
-        .collect();
+        .collect()
+}
 
-    // Level 5: each feature as the float32 the model reads (null where missing); a double
-    // beyond float32 is clamped for the cast (DuckDB refuses to round it to infinity), the
-    // checks below tell it apart.
-    let floats: Vec<String> = features
+/// A category column's code as a double: the code whose values hold the text.
+fn code_value(d: Dialect, column: &str, codes: &[Vec<String>]) -> String {
+    let mut e = String::from("CASE");
+    for (code, values) in codes.iter().enumerate() {
+        let list: Vec<String> = values.iter().map(|x| d.lit(x)).collect();
+        let _ = write!(
+            e,
+            " WHEN {} IN ({}) THEN {}",
+            s(column),
+            list.join(", "),
+            double(code as f64)
+        );
+    }
+    e + " END"
+}
+
+/// Level 5: each feature as the float32 the model reads (null where missing); a double
+/// beyond float32 is clamped for the cast (DuckDB refuses to round it to infinity), the
+/// checks below tell it apart.
+fn feature_floats(features: &[Feature<'_>]) -> Vec<String> {
+    features
         .iter()
         .map(|feat| {
             let x = v(&feat.spec.key);
@@ -368,14 +425,17 @@ pub fn features_sql(model: Model<'_>, dialect: Dialect, table: &str) -> Result<S
                 f(&feat.spec.key)
             )
         })
-        .collect();
+        .collect()
+}
 
-    // Level 6: the first unreadable number column (by the raw schema's order) and the first
-    // feature that breaks a rule (by the model's), as a message with a `{value}` hole where
-    // the value goes. The conditions and the constant messages are kept apart from the text
-    // building below, so Spark's generated code stays small.
+/// Level 6, with [`feature_rules`]: the first unreadable number column (by the raw schema's
+/// order) and the first feature that breaks a rule (by the model's), as a message with a
+/// `{value}` hole where the value goes. The conditions and the constant messages are kept
+/// apart from the text building of level 7 ([`problem`]), so Spark's generated code stays
+/// small.
+fn bad_column(d: Dialect, numbers: &[&str]) -> String {
     let mut bad = String::from("CASE");
-    for c in &numbers {
+    for c in numbers {
         let _ = write!(
             bad,
             "\n      WHEN {} IS NOT NULL AND NOT ({}) THEN {}",
@@ -385,8 +445,13 @@ pub fn features_sql(model: Model<'_>, dialect: Dialect, table: &str) -> Result<S
         );
     }
     bad.push_str("\n    END AS __bad_column");
+    bad
+}
+
+/// Level 6: the message of the first feature, by the model's order, that breaks a rule.
+fn feature_rules(d: Dialect, features: &[Feature<'_>]) -> String {
     let mut rule = String::from("CASE");
-    for feat in &features {
+    for feat in features {
         let spec = feat.spec;
         let key = &spec.key;
         let (x, y) = (v(key), f(key));
@@ -424,30 +489,55 @@ pub fn features_sql(model: Model<'_>, dialect: Dialect, table: &str) -> Result<S
         }
     }
     rule.push_str("\n    END AS __rule");
+    rule
+}
 
-    // Level 7: the row's problem, the first by the Rust precedence: an unreadable cell, a
-    // category or a date, a feature's rule.
-    let shown = |e: &str| {
-        format!(
-            "CASE WHEN length({e}) > {SHOWN} THEN concat(substr({e}, 1, {SHOWN}), {}) ELSE {e} END",
-            d.lit("…")
-        )
-    };
+/// Level 7: the row's problem, the first by the Rust precedence: an unreadable cell, a
+/// category or a date, a feature's rule.
+fn problem(d: Dialect, numbers: &[&str], features: &[Feature<'_>]) -> String {
+    let mut whens = vec![bad_cell_problem(d, numbers)];
+    whens.extend(text_problems(d, features));
+    whens.push(rule_problem(d, features));
+    whens.push(("__rule IS NOT NULL".into(), "__rule".into()));
+    let mut problem = String::from("CASE");
+    for (when, then) in &whens {
+        let _ = write!(problem, "\n      WHEN {when}\n        THEN {then}");
+    }
+    problem.push_str("\n    END AS __problem");
+    problem
+}
+
+/// A value shown in a message, cut as [`crate::answer::shown_text`] cuts it.
+fn shown(d: Dialect, e: &str) -> String {
+    format!(
+        "CASE WHEN length({e}) > {SHOWN} THEN concat(substr({e}, 1, {SHOWN}), {}) ELSE {e} END",
+        d.lit("…")
+    )
+}
+
+/// The problem of an unreadable number cell: its column and its text.
+fn bad_cell_problem(d: Dialect, numbers: &[&str]) -> (String, String) {
     let mut bad_text = String::from("CASE __bad_column");
-    for c in &numbers {
+    for c in numbers {
         let _ = write!(bad_text, " WHEN {} THEN {}", d.lit(c), t(c));
     }
     bad_text.push_str(" END");
-    let mut whens: Vec<(String, String)> = vec![(
+    (
         "__bad_column IS NOT NULL".into(),
         format!(
             "concat(__bad_column, {}, {}, {})",
             d.lit(": '"),
-            shown(&format!("trim({bad_text})")),
+            shown(d, &format!("trim({bad_text})")),
             d.lit("' is not a number")
         ),
-    )];
-    for feat in &features {
+    )
+}
+
+/// The problems of the category and date columns, in the features' order: missing, or
+/// unknown or unparseable.
+fn text_problems(d: Dialect, features: &[Feature<'_>]) -> Vec<(String, String)> {
+    let mut whens = Vec::new();
+    for feat in features {
         let (c, what) = match &feat.from {
             DerivedFrom::Code { column, .. } => (column, "unknown category"),
             DerivedFrom::DaysSince { column } => (column, "unparseable date"),
@@ -463,13 +553,19 @@ pub fn features_sql(model: Model<'_>, dialect: Dialect, table: &str) -> Result<S
             format!(
                 "concat({}, {}, {})",
                 d.lit(&format!("{c}: {what} '")),
-                shown(&format!("trim({})", s(c))),
+                shown(d, &format!("trim({})", s(c))),
                 d.lit("'")
             ),
         ));
     }
+    whens
+}
+
+/// The problem of a feature's rule whose message has a `{value}` hole: the hole filled
+/// with the broken feature's float32 value.
+fn rule_problem(d: Dialect, features: &[Feature<'_>]) -> (String, String) {
     let mut value = String::from("CASE");
-    for feat in &features {
+    for feat in features {
         let key = &feat.spec.key;
         let _ = write!(
             value,
@@ -479,22 +575,25 @@ pub fn features_sql(model: Model<'_>, dialect: Dialect, table: &str) -> Result<S
         );
     }
     value.push_str(" END");
-    whens.push((
+    (
         format!("__rule LIKE {}", d.lit(&format!("%{VALUE}%"))),
         format!(
             "replace(__rule, {}, {})",
             d.lit(VALUE),
             shown_number(d, &value)
         ),
-    ));
-    whens.push(("__rule IS NOT NULL".into(), "__rule".into()));
-    let mut problem = String::from("CASE");
-    for (when, then) in &whens {
-        let _ = write!(problem, "\n      WHEN {when}\n        THEN {then}");
-    }
-    problem.push_str("\n    END AS __problem");
+    )
+}
 
-    // The query, level by level.
+/// The comment lines that head the query: what it is, and what it was generated from.
+fn header(
+    model: Model<'_>,
+    d: Dialect,
+    table: &str,
+    raw: &RawSchema,
+    dates: &[(&str, DateFormat)],
+    features: &[Feature<'_>],
+) -> String {
     let mut out = String::new();
     let names: Vec<&str> = raw.names().collect();
     let _ = writeln!(
@@ -536,11 +635,17 @@ pub fn features_sql(model: Model<'_>, dialect: Dialect, table: &str) -> Result<S
         "-- A row with a problem has null features and the reason in `{PROBLEM_COLUMN}`, \
          named as `categorizer predict` names it."
     );
+    out
+}
+
+/// The outer query's columns: `ID`, the row, each feature (null where the row has a
+/// problem) and the problem.
+fn outer_select(d: Dialect, features: &[Feature<'_>]) -> Vec<String> {
     let mut select = vec![
         format!("{} AS {}", d.quote("ID"), d.quote("ID")),
         format!("__row AS {}", d.quote(ROW_COLUMN)),
     ];
-    for feat in &features {
+    for feat in features {
         let key = &feat.spec.key;
         select.push(format!(
             "CASE WHEN __problem IS NULL THEN {} END AS {}",
@@ -549,26 +654,7 @@ pub fn features_sql(model: Model<'_>, dialect: Dialect, table: &str) -> Result<S
         ));
     }
     select.push(format!("__problem AS {}", d.quote(PROBLEM_COLUMN)));
-    let levels: [(&str, Vec<String>); 7] = [
-        ("__raw", raw_level),
-        ("__parts", parts),
-        ("__days", days),
-        ("__values", values),
-        ("__floats", floats),
-        ("__rules", vec![bad, rule]),
-        ("__checked", vec![problem]),
-    ];
-    let mut from = table.to_string();
-    for (alias, columns) in levels {
-        let mut level = String::from("SELECT *");
-        for c in &columns {
-            let _ = write!(level, ",\n    {c}");
-        }
-        let _ = write!(level, "\n  FROM {from}");
-        from = format!("(\n{}\n) AS {alias}", indent(&level));
-    }
-    let _ = write!(out, "SELECT\n  {}\nFROM {from}\n", select.join(",\n  "));
-    Ok(out)
+    select
 }
 
 /// A float32 value in a message: a whole number as Rust writes it, otherwise the engine's

@@ -7,6 +7,7 @@
 //! an error that names the column and, where one value is at fault, the row.
 
 pub mod chunk;
+mod csv_piece;
 pub mod dataset;
 mod files;
 mod load;

@@ -250,58 +250,7 @@ pub fn load(
     progress: &mut dyn FnMut(u64, u64) -> Result<()>,
 ) -> Result<(DataFrame, SourceReport)> {
     let schema = RawSchema::get();
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<RawDocumentBuf>>>(4);
-    let (total_tx, total_rx) = std::sync::mpsc::sync_channel::<u64>(1);
-    let task_src = src.clone();
-    crate::rt::spawn(async move {
-        let src = task_src;
-        let read = async {
-            let client = src.connect().await?;
-            let coll = client
-                .database(&src.db)
-                .collection::<RawDocumentBuf>(&src.collection);
-            let total = coll.estimated_document_count().await.unwrap_or(0);
-            let _ = total_tx.send(total);
-            let mut projection = doc! { "_id": 0 };
-            for name in RawSchema::get().names() {
-                projection.insert(name, 1);
-            }
-            let options = FindOptions::builder()
-                .projection(projection)
-                .batch_size(BATCH)
-                .build();
-            let mut cursor = coll
-                .find(doc! {})
-                .with_options(options)
-                .await
-                .map_err(|e| src.fail("find", e))?;
-            let mut batch = Vec::with_capacity(BATCH as usize);
-            while cursor.advance().await.map_err(|e| src.fail("cursor", e))? {
-                batch.push(
-                    cursor
-                        .deserialize_current()
-                        .map_err(|e| src.fail("document", e))?,
-                );
-                if batch.len() == BATCH as usize {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH as usize));
-                    if tx.send(Ok(full)).is_err() {
-                        return Ok(client); // the reader stopped
-                    }
-                }
-            }
-            if !batch.is_empty() {
-                let _ = tx.send(Ok(batch));
-            }
-            Ok::<_, Error>(client)
-        };
-        match read.await {
-            Ok(client) => client.shutdown().await,
-            Err(e) => {
-                let _ = tx.send(Err(e));
-            }
-        }
-    });
-
+    let (rx, total_rx) = spawn_fetch(src);
     let mut buffers: Vec<Buffer> = schema
         .columns
         .iter()
@@ -340,29 +289,7 @@ pub fn load(
         if total == 0 {
             total = total_rx.try_recv().unwrap_or(0);
         }
-        for doc in &batch {
-            done += 1;
-            for (col, buffer) in schema.columns.iter().zip(buffers.iter_mut()) {
-                let value = doc.get(&col.name).ok().flatten();
-                let cell = push(buffer, col.kind, col.format.as_deref(), value);
-                let issue = match cell {
-                    Cell::Value => continue,
-                    Cell::Missing => {
-                        let i = report.entry(col.name.clone()).or_default();
-                        i.missing += 1;
-                        i
-                    }
-                    Cell::Mistyped => {
-                        let i = report.entry(col.name.clone()).or_default();
-                        i.mistyped += 1;
-                        i
-                    }
-                };
-                if issue.documents.len() < 5 {
-                    issue.documents.push(done);
-                }
-            }
-        }
+        add_batch(&batch, &mut buffers, &mut report, &mut done);
         progress(done as u64, total.max(done as u64))?;
     }
     if done == 0 {
@@ -380,6 +307,109 @@ pub fn load(
         })
         .collect();
     Ok((DataFrame::new_infer_height(columns)?, report))
+}
+
+/// Documents in batches, or the read's error.
+type Batches = std::sync::mpsc::Receiver<Result<Vec<RawDocumentBuf>>>;
+
+/// Starts the task on the I/O runtime that fetches the collection: its batches of documents,
+/// then the end of the channel once the client has shut down; and the estimated count of
+/// documents, sent first.
+fn spawn_fetch(src: &MongoSource) -> (Batches, std::sync::mpsc::Receiver<u64>) {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<RawDocumentBuf>>>(4);
+    let (total_tx, total_rx) = std::sync::mpsc::sync_channel::<u64>(1);
+    let task_src = src.clone();
+    crate::rt::spawn(async move {
+        let src = task_src;
+        match fetch(&src, &tx, &total_tx).await {
+            Ok(client) => client.shutdown().await,
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+        }
+    });
+    (rx, total_rx)
+}
+
+/// Streams the collection's documents, the schema's columns projected, into `tx` in batches
+/// of [`BATCH`], after sending the estimated count into `total_tx`. Returns the client, to
+/// shut down.
+async fn fetch(
+    src: &MongoSource,
+    tx: &std::sync::mpsc::SyncSender<Result<Vec<RawDocumentBuf>>>,
+    total_tx: &std::sync::mpsc::SyncSender<u64>,
+) -> Result<Client> {
+    let client = src.connect().await?;
+    let coll = client
+        .database(&src.db)
+        .collection::<RawDocumentBuf>(&src.collection);
+    let total = coll.estimated_document_count().await.unwrap_or(0);
+    let _ = total_tx.send(total);
+    let mut projection = doc! { "_id": 0 };
+    for name in RawSchema::get().names() {
+        projection.insert(name, 1);
+    }
+    let options = FindOptions::builder()
+        .projection(projection)
+        .batch_size(BATCH)
+        .build();
+    let mut cursor = coll
+        .find(doc! {})
+        .with_options(options)
+        .await
+        .map_err(|e| src.fail("find", e))?;
+    let mut batch = Vec::with_capacity(BATCH as usize);
+    while cursor.advance().await.map_err(|e| src.fail("cursor", e))? {
+        batch.push(
+            cursor
+                .deserialize_current()
+                .map_err(|e| src.fail("document", e))?,
+        );
+        if batch.len() == BATCH as usize {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH as usize));
+            if tx.send(Ok(full)).is_err() {
+                return Ok(client); // the reader stopped
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let _ = tx.send(Ok(batch));
+    }
+    Ok(client)
+}
+
+/// Converts a batch of documents into the column buffers (`done` counts the documents),
+/// counting each field's missing and mistyped values with the first document numbers.
+fn add_batch(
+    batch: &[RawDocumentBuf],
+    buffers: &mut [Buffer],
+    report: &mut SourceReport,
+    done: &mut usize,
+) {
+    let schema = RawSchema::get();
+    for doc in batch {
+        *done += 1;
+        for (col, buffer) in schema.columns.iter().zip(buffers.iter_mut()) {
+            let value = doc.get(&col.name).ok().flatten();
+            let cell = push(buffer, col.kind, col.format.as_deref(), value);
+            let issue = match cell {
+                Cell::Value => continue,
+                Cell::Missing => {
+                    let i = report.entry(col.name.clone()).or_default();
+                    i.missing += 1;
+                    i
+                }
+                Cell::Mistyped => {
+                    let i = report.entry(col.name.clone()).or_default();
+                    i.mistyped += 1;
+                    i
+                }
+            };
+            if issue.documents.len() < 5 {
+                issue.documents.push(*done);
+            }
+        }
+    }
 }
 
 /// What `categorizer import` did.
@@ -479,6 +509,42 @@ impl ScoreWriter {
 /// already holds are skipped, so importing the same file twice stores each record once. A
 /// unique index on `ID` is created if missing.
 pub fn import(df: &DataFrame, target: &MongoSource) -> Result<ImportSummary> {
+    let (docs, without_id) = documents(df)?;
+    let read = df.height();
+    let target = target.clone();
+    crate::rt::block_on(async move {
+        let client = target.connect().await?;
+        let coll = client
+            .database(&target.db)
+            .collection::<Document>(&target.collection);
+        unique_id_index(&target, &coll).await?;
+        let existing = existing_ids(&target, &coll).await?;
+        let mut seen = std::collections::HashSet::new();
+        let fresh: Vec<Document> = docs
+            .into_iter()
+            .filter(|(id, _)| !existing.contains(id) && seen.insert(*id))
+            .map(|(_, d)| d)
+            .collect();
+        let inserted = fresh.len();
+        for chunk in fresh.chunks(BATCH as usize) {
+            coll.insert_many(chunk)
+                .with_options(InsertManyOptions::builder().ordered(false).build())
+                .await
+                .map_err(|e| target.fail("insert", e))?;
+        }
+        client.shutdown().await;
+        Ok(ImportSummary {
+            read,
+            inserted,
+            already_present: read - without_id - inserted,
+            without_id,
+        })
+    })
+}
+
+/// The records as documents of the schema's columns, each with its `ID`; and how many
+/// records had no `ID` (left out).
+fn documents(df: &DataFrame) -> Result<(Vec<(i64, Document)>, usize)> {
     let schema = RawSchema::get();
     let mut docs: Vec<(i64, Document)> = Vec::with_capacity(df.height());
     let mut without_id = 0;
@@ -535,58 +601,38 @@ pub fn import(df: &DataFrame, target: &MongoSource) -> Result<ImportSummary> {
             None => without_id += 1,
         }
     }
-    let read = df.height();
-    let target = target.clone();
-    crate::rt::block_on(async move {
-        let client = target.connect().await?;
-        let coll = client
-            .database(&target.db)
-            .collection::<Document>(&target.collection);
-        unique_id_index(&target, &coll).await?;
-        let mut existing = std::collections::HashSet::new();
-        let mut cursor = coll
-            .find(doc! {})
-            .projection(doc! { "ID": 1, "_id": 0 })
-            .await
-            .map_err(|e| target.fail("find", e))?;
-        while cursor
-            .advance()
-            .await
-            .map_err(|e| target.fail("cursor", e))?
-        {
-            let d = cursor
-                .deserialize_current()
-                .map_err(|e| target.fail("document", e))?;
-            match d.get("ID") {
-                Some(Bson::Int64(v)) => existing.insert(*v),
-                Some(Bson::Int32(v)) => existing.insert(*v as i64),
-                Some(Bson::Double(v)) => existing.insert(*v as i64),
-                _ => false,
-            };
-        }
-        // The client's shutdown waits for every cursor to be dropped.
-        drop(cursor);
-        let mut seen = std::collections::HashSet::new();
-        let fresh: Vec<Document> = docs
-            .into_iter()
-            .filter(|(id, _)| !existing.contains(id) && seen.insert(*id))
-            .map(|(_, d)| d)
-            .collect();
-        let inserted = fresh.len();
-        for chunk in fresh.chunks(BATCH as usize) {
-            coll.insert_many(chunk)
-                .with_options(InsertManyOptions::builder().ordered(false).build())
-                .await
-                .map_err(|e| target.fail("insert", e))?;
-        }
-        client.shutdown().await;
-        Ok(ImportSummary {
-            read,
-            inserted,
-            already_present: read - without_id - inserted,
-            without_id,
-        })
-    })
+    Ok((docs, without_id))
+}
+
+/// The `ID`s the collection already holds.
+async fn existing_ids(
+    target: &MongoSource,
+    coll: &mongodb::Collection<Document>,
+) -> Result<std::collections::HashSet<i64>> {
+    let mut existing = std::collections::HashSet::new();
+    let mut cursor = coll
+        .find(doc! {})
+        .projection(doc! { "ID": 1, "_id": 0 })
+        .await
+        .map_err(|e| target.fail("find", e))?;
+    while cursor
+        .advance()
+        .await
+        .map_err(|e| target.fail("cursor", e))?
+    {
+        let d = cursor
+            .deserialize_current()
+            .map_err(|e| target.fail("document", e))?;
+        match d.get("ID") {
+            Some(Bson::Int64(v)) => existing.insert(*v),
+            Some(Bson::Int32(v)) => existing.insert(*v as i64),
+            Some(Bson::Double(v)) => existing.insert(*v as i64),
+            _ => false,
+        };
+    }
+    // The client's shutdown waits for every cursor to be dropped.
+    drop(cursor);
+    Ok(existing)
 }
 
 #[cfg(test)]

@@ -20,11 +20,13 @@ mod profile;
 mod schema_check;
 mod stats;
 mod stream;
+mod tally;
 
 pub use drift::{ColumnDrift, DriftReport};
 pub use profile::{ColumnKind, ColumnProfile, EXACT_VALUES, PUBLIC_QUANTILES, Profile, QUANTILES};
 pub use stats::{jensen_shannon, ks_statistic, wasserstein};
-pub use stream::{QUANTILE_RANK_ERROR, StreamingValidation, Tally, validate_source};
+pub use stream::{QUANTILE_RANK_ERROR, StreamingValidation, validate_source};
+pub use tally::Tally;
 
 /// One numeric column's profile from its sorted values, as validation profiles a column.
 pub(crate) fn profile_column(

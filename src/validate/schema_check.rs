@@ -64,6 +64,8 @@ pub(crate) fn issue(
     })
 }
 
+/// A column's findings, in the order its checks run: missing values, then what its type
+/// checks (unknown categories; dates; range and whole numbers).
 pub(crate) fn column_findings(
     df: &DataFrame,
     col: &crate::schema::RawColumn,
@@ -72,109 +74,135 @@ pub(crate) fn column_findings(
 ) -> Result<Vec<Finding>> {
     let c = df.column(&col.name)?;
     let mut found = Vec::new();
-    let mut add = |check: &'static str, count: usize, limit: f64, message: String| {
-        found.push((check, count, limit, message));
-    };
     match col.kind {
-        RawType::Category => {
-            let known: BTreeSet<&str> = col.values.iter().map(String::as_str).collect();
-            let seen: Option<&BTreeMap<String, u64>> = reference
-                .and_then(|r| r.columns.iter().find(|p| p.name == col.name))
-                .map(|p| &p.counts);
-            let mut unknown = BTreeMap::<&str, usize>::new();
-            let mut missing = 0;
-            for v in c.str()?.iter() {
-                match v.map(str::trim).filter(|v| !v.is_empty()) {
-                    None => missing += 1,
-                    Some(v) => {
-                        let in_schema = known.is_empty() || known.contains(v);
-                        let in_reference = seen.is_none_or(|s| s.contains_key(v));
-                        if !in_schema || !in_reference {
-                            *unknown.entry(v).or_insert(0) += 1;
-                        }
-                    }
-                }
-            }
-            add(
-                "missing",
-                missing,
-                s.max_missing_share,
-                "missing values".into(),
-            );
-            let n: usize = unknown.values().sum();
-            let names: Vec<String> = unknown.keys().take(10).map(|k| format!("'{k}'")).collect();
-            add(
-                "unknown_categories",
-                n,
-                s.max_invalid_share,
-                format!("unknown categories {}", names.join(", ")),
-            );
-        }
-        RawType::Date => {
-            // Read as feature engineering reads them: a date it would set aside is not a date.
-            let days = dates::parse_column(c, date_format(col))?;
-            let mut missing = 0;
-            let mut bad = 0;
-            for (v, day) in c.str()?.iter().zip(days) {
-                match v.map(str::trim).filter(|v| !v.is_empty()) {
-                    None => missing += 1,
-                    Some(_) if day.is_none() => bad += 1,
-                    Some(_) => {}
-                }
-            }
-            add(
-                "missing",
-                missing,
-                s.max_missing_share,
-                "missing values".into(),
-            );
-            add("type", bad, s.max_invalid_share, "not dates".into());
-        }
-        RawType::Integer | RawType::Number => {
-            let f = c.cast(&DataType::Float64)?;
-            let mut missing = 0;
-            let mut outside = 0;
-            let mut fractional = 0;
-            for v in f.f64()?.iter() {
-                match v.filter(|x| !x.is_nan()) {
-                    None => missing += 1,
-                    Some(x) => {
-                        if col.min.is_some_and(|m| x < m)
-                            || col.max.is_some_and(|m| x > m)
-                            || !x.is_finite()
-                        {
-                            outside += 1;
-                        } else if col.kind == RawType::Integer && x.fract() != 0.0 {
-                            fractional += 1;
-                        }
-                    }
-                }
-            }
-            add(
-                "missing",
-                missing,
-                s.max_missing_share,
-                "missing values".into(),
-            );
-            let range = match (col.min, col.max) {
-                (Some(a), Some(b)) => format!("[{a}, {b}]"),
-                (Some(a), None) => format!(">= {a}"),
-                (None, Some(b)) => format!("<= {b}"),
-                (None, None) => "finite".into(),
-            };
-            add(
-                "range",
-                outside,
-                s.max_invalid_share,
-                format!("values outside {range}"),
-            );
-            add(
-                "type",
-                fractional,
-                s.max_invalid_share,
-                "values that are not whole numbers".into(),
-            );
-        }
+        RawType::Category => category_findings(c, col, reference, s, &mut found)?,
+        RawType::Date => date_findings(c, col, s, &mut found)?,
+        RawType::Integer | RawType::Number => number_findings(c, col, s, &mut found)?,
     }
     Ok(found)
+}
+
+/// A category column: missing values, and values the schema or the reference does not know.
+fn category_findings(
+    c: &Column,
+    col: &crate::schema::RawColumn,
+    reference: Option<&Profile>,
+    s: &ValidationSettings,
+    found: &mut Vec<Finding>,
+) -> Result<()> {
+    let known: BTreeSet<&str> = col.values.iter().map(String::as_str).collect();
+    let seen: Option<&BTreeMap<String, u64>> = reference
+        .and_then(|r| r.columns.iter().find(|p| p.name == col.name))
+        .map(|p| &p.counts);
+    let mut unknown = BTreeMap::<&str, usize>::new();
+    let mut missing = 0;
+    for v in c.str()?.iter() {
+        match v.map(str::trim).filter(|v| !v.is_empty()) {
+            None => missing += 1,
+            Some(v) => {
+                let in_schema = known.is_empty() || known.contains(v);
+                let in_reference = seen.is_none_or(|s| s.contains_key(v));
+                if !in_schema || !in_reference {
+                    *unknown.entry(v).or_insert(0) += 1;
+                }
+            }
+        }
+    }
+    found.push((
+        "missing",
+        missing,
+        s.max_missing_share,
+        "missing values".into(),
+    ));
+    let n: usize = unknown.values().sum();
+    let names: Vec<String> = unknown.keys().take(10).map(|k| format!("'{k}'")).collect();
+    found.push((
+        "unknown_categories",
+        n,
+        s.max_invalid_share,
+        format!("unknown categories {}", names.join(", ")),
+    ));
+    Ok(())
+}
+
+/// A date column: missing values, and texts that are not dates.
+fn date_findings(
+    c: &Column,
+    col: &crate::schema::RawColumn,
+    s: &ValidationSettings,
+    found: &mut Vec<Finding>,
+) -> Result<()> {
+    // Read as feature engineering reads them: a date it would set aside is not a date.
+    let days = dates::parse_column(c, date_format(col))?;
+    let mut missing = 0;
+    let mut bad = 0;
+    for (v, day) in c.str()?.iter().zip(days) {
+        match v.map(str::trim).filter(|v| !v.is_empty()) {
+            None => missing += 1,
+            Some(_) if day.is_none() => bad += 1,
+            Some(_) => {}
+        }
+    }
+    found.push((
+        "missing",
+        missing,
+        s.max_missing_share,
+        "missing values".into(),
+    ));
+    found.push(("type", bad, s.max_invalid_share, "not dates".into()));
+    Ok(())
+}
+
+/// A number column: missing values, values outside the column's range, and fractions in
+/// an integer column.
+fn number_findings(
+    c: &Column,
+    col: &crate::schema::RawColumn,
+    s: &ValidationSettings,
+    found: &mut Vec<Finding>,
+) -> Result<()> {
+    let f = c.cast(&DataType::Float64)?;
+    let mut missing = 0;
+    let mut outside = 0;
+    let mut fractional = 0;
+    for v in f.f64()?.iter() {
+        match v.filter(|x| !x.is_nan()) {
+            None => missing += 1,
+            Some(x) => {
+                if col.min.is_some_and(|m| x < m)
+                    || col.max.is_some_and(|m| x > m)
+                    || !x.is_finite()
+                {
+                    outside += 1;
+                } else if col.kind == RawType::Integer && x.fract() != 0.0 {
+                    fractional += 1;
+                }
+            }
+        }
+    }
+    found.push((
+        "missing",
+        missing,
+        s.max_missing_share,
+        "missing values".into(),
+    ));
+    let range = match (col.min, col.max) {
+        (Some(a), Some(b)) => format!("[{a}, {b}]"),
+        (Some(a), None) => format!(">= {a}"),
+        (None, Some(b)) => format!("<= {b}"),
+        (None, None) => "finite".into(),
+    };
+    found.push((
+        "range",
+        outside,
+        s.max_invalid_share,
+        format!("values outside {range}"),
+    ));
+    found.push((
+        "type",
+        fractional,
+        s.max_invalid_share,
+        "values that are not whole numbers".into(),
+    ));
+    Ok(())
 }
