@@ -96,14 +96,16 @@ fn category_findings(
         .map(|p| &p.counts);
     let mut unknown = BTreeMap::<&str, usize>::new();
     let mut missing = 0;
-    for v in c.str()?.iter() {
-        match v.map(str::trim).filter(|v| !v.is_empty()) {
-            None => missing += 1,
-            Some(v) => {
-                let in_schema = known.is_empty() || known.contains(v);
-                let in_reference = seen.is_none_or(|s| s.contains_key(v));
-                if !in_schema || !in_reference {
-                    *unknown.entry(v).or_insert(0) += 1;
+    for chunk in c.str()?.downcast_iter() {
+        for v in chunk.iter() {
+            match v.map(str::trim).filter(|v| !v.is_empty()) {
+                None => missing += 1,
+                Some(v) => {
+                    let in_schema = known.is_empty() || known.contains(v);
+                    let in_reference = seen.is_none_or(|s| s.contains_key(v));
+                    if !in_schema || !in_reference {
+                        *unknown.entry(v).or_insert(0) += 1;
+                    }
                 }
             }
         }
@@ -165,17 +167,21 @@ fn number_findings(
     let mut missing = 0;
     let mut outside = 0;
     let mut fractional = 0;
-    for v in f.f64()?.iter() {
-        match v.filter(|x| !x.is_nan()) {
-            None => missing += 1,
-            Some(x) => {
-                if col.min.is_some_and(|m| x < m)
-                    || col.max.is_some_and(|m| x > m)
-                    || !x.is_finite()
-                {
-                    outside += 1;
-                } else if col.kind == RawType::Integer && x.fract() != 0.0 {
-                    fractional += 1;
+    // Chunk by chunk: a chunked array's own iterator is a flatten over its chunks, whose
+    // per-value step LLVM does not always inline (measured: 6% of a validation run).
+    for chunk in f.f64()?.downcast_iter() {
+        for v in chunk.iter() {
+            match v.copied().filter(|x| !x.is_nan()) {
+                None => missing += 1,
+                Some(x) => {
+                    if col.min.is_some_and(|m| x < m)
+                        || col.max.is_some_and(|m| x > m)
+                        || !x.is_finite()
+                    {
+                        outside += 1;
+                    } else if col.kind == RawType::Integer && x.fract() != 0.0 {
+                        fractional += 1;
+                    }
                 }
             }
         }
