@@ -15,6 +15,10 @@
 //!    the float32 value, as [`crate::schema::check_feature`] checks the model's input:
 //!    `Age: -0.5 is outside [0, 130]`, `Children: 0.5 is not a whole number`.
 //!
+//! A date column may be text in the schema's format or a typed DATE or TIMESTAMP column (as
+//! DuckDB's `read_csv` or a warehouse types it): a typed one is written in the schema's
+//! format first, so one rule reads every date.
+//!
 //! The numbers of rule 3's messages are the engine's own text for a fraction (a whole
 //! number is written as Rust writes it). Everything else is the same text.
 //!
@@ -31,12 +35,11 @@ use crate::error::{Error, Result};
 use crate::schema::FeatureSpec;
 use crate::schema::{DerivedFrom, FEATURES, FeatureKind, RawColumn, RawSchema, RawType};
 
-/// An engine the SQL is written for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    Spark,
-    Duckdb,
-}
+mod dialect;
+
+pub use dialect::Dialect;
+#[cfg(test)]
+use dialect::java_pattern;
 
 /// The table name the SQL reads when none is given.
 pub const DEFAULT_TABLE: &str = "customers";
@@ -58,89 +61,6 @@ const VALUE: &str = "{value}";
 
 /// The cut [`crate::answer::shown_text`] makes of a value shown in a message.
 const SHOWN: usize = 64;
-
-impl Dialect {
-    pub const ALL: [Dialect; 2] = [Dialect::Spark, Dialect::Duckdb];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Dialect::Spark => "spark",
-            Dialect::Duckdb => "duckdb",
-        }
-    }
-
-    /// The file a version stores this dialect's SQL in.
-    pub fn file(self) -> String {
-        format!("features.{}.sql", self.name())
-    }
-
-    pub fn parse(name: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|d| d.name().eq_ignore_ascii_case(name))
-            .ok_or_else(|| Error::Model(format!("no SQL dialect '{name}' (spark or duckdb)")))
-    }
-
-    fn quote(self, id: &str) -> String {
-        match self {
-            Dialect::Spark => format!("`{}`", id.replace('`', "``")),
-            Dialect::Duckdb => format!("\"{}\"", id.replace('"', "\"\"")),
-        }
-    }
-
-    /// A string literal. Spark reads backslash escapes in literals; DuckDB does not.
-    fn lit(self, s: &str) -> String {
-        match self {
-            Dialect::Spark => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
-            Dialect::Duckdb => format!("'{}'", s.replace('\'', "''")),
-        }
-    }
-
-    fn text_type(self) -> &'static str {
-        match self {
-            Dialect::Spark => "STRING",
-            Dialect::Duckdb => "VARCHAR",
-        }
-    }
-
-    /// True when `column` is held as text (a constant the engines fold).
-    fn is_text(self, column: &str) -> String {
-        let name = match self {
-            Dialect::Spark => "string",
-            Dialect::Duckdb => "VARCHAR",
-        };
-        format!("typeof({column}) = '{name}'")
-    }
-
-    /// `text` matches the (anchored) regular expression.
-    fn matches(self, text: &str, re: &str) -> String {
-        match self {
-            Dialect::Spark => format!("{text} RLIKE {}", self.lit(re)),
-            Dialect::Duckdb => format!("regexp_matches({text}, {})", self.lit(re)),
-        }
-    }
-
-    /// Integer division of non-negative integers.
-    fn div(self, a: &str, b: u32) -> String {
-        match self {
-            Dialect::Spark => format!("({a} DIV {b})"),
-            Dialect::Duckdb => format!("({a} // {b})"),
-        }
-    }
-
-    /// A key per row: Spark's is unique and increasing, not consecutive (a consecutive
-    /// number would need one partition); DuckDB's numbers the rows in the order it reads them.
-    fn row_number(self) -> &'static str {
-        match self {
-            Dialect::Spark => "monotonically_increasing_id()",
-            Dialect::Duckdb => "row_number() OVER ()",
-        }
-    }
-
-    fn text(self, e: &str) -> String {
-        format!("CAST({e} AS {})", self.text_type())
-    }
-}
 
 /// A double literal, exactly.
 fn double(v: f64) -> String {
@@ -227,7 +147,7 @@ pub fn features_sql(model: Model<'_>, dialect: Dialect, table: &str) -> Result<S
     let (texts, dates) = text_columns(raw, &features)?;
 
     let levels: [(&str, Vec<String>); 7] = [
-        ("__raw", raw_level(d, &numbers, &texts)),
+        ("__raw", raw_level(d, &numbers, &texts, &dates)),
         ("__parts", date_parts(d, &dates)),
         ("__days", date_days(d, &dates)),
         ("__values", feature_values(d, &features, &reference)),
@@ -297,7 +217,12 @@ fn text_columns<'f>(
 
 /// Level 1, over the table: the row key; each number column as a double and as text; the
 /// text of each category and date column.
-fn raw_level(d: Dialect, numbers: &[&str], texts: &[&str]) -> Vec<String> {
+fn raw_level(
+    d: Dialect,
+    numbers: &[&str],
+    texts: &[&str],
+    dates: &[(&str, DateFormat)],
+) -> Vec<String> {
     let mut raw_level = vec![format!("{} AS __row", d.row_number())];
     for c in numbers {
         let q = d.quote(c);
@@ -310,7 +235,19 @@ fn raw_level(d: Dialect, numbers: &[&str], texts: &[&str]) -> Vec<String> {
         ));
     }
     for c in texts {
-        raw_level.push(format!("{} AS {}", d.text(&d.quote(c)), s(c)));
+        let q = d.quote(c);
+        let text = match dates.iter().find(|(name, _)| name == c) {
+            // A date column may be typed (a DATE or TIMESTAMP column, as DuckDB's read_csv or
+            // a warehouse types it) or text in the schema's format.
+            Some((_, format)) => format!(
+                "CASE WHEN {} THEN {} ELSE {} END",
+                d.is_date(&q),
+                d.date_text(&q, format),
+                d.text(&q)
+            ),
+            None => d.text(&q),
+        };
+        raw_level.push(format!("{text} AS {}", s(c)));
     }
     raw_level
 }
@@ -780,5 +717,12 @@ mod tests {
         old[1].derivation = "code of Education (0: Basic)".into();
         let e = features_sql(model(&old), Dialect::Duckdb, "t").unwrap_err();
         assert!(e.to_string().contains("Education"), "{e}");
+    }
+
+    #[test]
+    fn a_date_format_becomes_the_java_pattern_of_the_same_text() {
+        assert_eq!(java_pattern("%d-%m-%Y"), "dd-MM-yyyy");
+        assert_eq!(java_pattern("%Y/%m/%d"), "yyyy/MM/dd");
+        assert_eq!(java_pattern("%YT%m'%d"), "yyyy'T'MM''dd");
     }
 }
