@@ -7,6 +7,14 @@ use crate::error::{Error, Result};
 
 const DATASET_EXTENSIONS: [&str; 5] = ["parquet", "pq", "csv", "tsv", "txt"];
 
+/// Whether a file (or an object) of this name is data a data set holds, by its extension.
+pub fn is_data_file(name: &str) -> bool {
+    Path::new(name)
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| DATASET_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
 /// The files of a dataset: every Parquet or CSV file in a directory, or those a glob's last
 /// part matches (`*` any run of characters, `?` one), in name order.
 pub fn dataset_files(spec: &str) -> Result<Vec<PathBuf>> {
@@ -31,10 +39,7 @@ pub fn dataset_files(spec: &str) -> Result<Vec<PathBuf>> {
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(&dir, e))?;
         let name = entry.file_name().to_string_lossy().to_string();
-        let known = Path::new(&name)
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| DATASET_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
+        let known = is_data_file(&name);
         let wanted = pattern.is_none_or(|p| wildcard(p, &name));
         if known && wanted && !name.starts_with('.') && entry.path().is_file() {
             files.push(entry.path());

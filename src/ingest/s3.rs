@@ -14,18 +14,9 @@ use std::time::Duration;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::DisplayErrorContext;
 
+use super::dataset::is_data_file as is_data;
 use crate::config::{S3Settings, parse_s3_uri};
 use crate::error::{Error, Result};
-
-/// Object names a dataset may hold (as a directory's files).
-const EXTENSIONS: [&str; 5] = ["parquet", "pq", "csv", "tsv", "txt"];
-
-fn is_data(key: &str) -> bool {
-    Path::new(key)
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-}
 
 /// The objects of an `s3://` source.
 pub struct S3Data {
